@@ -1,0 +1,38 @@
+# kd-lab: make install | lab | test | labs | grade | bench
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install lab test labs grade bench browser-deps clean
+
+install: $(STAMP)            ## create .venv if missing and install the course into it (idempotent)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+lab: install                 ## start JupyterLab on labs/
+	$(VENV)/bin/jupyter lab labs/
+
+test: install                ## the whole test suite (quick budget)
+	KDLAB_QUICK=1 $(PY) -m pytest
+
+labs: install                ## regenerate labs/ from solutions/
+	$(PY) -m kdlab.grading make-labs
+
+grade: install               ## grade a folder of submissions: make grade SUBMISSIONS=dir [OUT=gradebook.csv]
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/submissions [OUT=gradebook.csv]"; exit 2)
+	$(PY) -m kdlab.grading grade "$(SUBMISSIONS)" --out "$(or $(OUT),gradebook.csv)"
+
+bench: install               ## run the benchmarks, write benchmarks/results/*.json, render the README table
+	$(PY) -m benchmarks.run_all
+
+browser-deps:                ## Debian/Ubuntu: the system Chromium the browser test drives
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

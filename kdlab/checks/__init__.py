@@ -1,0 +1,8 @@
+"""The autograder checks the labs call, one per exercise: ``kd.checks.check_<exercise>(fn)``.
+
+Each check runs the student's function on small fixed inputs with known answers. It prints
+one line starting with PASSED, or raises AssertionError saying what is wrong and a hint.
+"""
+from ._common import PASS_MARK  # noqa: F401
+
+# one import line per lab module below

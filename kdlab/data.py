@@ -1,0 +1,231 @@
+"""Bundled MNIST, offline and verified: in-memory tensors, fast batches, subsets.
+
+The four gzip IDX files ship inside the package (``kdlab/assets/mnist``). Before first
+use each one is checked against its sha256; then it is extracted once into a cache
+directory (``$KDLAB_CACHE``, default ``~/.cache/kdlab``) in the layout that
+``torchvision.datasets.MNIST`` expects, and the real torchvision class reads it. Nothing
+is ever downloaded.
+
+Typical use::
+
+    x_train, y_train = kd.data.mnist("train")   # (60000, 1, 28, 28) float32, (60000,) int64
+    for x, y, idx in kd.data.Batches(x_train, y_train, batch_size=128, seed=0):
+        ...
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+ASSETS = Path(__file__).resolve().parent / "assets" / "mnist"
+MEAN, STD = 0.1307, 0.3081  # the usual MNIST normalisation (training-set pixel mean/std)
+CLASSES = tuple(range(10))
+
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# md5 of the uncompressed files, as published with the original data (see PROVENANCE.md)
+RAW_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+
+REPAIR = ("Repair: reinstall the course (`make install`, or `pip install --force-reinstall .`) "
+          "or restore the file from git (`git checkout -- kdlab/assets/mnist`).")
+
+
+class DataError(RuntimeError):
+    """The bundled data is missing or corrupted; the message says which file and how to fix it."""
+
+
+def cache_dir() -> Path:
+    """Where the uncompressed files live: ``$KDLAB_CACHE`` or ``~/.cache/kdlab``."""
+    return Path(os.environ.get("KDLAB_CACHE", Path.home() / ".cache" / "kdlab"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def expected_sha256(assets: Path = ASSETS) -> dict[str, str]:
+    """Read SHA256SUMS: {filename.gz: sha256}."""
+    sums = assets / "SHA256SUMS"
+    if not sums.exists():
+        raise DataError(f"missing checksum list {sums}. {REPAIR}")
+    out = {}
+    for line in sums.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split()
+            out[name] = digest
+    return out
+
+
+def verify_archives(assets: Path = ASSETS) -> None:
+    """Check every bundled .gz file against SHA256SUMS; raise DataError naming the bad file."""
+    for name, digest in expected_sha256(assets).items():
+        path = assets / name
+        if not path.exists():
+            raise DataError(f"MNIST file missing: {path}. {REPAIR}")
+        got = _sha256(path)
+        if got != digest:
+            raise DataError(f"MNIST file corrupted: {path} has sha256 {got}, expected {digest}. "
+                            f"{REPAIR}")
+
+
+def _extract(src: Path, dst: Path) -> None:
+    """Gunzip src to dst atomically (temp file in the same folder, then rename) and check md5."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name + ".", suffix=".part")
+    try:
+        md5 = hashlib.md5()
+        with os.fdopen(fd, "wb") as out, gzip.open(src, "rb") as inp:
+            while chunk := inp.read(1 << 20):
+                md5.update(chunk)
+                out.write(chunk)
+        if md5.hexdigest() != RAW_MD5[dst.name]:
+            raise DataError(f"{src} decompresses to data with md5 {md5.hexdigest()}, expected "
+                            f"{RAW_MD5[dst.name]}. {REPAIR}")
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _raw_ok(path: Path) -> bool:
+    if not path.exists():
+        return False
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest() == RAW_MD5[path.name]
+
+
+def prepare(root: Path | None = None, assets: Path = ASSETS) -> Path:
+    """Verify the bundled archives and extract them for torchvision; return the root folder.
+
+    Files already extracted and intact are kept; a half-written or altered one is replaced.
+    Returns: root, such that ``torchvision.datasets.MNIST(root, download=False)`` works.
+    """
+    root = Path(root) if root is not None else cache_dir()
+    verify_archives(assets)
+    raw = root / "MNIST" / "raw"
+    for names in FILES.values():
+        for name in names:
+            if not _raw_ok(raw / name):
+                _extract(assets / f"{name}.gz", raw / name)
+    return root
+
+
+@functools.lru_cache(maxsize=None)
+def _load_uint8(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision.datasets import MNIST
+
+    root = prepare()
+    ds = MNIST(str(root), train=(split == "train"), download=False)
+    return ds.data, ds.targets
+
+
+def mnist(split: str = "train", normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole MNIST split as tensors, read through torchvision from the bundled files.
+
+    Inputs:
+    - split: "train" (60,000 images) or "test" (10,000 images)
+    - normalize: if True, (pixel/255 - MEAN) / STD; else pixel/255 in [0, 1]
+    Returns:
+    - x: (N, 1, 28, 28) float32
+    - y: (N,) int64 class labels in 0..9
+    """
+    if split not in FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    data, targets = _load_uint8(split)
+    x = data.unsqueeze(1).float().div_(255.0)
+    if normalize:
+        x = x.sub_(MEAN).div_(STD)
+    return x, targets.clone()
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Undo the normalisation for display: x (..., 28, 28) -> pixels in [0, 1]."""
+    return (x * STD + MEAN).clamp(0, 1)
+
+
+def balanced_indices(labels: torch.Tensor, n_per_class: int, seed: int = 0) -> torch.Tensor:
+    """Indices of a class-balanced random subset with n_per_class examples of each class.
+
+    Inputs: labels (N,) int64; n_per_class > 0; seed for the choice.
+    Returns: (n_per_class * C,) int64 indices, sorted.
+    """
+    if n_per_class <= 0:
+        raise ValueError(f"n_per_class must be positive, got {n_per_class}")
+    g = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in labels.unique().tolist():
+        idx = (labels == c).nonzero().flatten()
+        if len(idx) < n_per_class:
+            raise ValueError(f"class {c} has only {len(idx)} examples, asked for {n_per_class}")
+        picks.append(idx[torch.randperm(len(idx), generator=g)[:n_per_class]])
+    return torch.cat(picks).sort().values
+
+
+def indices_without(labels: torch.Tensor, classes) -> torch.Tensor:
+    """Indices of the examples whose label is not in `classes` (e.g. omit every 3).
+
+    Inputs: labels (N,) int64; classes: an int or an iterable of ints.
+    Returns: (M,) int64 indices, sorted.
+    """
+    classes = [classes] if isinstance(classes, int) else list(classes)
+    keep = ~torch.isin(labels, torch.tensor(classes, dtype=labels.dtype))
+    return keep.nonzero().flatten()
+
+
+class Batches:
+    """Mini-batches of in-memory tensors by index: iterating yields (x, y, idx).
+
+    Inputs:
+    - x: (N, ...) inputs; y: (N,) labels
+    - batch_size: examples per batch
+    - shuffle: reshuffle every epoch; the order depends only on (seed, epoch), so two
+      runs with the same seed see the same data in the same order
+    - seed: seed of the shuffling
+    Yields: x[idx] (B, ...), y[idx] (B,), idx (B,) int64 positions in x (e.g. to look up
+    cached teacher logits).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 128,
+                 shuffle: bool = True, seed: int = 0):
+        if len(x) != len(y):
+            raise ValueError(f"x and y differ in length: x {tuple(x.shape)}, y {tuple(y.shape)}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return (len(self.x) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        n = len(self.x)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        self.epoch += 1
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield self.x[idx], self.y[idx], idx
+

@@ -1,0 +1,40 @@
+"""Reference distillation losses, for labs that build on an earlier exercise.
+
+Lab 03 asks students to write ``kd_loss`` themselves; later labs and the benchmarks use
+this reference version so that they do not depend on a student's answer.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _check_T(T: float) -> None:
+    if not (isinstance(T, (int, float)) and T > 0 and T != float("inf")):
+        raise ValueError(f"temperature T must be a finite number > 0, got {T!r}")
+
+
+def soft_targets(logits: torch.Tensor, T: float) -> torch.Tensor:
+    """Softmax of logits / T along the last dimension: (..., C) -> (..., C)."""
+    _check_T(T)
+    return F.softmax(logits / T, dim=-1)
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+            T: float = 4.0, alpha: float = 0.9) -> torch.Tensor:
+    """Hinton et al. (2015) distillation loss, alpha on the soft term.
+
+    (1 - alpha) * CE(student, labels) + alpha * T^2 * KL(p_teacher^T || p_student^T),
+    averaged over the batch. The teacher is a target: no gradient flows into it.
+    Inputs: student_logits (N, C), teacher_logits (N, C), labels (N,) int64, T > 0,
+    alpha in [0, 1]. Returns: a scalar tensor.
+    """
+    _check_T(T)
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"student_logits {tuple(student_logits.shape)} and teacher_logits "
+                         f"{tuple(teacher_logits.shape)} must have the same shape (N, C)")
+    soft = F.kl_div(F.log_softmax(student_logits / T, dim=-1),
+                    F.log_softmax(teacher_logits.detach() / T, dim=-1),
+                    reduction="batchmean", log_target=True)
+    hard = F.cross_entropy(student_logits, labels) if alpha < 1 else student_logits.sum() * 0
+    return (1 - alpha) * hard + alpha * T * T * soft

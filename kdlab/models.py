@@ -1,0 +1,196 @@
+"""The course's networks: the teacher ResNet, three students, feature access and cost counts.
+
+- ``Teacher``: a small ResNet for 28x28 digits (three stages of two residual blocks).
+- ``TinyCNN``: a ~9k-parameter CNN, the student that is too small to gain much from KD.
+- ``HintonMLP``: the 784-800-800-10 ReLU MLP of Hinton, Vinyals & Dean (2015).
+- ``ThinDeepCNN``: a deep, thin plain CNN (no residuals, no batch norm), the kind of student
+  FitNets (Romero et al. 2015) guide with hints.
+
+``features(model, names)`` reads intermediate feature maps by name (torchvision's
+``create_feature_extractor``); ``layer_names(model)`` lists the names; ``cost(model)``
+reports parameters and multiply-accumulates per image.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class BasicBlock(nn.Module):
+    """Residual block: two 3x3 conv-BN layers and a skip connection (1x1 conv if shapes differ).
+
+    Input (N, c_in, H, W) -> output (N, c_out, H/stride, W/stride).
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.skip = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.skip = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                      nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.skip(x))
+
+
+class Teacher(nn.Module):
+    """Small ResNet for MNIST: stem, three stages (14x14, 7x7, 4x4), global pool, linear.
+
+    Named stages for hints (width w = 24): ``stem`` (N, w, 28, 28), ``layer1`` (N, w, 14, 14),
+    ``layer2`` (N, 2w, 7, 7), ``layer3`` (N, 4w, 4, 4).
+    Input x: (N, 1, 28, 28) normalised images. Returns logits (N, 10).
+    """
+
+    def __init__(self, width: int = 24, num_classes: int = 10):
+        super().__init__()
+        w = width
+        self.width = width
+        self.stem = nn.Sequential(nn.Conv2d(1, w, 3, 1, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU())
+        self.layer1 = nn.Sequential(BasicBlock(w, w, 2), BasicBlock(w, w))
+        self.layer2 = nn.Sequential(BasicBlock(w, 2 * w, 2), BasicBlock(2 * w, 2 * w))
+        self.layer3 = nn.Sequential(BasicBlock(2 * w, 4 * w, 2), BasicBlock(4 * w, 4 * w))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x):
+        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+class TinyCNN(nn.Module):
+    """A ~9k-parameter CNN: two conv-pool stages and a linear classifier.
+
+    Input x: (N, 1, 28, 28). Returns logits (N, 10).
+    """
+
+    def __init__(self, c1: int = 8, c2: int = 16, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, c1, 3, padding=1)
+        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
+        self.fc = nn.Linear(c2 * 7 * 7, num_classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc(torch.flatten(x, 1))
+
+
+class HintonMLP(nn.Module):
+    """The 784-800-800-10 ReLU MLP of Hinton et al. (2015), no regularisation.
+
+    Input x: (N, 1, 28, 28) or (N, 784). Returns logits (N, 10).
+    """
+
+    def __init__(self, hidden: int = 800, num_classes: int = 10):
+        super().__init__()
+        self.fc1 = nn.Linear(784, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc3 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x):
+        x = torch.flatten(x, 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class ThinDeepCNN(nn.Module):
+    """A deep, thin plain CNN (no skips, no batch norm): hard to train from labels alone.
+
+    Three stages of ``depth`` 3x3 conv+ReLU layers each, ``width``, 2*width and 2*width
+    channels, the 2nd and 3rd starting with stride 2; then global pool and a linear layer.
+    Named stages: ``stage1`` (N, w, 28, 28), ``stage2`` (N, 2w, 14, 14), ``stage3`` (N, 2w, 7, 7).
+    Input x: (N, 1, 28, 28). Returns logits (N, 10).
+    """
+
+    def __init__(self, width: int = 8, depth: int = 3, num_classes: int = 10):
+        super().__init__()
+
+        def stage(c_in, c_out, stride):
+            layers = []
+            for i in range(depth):
+                layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, stride if i == 0 else 1, 1),
+                           nn.ReLU()]
+            return nn.Sequential(*layers)
+
+        self.stage1 = stage(1, width, 1)
+        self.stage2 = stage(width, 2 * width, 2)
+        self.stage3 = stage(2 * width, 2 * width, 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        x = self.stage3(self.stage2(self.stage1(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """The node names that ``features`` accepts for this model (eval-mode graph)."""
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    return get_graph_node_names(model)[1]
+
+
+def features(model: nn.Module, names) -> nn.Module:
+    """A module that returns the named intermediate feature maps of `model` as a dict.
+
+    Inputs: model; names: a str or a list of node names (see ``layer_names``), e.g.
+    ``"layer2"`` for the teacher. Returns a module mapping x (N, 1, 28, 28) to
+    {name: feature map (N, C, H, W)}. It shares the weights of `model`.
+    """
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    names = [names] if isinstance(names, str) else list(names)
+    valid = set(layer_names(model))
+    bad = [n for n in names if n not in valid]
+    if bad:
+        raise ValueError(f"unknown layer name(s) {bad} for {type(model).__name__}; "
+                         f"choose from kd.models.layer_names(model), e.g. {sorted(valid)[:8]}")
+    return create_feature_extractor(model, return_nodes=names)
+
+
+def num_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (optionally only those with requires_grad)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def cost(model: nn.Module, input_shape=(1, 1, 28, 28)) -> dict:
+    """Parameters and multiply-accumulates (MACs) per image of conv and linear layers.
+
+    Inputs: model; input_shape: (1, C, H, W) of one example.
+    Returns: {"params": int, "macs": int} (MACs for one image, biases not counted).
+    """
+    macs = 0
+
+    def hook(mod, inp, out):
+        nonlocal macs
+        if isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
+            macs += out.numel() // out.shape[0] * k
+        elif isinstance(mod, nn.Linear):
+            macs += out.numel() // out.shape[0] * mod.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    try:
+        p = next(model.parameters(), None)
+        model(torch.zeros(input_shape, device=p.device if p is not None else "cpu"))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return {"params": num_params(model), "macs": int(macs)}
+
+
+def compression(teacher: nn.Module, student: nn.Module) -> dict:
+    """Teacher/student ratios of parameters and MACs: {"params": float, "macs": float}."""
+    t, s = cost(teacher), cost(student)
+    return {"params": t["params"] / s["params"], "macs": t["macs"] / s["macs"]}
