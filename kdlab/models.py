@@ -130,10 +130,12 @@ class ThinDeepCNN(nn.Module):
 
 
 def layer_names(model: nn.Module) -> list[str]:
-    """The node names that ``features`` accepts for this model (eval-mode graph)."""
+    """The names that ``features`` accepts: submodules (e.g. "layer2") and graph nodes."""
     from torchvision.models.feature_extraction import get_graph_node_names
 
-    return get_graph_node_names(model)[1]
+    modules = [n for n, _ in model.named_modules() if n]
+    nodes = get_graph_node_names(model)[1]
+    return modules + [n for n in nodes if n not in set(modules)]
 
 
 def features(model: nn.Module, names) -> nn.Module:
@@ -150,7 +152,7 @@ def features(model: nn.Module, names) -> nn.Module:
     bad = [n for n in names if n not in valid]
     if bad:
         raise ValueError(f"unknown layer name(s) {bad} for {type(model).__name__}; "
-                         f"choose from kd.models.layer_names(model), e.g. {sorted(valid)[:8]}")
+                         f"choose from kd.models.layer_names(model), e.g. {[n for n in layer_names(model) if '.' not in n]}")
     return create_feature_extractor(model, return_nodes=names)
 
 

@@ -1,0 +1,126 @@
+"""Shared machinery of the benchmarks: budgets, run conditions, and the JSON they write.
+
+Every benchmark writes one JSON file ``<out>/<name>.json`` holding what it measured
+("results"), with what settings ("settings", "budget"), and under which conditions
+("env": torch version, threads, machine, date; "load": ``os.getloadavg()`` at start and end,
+and a "load_note" saying whether other work on the machine inflated the timings).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+BUDGETS = ("tiny", "full")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark takes: --budget and --out."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--budget", choices=BUDGETS, default="full",
+                   help="'full' for the real measurement, 'tiny' for a seconds-long smoke run")
+    p.add_argument("--out", type=Path, default=RESULTS, help=f"folder for the JSON (default {RESULTS})")
+    return p
+
+
+def pick(budget: str, full, tiny):
+    """The value of a setting for the chosen budget ('full' or 'tiny')."""
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
+    return full if budget == "full" else tiny
+
+
+def env() -> dict:
+    """The conditions of a run: software versions, threads, machine, date (UTC)."""
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def load_note(start: list[float], end: list[float]) -> str:
+    """Say whether the timings are trustworthy, from the 1-minute load before and after.
+
+    The load at the start is other people's work (ours has not begun); a value above a
+    quarter of the cores means the run shared the CPU and its timings are inflated.
+    """
+    cores = os.cpu_count() or 1
+    if start[0] > 0.25 * cores:
+        return (f"machine shared with other work: 1-min load {start[0]:.1f} at start on "
+                f"{cores} cores (end {end[0]:.1f}), so wall times are inflated relative to an "
+                "idle machine")
+    return f"machine quiet at start (1-min load {start[0]:.1f} on {cores} cores)"
+
+
+class Run:
+    """Context of one benchmark run: records load and wall time, then writes the JSON.
+
+    Use::
+
+        with Run("hinton", budget, settings, out) as run:
+            run.results["teacher_errors"] = ...
+    """
+
+    def __init__(self, name: str, budget: str, settings: dict, out: Path = RESULTS,
+                 title: str = ""):
+        self.name, self.budget, self.settings, self.out = name, budget, settings, Path(out)
+        self.title = title
+        self.results: dict = {}
+
+    def __enter__(self):
+        self.env = env()
+        self.load_start = list(os.getloadavg())
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            return False
+        load_end = list(os.getloadavg())
+        payload = {
+            "benchmark": self.name,
+            "title": self.title,
+            "budget": self.budget,
+            "settings": self.settings,
+            "results": self.results,
+            "wall_seconds": round(time.perf_counter() - self.t0, 1),
+            "env": self.env,
+            "load": {"start": [round(v, 2) for v in self.load_start],
+                     "end": [round(v, 2) for v in load_end]},
+            "load_note": load_note(self.load_start, load_end),
+        }
+        self.path = write(self.out, self.name, payload)
+        print(f"wrote {self.path}")
+        return False
+
+
+def write(out: Path, name: str, payload: dict) -> Path:
+    """Write payload as pretty JSON to out/name.json (atomically); return the path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def timed(fn, *args, **kwargs):
+    """Call fn(*args, **kwargs); return (its result, seconds of wall time)."""
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0

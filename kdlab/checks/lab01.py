@@ -1,0 +1,327 @@
+"""Checks of Lab 01 (softmax temperature): softmax with T, entropy, the T-squared gradient scale.
+
+Each check runs the student's function on small fixed inputs, compares with a reference
+computed here, and names the common mistake it recognises (no temperature, wrong dimension,
+overflow, log-probabilities, ...) before falling back to a plain got-vs-expected message.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ._common import as_tensor, call, cmp, fail, passed, short
+
+
+def _close(got: torch.Tensor, ref: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
+    """True when `got` has the shape of `ref` and (nan-free) values close to it."""
+    if tuple(got.shape) != tuple(ref.shape):
+        return False
+    got = got.detach().to(ref.dtype)
+    return bool(torch.isfinite(got).all()) and torch.allclose(got, ref, atol=atol, rtol=rtol)
+
+
+# ------------------------------------------------------------------ softmax_with_temperature
+
+_SOFTMAX = "check_softmax_with_temperature"
+
+
+def _diagnose_softmax(got: torch.Tensor, z: torch.Tensor, T: float, where: str) -> None:
+    """Name the mistake that turns softmax(z / T) into `got`, or fail with got vs expected."""
+    expected = F.softmax(z / T, dim=-1)
+    if tuple(got.shape) != tuple(expected.shape):
+        fail(_SOFTMAX, f"{where}: result has shape {tuple(got.shape)}, expected "
+                       f"{tuple(expected.shape)} (the same shape as the logits)",
+             "softmax keeps the shape: one probability per logit; do not sum or squeeze")
+    mistakes = [
+        (F.softmax(z, dim=-1),
+         f"{where}: your result does not depend on T: it equals softmax(logits), "
+         "the temperature is missing",
+         "divide the logits by T before the softmax: softmax(logits / T)"),
+        (F.softmax(z * T, dim=-1),
+         f"{where}: your result equals softmax(logits * T): you multiplied by T",
+         "a higher temperature must make the distribution softer: divide by T"),
+        (F.softmax(z / T ** 2, dim=-1),
+         f"{where}: your result equals softmax(logits / T**2): you divided by T squared",
+         "divide the logits by T once; the T**2 factor belongs to the loss, not the softmax"),
+        (F.log_softmax(z / T, dim=-1),
+         f"{where}: your result equals log_softmax(logits / T): these are "
+         "log-probabilities (all <= 0), not probabilities",
+         "return probabilities (each in [0, 1], summing to 1): exponentiate, or use F.softmax"),
+        (F.softmax(z, dim=-1) / T,
+         f"{where}: your result equals softmax(logits) / T: you divided the probabilities "
+         "by T after the softmax, so they no longer sum to 1",
+         "the temperature goes inside: softmax(logits / T)"),
+    ]
+    for dim in range(z.dim() - 1):
+        mistakes.append((F.softmax(z / T, dim=dim),
+                         f"{where}: your result sums to 1 along dimension {dim} of a batch of "
+                         f"shape {tuple(z.shape)}, not along the last dimension (the classes)",
+                         "use dim=-1 (the class dimension) in softmax and in any max/sum"))
+    if z.dim() > 1:
+        flat = F.softmax(z.flatten() / T, dim=0).view_as(z)
+        mistakes.append((flat, f"{where}: your result sums to 1 over the whole batch of shape "
+                               f"{tuple(z.shape)}, not over each row of classes",
+                         "reduce over the last dimension only: dim=-1, keepdim=True"))
+    for ref, what, hint in mistakes:
+        if _close(got, ref):
+            fail(_SOFTMAX, what, hint)
+    g = got.detach().to(expected.dtype)
+    if not torch.isfinite(g).all():
+        fail(_SOFTMAX, f"{where}: result contains nan or inf: {short(g)}",
+             "exp of a large logit overflows: subtract the max logit (along the last "
+             "dimension) before exp, or use F.softmax / log_softmax")
+    sums = g.sum(-1)
+    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
+        fail(_SOFTMAX, f"{where}: the probabilities do not sum to 1 along the last dimension "
+                       f"(sums: {short(sums)})",
+             "normalise by the sum of exp(logits / T) over the last dimension")
+    cmp(_SOFTMAX, got, expected, f"{where}: the result",
+        hint="expected softmax(logits / T) along the last dimension")
+
+
+def check_softmax_with_temperature(fn) -> None:
+    """Check ``fn(logits, T)`` = softmax(logits / T) over the last dimension.
+
+    logits: (..., C) float tensor; T: float > 0. Returns: (..., C) probabilities.
+    Also checks numerical stability for logits of magnitude 1e4, that the logits are not
+    modified in place, that gradients flow, and that T <= 0, nan or inf raise ValueError.
+    """
+    z1 = torch.tensor([2.0, 1.0, 0.1, -1.0, 3.0])
+    for T in (2.0, 0.5, 10.0):
+        z = z1.clone()
+        got = as_tensor(_SOFTMAX, call(_SOFTMAX, fn, z, T))
+        if not torch.equal(z, z1):
+            fail(_SOFTMAX, "your function changed the logits passed to it (an in-place "
+                           f"operation such as /= or div_): {short(z)}",
+                 "compute a new tensor, e.g. scaled = logits / T, instead of logits /= T")
+        if not _close(got, F.softmax(z1 / T, dim=-1)):
+            _diagnose_softmax(got, z1, T, f"logits {short(z1)}, T={T}")
+    g = torch.Generator().manual_seed(1)
+    for shape, T in (((3, 5), 2.0), ((2, 3, 4), 3.0)):
+        z = torch.randn(shape, generator=g) * 3
+        got = as_tensor(_SOFTMAX, call(_SOFTMAX, fn, z.clone(), T))
+        if not _close(got, F.softmax(z / T, dim=-1)):
+            _diagnose_softmax(got, z, T, f"a batch of logits of shape {tuple(z.shape)}, T={T}")
+    big = torch.tensor([[1e4, 1e4 - 2.0, 0.0, -1e4], [-1e4, 5e3, 5e3 + 1.0, 0.0]])
+    for T in (1.0, 4.0):
+        got = as_tensor(_SOFTMAX, call(_SOFTMAX, fn, big.clone(), T))
+        if not _close(got, F.softmax(big / T, dim=-1)):
+            g_ = got.detach().float()
+            if tuple(g_.shape) == tuple(big.shape) and not torch.isfinite(g_).all():
+                fail(_SOFTMAX, f"logits of magnitude 1e4 (T={T}) give nan or inf: {short(g_)}; "
+                               "exp(1e4) overflows",
+                     "subtract the max of logits / T along the last dimension before exp "
+                     "(softmax does not change), or use F.softmax / F.log_softmax")
+            _diagnose_softmax(got, big, T, f"logits of magnitude 1e4, T={T}")
+    zg = z1.clone().requires_grad_()
+    out = as_tensor(_SOFTMAX, call(_SOFTMAX, fn, zg, 2.0))
+    if not out.requires_grad:
+        fail(_SOFTMAX, "the result is cut off from autograd (no gradient flows to the logits)",
+             "use torch operations only: no .detach(), .item(), .numpy() or torch.tensor(...)")
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        try:
+            out = fn(z1.clone(), bad)
+        except ValueError:
+            continue
+        except NotImplementedError:
+            fail(_SOFTMAX, "not implemented yet", "write your code in the exercise cell above")
+        except Exception as e:  # noqa: BLE001 - report what the student raised instead
+            fail(_SOFTMAX, f"T={bad} raised {type(e).__name__}: {e}; expected a ValueError",
+                 "start with: if not (T > 0 and math.isfinite(T)): raise ValueError(...)")
+        fail(_SOFTMAX, f"T={bad} should raise ValueError, but your function returned "
+                       f"{short(out) if torch.is_tensor(out) else repr(out)}",
+             "reject T <= 0, nan and inf: if not (T > 0 and math.isfinite(T)): "
+             "raise ValueError(f'T must be a finite number > 0, got {T}')")
+    passed(_SOFTMAX, "correct for 1-D and batched logits, stable at 1e4, rejects bad T")
+
+
+# ------------------------------------------------------------------ entropy
+
+_ENTROPY = "check_entropy"
+
+
+def _ref_entropy(p: torch.Tensor) -> torch.Tensor:
+    return -torch.xlogy(p, p).sum(-1)
+
+
+def check_entropy(fn) -> None:
+    """Check ``fn(p)`` = -sum p log p in nats over the last dimension, with 0 log 0 = 0.
+
+    p: (..., C) probabilities. Returns: (...) entropies (the last dimension summed away).
+    """
+    p1 = torch.tensor([0.5, 0.25, 0.125, 0.125])
+    batch = torch.tensor([[0.5, 0.25, 0.125, 0.125, 0.0],
+                          [0.2, 0.2, 0.2, 0.2, 0.2],
+                          [1.0, 0.0, 0.0, 0.0, 0.0],
+                          [0.7, 0.1, 0.1, 0.05, 0.05]])
+    g = torch.Generator().manual_seed(2)
+    batch3 = F.softmax(torch.randn(2, 3, 6, generator=g) * 2, dim=-1)
+    cases = [(p1, "p = " + short(p1)),
+             (batch, f"a batch of shape {tuple(batch.shape)} (rows: mixed, uniform, one-hot, "
+                     "with zeros)"),
+             (batch3, f"a batch of shape {tuple(batch3.shape)}")]
+    for p, where in cases:
+        q = p.clone()
+        got = as_tensor(_ENTROPY, call(_ENTROPY, fn, q))
+        if not torch.equal(q, p):
+            fail(_ENTROPY, "your function changed the probabilities passed to it (in place)",
+                 "compute new tensors instead of modifying p")
+        expected = _ref_entropy(p)
+        if _close(got, expected):
+            continue
+        if tuple(got.shape) != tuple(expected.shape):
+            if p.dim() > 1 and got.dim() == 0:
+                what = "you summed over the whole batch"
+            elif tuple(got.shape) == tuple(expected.shape) + (1,):
+                what = "you kept the class dimension (keepdim=True)"
+            else:
+                what = "you summed over a dimension other than the last"
+            fail(_ENTROPY, f"{where}: result has shape {tuple(got.shape)}, expected "
+                           f"{tuple(expected.shape)}: {what}",
+                 "sum over the last dimension only: (...).sum(dim=-1)")
+        gf = got.detach().to(expected.dtype)
+        if torch.isnan(gf).any():
+            fail(_ENTROPY, f"{where}: result contains nan: {short(gf)}; a probability of 0 "
+                           "gives 0 * log(0) = 0 * (-inf) = nan",
+                 "by convention 0 log 0 = 0: use torch.xlogy(p, p), or torch.special.entr, "
+                 "or replace the nan terms by 0")
+        mistakes = [
+            (-expected, "your entropy is negative: the minus sign is missing",
+             "H(p) = -sum p log p, which is >= 0"),
+            (expected / math.log(2), "your entropy is in bits (log base 2), expected nats",
+             "use the natural logarithm: torch.log, not torch.log2"),
+            (expected / p.shape[-1], "your result is the mean over classes, not the sum",
+             "H(p) = -sum over classes of p log p: use .sum(-1), not .mean(-1)"),
+        ]
+        for ref, what, hint in mistakes:
+            if _close(got, ref):
+                fail(_ENTROPY, f"{where}: {what}", hint)
+        cmp(_ENTROPY, got, expected, f"{where}: the entropy",
+            hint="H(p) = -sum_i p_i log p_i over the last dimension, in nats")
+    passed(_ENTROPY, f"H(uniform over 5) = {math.log(5):.4f} nats, H(one-hot) = 0")
+
+
+# ------------------------------------------------------------------ gradient scale
+
+_GRAD = "check_gradient_scale"
+_TS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+def _grad_inputs():
+    """Fixed zero-mean student and teacher logits: (8, 10) each."""
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(8, 10, generator=g) * 2
+    t = torch.randn(8, 10, generator=g) * 4
+    return s - s.mean(-1, keepdim=True), t - t.mean(-1, keepdim=True)
+
+
+def reference_soft_loss_grad_norm(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                                  T: float, scale_by_T2: bool = False,
+                                  wrt_scaled: bool = False, loss_value: bool = False) -> float:
+    """Norm of d(soft loss)/d(student_logits), soft loss = KL(p_teacher^T || p_student^T).
+
+    student_logits, teacher_logits: (N, C); batch-mean reduction; times T^2 if scale_by_T2.
+    `wrt_scaled` (gradient w.r.t. logits / T) and `loss_value` (the loss, not a gradient)
+    reproduce two common mistakes for the check's messages. Returns: a float.
+    """
+    z = student_logits.detach().clone().requires_grad_()
+    leaf = (z / T).detach().requires_grad_() if wrt_scaled else None
+    inp = leaf if wrt_scaled else z / T
+    loss = F.kl_div(F.log_softmax(inp, dim=-1), F.log_softmax(teacher_logits / T, dim=-1),
+                    reduction="batchmean", log_target=True)
+    if scale_by_T2:
+        loss = loss * T * T
+    if loss_value:
+        return loss.item()
+    loss.backward()
+    return (leaf if wrt_scaled else z).grad.norm().item()
+
+
+def _measure(fn, s, t, scale: bool) -> list[float]:
+    out = []
+    for T in _TS:
+        s_in, t_in = s.clone(), t.clone()
+        v = call(_GRAD, fn, s_in, t_in, T, scale)
+        if torch.is_tensor(v):
+            if v.numel() != 1:
+                fail(_GRAD, f"expected one number (the gradient norm), got a tensor of shape "
+                            f"{tuple(v.shape)}",
+                     "return the norm of the whole gradient: logits.grad.norm().item()")
+            v = v.detach().item()
+        if not isinstance(v, (int, float)):
+            fail(_GRAD, f"expected a number (the gradient norm), got {type(v).__name__}",
+                 "return logits.grad.norm().item()")
+        if not math.isfinite(v) or v <= 0:
+            fail(_GRAD, f"T={T}, scale_by_T2={scale}: got {v}, expected a finite norm > 0",
+                 "make a copy of the student logits with requires_grad_(), compute the loss, "
+                 "call .backward() and return the norm of .grad")
+        if not (torch.equal(s_in, s) and torch.equal(t_in, t)):
+            fail(_GRAD, "your function changed the logits passed to it (in place)",
+                 "work on a copy: z = student_logits.detach().clone().requires_grad_()")
+        out.append(float(v))
+    return out
+
+
+def _fmt(xs) -> str:
+    return "[" + ", ".join(f"{x:.4g}" for x in xs) + "]"
+
+
+def _ratios_match(got, ref, rtol: float = 0.02) -> bool:
+    return all(abs(a - b) <= rtol * abs(b) for a, b in zip(got, ref))
+
+
+def check_gradient_scale(fn) -> None:
+    """Check ``fn(student_logits, teacher_logits, T, scale_by_T2)`` measures the soft-loss gradient.
+
+    fn returns the norm of d(soft loss)/d(student_logits) (a float) for logits (N, C). The
+    check measures it at T = 1..32 on fixed zero-mean logits and compares the ratios
+    g(T) / g(1) with its own autograd reference: about 1/T^2 at high T without scaling,
+    about constant with the loss multiplied by T^2. The batch reduction (mean or sum) is
+    free: only ratios are compared.
+    """
+    s, t = _grad_inputs()
+    ref = {sc: [reference_soft_loss_grad_norm(s, t, T, sc) for T in _TS] for sc in (False, True)}
+    ref_r = {sc: [v / ref[sc][0] for v in ref[sc]] for sc in ref}
+    got = _measure(fn, s, t, False)
+    r = [v / got[0] for v in got]
+    Tmax = _TS[-1]
+    if not _ratios_match(r, ref_r[False]):
+        wrt = [reference_soft_loss_grad_norm(s, t, T, False, wrt_scaled=True) for T in _TS]
+        loss = [reference_soft_loss_grad_norm(s, t, T, False, loss_value=True) for T in _TS]
+        head = (f"without T^2 scaling, your ratios g(T)/g(1) at T = {_fmt(_TS)} are {_fmt(r)}; "
+                f"expected {_fmt(ref_r[False])}")
+        if _ratios_match(r, [1.0] * len(_TS)):
+            fail(_GRAD, f"{head}: your gradient does not change with T",
+                 "divide both the student's and the teacher's logits by T before the softmax")
+        if _ratios_match(r, [v / wrt[0] for v in wrt]):
+            fail(_GRAD, f"{head}: this is the gradient with respect to logits / T, "
+                        "which shrinks like 1/T, not the gradient with respect to the logits",
+                 "call requires_grad_() on the student logits themselves, then divide by T "
+                 "inside the loss")
+        if _ratios_match(r, [v / loss[0] for v in loss]):
+            fail(_GRAD, f"{head}: these are the ratios of the loss values, not of the "
+                        "gradient norms",
+                 "call loss.backward() and return the norm of the logits' .grad")
+        fail(_GRAD, head, "soft loss = KL(softmax(teacher/T) || softmax(student/T)) "
+                          "(or cross-entropy with the soft targets); take its gradient with "
+                          "respect to the student logits and return its norm")
+    got2 = _measure(fn, s, t, True)
+    r2 = [v / got2[0] for v in got2]
+    if not _ratios_match(r2, ref_r[True]):
+        head = (f"with scale_by_T2=True, your ratios g(T)/g(1) at T = {_fmt(_TS)} are "
+                f"{_fmt(r2)}; expected {_fmt(ref_r[True])}")
+        if _ratios_match(r2, r):
+            fail(_GRAD, f"{head}: scale_by_T2=True changes nothing",
+                 "multiply the loss by T**2 when scale_by_T2 is True")
+        if _ratios_match(r2, [v * T for v, T in zip(r, _TS)]):
+            fail(_GRAD, f"{head}: you multiplied the loss by T, not T**2",
+                 "the gradient shrinks like 1/T**2, so the loss needs a factor T**2")
+        fail(_GRAD, head, "multiply the soft loss by T**2 before calling backward()")
+    if abs(got2[0] - got[0]) > 1e-4 * abs(got[0]):
+        fail(_GRAD, f"at T=1 the scaled and unscaled gradient norms differ ({got2[0]:.6g} vs "
+                    f"{got[0]:.6g}); T**2 = 1 there",
+             "scale_by_T2 should only multiply the loss by T**2")
+    passed(_GRAD, f"g({Tmax:g})/g(1) = {r[-1]:.2e} (1/T^2 = {1 / Tmax ** 2:.2e}); "
+                  f"with T^2 scaling {r2[-1]:.2f}")

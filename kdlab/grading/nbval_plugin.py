@@ -1,0 +1,144 @@
+"""pytest plugin used by the grader around nbval: per-cell report, kernel death, output limit.
+
+Loaded with ``-p kdlab.grading.nbval_plugin --kdlab-report=FILE``. For every notebook cell
+item nbval runs, one JSON line is appended (and flushed) to FILE, so the results of the
+cells that ran survive if the whole run is killed at the notebook time limit:
+
+    {"cell": code-cell number, "id": cell id, "kdlab": cell metadata "kdlab",
+     "ok": bool, "error": short message, "ename": ..., "evalue": ..., "text": stdout,
+     "timed_out": bool, "kernel_died": bool, "dead_at_start": bool, "output_limit": bool,
+     "seconds": float}
+
+It also makes nbval notice a dead kernel (``os._exit``, a crash) within a second instead of
+waiting for the cell timeout, and stops the kernel once a notebook has printed more than
+``--kdlab-max-output`` bytes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from queue import Empty
+
+import pytest
+
+TEXT_LIMIT = 20_000  # characters of a cell's output kept in the report
+
+
+class KernelDied(RuntimeError):
+    """The kernel process exited while a cell was running."""
+
+
+class OutputLimitExceeded(RuntimeError):
+    """The notebook printed more output than the grader allows."""
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("kdlab grading")
+    group.addoption("--kdlab-report", default=None, help="append per-cell JSON lines here")
+    group.addoption("--kdlab-max-output", type=int, default=20_000_000,
+                    help="bytes of output a notebook may print before its kernel is stopped")
+
+
+def _patch_nbval(max_output: int) -> None:
+    from nbval import kernel as nbkernel
+    from nbval import plugin as nbplugin
+
+    def await_reply(self, msg_id, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise Empty
+            try:
+                msg = self.get_message(stream="shell", timeout=1.0 if left is None else min(1.0, left))
+            except Empty:
+                if not self.is_alive():
+                    raise KernelDied("the kernel died while running this cell (the code "
+                                     "exited or crashed: os._exit, a segfault, out of memory)")
+                continue
+            if msg["parent_header"].get("msg_id") == msg_id:
+                if msg["content"]["status"] == "aborted":
+                    raise RuntimeError("Kernel aborted execution request")
+                return
+
+    original_get = nbplugin.IPyNbFile.get_kernel_message
+
+    def get_kernel_message(self, timeout=None, stream="iopub"):
+        msg = original_get(self, timeout=timeout, stream=stream)
+        if stream == "iopub" and msg.get("msg_type") in (
+                "stream", "display_data", "execute_result", "update_display_data", "error"):
+            content = msg.get("content", {})
+            size = len(content.get("text", "")) + sum(
+                len(v) if isinstance(v, str) else len(json.dumps(v))
+                for v in content.get("data", {}).values())
+            self._kdlab_output = getattr(self, "_kdlab_output", 0) + size
+            if self._kdlab_output > max_output:
+                if self.kernel is not None and self.kernel.is_alive():
+                    self.kernel.stop()
+                raise OutputLimitExceeded(
+                    f"the notebook printed more than {max_output:,} bytes of output; "
+                    "its kernel was stopped (print less, e.g. not inside a long loop)")
+        return msg
+
+    nbkernel.RunningKernel.await_reply = await_reply
+    nbplugin.IPyNbFile.get_kernel_message = get_kernel_message
+
+
+def pytest_configure(config):
+    if config.getoption("--kdlab-report"):
+        _patch_nbval(config.getoption("--kdlab-max-output"))
+
+
+def _outputs(item):
+    text, ename, evalue = [], "", ""
+    for out in getattr(item, "test_outputs", None) or []:
+        if out.get("output_type") == "stream":
+            text.append(out.get("text", ""))
+        elif out.get("output_type") == "error":
+            ename, evalue = out.get("ename", ""), out.get("evalue", "")
+    text = "".join(text)
+    if len(text) > TEXT_LIMIT:
+        text = text[:TEXT_LIMIT // 2] + "\n[... output truncated ...]\n" + text[-TEXT_LIMIT // 2:]
+    return text, ename, evalue
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    parent = getattr(item, "parent", None)
+    item._kdlab_timed_out_before = bool(getattr(parent, "timed_out", False))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    yield
+    path = item.config.getoption("--kdlab-report")
+    cell = getattr(item, "cell", None)
+    if not path or cell is None:
+        return
+    if call.when == "setup" and call.excinfo is None:
+        return  # the call phase reports
+    if call.when == "teardown":
+        return
+    exc = call.excinfo.value if call.excinfo is not None else None
+    text, ename, evalue = _outputs(item)
+    parent = getattr(item, "parent", None)
+    error = ""
+    if exc is not None:
+        error = f"{type(exc).__name__}: {exc}".strip()
+        first = error.splitlines()[0] if error else ""
+        error = first if len(first) < 2000 else first[:2000] + " ..."
+    record = {
+        "cell": getattr(item, "cell_num", None), "id": cell.get("id"),
+        "kdlab": dict(cell.get("metadata", {}).get("kdlab", {}) or {}),
+        "ok": exc is None and call.when == "call", "error": error,
+        "ename": ename, "evalue": evalue[:4000], "text": text,
+        "timed_out": bool(getattr(parent, "timed_out", False))
+        and not getattr(item, "_kdlab_timed_out_before", False),
+        "kernel_died": isinstance(exc, KernelDied),
+        "dead_at_start": isinstance(exc, RuntimeError) and "Kernel dead" in str(exc),
+        "output_limit": isinstance(exc, OutputLimitExceeded),
+        "seconds": round(call.stop - call.start, 3),
+    }
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()

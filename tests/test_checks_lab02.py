@@ -1,0 +1,250 @@
+"""Lab 02 checks: common mistakes are rejected with their own message, right answers pass."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdlab.checks import check_class_similarity, check_dark_knowledge
+from kdlab.checks._common import PASS_MARK
+
+
+# ------------------------------------------------------------------ class_similarity: right
+
+
+def sim_loop(probs, labels):
+    C = probs.shape[1]
+    return torch.stack([probs[labels == c].mean(dim=0) for c in range(C)])
+
+
+def sim_onehot_matmul(probs, labels):
+    onehot = F.one_hot(labels, probs.shape[1]).float()
+    return (onehot.T @ probs) / onehot.sum(0, keepdim=True).T
+
+
+def sim_index_add(probs, labels):
+    C = probs.shape[1]
+    sums = torch.zeros(C, C).index_add_(0, labels, probs)
+    return sums / torch.bincount(labels, minlength=C)[:, None]
+
+
+def sim_scatter_add_float64(probs, labels):
+    C = probs.shape[1]
+    p = probs.double()
+    sums = torch.zeros(C, C, dtype=torch.float64).scatter_add_(0, labels[:, None].expand(-1, C), p)
+    out = sums / sums.sum(1, keepdim=True)  # rows of probabilities: normalising = averaging
+    return out
+
+
+def sim_sorted_loop_python(probs, labels):
+    C = probs.shape[1]
+    rows = []
+    for c in range(C):
+        acc, n = torch.zeros(C), 0
+        for p, y in zip(probs, labels.tolist()):
+            if y == c:
+                acc += p
+                n += 1
+        rows.append(acc / n)
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("fn", [sim_loop, sim_onehot_matmul, sim_index_add,
+                                sim_scatter_add_float64, sim_sorted_loop_python])
+def test_class_similarity_accepts_right_answers(fn, capsys):
+    check_class_similarity(fn)
+    assert capsys.readouterr().out.startswith(PASS_MARK + " check_class_similarity")
+
+
+# ------------------------------------------------------------------ class_similarity: wrong
+
+
+def sim_stub(probs, labels):
+    raise NotImplementedError
+
+
+def sim_sum(probs, labels):  # rows not normalised
+    return torch.stack([probs[labels == c].sum(dim=0) for c in range(probs.shape[1])])
+
+
+def sim_transposed(probs, labels):
+    return sim_loop(probs, labels).T
+
+
+def sim_hard_argmax(probs, labels):  # hard labels (argmax) instead of soft targets
+    return sim_loop(F.one_hot(probs.argmax(1), probs.shape[1]).float(), labels)
+
+
+def sim_hard_labels(probs, labels):  # one-hot of the labels instead of soft targets
+    return sim_loop(F.one_hot(labels, probs.shape[1]).float(), labels)
+
+
+def sim_mean_wrong_axis(probs, labels):  # mean over the classes instead of the examples
+    C = probs.shape[1]
+    return torch.stack([probs[labels == c].mean(dim=1) for c in range(C)])
+
+
+def sim_broadcast_columns(probs, labels):  # (C, C) / (C,) divides the columns
+    onehot = F.one_hot(labels, probs.shape[1]).float()
+    return (onehot.T @ probs) / onehot.sum(0)
+
+
+def sim_divide_by_N(probs, labels):
+    onehot = F.one_hot(labels, probs.shape[1]).float()
+    return (onehot.T @ probs) / len(labels)
+
+
+def sim_ignores_labels(probs, labels):
+    C = probs.shape[1]
+    return probs.mean(0, keepdim=True).expand(C, C)
+
+
+def sim_softmax_again(probs, labels):
+    return sim_loop(F.softmax(probs, dim=1), labels)
+
+
+def sim_ten_classes(probs, labels):
+    return torch.stack([probs[labels == c].mean(dim=0) if (labels == c).any()
+                        else torch.zeros(probs.shape[1]) for c in range(10)])
+
+
+def sim_in_place(probs, labels):
+    out = sim_loop(probs, labels)
+    probs.zero_()
+    return out
+
+
+def sim_numpy(probs, labels):
+    return sim_loop(probs, labels).numpy()
+
+
+def sim_row_max_normalised(probs, labels):  # some other wrong normalisation
+    s = sim_sum(probs, labels)
+    return s / s.max(1, keepdim=True).values
+
+
+@pytest.mark.parametrize("fn, message", [
+    (sim_stub, "not implemented yet"),
+    (sim_sum, "rows are not normalised"),
+    (sim_transposed, "transposed"),
+    (sim_hard_argmax, "hard predictions"),
+    (sim_hard_labels, "identity matrix"),
+    (sim_mean_wrong_axis, "averaged over the classes (dim=1)"),
+    (sim_broadcast_columns, "divided column j by the count of class j"),
+    (sim_divide_by_N, "total number of examples"),
+    (sim_ignores_labels, "ignored the labels"),
+    (sim_softmax_again, "already probabilities"),
+    (sim_ten_classes, "assuming 10"),
+    (sim_in_place, "in place"),
+    (sim_numpy, "should be a torch.Tensor"),
+    (sim_row_max_normalised, "expected 1 for every row"),
+])
+def test_class_similarity_rejects_mistakes(fn, message):
+    with pytest.raises(AssertionError, match="check_class_similarity") as e:
+        check_class_similarity(fn)
+    assert message in str(e.value), str(e.value)
+    assert "Hint:" in str(e.value)
+
+
+# ------------------------------------------------------------------ dark_knowledge: right
+
+
+def dk_one_minus_true(probs, labels):
+    return 1 - probs[torch.arange(len(labels)), labels]
+
+
+def dk_gather(probs, labels):
+    return 1 - probs.gather(1, labels[:, None]).squeeze(1)
+
+
+def dk_masked_sum(probs, labels):
+    mask = F.one_hot(labels, probs.shape[1]).bool()
+    return probs.masked_fill(mask, 0).sum(dim=1)
+
+
+def dk_where(probs, labels):
+    cols = torch.arange(probs.shape[1])[None, :]
+    return torch.where(cols == labels[:, None], torch.zeros_like(probs), probs).sum(1)
+
+
+def dk_loop(probs, labels):
+    return torch.stack([sum(p[j] for j in range(len(p)) if j != y)
+                        for p, y in zip(probs, labels.tolist())])
+
+
+@pytest.mark.parametrize("fn", [dk_one_minus_true, dk_gather, dk_masked_sum, dk_where, dk_loop])
+def test_dark_knowledge_accepts_right_answers(fn, capsys):
+    check_dark_knowledge(fn)
+    assert capsys.readouterr().out.startswith(PASS_MARK + " check_dark_knowledge")
+
+
+# ------------------------------------------------------------------ dark_knowledge: wrong
+
+
+def dk_stub(probs, labels):
+    raise NotImplementedError
+
+
+def dk_includes_true(probs, labels):
+    return probs.sum(dim=1)
+
+
+def dk_argmax(probs, labels):
+    return 1 - probs.max(dim=1).values
+
+
+def dk_wrong_axis(probs, labels):
+    mask = F.one_hot(labels, probs.shape[1]).bool()
+    return probs.masked_fill(mask, 0).sum(dim=0)
+
+
+def dk_mean(probs, labels):
+    return dk_gather(probs, labels).mean()
+
+
+def dk_column_indexing(probs, labels):
+    return 1 - probs[:, labels]
+
+
+def dk_keepdim(probs, labels):
+    return 1 - probs.gather(1, labels[:, None])
+
+
+def dk_not_summed(probs, labels):
+    return probs.masked_fill(F.one_hot(labels, probs.shape[1]).bool(), 0)
+
+
+def dk_true_mass(probs, labels):
+    return probs[torch.arange(len(labels)), labels]
+
+
+def dk_in_place(probs, labels):
+    probs[torch.arange(len(labels)), labels] = 0
+    return probs.sum(1)
+
+
+def dk_max_wrong(probs, labels):  # largest wrong probability, not the total mass
+    return probs.masked_fill(F.one_hot(labels, probs.shape[1]).bool(), 0).max(1).values
+
+
+@pytest.mark.parametrize("fn, message", [
+    (dk_stub, "not implemented yet"),
+    (dk_includes_true, "including the true one"),
+    (dk_argmax, "instead of the TRUE class"),
+    (dk_wrong_axis, "reduced over the examples"),
+    (dk_mean, "returned the mean over the examples"),
+    (dk_column_indexing, "picks every label for every example"),
+    (dk_keepdim, "drop keepdim=True"),
+    (dk_not_summed, "one value per class of every example"),
+    (dk_true_mass, "probability of the true class"),
+    (dk_in_place, "changed probs in place"),
+    (dk_max_wrong, "is wrong: max abs difference"),
+])
+def test_dark_knowledge_rejects_mistakes(fn, message):
+    with pytest.raises(AssertionError, match="check_dark_knowledge") as e:
+        check_dark_knowledge(fn)
+    assert message in str(e.value), str(e.value)
+    assert "Hint:" in str(e.value)
+
+
+def test_check_rejects_non_function():
+    with pytest.raises(AssertionError, match="expected a function"):
+        check_dark_knowledge(torch.zeros(3))  # a value, not the function

@@ -1,0 +1,56 @@
+"""kdlab.models: output shapes, feature access by name, parameter/MAC counts."""
+import pytest
+import torch
+from torch import nn
+
+import kdlab as kd
+
+
+@pytest.mark.parametrize("cls", [kd.models.Teacher, kd.models.TinyCNN, kd.models.HintonMLP,
+                                 kd.models.ThinDeepCNN])
+def test_logit_shapes(cls):
+    assert cls()(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_teacher_feature_maps_by_name():
+    t = kd.models.Teacher().eval()
+    ext = kd.models.features(t, ["layer1", "layer2", "layer3"])
+    out = ext(torch.zeros(2, 1, 28, 28))
+    w = t.width
+    assert out["layer1"].shape == (2, w, 14, 14)
+    assert out["layer2"].shape == (2, 2 * w, 7, 7)
+    assert out["layer3"].shape == (2, 4 * w, 4, 4)
+    assert "layer2" in kd.models.layer_names(t)
+
+
+def test_features_share_weights_and_unknown_name():
+    s = kd.models.ThinDeepCNN()
+    ext = kd.models.features(s, "stage2")
+    x = torch.randn(2, 1, 28, 28)
+    before = ext(x)["stage2"].clone()
+    with torch.no_grad():
+        s.stage1[0].weight.mul_(2)
+    assert not torch.allclose(before, ext(x)["stage2"])
+    with pytest.raises(ValueError, match="unknown layer name.*layer_names"):
+        kd.models.features(s, "layer9")
+
+
+def test_cost_counts_known_layers():
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    assert kd.models.cost(lin) == {"params": 7850, "macs": 7840}
+    conv = nn.Conv2d(1, 4, 3, padding=1)
+    assert kd.models.cost(conv)["macs"] == 4 * 28 * 28 * 9
+    mlp = kd.models.cost(kd.models.HintonMLP())
+    assert mlp["params"] == 784 * 800 + 800 + 800 * 800 + 800 + 800 * 10 + 10
+    assert mlp["macs"] == 784 * 800 + 800 * 800 + 800 * 10
+
+
+def test_compression_ratio_teacher_vs_tiny_student():
+    r = kd.models.compression(kd.models.Teacher(), kd.models.TinyCNN())
+    assert r["params"] > 10 and r["macs"] > 10
+
+
+def test_cost_restores_training_mode():
+    m = kd.models.TinyCNN().train()
+    kd.models.cost(m)
+    assert m.training

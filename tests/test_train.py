@@ -1,0 +1,114 @@
+"""kdlab.train: the one training loop, evaluation, prediction, seeding, budget switch."""
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import kdlab as kd
+from kdlab.losses import kd_loss
+
+
+@pytest.fixture(scope="module")
+def small():
+    x, y = kd.data.mnist("train")
+    idx = kd.data.balanced_indices(y, 30, seed=0)
+    return x[idx], y[idx]
+
+
+def _train(small, seed, **kw):
+    kd.train.seed(seed)
+    m = kd.models.TinyCNN()
+    h = kd.train.fit(m, kd.data.Batches(*small, batch_size=32, seed=seed), F.cross_entropy,
+                     epochs=2, progress=False, **kw)
+    return m, h
+
+
+def test_same_seed_same_result(small):
+    m1, h1 = _train(small, 0)
+    m2, h2 = _train(small, 0)
+    m3, h3 = _train(small, 1)
+    assert h1["step_loss"] == h2["step_loss"]
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(a, b)
+    assert h1["step_loss"] != h3["step_loss"]
+
+
+def test_fit_learns_and_records_history(small):
+    kd.train.seed(0)
+    m = kd.models.TinyCNN()
+    h = kd.train.fit(m, kd.data.Batches(*small, batch_size=32), F.cross_entropy, epochs=8,
+                     progress=False, val=small)
+    assert len(h["loss"]) == 8 and len(h["val_errors"]) == 8 and len(h["epoch_time"]) == 8
+    assert h["loss"][-1] < 0.5 * h["loss"][0]
+    assert h["val_errors"][-1] < 100  # of 300 training images seen 8 times
+
+
+def test_live_and_cached_teacher_give_identical_training(small):
+    teacher = kd.models.TinyCNN(c1=4, c2=4).eval()
+    loss = functools.partial(kd_loss, T=4.0, alpha=0.9)
+    cached = kd.train.predict_logits(teacher, small[0])
+    kd.train.seed(0)
+    a = kd.models.TinyCNN()
+    ha = kd.train.fit(a, kd.data.Batches(*small, batch_size=32), loss, 1, teacher=teacher,
+                      progress=False)
+    kd.train.seed(0)
+    b = kd.models.TinyCNN()
+    hb = kd.train.fit(b, kd.data.Batches(*small, batch_size=32), loss, 1, teacher_logits=cached,
+                      progress=False)
+    assert ha["step_loss"] == pytest.approx(hb["step_loss"], rel=1e-5)
+
+
+def test_fit_errors_name_the_shapes(small):
+    m = kd.models.TinyCNN()
+    with pytest.raises(ValueError, match=r"scalar tensor, got \(32,\).*\(32, 10\)"):
+        kd.train.fit(m, kd.data.Batches(*small, batch_size=32),
+                     lambda out, y: F.cross_entropy(out, y, reduction="none"), progress=False)
+    bad = (small[0][:32], torch.full((32,), 10))
+    with pytest.raises(ValueError, match=r"labels must lie in 0..9.*\(32, 10\).*10..10"):
+        kd.train.fit(m, bad, F.cross_entropy, progress=False)
+    with pytest.raises(ValueError, match="not both"):
+        kd.train.fit(m, small, kd_loss, teacher=m, teacher_logits=torch.zeros(300, 10))
+    with pytest.raises(ValueError, match="indices"):
+        kd.train.fit(m, [(small[0][:4], small[1][:4])], kd_loss,
+                     teacher_logits=torch.zeros(300, 10), progress=False)
+
+
+def test_predict_logits_restores_mode_and_batches(small):
+    m = kd.models.TinyCNN().train()
+    out = kd.train.predict_logits(m, small[0], batch_size=7)
+    assert out.shape == (300, 10) and m.training and not out.requires_grad
+    m.eval()
+    kd.train.predict_logits(m, small[0])
+    assert not m.training
+    ref = m(small[0])
+    assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_evaluate_counts_errors(small):
+    class AlwaysZero(torch.nn.Module):
+        """Predicts class 0 for every image."""
+
+        def __init__(self):
+            super().__init__()
+            self.logits = torch.nn.Parameter(torch.eye(10)[0])
+
+        def forward(self, x):
+            return self.logits.expand(len(x), 10)
+
+    r = kd.train.evaluate(AlwaysZero(), *small)  # 30 per class: 270 are not zeros
+    assert r["errors"] == 270 and r["n"] == 300 and r["accuracy"] == pytest.approx(0.1)
+
+
+def test_budget_switch(monkeypatch):
+    monkeypatch.setenv("KDLAB_QUICK", "1")
+    assert kd.quick() and kd.budget(full=5, quick=1) == 1
+    monkeypatch.setenv("KDLAB_QUICK", "0")
+    assert not kd.quick() and kd.budget(full=5, quick=1) == 5
+    monkeypatch.delenv("KDLAB_QUICK")
+    assert kd.budget(full="full", quick="quick") == "full"
+
+
+def test_device_override(monkeypatch):
+    monkeypatch.setenv("KDLAB_DEVICE", "cpu")
+    assert kd.train.device() == torch.device("cpu")
