@@ -10,7 +10,6 @@ install: $(STAMP)            ## create .venv if missing and install the course i
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e ".[test]"
 	touch $(STAMP)
 
@@ -30,9 +29,18 @@ grade: install               ## grade a folder of submissions: make grade SUBMIS
 bench: install               ## run the benchmarks, write benchmarks/results/*.json, render the README table
 	$(PY) -m benchmarks.run_all
 
-browser-deps:                ## Debian/Ubuntu: the system Chromium the browser test drives
-	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  (apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver)
+browser-deps:                ## Debian/Ubuntu (root or sudo): the system Chromium the browser test drives
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
+	  echo "browser-deps: $$(command -v chromium) and $$(command -v chromedriver) already installed"; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "browser-deps: no apt-get here; install Chromium with your system's package manager" \
+	       "(or set KDLAB_CHROMIUM=/path/to/chromium)" >&2; exit 1; \
+	else \
+	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+	  $$SUDO apt-get update && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

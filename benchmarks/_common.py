@@ -28,7 +28,18 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--budget", choices=BUDGETS, default="full",
                    help="'full' for the real measurement, 'tiny' for a seconds-long smoke run")
     p.add_argument("--out", type=Path, default=RESULTS, help=f"folder for the JSON (default {RESULTS})")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is much faster when other "
+                        "work shares the cores)")
     return p
+
+
+def set_threads(n: int | None) -> None:
+    """Use n torch CPU threads (None keeps torch's default); the JSON records the number."""
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"--threads must be >= 1, got {n}")
+        torch.set_num_threads(n)
 
 
 def pick(budget: str, full, tiny):

@@ -22,7 +22,9 @@ with cached teacher logits.
 from __future__ import annotations
 
 import functools
+import json
 import statistics
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 import kdlab as kd
 from kdlab.losses import kd_loss
 
-from ._common import Run, parser, pick, timed
+from ._common import RESULTS, Run, parser, pick, set_threads, timed
 
 PAPER = {
     "teacher_errors": 67,
@@ -50,8 +52,8 @@ def settings_for(budget: str, epochs=None, seeds=None, omit_seeds=None) -> dict:
     s = {
         "student": "kd.models.HintonMLP (784-800-800-10 ReLU, no regularisation)",
         "teacher": "kd.teacher.load_teacher()",
-        "n_train": pick(budget, 60_000, 1_000),
-        "n_test": pick(budget, 10_000, 500),
+        "n_train": pick(budget, 60_000, 300),
+        "n_test": pick(budget, 10_000, 200),
         "epochs": pick(budget, 8, 1),
         "batch_size": 128,
         "optimizer": "Adam",
@@ -126,47 +128,66 @@ def _errors(logits: torch.Tensor, labels: torch.Tensor, cls: int = 3) -> dict:
             f"{cls}s_correct_pct": round(100 * (n_cls - e_cls) / max(n_cls, 1), 2)}
 
 
+class _Resume:
+    """Finished runs kept in <out>/hinton.partial (JSON lines) so an interrupted run resumes.
+
+    Only runs with identical settings are reused; the file is removed when all are done.
+    """
+
+    def __init__(self, out: Path, settings: dict):
+        self.path = Path(out) / "hinton.partial"
+        self.key = json.dumps({k: v for k, v in settings.items()
+                               if k not in ("seeds", "omit_seeds")}, sort_keys=True)
+        self.done = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                row = json.loads(line)
+                if row["key"] == self.key:
+                    self.done[row["name"]] = row["result"]
+        self.reused = sorted(self.done)
+
+    def get(self, name: str, fn):
+        if name not in self.done:
+            self.done[name] = fn()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"key": self.key, "name": name,
+                                    "result": self.done[name]}) + "\n")
+        return self.done[name]
+
+    def finish(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def run(budget: str = "full", out=None, epochs=None, seeds=None, omit_seeds=None) -> dict:
     """Run the reproduction and write hinton.json; return the results dict."""
     s = settings_for(budget, epochs, seeds, omit_seeds)
     title = "Hinton, Vinyals & Dean (2015), MNIST: test errors out of 10,000"
-    kw = {"out": out} if out is not None else {}
-    with Run("hinton", budget, s, title=title, **kw) as r:
+    out = Path(out) if out is not None else RESULTS
+    resume = _Resume(out, s)
+    with Run("hinton", budget, s, out=out, title=title) as r:
         x, y = kd.data.mnist("train")
         xt, yt = kd.data.mnist("test")
         x, y = x[:s["n_train"]], y[:s["n_train"]]
         xt, yt = xt[:s["n_test"]], yt[:s["n_test"]]
-        teacher = kd.teacher.load_teacher(device="cpu")
-        t_train, sec_train = timed(kd.train.predict_logits, teacher, x)
-        t_test = kd.train.predict_logits(teacher, xt)
         res = r.results
         res["paper"] = PAPER
-        res["teacher_errors"] = int((t_test.argmax(1) != yt).sum())
-        res["teacher_train_errors"] = int((t_train.argmax(1) != y).sum())
-        res["teacher_logits_seconds"] = round(sec_train, 1)
-        print(f"teacher: {res['teacher_errors']} test errors")
-
         soft = functools.partial(kd_loss, T=s["T"], alpha=s["alpha"])
-        runs = {"labels": [], "soft": []}
-        for seed in s["seeds"]:
-            for name in ("labels", "soft"):
-                if name == "labels":
-                    model, h = _train(s, seed, x, y, F.cross_entropy, (xt, yt))
-                else:
-                    model, h = _train(s, seed, x, y, soft, (xt, yt), teacher_logits=t_train)
-                e = kd.train.evaluate(model, xt, yt)["errors"]
-                runs[name].append({"seed": seed, "errors": e, "val_errors": h["val_errors"],
-                                   "seconds": round(h["seconds"], 1),
-                                   "epoch_seconds": [round(t, 1) for t in h["epoch_time"]]})
-                print(f"{name:6s} seed {seed}: {e} test errors ({h['seconds']:.0f} s)")
-        for name, rs in runs.items():
-            res[name] = _summary([q["errors"] for q in rs])
-            res[name]["runs"] = rs
-            res[name]["seconds_per_run"] = round(statistics.mean(q["seconds"] for q in rs), 1)
+        t_train = None
 
-        keep = kd.data.indices_without(y, 3)
-        omit = []
-        for seed in s["omit_seeds"]:
+        def student(name, seed):
+            if name == "labels":
+                model, h = _train(s, seed, x, y, F.cross_entropy, (xt, yt))
+            else:
+                model, h = _train(s, seed, x, y, soft, (xt, yt), teacher_logits=t_train)
+            e = kd.train.evaluate(model, xt, yt)["errors"]
+            print(f"{name:6s} seed {seed}: {e} test errors ({h['seconds']:.0f} s)", flush=True)
+            return {"seed": seed, "errors": e, "val_errors": h["val_errors"],
+                    "seconds": round(h["seconds"], 1),
+                    "epoch_seconds": [round(t, 1) for t in h["epoch_time"]]}
+
+        def omit3(seed):
+            keep = kd.data.indices_without(y, 3)
             model, h = _train(s, seed, x[keep], y[keep], soft, (xt, yt),
                               teacher_logits=t_train[keep])
             lt = kd.train.predict_logits(model, xt)
@@ -178,10 +199,28 @@ def run(budget: str = "full", out=None, epochs=None, seeds=None, omit_seeds=None
                    "train_errors_before": int((ltr.argmax(1) != y).sum()),
                    "train_errors_after": int((_with_bias(ltr, 3, b).argmax(1) != y).sum()),
                    "test_optimal_bias_for_reference": best_bias(lt, yt, 3, s["bias_grid"])}
-            omit.append(row)
             print(f"omit-3 seed {seed}: {row['before']['errors']} errors "
                   f"({row['before']['errors_on_3s']} on 3s); bias +{b}: {row['after']['errors']} "
-                  f"({row['after']['errors_on_3s']} on 3s)")
+                  f"({row['after']['errors_on_3s']} on 3s)", flush=True)
+            return row
+
+        # the label-trained students need no teacher: train them first
+        runs = {"labels": [resume.get(f"labels/{q}", lambda q=q: student("labels", q))
+                           for q in s["seeds"]]}
+        teacher = kd.teacher.load_teacher(device="cpu")
+        t_train, sec_train = timed(kd.train.predict_logits, teacher, x)
+        t_test = kd.train.predict_logits(teacher, xt)
+        res["teacher_errors"] = int((t_test.argmax(1) != yt).sum())
+        res["teacher_train_errors"] = int((t_train.argmax(1) != y).sum())
+        res["teacher_logits_seconds"] = round(sec_train, 1)
+        print(f"teacher: {res['teacher_errors']} test errors", flush=True)
+        runs["soft"] = [resume.get(f"soft/{q}", lambda q=q: student("soft", q))
+                        for q in s["seeds"]]
+        for name, rs in runs.items():
+            res[name] = _summary([q["errors"] for q in rs])
+            res[name]["runs"] = rs
+            res[name]["seconds_per_run"] = round(statistics.mean(q["seconds"] for q in rs), 1)
+        omit = [resume.get(f"omit3/{q}", lambda q=q: omit3(q)) for q in s["omit_seeds"]]
         res["omit3"] = {"runs": omit,
                         "before": _summary([q["before"]["errors"] for q in omit]),
                         "before_on_3s": _summary([q["before"]["errors_on_3s"] for q in omit]),
@@ -190,6 +229,8 @@ def run(budget: str = "full", out=None, epochs=None, seeds=None, omit_seeds=None
                         "after_3s_correct_pct": statistics.mean(
                             q["after"]["3s_correct_pct"] for q in omit),
                         "bias": statistics.mean(q["bias"] for q in omit)}
+        res["resumed_runs"] = resume.reused
+    resume.finish()
     return r.results
 
 
@@ -199,6 +240,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds of the two students")
     p.add_argument("--omit-seeds", type=int, nargs="+", default=None, help="seeds of omit-the-3s")
     a = p.parse_args(argv)
+    set_threads(a.threads)
     run(a.budget, a.out, a.epochs, a.seeds, a.omit_seeds)
 
 

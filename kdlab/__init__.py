@@ -5,8 +5,9 @@
     teacher = kd.teacher.load_teacher()
     kd.train.fit(student, kd.data.Batches(x, y), loss_fn, epochs=kd.budget(full=5, quick=1))
 """
-from . import data, models, train, teacher
+from . import checks, data, losses, models, plot, teacher, train, widgets
 from .train import budget, quick
 
 __version__ = "0.1.0"
-__all__ = ["data", "models", "train", "teacher", "budget", "quick"]
+__all__ = ["checks", "data", "losses", "models", "plot", "teacher", "train", "widgets",
+           "budget", "quick"]

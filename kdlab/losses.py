@@ -1,7 +1,8 @@
 """Reference distillation losses, for labs that build on an earlier exercise.
 
-Lab 03 asks students to write ``kd_loss`` themselves; later labs and the benchmarks use
-this reference version so that they do not depend on a student's answer.
+Lab 03 asks students to write ``kd_loss`` and Lab 04 ``hint_loss`` themselves; later labs
+and the benchmarks use these reference versions so that they do not depend on a student's
+answer.
 """
 from __future__ import annotations
 
@@ -38,3 +39,20 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
                     reduction="batchmean", log_target=True)
     hard = F.cross_entropy(student_logits, labels) if alpha < 1 else student_logits.sum() * 0
     return (1 - alpha) * hard + alpha * T * T * soft
+
+
+def hint_loss(student_features: torch.Tensor, teacher_features: torch.Tensor, regressor) -> torch.Tensor:
+    """FitNets hint loss (Romero et al. 2015): MSE between the regressed student map and the hint.
+
+    mean((regressor(student_features) - teacher_features)^2) over every element; the teacher's
+    map is a target: no gradient flows into it.
+    Inputs: student_features (N, Cs, Hs, Ws) from the guided layer; teacher_features
+    (N, Ct, Ht, Wt) from the hint layer; regressor: a module mapping (N, Cs, Hs, Ws) to
+    (N, Ct, Ht, Wt). Returns: a scalar tensor.
+    """
+    regressed = regressor(student_features)
+    if regressed.shape != teacher_features.shape:
+        raise ValueError(f"the regressor maps student features {tuple(student_features.shape)} to "
+                         f"{tuple(regressed.shape)}, but the teacher's hint is "
+                         f"{tuple(teacher_features.shape)}: build it for these channels and size")
+    return F.mse_loss(regressed, teacher_features.detach())

@@ -46,3 +46,491 @@ def mean_std_bars(results: dict, ax=None, ylabel: str = "test errors (of 10,000)
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- Lab 01: softmax temperature
+
+
+def _np(x) -> np.ndarray:
+    """A tensor, list or array -> float64 numpy array (detached, on the CPU)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _class_names(C: int, class_names=None) -> list[str]:
+    names = [str(c) for c in range(C)] if class_names is None else [str(c) for c in class_names]
+    if len(names) != C:
+        raise ValueError(f"class_names has {len(names)} names for {C} classes")
+    return names
+
+
+def temperature_curves(Ts, probs, class_names=None, ax=None, title: str = ""):
+    """Probability of each class vs temperature on a log-x axis -> Figure.
+
+    Ts: (K,) temperatures; probs: (K, C) softmax(logits / T) for each T (one row per T).
+    The dashed line is the uniform distribution 1/C that every class approaches as T grows.
+    """
+    Ts, P = _np(Ts), _np(probs)
+    if P.ndim != 2 or P.shape[0] != len(Ts):
+        raise ValueError(f"probs must be (K, C) with one row per temperature: got "
+                         f"{P.shape} for {len(Ts)} temperatures")
+    names = _class_names(P.shape[1], class_names)
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 3.6))
+    order = np.argsort(-P[np.argmin(np.abs(Ts - 1.0))])  # legend sorted by p at T = 1
+    cmap = plt.get_cmap("tab10" if P.shape[1] <= 10 else "tab20")
+    for rank, c in enumerate(order):
+        ax.plot(Ts, P[:, c], color=cmap(c % cmap.N), lw=2.2 if rank == 0 else 1.4,
+                label=f"class {names[c]}")
+    u = 1 / P.shape[1]
+    ax.axhline(u, color="k", ls="--", lw=1, label=f"uniform 1/C = {u:.2g}")
+    ax.axvline(1.0, color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("temperature T (log scale)")
+    ax.set_ylabel("probability softmax(z / T)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.set_title(title or "Each class's probability as the temperature rises")
+    fig.tight_layout()
+    return fig
+
+
+def entropy_curve(Ts, entropies, n_classes: int, marks=(1.0, 4.0, 20.0), ax=None, title: str = ""):
+    """Entropy (nats) of softmax(logits / T) vs T on a log-x axis, with its maximum log C -> Figure.
+
+    Ts: (K,) temperatures; entropies: (K,) entropies in nats; n_classes: C.
+    `marks`: temperatures labelled with their entropy (read off the curve).
+    """
+    Ts, H = _np(Ts), _np(entropies)
+    if H.shape != Ts.shape:
+        raise ValueError(f"entropies {H.shape} and Ts {Ts.shape} must have the same length")
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.2, 3.4))
+    ax.plot(Ts, H, color="C0", lw=2, label="entropy H(softmax(z / T))")
+    hmax = float(np.log(n_classes))
+    ax.axhline(hmax, color="k", ls="--", lw=1, label=f"maximum log C = {hmax:.3f}")
+    for t in marks:
+        if Ts.min() <= t <= Ts.max():
+            h = float(np.interp(np.log(t), np.log(Ts), H))
+            ax.plot([t], [h], "o", color="C3", ms=5)
+            ax.annotate(f"T={t:g}: {h:.2f}", (t, h), textcoords="offset points", xytext=(6, -12),
+                        fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("temperature T (log scale)")
+    ax.set_ylabel("entropy (nats)")
+    ax.set_ylim(0, hmax * 1.1)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(title or "Higher T, higher entropy: the distribution flattens")
+    fig.tight_layout()
+    return fig
+
+
+def draw_probability_bars(ax, probs, class_names=None, title: str = "", ylim: float = 1.0):
+    """Draw one distribution as bars on `ax` (the argmax in red); returns the BarContainer.
+
+    probs: (C,) probabilities. The y axis is fixed to [0, ylim] so bars can be compared.
+    """
+    p = _np(probs)
+    names = _class_names(len(p), class_names)
+    colors = ["#d62728" if i == int(p.argmax()) else "#6baed6" for i in range(len(p))]
+    bars = ax.bar(names, p, color=colors, edgecolor="k", lw=0.5)
+    ax.axhline(1 / len(p), color="k", ls="--", lw=0.8)
+    ax.set_ylim(0, ylim)
+    ax.set_xlabel("class")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return bars
+
+
+def temperature_bars(probs_by_T: dict, class_names=None, entropies: dict | None = None,
+                     title: str = ""):
+    """Bars of softmax(logits / T) for a few temperatures, one panel per T side by side -> Figure.
+
+    probs_by_T: {T: (C,) probabilities}; entropies: optional {T: entropy in nats} for the titles.
+    """
+    n = len(probs_by_T)
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.0), sharey=True, squeeze=False)
+    for ax, (T, p) in zip(axes[0], probs_by_T.items()):
+        p = _np(p)
+        sub = f"T = {T:g}: max p = {p.max():.3f}"
+        if entropies is not None:
+            sub += f", H = {float(entropies[T]):.2f}"
+        draw_probability_bars(ax, p, class_names, sub)
+    axes[0][0].set_ylabel("probability")
+    fig.suptitle(title or "The same logits at three temperatures", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_scale(Ts, norms, norms_scaled, ax=None, title: str = ""):
+    """Soft-loss gradient norm vs T on log-log axes, without and with the T^2 factor -> Figure.
+
+    Ts, norms, norms_scaled: (K,) the temperatures and the measured gradient norms
+    ||d loss / d student_logits|| of the soft loss, and of T^2 times it.
+    A dotted 1/T^2 guide passes through the last unscaled point.
+    """
+    Ts, g, g2 = _np(Ts), _np(norms), _np(norms_scaled)
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.2, 3.4))
+    ax.plot(Ts, g, "o-", color="C0", label="soft loss")
+    ax.plot(Ts, g2, "s-", color="C2", label="T² × soft loss")
+    ax.plot(Ts, g[-1] * (Ts[-1] / Ts) ** 2, ":", color="k", label="∝ 1/T²")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("temperature T (log scale)")
+    ax.set_ylabel("gradient norm w.r.t. student logits")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "The soft loss's gradient shrinks like 1/T²")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- Lab 02: dark knowledge
+
+
+def _soft64(logits, T: float) -> np.ndarray:
+    """Softmax of logits / T in float64 (tiny probabilities such as 1e-12 stay visible)."""
+    z = np.asarray(logits, dtype=np.float64) / T
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _pixels(image) -> np.ndarray:
+    """A normalised digit (1, 28, 28) or (28, 28) -> pixels in [0, 1] as (28, 28) numpy."""
+    from .data import denormalize
+
+    return denormalize(image.detach().cpu()).reshape(28, 28).numpy()
+
+
+def error_gallery(images, labels, probs, indices, ncols: int = 10, title: str = ""):
+    """The digits in `indices` with their label and the model's top-2 guesses -> Figure.
+
+    Inputs: images (N, 1, 28, 28) normalised; labels (N,); probs (N, C) soft targets;
+    indices: positions to show (e.g. the misclassified ones).
+    """
+    indices = list(indices)
+    nrows = max(1, -(-len(indices) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.3 * ncols, 1.55 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, indices):
+        p = np.asarray(probs[i], dtype=np.float64)
+        top = np.argsort(-p)[:2]
+        ax.imshow(_pixels(images[i]), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(f"#{i} label {int(labels[i])}\n{top[0]}: {p[top[0]]:.2f}  "
+                     f"{top[1]}: {p[top[1]]:.2f}", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_heatmap(S, ax=None, title: str = "", annotate: bool = True):
+    """Heatmap of a class-similarity matrix on a log colour scale, diagonal masked -> Figure.
+
+    Input S: (C, C), row c = mean soft target of the digits of true class c.
+    """
+    from matplotlib.colors import LogNorm
+
+    S = np.asarray(S, dtype=np.float64)
+    C = S.shape[0]
+    off = np.ma.masked_array(S, mask=np.eye(C, dtype=bool) | (S <= 0))
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.6, 4.6))
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#dddddd")
+    im = ax.imshow(off, cmap=cmap, norm=LogNorm(vmin=off.min(), vmax=off.max()))
+    fig.colorbar(im, ax=ax, label="mean probability (log scale)")
+    if annotate:
+        lo, hi = np.log(off.min()), np.log(off.max())
+        for r in range(C):
+            for c in range(C):
+                if r != c and S[r, c] > 0:
+                    dark = (np.log(S[r, c]) - lo) / max(hi - lo, 1e-12) < 0.6
+                    ax.text(c, r, f"{S[r, c]:.0e}".replace("e-0", "e-"), ha="center",
+                            va="center", fontsize=6, color="w" if dark else "k")
+    ax.set_xticks(range(C))
+    ax.set_yticks(range(C))
+    ax.set_xlabel("class the teacher gives probability to")
+    ax.set_ylabel("true class of the digit")
+    ax.set_title(title or "teacher's mean soft target per class (diagonal masked)")
+    fig.tight_layout()
+    return fig
+
+
+def dark_knowledge_vs_T(Ts, curves: dict, ax=None, title: str = ""):
+    """Mean wrong-class probability mass against temperature, one line per curve -> Figure.
+
+    Inputs: Ts (K,) temperatures; curves {label: (K,) values}.
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.6, 3.4))
+    for label, ys in curves.items():
+        ax.plot(Ts, ys, marker="o", ms=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("temperature T (log scale)")
+    ax.set_ylabel("probability on wrong classes")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def draw_soft_targets(ax_img, ax_bar, image, logits, label: int, Ts=(1.0, 4.0),
+                      caption: str = "") -> None:
+    """Draw one digit (left) and its soft targets at each T as bars on a log axis (right).
+
+    Inputs: image (1, 28, 28) normalised; logits (C,) of the teacher; label: true class;
+    Ts: temperatures, one group of bars each.
+    """
+    ax_img.clear()
+    ax_bar.clear()
+    ax_img.imshow(_pixels(image), cmap="gray_r", vmin=0, vmax=1)
+    ax_img.axis("off")
+    ax_img.set_title(caption or f"label {label}", fontsize=9)
+    logits = np.asarray(logits, dtype=np.float64)
+    C = len(logits)
+    width = 0.8 / len(Ts)
+    lows = []
+    for k, T in enumerate(Ts):
+        p = _soft64(logits, T)
+        lows.append(p.min())
+        ax_bar.bar(np.arange(C) - 0.4 + width * (k + 0.5), p, width=width, label=f"T = {T:g}",
+                   color=plt.get_cmap("tab10")(k))
+    ax_bar.set_yscale("log")
+    bottom = max(10 ** np.floor(np.log10(max(min(lows), 1e-300))), 1e-40)
+    ax_bar.set_ylim(bottom, 2)
+    ax_bar.set_xticks(range(C))
+    ax_bar.get_xticklabels()[label].set_fontweight("bold")
+    ax_bar.get_xticklabels()[label].set_color("tab:red")
+    ax_bar.set_ylabel("probability (log)")
+    ax_bar.grid(alpha=0.3, axis="y")
+    ax_bar.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def soft_targets_of_digits(images, logits, labels, indices, Ts=(1.0, 4.0), title: str = ""):
+    """One row per digit: its image beside its soft targets at each T (log axis) -> Figure.
+
+    Inputs: images (N, 1, 28, 28) normalised; logits (N, C); labels (N,); indices to show.
+    The true class is marked in red on the x axis.
+    """
+    indices = list(indices)
+    fig, axes = plt.subplots(len(indices), 2, figsize=(7, 1.9 * len(indices)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 4]})
+    for (ax_img, ax_bar), i in zip(axes, indices):
+        lg = np.asarray(logits[i], dtype=np.float64)
+        draw_soft_targets(ax_img, ax_bar, images[i], lg, int(labels[i]), Ts,
+                          caption=f"#{i}: label {int(labels[i])}, top {int(lg.argmax())}")
+    axes[-1, 1].set_xlabel("class (true class in red)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def class_map(S, edges: int = 12, ax=None, title: str = ""):
+    """The classes placed in 2-D so that similar classes sit close, strongest pairs joined.
+
+    Input S: (C, C) class similarity. Distances d = -log of the symmetrised similarity
+    (S + S^T) / 2 are embedded with classical MDS; the `edges` most similar pairs are drawn
+    as lines whose width grows with similarity. Returns the Figure.
+    """
+    S = np.asarray(S, dtype=np.float64)
+    C = S.shape[0]
+    A = (S + S.T) / 2
+    D = -np.log(np.clip(A, 1e-300, None))
+    np.fill_diagonal(D, 0.0)
+    J = np.eye(C) - 1.0 / C
+    B = -0.5 * J @ (D ** 2) @ J
+    vals, vecs = np.linalg.eigh(B)
+    order = np.argsort(vals)[::-1][:2]
+    xy = vecs[:, order] * np.sqrt(np.clip(vals[order], 0, None))
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.8, 4.4))
+    iu = np.triu_indices(C, 1)
+    strongest = np.argsort(-A[iu])[:edges]
+    w = np.log(A[iu][strongest])
+    w = 0.5 + 4.5 * (w - w.min()) / max(w.max() - w.min(), 1e-12)
+    for k, lw in zip(strongest, w):
+        a, b = iu[0][k], iu[1][k]
+        ax.plot(*xy[[a, b]].T, color="tab:blue", lw=lw, alpha=0.6, zorder=1)
+    ax.scatter(*xy.T, s=420, color="white", edgecolor="k", zorder=2)
+    for c in range(C):
+        ax.text(*xy[c], str(c), ha="center", va="center", fontsize=12, zorder=3)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or f"classes by similarity (MDS), {edges} strongest pairs joined")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- Lab 03: response-based KD
+
+
+def seed_bars(panels: dict, ylabel: str = "test errors", title: str = ""):
+    """One panel per regime, bars of mean ± sample std over seeds, runs as dots -> Figure.
+
+    panels: {panel title: {run label: [test errors, one per seed]}}.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (name, runs) in zip(axes[0], panels.items()):
+        labels = list(runs)
+        vals = [np.asarray(runs[k], dtype=float) for k in labels]
+        means = [v.mean() for v in vals]
+        stds = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in vals]
+        ax.bar(labels, means, yerr=stds, capsize=6, color=["#bdbdbd", "#6baed6"][:len(labels)],
+               edgecolor="k")
+        for i, v in enumerate(vals):
+            ax.scatter([i] * len(v), v, color="k", s=14, zorder=3)
+            ax.text(i, means[i] + stds[i], f"{means[i]:.1f} ± {stds[i]:.1f}\n", ha="center",
+                    va="bottom", fontsize=9)
+        ax.set_ylim(0, max(float(v.max()) for v in vals) * 1.3)
+        ax.set_title(name, fontsize=10)
+        ax.set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def errors_vs_transfer_size(sizes, runs: dict, ax=None, ylabel: str = "test errors", title: str = ""):
+    """Test errors against the number of transfer examples (log x axis) -> Figure.
+
+    sizes: (S,) transfer-set sizes; runs: {label: (S,) test errors}.
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.4))
+    for label, errs in runs.items():
+        ax.plot(sizes, errs, marker="o", label=label)
+        for s, e in zip(sizes, errs):
+            ax.annotate(f"{e}", (s, e), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xticks(list(sizes))
+    ax.set_xticklabels([f"{s:,}" for s in sizes])
+    ax.set_xlabel("transfer-set size (training examples)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_heatmap(errors, Ts, alphas, baseline=None, ax=None, title: str = ""):
+    """Heatmap of test errors over temperature (rows) and alpha (columns) -> Figure.
+
+    errors: (len(Ts), len(alphas)); baseline: errors of the hard-label student, shown in the
+    colour bar's label. Lower is better; each cell is annotated with its count.
+    """
+    errors = np.asarray(errors, dtype=float)
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.6, 3.8))
+    im = ax.imshow(errors, cmap="viridis_r", aspect="auto")
+    ax.set_xticks(range(len(alphas)))
+    ax.set_xticklabels([f"{a:g}" for a in alphas])
+    ax.set_yticks(range(len(Ts)))
+    ax.set_yticklabels([f"{t:g}" for t in Ts])
+    ax.set_xlabel("alpha (weight of the soft term)")
+    ax.set_ylabel("temperature T")
+    mid = (errors.min() + errors.max()) / 2
+    for i in range(errors.shape[0]):
+        for j in range(errors.shape[1]):
+            ax.text(j, i, f"{errors[i, j]:.0f}", ha="center", va="center",
+                    color="white" if errors[i, j] > mid else "black")
+    label = "test errors" + (f" (labels only: {baseline:.0f})" if baseline is not None else "")
+    fig.colorbar(im, ax=ax, label=label)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def class_accuracy_bars(acc: dict, highlight: int | None = None, ax=None, title: str = ""):
+    """Per-class test accuracy of several models side by side -> Figure.
+
+    acc: {label: (C,) accuracy per class in [0, 1]}; highlight: a class to mark (e.g. 3).
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 3.2))
+    n = len(acc)
+    width = 0.8 / n
+    for k, (label, a) in enumerate(acc.items()):
+        a = np.asarray(a, dtype=float)
+        ax.bar(np.arange(len(a)) + (k - (n - 1) / 2) * width, 100 * a, width, label=label)
+    C = len(next(iter(acc.values())))
+    ax.set_xticks(range(C))
+    if highlight is not None:
+        ax.axvspan(highlight - 0.45, highlight + 0.45, color="#fdd0a2", alpha=0.5, zorder=0)
+    ax.set_xlabel("test digit class")
+    ax.set_ylabel("accuracy (%)")
+    lo = min(float(np.min(a)) for a in acc.values())
+    ax.set_ylim(max(0.0, 100 * lo - 5), 100.5)
+    ax.legend(loc="lower right", fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- Lab 04: hint learning (FitNets)
+
+
+def hint_maps(images, maps: dict, channel=None, title: str = ""):
+    """One row per digit: the digit, then each feature map of `maps` side by side -> Figure.
+
+    Inputs: images (n, 1, 28, 28) normalised; maps {column label: (n, C, h, w)}, e.g. the
+    teacher's hint and the regressed student map before and after hint training;
+    channel: None shows the mean over channels, an int shows that channel. Each row shares
+    one colour scale, set by the first map (the teacher's), so the maps compare directly.
+    """
+    labels = list(maps)
+    n = len(images)
+    fig, axes = plt.subplots(n, 1 + len(labels), figsize=(1.45 * (1 + len(labels)), 1.5 * n),
+                             squeeze=False)
+    for r in range(n):
+        axes[r, 0].imshow(_pixels(images[r]), cmap="gray_r", vmin=0, vmax=1)
+        ref = None
+        for c, label in enumerate(labels, start=1):
+            m = maps[label][r].detach().cpu().float()
+            m = (m.mean(0) if channel is None else m[channel]).numpy()
+            if ref is None:
+                ref = (m.min(), m.max() if m.max() > m.min() else m.min() + 1)
+            axes[r, c].imshow(m, cmap="magma", vmin=ref[0], vmax=ref[1])
+            if r == 0:
+                axes[r, c].set_title(label, fontsize=8)
+        if r == 0:
+            axes[r, 0].set_title("digit", fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    what = "mean over channels" if channel is None else f"channel {channel}"
+    fig.suptitle(title or f"feature maps ({what}; one colour scale per row)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def staged_error_curves(curves: dict, stage1_epochs: float = 0, total_epochs: float | None = None,
+                        ax=None, title: str = ""):
+    """Test errors against the epochs of the shared budget, stage 1 shaded -> Figure.
+
+    Inputs: curves {label: (epochs (K,), errors (K,))}, the epoch at which each error was
+    measured (hints + KD starts its curve after stage 1); stage1_epochs: width of the shaded
+    span; total_epochs: the budget, drawn as the right edge. Log scale on y.
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.6, 3.4))
+    if stage1_epochs:
+        ax.axvspan(0, stage1_epochs, color="#eeeeee", zorder=0)
+        ax.text(stage1_epochs / 2, 0.97, "stage 1\n(hints)", transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=7, color="#555555")
+    for label, (xs, ys) in curves.items():
+        ax.plot(xs, ys, marker="o", ms=3, label=label)
+    ax.set_yscale("log")
+    ax.set_xlim(0, total_epochs if total_epochs else None)
+    ax.set_xlabel("epochs of the shared training budget")
+    ax.set_ylabel("test errors (log scale)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -248,3 +248,56 @@ def test_dark_knowledge_rejects_mistakes(fn, message):
 def test_check_rejects_non_function():
     with pytest.raises(AssertionError, match="expected a function"):
         check_dark_knowledge(torch.zeros(3))  # a value, not the function
+
+
+# ------------------------------------------------------------------ the Lab 02 explorer
+
+
+@pytest.fixture(scope="module")
+def fake_teacher():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 1, 28, 28, generator=g)
+    y = torch.arange(40) % 10
+    logits = torch.randn(40, 10, generator=g)
+    logits[torch.arange(40), y] += 6
+    logits[:5, 0] += 12  # five confident mistakes (or right answers for the 0s)
+    return x, logits, y
+
+
+def test_explorer_draws_headless_and_responds(fake_teacher):
+    import kdlab.widgets
+
+    x, logits, y = fake_teacher
+    w = kdlab.widgets.soft_target_explorer(x, logits, y, T=4.0, n_ambiguous=5)
+    png = w.picture.value
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    first = int(w.index.value)
+    wrong_mass = 1 - torch.softmax(logits, 1)[torch.arange(40), y]
+    assert first == int(wrong_mass.argmax())                    # starts at the most ambiguous
+    assert f"#{first}" in w.info.value and f"label <b>{int(y[first])}</b>" in w.info.value
+    w.next_button.click()
+    assert int(w.index.value) == int(wrong_mass.argsort(descending=True)[1])
+    assert "ambiguous 2 of 5" in w.info.value
+    before = w.picture.value
+    w.T.value = 10.0
+    assert w.picture.value != before and "T = 10.00" in w.info.value
+    w.index.value = 7
+    assert "#7" in w.info.value and "ambiguous" not in w.info.value.split("T = 10.00")[1]
+    for part, cls in [(w.index, "kd-digit-index"), (w.next_button, "kd-next-ambiguous"),
+                      (w.T, "kd-soft-T"), (w.info, "kd-digit-info"),
+                      (w.picture, "kd-soft-figure")]:
+        assert cls in part._dom_classes
+
+
+def test_explorer_rejects_bad_input(fake_teacher):
+    import kdlab.widgets
+
+    x, logits, y = fake_teacher
+    with pytest.raises(ValueError, match="same digits"):
+        kdlab.widgets.soft_target_explorer(x[:10], logits, y)
+    with pytest.raises(ValueError, match="T must be"):
+        kdlab.widgets.soft_target_explorer(x, logits, y, T=0)
+    with pytest.raises(ValueError, match=r"\(N, C\)"):
+        kdlab.widgets.soft_target_explorer(x, logits[0], y)
+    with pytest.raises(ValueError, match="index must lie"):
+        kdlab.widgets.soft_target_explorer(x, logits, y, index=40)

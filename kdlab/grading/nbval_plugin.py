@@ -16,10 +16,17 @@ waiting for the cell timeout, and stops the kernel once a notebook has printed m
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections import deque
 from queue import Empty
 
 import pytest
+
+# nbval imports nbformat -> jsonschema, which, when the optional package rfc3987_syntax is
+# installed, builds a grammar for the "iri" string format on import (seconds of CPU per
+# graded notebook). nbformat never validates that format: skip the optional import here.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 TEXT_LIMIT = 20_000  # characters of a cell's output kept in the report
 
@@ -40,18 +47,53 @@ def pytest_addoption(parser):
 
 
 def _patch_nbval(max_output: int) -> None:
-    from nbval import kernel as nbkernel
-    from nbval import plugin as nbplugin
+    """Make nbval's kernel wrapper notice a dead kernel and count (and cap) the output.
+
+    nbval waits for a cell's reply before it reads the cell's output; meanwhile we drain the
+    output into a buffer (served to nbval afterwards), counting its size as it arrives.
+    """
+    from nbval.kernel import RunningKernel
+
+    original_get = RunningKernel.get_message
+
+    def receive_iopub(self, timeout):
+        msg = original_get(self, "iopub", timeout=timeout)
+        if msg.get("msg_type") in ("stream", "display_data", "execute_result",
+                                   "update_display_data", "error"):
+            content = msg.get("content", {})
+            size = len(content.get("text", "")) + sum(
+                len(v) if isinstance(v, str) else len(json.dumps(v))
+                for v in content.get("data", {}).values())
+            self._kdlab_output = getattr(self, "_kdlab_output", 0) + size
+            if self._kdlab_output > max_output:
+                if self.is_alive():
+                    self.stop()
+                raise OutputLimitExceeded(
+                    f"the notebook printed more than {max_output:,} bytes of output; "
+                    "its kernel was stopped (print less, e.g. not inside a long loop)")
+        return msg
+
+    def get_message(self, stream, timeout=None):
+        if stream != "iopub":
+            return original_get(self, stream, timeout=timeout)
+        buffer = self.__dict__.setdefault("_kdlab_buffer", deque())
+        return buffer.popleft() if buffer else receive_iopub(self, timeout)
 
     def await_reply(self, msg_id, timeout=None):
         deadline = None if timeout is None else time.monotonic() + float(timeout)
+        buffer = self.__dict__.setdefault("_kdlab_buffer", deque())
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise Empty
             try:
-                msg = self.get_message(stream="shell", timeout=1.0 if left is None else min(1.0, left))
+                msg = original_get(self, "shell", timeout=0.2 if left is None else min(0.2, left))
             except Empty:
+                while True:  # drain and count the output produced so far
+                    try:
+                        buffer.append(receive_iopub(self, 0))
+                    except Empty:
+                        break
                 if not self.is_alive():
                     raise KernelDied("the kernel died while running this cell (the code "
                                      "exited or crashed: os._exit, a segfault, out of memory)")
@@ -61,27 +103,8 @@ def _patch_nbval(max_output: int) -> None:
                     raise RuntimeError("Kernel aborted execution request")
                 return
 
-    original_get = nbplugin.IPyNbFile.get_kernel_message
-
-    def get_kernel_message(self, timeout=None, stream="iopub"):
-        msg = original_get(self, timeout=timeout, stream=stream)
-        if stream == "iopub" and msg.get("msg_type") in (
-                "stream", "display_data", "execute_result", "update_display_data", "error"):
-            content = msg.get("content", {})
-            size = len(content.get("text", "")) + sum(
-                len(v) if isinstance(v, str) else len(json.dumps(v))
-                for v in content.get("data", {}).values())
-            self._kdlab_output = getattr(self, "_kdlab_output", 0) + size
-            if self._kdlab_output > max_output:
-                if self.kernel is not None and self.kernel.is_alive():
-                    self.kernel.stop()
-                raise OutputLimitExceeded(
-                    f"the notebook printed more than {max_output:,} bytes of output; "
-                    "its kernel was stopped (print less, e.g. not inside a long loop)")
-        return msg
-
-    nbkernel.RunningKernel.await_reply = await_reply
-    nbplugin.IPyNbFile.get_kernel_message = get_kernel_message
+    RunningKernel.get_message = get_message
+    RunningKernel.await_reply = await_reply
 
 
 def pytest_configure(config):

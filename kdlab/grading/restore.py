@@ -133,9 +133,7 @@ def restore(student_nb: dict, lab_nb: dict, checks: list) -> Restored:
         nxt = [index_of(x, cells) for x in lab_ids[k + 1:]]
         prev = max([p for p in prev if p is not None], default=-1)
         nxt = [n for n in nxt if n is not None and n > prev]
-        pos = nxt[0] if nxt else len(cells)
-        if nxt and prev >= 0:  # first lab cell after the check that comes after its section
-            pos = min(nxt)
+        pos = min(nxt) if nxt else len(cells)  # before the next lab cell after its section
         cells.insert(pos, copy.deepcopy(chk.cell))
     return Restored(cells, modified)
 
@@ -176,17 +174,26 @@ def graded_source(chk: Check, checks_dir, token: str, tag: str) -> str:
 def graded_notebook(restored: Restored, checks: list, checks_dir, token: str) -> dict:
     """The notebook that is executed: restored cells, check cells running fresh checks.
 
-    Each check cell gets metadata kdlab_grader = {"check": name}; outputs are cleared.
+    Cells are rebuilt clean (type, unique id, metadata, source; no outputs), so that any
+    notebook that parsed can be executed.
     """
     by_name = {c.name: c for c in checks}
-    cells = []
-    for i, cell in enumerate(copy.deepcopy(restored.cells)):
-        name = kdlab_meta(cell).get("check")
-        if cell.get("cell_type") == "code":
-            cell["outputs"], cell["execution_count"] = [], None
+    cells, ids = [], set()
+    for i, old in enumerate(restored.cells):
+        kind = old.get("cell_type") if old.get("cell_type") in ("code", "markdown", "raw") else "raw"
+        meta = old.get("metadata") if isinstance(old.get("metadata"), dict) else {}
+        cid = old.get("id")
+        if not isinstance(cid, str) or not re.fullmatch(r"[a-zA-Z0-9-_]{1,64}", cid) or cid in ids:
+            cid = f"kdlab-cell-{i}"  # missing, invalid or duplicate ids would stop nbval
+        ids.add(cid)
+        src = old.get("source", "")
+        cell = {"cell_type": kind, "id": cid, "metadata": copy.deepcopy(meta),
+                "source": "".join(src) if isinstance(src, list) else str(src)}
+        if kind == "code":
+            cell.update(outputs=[], execution_count=None)
+            name = kdlab_meta(cell).get("check")
             if name in by_name:
                 cell["source"] = graded_source(by_name[name], checks_dir, token, f"{i}_{token[:8]}")
-                cell["metadata"]["kdlab_grader"] = {"check": name}
         cells.append(cell)
     return {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                         "language": "python"}},

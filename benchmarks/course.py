@@ -1,0 +1,132 @@
+"""The course's own run time: every solution notebook executed end to end (nbclient), under
+the quick and the full budget, and the whole test suite (``make test``).
+
+Goals: every full-budget lab <= 10 min, the whole course (full budget) <= 25 min, the
+quick-budget suite (all notebooks with KDLAB_QUICK=1) <= 5 min. The notebooks run in memory:
+the files in solutions/ are not modified.
+
+    python -m benchmarks.course [--budget tiny|full] [--notebooks a.ipynb ...]
+                                [--budgets quick full] [--skip-make-test]
+
+``--budget tiny`` executes a one-cell notebook instead of the labs (a smoke test of the
+machinery) and skips ``make test``.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from ._common import RESULTS, ROOT, Run, parser, set_threads
+
+GOALS = {"lab_full_minutes": 10, "course_full_minutes": 25, "quick_suite_minutes": 5}
+MAKE_TEST = ["make", "-o", ".venv/.installed", "test"]  # the test recipe, without reinstalling
+
+
+def _tiny_notebook(folder: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import kdlab as kd\nprint(kd.quick())", id="setup")]
+    path = folder / "tiny.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def execute(path: Path, quick: bool, timeout: int = 1800) -> dict:
+    """Execute the notebook at `path` in memory with KDLAB_QUICK set or unset.
+
+    Returns {"seconds": float, "ok": bool, "error": str or None, "cells": int}.
+    """
+    nb = nbformat.read(path, as_version=4)
+    old = os.environ.get("KDLAB_QUICK")
+    if quick:
+        os.environ["KDLAB_QUICK"] = "1"
+    else:
+        os.environ.pop("KDLAB_QUICK", None)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    t0, error = time.perf_counter(), None
+    try:
+        client.execute()
+    except Exception as e:  # a failing notebook is recorded, the others still run
+        error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+    finally:
+        if old is None:
+            os.environ.pop("KDLAB_QUICK", None)
+        else:
+            os.environ["KDLAB_QUICK"] = old
+    return {"seconds": round(time.perf_counter() - t0, 1), "ok": error is None, "error": error,
+            "cells": sum(c.cell_type == "code" for c in nb.cells)}
+
+
+def make_test(cwd: Path = ROOT) -> dict:
+    """Run the test suite as `make test` does; return seconds, exit code and pytest's summary."""
+    t0 = time.perf_counter()
+    p = subprocess.run(MAKE_TEST, cwd=cwd, capture_output=True, text=True)
+    lines = [ln for ln in p.stdout.strip().splitlines() if ln.strip()]
+    return {"seconds": round(time.perf_counter() - t0, 1), "returncode": p.returncode,
+            "summary": lines[-1].strip("= ") if lines else p.stderr.strip()[-300:],
+            "command": " ".join(MAKE_TEST)}
+
+
+def run(budget: str = "full", out=RESULTS, notebooks=None, budgets=("quick", "full"),
+        skip_make_test: bool = False) -> dict:
+    """Time the notebooks (and make test) and write course.json; return the results."""
+    tmp = None
+    if notebooks is None and budget == "tiny":
+        tmp = tempfile.TemporaryDirectory()
+        notebooks = [_tiny_notebook(Path(tmp.name))]
+        budgets, skip_make_test = ("quick",), True
+    if notebooks is None:
+        notebooks = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = [Path(n) for n in notebooks]
+    s = {"notebooks": [n.name for n in notebooks], "budgets": list(budgets),
+         "runner": "nbclient, kernel python3, in memory (files untouched)",
+         "make_test": None if skip_make_test else " ".join(MAKE_TEST), "goals": GOALS}
+    with Run("course", budget, s, out=out, title="Course run time") as r:
+        res = r.results
+        for b in budgets:
+            rows = {}
+            for nb in notebooks:
+                rows[nb.stem] = execute(nb, quick=(b == "quick"))
+                print(f"{b:5s} {nb.name}: {rows[nb.stem]['seconds']:.0f} s"
+                      f"{'' if rows[nb.stem]['ok'] else ' FAILED ' + rows[nb.stem]['error']}",
+                      flush=True)
+            res[b] = {"notebooks": rows,
+                      "total_seconds": round(sum(v["seconds"] for v in rows.values()), 1),
+                      "all_ok": all(v["ok"] for v in rows.values())}
+        if "full" in res:
+            worst = max((v["seconds"] for v in res["full"]["notebooks"].values()), default=0)
+            res["full"]["lab_goal_met"] = worst <= 60 * GOALS["lab_full_minutes"]
+            res["full"]["course_goal_met"] = (res["full"]["total_seconds"]
+                                              <= 60 * GOALS["course_full_minutes"])
+        if "quick" in res:
+            res["quick"]["suite_goal_met"] = (res["quick"]["total_seconds"]
+                                              <= 60 * GOALS["quick_suite_minutes"])
+        if not skip_make_test:
+            res["make_test"] = make_test()
+            print(f"make test: {res['make_test']['seconds']:.0f} s, "
+                  f"{res['make_test']['summary']}", flush=True)
+    if tmp is not None:
+        tmp.cleanup()
+    return r.results
+
+
+def main(argv=None) -> None:
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--notebooks", type=Path, nargs="+", default=None,
+                   help="default: solutions/NN_*.ipynb")
+    p.add_argument("--budgets", nargs="+", choices=("quick", "full"), default=["quick", "full"])
+    p.add_argument("--skip-make-test", action="store_true", help="do not time make test")
+    a = p.parse_args(argv)
+    set_threads(a.threads)
+    run(a.budget, a.out, a.notebooks, a.budgets, a.skip_make_test)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

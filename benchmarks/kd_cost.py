@@ -1,0 +1,95 @@
+"""The cost of the second forward pass: epoch time of a distilled student with the teacher
+run live, with the teacher's logits cached once, and of the hard-label baseline.
+
+For each student, one epoch of each mode is timed per round, the modes interleaved
+(labels, cached, live, labels, ...) so that a change in the machine's load hits them alike;
+the median over rounds is reported. Caching costs one teacher pass over the training set,
+timed separately. Goal: cached KD within 10% of the baseline epoch time.
+
+    python -m benchmarks.kd_cost [--budget tiny|full] [--rounds N]
+"""
+from __future__ import annotations
+
+import functools
+import statistics
+
+import torch.nn.functional as F
+
+import kdlab as kd
+from kdlab.losses import kd_loss
+
+from ._common import RESULTS, Run, parser, pick, set_threads, timed
+
+GOAL = 1.10  # cached KD epoch time / baseline epoch time
+MODES = ("labels", "cached", "live")
+
+
+def settings_for(budget: str, rounds=None, students=None) -> dict:
+    """Settings for a budget; explicit arguments override the budget's values."""
+    s = {
+        "students": pick(budget, ["HintonMLP", "TinyCNN"], ["TinyCNN"]),
+        "n_train": pick(budget, 60_000, 256),
+        "batch_size": 128,
+        "rounds": pick(budget, 2, 1),
+        "optimizer": "Adam, lr 1e-3",
+        "loss_kd": "kdlab.losses.kd_loss, T=4, alpha=0.9",
+        "loss_labels": "cross-entropy",
+        "epoch_time": "kd.train.fit history['epoch_time'] (training only, no evaluation)",
+    }
+    if rounds is not None:
+        s["rounds"] = rounds
+    if students is not None:
+        s["students"] = list(students)
+    return s
+
+
+def _epoch(student: str, mode: str, batches, teacher, logits) -> float:
+    kd.train.seed(0)
+    model = getattr(kd.models, student)()
+    loss = F.cross_entropy if mode == "labels" else functools.partial(kd_loss, T=4.0, alpha=0.9)
+    kw = {"cached": {"teacher_logits": logits}, "live": {"teacher": teacher}}.get(mode, {})
+    h = kd.train.fit(model, batches, loss, 1, progress=False, dev="cpu", **kw)
+    return h["epoch_time"][0]
+
+
+def run(budget: str = "full", out=RESULTS, rounds=None, students=None) -> dict:
+    """Time the three modes for each student and write kd_cost.json; return the results."""
+    s = settings_for(budget, rounds, students)
+    with Run("kd_cost", budget, s, out=out,
+             title="Cost of the second forward pass: epoch seconds") as r:
+        x, y = kd.data.mnist("train")
+        x, y = x[:s["n_train"]], y[:s["n_train"]]
+        teacher = kd.teacher.load_teacher(device="cpu")
+        logits, cache_s = timed(kd.train.predict_logits, teacher, x)
+        r.results["cache_seconds"] = round(cache_s, 2)
+        batches = kd.data.Batches(x, y, s["batch_size"], seed=0)
+        for student in s["students"]:
+            times = {m: [] for m in MODES}
+            for _ in range(s["rounds"]):
+                for mode in MODES:
+                    times[mode].append(_epoch(student, mode, batches, teacher, logits))
+            med = {m: statistics.median(v) for m, v in times.items()}
+            row = {f"{m}_seconds": round(med[m], 2) for m in MODES}
+            row["all_seconds"] = {m: [round(t, 2) for t in v] for m, v in times.items()}
+            row["cached_over_labels"] = round(med["cached"] / med["labels"], 3)
+            row["live_over_labels"] = round(med["live"] / med["labels"], 3)
+            row["cached_within_goal"] = bool(med["cached"] <= GOAL * med["labels"])
+            r.results[student] = row
+            print(f"{student}: labels {med['labels']:.1f} s, cached {med['cached']:.1f} s "
+                  f"(x{row['cached_over_labels']}), live {med['live']:.1f} s "
+                  f"(x{row['live_over_labels']})", flush=True)
+        r.results["goal"] = f"cached <= {GOAL:.2f} x labels"
+    return r.results
+
+
+def main(argv=None) -> None:
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=None, help="epochs timed per mode")
+    p.add_argument("--students", nargs="+", default=None, help="e.g. HintonMLP TinyCNN")
+    a = p.parse_args(argv)
+    set_threads(a.threads)
+    run(a.budget, a.out, a.rounds, a.students)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Render the README's results table from benchmarks/results/*.json.
+
+The table sits in README.md between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``;
+``python -m benchmarks.render`` rewrites that block (and nothing else), ``--check`` exits
+with 1 if the README differs from what the JSON files give. Benchmarks whose JSON is
+missing are left out of the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ._common import RESULTS, ROOT
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+README = ROOT / "README.md"
+
+
+def load(results: Path = RESULTS) -> dict:
+    """{benchmark name: parsed JSON} for every results/*.json."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(results).glob("*.json"))}
+
+
+def _pm(d: dict, digits: int = 1) -> str:
+    if d["n_seeds"] == 1:
+        return f"{d['mean']:.0f} (1 seed)"
+    return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f} ({d['n_seeds']} seeds)"
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "no"
+
+
+def _min(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def _hinton(d: dict) -> list[tuple]:
+    r, p, s = d["results"], d["results"]["paper"], d["settings"]
+    o = r["omit3"]
+    rows = [
+        ("Teacher, test errors (of 10,000)", f"{p['teacher_errors']} (1200-1200 MLP, dropout)",
+         f"{r['teacher_errors']} (our ResNet)", _yes(r["teacher_errors"] <= p["teacher_errors"])),
+        ("784-800-800-10 MLP trained on labels", str(p["labels_errors"]), _pm(r["labels"]),
+         _yes(r["labels"]["mean"] <= p["labels_errors"])),
+        (f"same MLP on soft targets, T = {s['T']:g}", str(p["soft_errors"]), _pm(r["soft"]),
+         _yes(r["soft"]["mean"] <= p["soft_errors"])),
+        ("distilled MLP that never saw a 3: errors (on 3s)",
+         f"{p['omit3_errors']} ({p['omit3_errors_on_3s']})",
+         f"{o['before']['mean']:.0f} ({o['before_on_3s']['mean']:.0f})",
+         _yes(o["before"]["mean"] <= p["omit3_errors"])),
+        ("... after raising the class-3 bias: errors (on 3s), 3s right",
+         f"+{p['omit3_bias']} (on test): {p['omit3_bias_errors']} ({p['omit3_bias_errors_on_3s']}), "
+         f"{p['omit3_bias_3s_correct_pct']}%",
+         f"+{o['bias']:.1f} (on train): {o['after']['mean']:.0f} ({o['after_on_3s']['mean']:.0f}), "
+         f"{o['after_3s_correct_pct']:.1f}%",
+         _yes(o["after"]["mean"] <= p["omit3_bias_errors"])),
+    ]
+    return rows
+
+
+def _kd_cost(d: dict) -> list[tuple]:
+    rows = []
+    for student, v in d["results"].items():
+        if not isinstance(v, dict):
+            continue
+        rows.append((f"KD epoch, cached teacher logits vs labels only ({student})", "≤ 1.10×",
+                     f"{v['cached_over_labels']:.2f}× ({v['cached_seconds']:.1f} s vs "
+                     f"{v['labels_seconds']:.1f} s)", _yes(v["cached_within_goal"])))
+        rows.append((f"KD epoch, teacher run live vs labels only ({student})", "-",
+                     f"{v['live_over_labels']:.2f}× ({v['live_seconds']:.1f} s)", "-"))
+    return rows
+
+
+def _course(d: dict) -> list[tuple]:
+    r, goals = d["results"], d["settings"]["goals"]
+    rows = []
+    if "full" in r:
+        nbs = r["full"]["notebooks"]
+        slow = max(nbs, key=lambda k: nbs[k]["seconds"])
+        rows.append(("Slowest lab, full budget", f"≤ {goals['lab_full_minutes']} min",
+                     f"{_min(nbs[slow]['seconds'])} ({slow})", _yes(r["full"]["lab_goal_met"])))
+        rows.append((f"Whole course, full budget ({len(nbs)} notebooks)",
+                     f"≤ {goals['course_full_minutes']} min", _min(r["full"]["total_seconds"])
+                     + ("" if r["full"]["all_ok"] else ", with failures"),
+                     _yes(r["full"]["course_goal_met"] and r["full"]["all_ok"])))
+    if "quick" in r:
+        rows.append((f"All notebooks, quick budget ({len(r['quick']['notebooks'])})",
+                     f"≤ {goals['quick_suite_minutes']} min", _min(r["quick"]["total_seconds"])
+                     + ("" if r["quick"]["all_ok"] else ", with failures"),
+                     _yes(r["quick"]["suite_goal_met"] and r["quick"]["all_ok"])))
+    if "make_test" in r:
+        m = r["make_test"]
+        rows.append(("`make test`, whole suite (quick budget)",
+                     f"≤ {goals['quick_suite_minutes']} min", f"{_min(m['seconds'])} ({m['summary']})",
+                     _yes(m["seconds"] <= 60 * goals["quick_suite_minutes"] and m["returncode"] == 0)))
+    return rows
+
+
+def _throughput(d: dict) -> list[tuple]:
+    r = d["results"]
+    names = {"loader": "In-memory loader (`kd.data.Batches`)"}
+    rows = []
+    for key, v in r.items():
+        if key in names:
+            what = names[key]
+        else:
+            model, kind = key.rsplit("_", 1)
+            what = f"{model} {kind}"
+            if "macs" in v:
+                what += f" ({v['params'] / 1e6:.2f} M params, {v['macs'] / 1e6:.1f} M MACs/image)"
+        rows.append((what, "-", f"{v['images_per_s']:,} images/s (best {v['best_images_per_s']:,})",
+                     "-"))
+    return rows
+
+
+SECTIONS = [("hinton", _hinton), ("kd_cost", _kd_cost), ("course", _course),
+            ("throughput", _throughput)]
+
+
+def _conditions(name: str, d: dict) -> str:
+    e, ld = d["env"], d["load"]
+    shared = "shared machine, timings inflated" if d["load_note"].startswith("machine shared") \
+        else "quiet machine"
+    budget = "" if d["budget"] == "full" else f" **{d['budget']} budget**,"
+    extra = ""
+    if name == "hinton":
+        s = d["settings"]
+        extra = (f" epochs {s['epochs']}, seeds {s['seeds']} (omit-3s: {s['omit_seeds']}), batch {s['batch_size']}, {s['optimizer']} lr {s['lr']:g} "
+                 f"cosine, alpha {s['alpha']:g}, class-3 bias chosen on the training set;"
+                 f" {d['results']['soft']['seconds_per_run']:.0f} s per distilled run;")
+    return (f"- `{name}.json`:{budget}{extra} {e['date'][:16].replace('T', ' ')} UTC, "
+            f"torch {e['torch']}, {e['threads']} threads, {e['cpu_count']} CPUs ({e['machine']}), "
+            f"load {ld['start'][0]:.1f} → {ld['end'][0]:.1f} ({shared}), "
+            f"{d['wall_seconds'] / 60:.1f} min in all")
+
+
+def render(results: Path = RESULTS) -> str:
+    """The markdown block (table + conditions of each run) for the JSON files in `results`."""
+    data = load(results)
+    if not any(name in data for name, _ in SECTIONS):
+        return "No benchmark results yet: run `make bench`."
+    rows, notes = [], []
+    for name, fn in SECTIONS:
+        if name in data:
+            rows += fn(data[name])
+            notes.append(_conditions(name, data[name]))
+    lines = ["| Measurement | Paper / goal | This course | At or below? |",
+             "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    lines += ["", "Conditions of each run (from the JSON files in `benchmarks/results/`):", ""]
+    lines += notes
+    return "\n".join(lines)
+
+
+def section(readme_text: str) -> str:
+    """The text between the markers in the README; ValueError if the markers are missing."""
+    if BEGIN not in readme_text or END not in readme_text:
+        raise ValueError(f"README has no {BEGIN} ... {END} block; add both markers where the "
+                         "results table goes")
+    return readme_text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
+
+
+def update(readme: Path = README, results: Path = RESULTS) -> bool:
+    """Rewrite the block between the markers in `readme`; return True if it changed."""
+    text = Path(readme).read_text()
+    old = section(text)
+    new = render(results)
+    if old == new:
+        return False
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    Path(readme).write_text(f"{head}{BEGIN}\n{new}\n{END}{tail}")
+    return True
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--check", action="store_true", help="exit 1 if the README is out of date")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--readme", type=Path, default=README)
+    a = p.parse_args(argv)
+    if a.check:
+        ok = section(a.readme.read_text()) == render(a.results)
+        print("README results table is up to date" if ok else
+              "README results table differs from the JSON: run python -m benchmarks.render")
+        return 0 if ok else 1
+    changed = update(a.readme, a.results)
+    print(f"{'updated' if changed else 'unchanged'}: {a.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Data and inference throughput: images per second of the in-memory loader, of teacher and
+student inference, and of student training, so a user can see where the time goes.
+
+- loader: one pass of ``kd.data.Batches`` over the training set (indexing only, no model);
+- inference: ``kd.train.predict_logits`` (eval mode, no gradients, batches of 1,000);
+- training: one epoch of ``kd.train.fit`` with cross-entropy (forward, backward, Adam step).
+
+Each measurement is repeated; the median and the best are reported (the best is the closest
+to what an idle machine does).
+
+    python -m benchmarks.throughput [--budget tiny|full] [--repeats N]
+"""
+from __future__ import annotations
+
+import statistics
+
+import torch.nn.functional as F
+
+import kdlab as kd
+
+from ._common import RESULTS, Run, parser, pick, set_threads, timed
+
+
+def settings_for(budget: str, repeats=None) -> dict:
+    """Settings for a budget; explicit arguments override the budget's values."""
+    s = {
+        "n_loader": pick(budget, 60_000, 512),
+        "n_inference": pick(budget, 10_000, 256),
+        "n_training": pick(budget, 10_000, 256),
+        "batch_size_loader_training": 128,
+        "batch_size_inference": 1000,
+        "repeats": pick(budget, 3, 1),
+        "models": ["Teacher", "HintonMLP", "TinyCNN"],
+    }
+    if repeats is not None:
+        s["repeats"] = repeats
+    return s
+
+
+def _rate(n: int, fn, repeats: int) -> dict:
+    rates = []
+    for _ in range(repeats):
+        _, sec = timed(fn)
+        rates.append(n / sec)
+    return {"images_per_s": round(statistics.median(rates)), "best_images_per_s": round(max(rates)),
+            "n_images": n, "repeats": repeats}
+
+
+def run(budget: str = "full", out=RESULTS, repeats=None) -> dict:
+    """Measure every throughput and write throughput.json; return the results."""
+    s = settings_for(budget, repeats)
+    with Run("throughput", budget, s, out=out, title="Throughput: images per second") as r:
+        x, y = kd.data.mnist("train")
+        res = r.results
+        xl, yl = x[:s["n_loader"]], y[:s["n_loader"]]
+
+        def loader():
+            for _ in kd.data.Batches(xl, yl, s["batch_size_loader_training"], seed=0):
+                pass
+
+        res["loader"] = _rate(len(xl), loader, s["repeats"])
+        xi = x[:s["n_inference"]]
+        xs, ys = x[:s["n_training"]], y[:s["n_training"]]
+        teacher = kd.teacher.load_teacher(device="cpu")
+        for name in s["models"]:
+            model = teacher if name == "Teacher" else getattr(kd.models, name)()
+            res[f"{name}_inference"] = _rate(
+                len(xi), lambda: kd.train.predict_logits(model, xi, s["batch_size_inference"]),
+                s["repeats"])
+            res[f"{name}_inference"].update(kd.models.cost(model))
+            if name == "Teacher":
+                continue  # the shipped teacher is not retrained here
+
+            def train():
+                kd.train.seed(0)
+                m = getattr(kd.models, name)()
+                kd.train.fit(m, kd.data.Batches(xs, ys, s["batch_size_loader_training"], seed=0),
+                             F.cross_entropy, 1, progress=False, dev="cpu")
+
+            res[f"{name}_training"] = _rate(len(xs), train, s["repeats"])
+        for k, v in res.items():
+            print(f"{k:20s} {v['images_per_s']:>10,} images/s (best {v['best_images_per_s']:,})",
+                  flush=True)
+    return r.results
+
+
+def main(argv=None) -> None:
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--repeats", type=int, default=None, help="repetitions of each measurement")
+    a = p.parse_args(argv)
+    set_threads(a.threads)
+    run(a.budget, a.out, a.repeats)
+
+
+if __name__ == "__main__":
+    main()

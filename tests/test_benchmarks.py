@@ -1,0 +1,130 @@
+"""benchmarks/: every script runs on a tiny budget and writes valid JSON; the README's
+results table is exactly what the renderer makes of benchmarks/results/*.json."""
+import json
+import math
+
+import pytest
+import torch
+
+from benchmarks import course, hinton, kd_cost, render, run_all, throughput
+from benchmarks._common import RESULTS, pick
+
+MODULES = {"hinton": hinton, "kd_cost": kd_cost, "throughput": throughput, "course": course}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Run every benchmark once on the tiny budget into a temporary folder (one thread:
+    the sizes are tiny, and a second thread only waits when other work shares the cores)."""
+    out = tmp_path_factory.mktemp("results")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name in run_all.ORDER:
+            MODULES[name].run("tiny", out)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _read(folder, name):
+    return json.loads((folder / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name", run_all.ORDER)
+def test_writes_json_with_conditions(tiny, name):
+    d = _read(tiny, name)
+    assert d["benchmark"] == name and d["budget"] == "tiny"
+    assert d["settings"] and d["results"]
+    assert set(d["env"]) >= {"torch", "threads", "machine", "date"}
+    assert d["env"]["torch"] == torch.__version__ and d["env"]["threads"] == 1
+    assert len(d["load"]["start"]) == 3 and len(d["load"]["end"]) == 3
+    assert d["load_note"].startswith("machine ")
+    assert d["wall_seconds"] >= 0
+
+
+def test_hinton_results(tiny):
+    d = _read(tiny, "hinton")
+    r, s = d["results"], d["settings"]
+    assert 0 <= r["teacher_errors"] <= s["n_test"]
+    for name in ("labels", "soft"):
+        assert len(r[name]["errors"]) == len(s["seeds"]) == r[name]["n_seeds"]
+        assert r[name]["mean"] == sum(r[name]["errors"]) / len(r[name]["errors"])
+        assert all(len(q["val_errors"]) == s["epochs"] for q in r[name]["runs"])
+    o = r["omit3"]["runs"][0]
+    assert o["n_transfer"] < s["n_train"]  # the 3s were left out of the transfer set
+    assert o["before"]["n_3s"] > 0 and 0 <= o["bias"] <= 10
+    assert o["train_errors_after"] <= o["train_errors_before"]  # the bias is fitted on train
+    assert r["paper"]["soft_errors"] == 74
+    assert not (tiny / "hinton.partial").exists()
+
+
+def test_kd_cost_results(tiny):
+    r = _read(tiny, "kd_cost")["results"]
+    v = r["TinyCNN"]
+    for mode in kd_cost.MODES:
+        assert v[f"{mode}_seconds"] > 0
+    assert math.isclose(v["cached_over_labels"], v["cached_seconds"] / v["labels_seconds"],
+                        rel_tol=0.02)
+    assert v["cached_within_goal"] == (v["cached_over_labels"] <= kd_cost.GOAL + 1e-3)
+
+
+def test_throughput_and_course_results(tiny):
+    r = _read(tiny, "throughput")["results"]
+    assert {"loader", "Teacher_inference", "HintonMLP_training"} <= set(r)
+    assert all(v["images_per_s"] > 0 for v in r.values())
+    c = _read(tiny, "course")["results"]
+    nb = c["quick"]["notebooks"]["tiny"]
+    assert nb["ok"] and nb["error"] is None and nb["seconds"] > 0
+    assert "make_test" not in c  # skipped on the tiny budget
+
+
+def test_render_of_tiny_results_has_every_benchmark(tiny):
+    text = render.render(tiny)
+    for needle in ("soft targets, T = 20", "cached teacher logits", "quick budget",
+                   "In-memory loader", "**tiny budget**"):
+        assert needle in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    assert all(ln.count(" | ") == 3 for ln in rows)
+
+
+def test_readme_table_matches_results():
+    readme = render.README.read_text()
+    assert render.section(readme) == render.render(RESULTS), (
+        "README results table differs from benchmarks/results/*.json: "
+        "run `python -m benchmarks.render`")
+
+
+def test_update_rewrites_only_the_block(tmp_path, tiny):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nbefore\n{render.BEGIN}\nold table\n{render.END}\nafter\n")
+    assert render.update(readme, tiny) is True
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{render.END}\nafter\n")
+    assert render.section(text) == render.render(tiny)
+    assert render.update(readme, tiny) is False
+    readme.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="bench:begin"):
+        render.update(readme, tiny)
+
+
+def test_empty_results_render_a_hint(tmp_path):
+    assert "make bench" in render.render(tmp_path)
+
+
+def test_best_bias_is_the_minimiser():
+    # class 3 is under-predicted by 2.0: the best bias lies in (1, 3]
+    torch.manual_seed(0)
+    labels = torch.arange(10).repeat(50)
+    logits = torch.randn(500, 10) + 3 * torch.nn.functional.one_hot(labels, 10)
+    logits[:, 3] -= 2.0
+    b = hinton.best_bias(logits, labels, 3, (0.0, 10.0, 0.1))
+    err = lambda v: int((hinton._with_bias(logits, 3, v).argmax(1) != labels).sum())  # noqa: E731
+    assert err(b) == min(err(i / 10) for i in range(101))
+    assert err(b) < err(0.0)
+
+
+def test_budget_names_are_checked():
+    assert pick("tiny", full=1, tiny=2) == 2
+    with pytest.raises(ValueError, match="budget must be one of"):
+        pick("huge", full=1, tiny=2)
