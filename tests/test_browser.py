@@ -63,12 +63,18 @@ def _unavailable(why: str):
     pytest.skip(msg)
 
 
-def _chromium_path() -> str | None:
-    for cand in (os.environ.get("KDLAB_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                 shutil.which("chromium-browser")):
+def _chromium_path() -> str:
+    """KDLAB_CHROMIUM if set, else the system Chromium; `_unavailable` if there is none."""
+    chosen = os.environ.get("KDLAB_CHROMIUM")
+    if chosen:
+        if not os.access(chosen, os.X_OK):
+            _unavailable(f"KDLAB_CHROMIUM={chosen} is not an executable file")
+        return chosen
+    for cand in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
         if cand and os.access(cand, os.X_OK):
             return cand
-    return None
+    _unavailable("no Chromium found (looked for /usr/bin/chromium, and chromium and "
+                 "chromium-browser on PATH)")
 
 
 # ---------------------------------------------------------------- fixtures: browser, server
@@ -82,9 +88,6 @@ def browser():
     except ImportError:
         _unavailable("the Python package playwright is missing (pip install -e '.[test]')")
     exe = _chromium_path()
-    if exe is None:
-        _unavailable("no Chromium executable found (looked for /usr/bin/chromium, chromium, "
-                     "chromium-browser on PATH)")
     pw = sync_playwright().start()
     try:
         b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
