@@ -98,14 +98,14 @@ class Run:
         self.t0 = time.perf_counter()
         return self
 
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            return False
+    def save(self, complete: bool = False) -> Path:
+        """Write the JSON now; complete=False marks a checkpoint of a run still going on."""
         load_end = list(os.getloadavg())
         payload = {
             "benchmark": self.name,
             "title": self.title,
             "budget": self.budget,
+            "complete": complete,
             "settings": self.settings,
             "results": self.results,
             "wall_seconds": round(time.perf_counter() - self.t0, 1),
@@ -115,7 +115,12 @@ class Run:
             "load_note": load_note(self.load_start, load_end),
         }
         self.path = write(self.out, self.name, payload)
-        print(f"wrote {self.path}")
+        return self.path
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            return False
+        print(f"wrote {self.save(complete=True)}")
         return False
 
 

@@ -37,13 +37,18 @@ def _tiny_notebook(folder: Path) -> Path:
     return path
 
 
-def execute(path: Path, quick: bool, timeout: int = 1800) -> dict:
+def execute(path: Path, quick: bool, timeout: int = 1800, kernel_threads=None) -> dict:
     """Execute the notebook at `path` in memory with KDLAB_QUICK set or unset.
+
+    kernel_threads: if given, OMP_NUM_THREADS for the kernel (torch's thread count).
 
     Returns {"seconds": float, "ok": bool, "error": str or None, "cells": int}.
     """
     nb = nbformat.read(path, as_version=4)
     old = os.environ.get("KDLAB_QUICK")
+    old_omp = os.environ.get("OMP_NUM_THREADS")
+    if kernel_threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(kernel_threads)
     if quick:
         os.environ["KDLAB_QUICK"] = "1"
     else:
@@ -56,10 +61,11 @@ def execute(path: Path, quick: bool, timeout: int = 1800) -> dict:
     except Exception as e:  # a failing notebook is recorded, the others still run
         error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
     finally:
-        if old is None:
-            os.environ.pop("KDLAB_QUICK", None)
-        else:
-            os.environ["KDLAB_QUICK"] = old
+        for key, value in (("KDLAB_QUICK", old), ("OMP_NUM_THREADS", old_omp)):
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return {"seconds": round(time.perf_counter() - t0, 1), "ok": error is None, "error": error,
             "cells": sum(c.cell_type == "code" for c in nb.cells)}
 
@@ -71,11 +77,25 @@ def make_test(cwd: Path = ROOT) -> dict:
     lines = [ln for ln in p.stdout.strip().splitlines() if ln.strip()]
     return {"seconds": round(time.perf_counter() - t0, 1), "returncode": p.returncode,
             "summary": lines[-1].strip("= ") if lines else p.stderr.strip()[-300:],
+            "failed": [ln.split(" - ")[0][len("FAILED "):] for ln in lines
+                       if ln.startswith("FAILED ")],
             "command": " ".join(MAKE_TEST)}
 
 
+def _goals(res: dict) -> None:
+    """Add the goal verdicts to the results of the notebooks run so far."""
+    if "full" in res:
+        worst = max((v["seconds"] for v in res["full"]["notebooks"].values()), default=0)
+        res["full"]["lab_goal_met"] = worst <= 60 * GOALS["lab_full_minutes"]
+        res["full"]["course_goal_met"] = (res["full"]["total_seconds"]
+                                          <= 60 * GOALS["course_full_minutes"])
+    if "quick" in res:
+        res["quick"]["suite_goal_met"] = (res["quick"]["total_seconds"]
+                                          <= 60 * GOALS["quick_suite_minutes"])
+
+
 def run(budget: str = "full", out=RESULTS, notebooks=None, budgets=("quick", "full"),
-        skip_make_test: bool = False) -> dict:
+        skip_make_test: bool = False, kernel_threads=None) -> dict:
     """Time the notebooks (and make test) and write course.json; return the results."""
     tmp = None
     if notebooks is None and budget == "tiny":
@@ -87,27 +107,23 @@ def run(budget: str = "full", out=RESULTS, notebooks=None, budgets=("quick", "fu
     notebooks = [Path(n) for n in notebooks]
     s = {"notebooks": [n.name for n in notebooks], "budgets": list(budgets),
          "runner": "nbclient, kernel python3, in memory (files untouched)",
-         "make_test": None if skip_make_test else " ".join(MAKE_TEST), "goals": GOALS}
+         "make_test": None if skip_make_test else " ".join(MAKE_TEST), "goals": GOALS,
+         "kernel_threads": kernel_threads or "torch default"}
     with Run("course", budget, s, out=out, title="Course run time") as r:
         res = r.results
         for b in budgets:
             rows = {}
             for nb in notebooks:
-                rows[nb.stem] = execute(nb, quick=(b == "quick"))
+                rows[nb.stem] = execute(nb, quick=(b == "quick"), kernel_threads=kernel_threads)
                 print(f"{b:5s} {nb.name}: {rows[nb.stem]['seconds']:.0f} s"
                       f"{'' if rows[nb.stem]['ok'] else ' FAILED ' + rows[nb.stem]['error']}",
                       flush=True)
-            res[b] = {"notebooks": rows,
-                      "total_seconds": round(sum(v["seconds"] for v in rows.values()), 1),
-                      "all_ok": all(v["ok"] for v in rows.values())}
-        if "full" in res:
-            worst = max((v["seconds"] for v in res["full"]["notebooks"].values()), default=0)
-            res["full"]["lab_goal_met"] = worst <= 60 * GOALS["lab_full_minutes"]
-            res["full"]["course_goal_met"] = (res["full"]["total_seconds"]
-                                              <= 60 * GOALS["course_full_minutes"])
-        if "quick" in res:
-            res["quick"]["suite_goal_met"] = (res["quick"]["total_seconds"]
-                                              <= 60 * GOALS["quick_suite_minutes"])
+                res[b] = {"notebooks": rows,
+                          "total_seconds": round(sum(v["seconds"] for v in rows.values()), 1),
+                          "all_ok": all(v["ok"] for v in rows.values()),
+                          "all_run": len(rows) == len(notebooks)}
+                _goals(res)
+                r.save(complete=False)  # a checkpoint after every notebook
         if not skip_make_test:
             res["make_test"] = make_test()
             print(f"make test: {res['make_test']['seconds']:.0f} s, "
@@ -123,9 +139,11 @@ def main(argv=None) -> None:
                    help="default: solutions/NN_*.ipynb")
     p.add_argument("--budgets", nargs="+", choices=("quick", "full"), default=["quick", "full"])
     p.add_argument("--skip-make-test", action="store_true", help="do not time make test")
+    p.add_argument("--kernel-threads", type=int, default=None,
+                   help="OMP_NUM_THREADS of the notebook kernels (default: torch's choice)")
     a = p.parse_args(argv)
     set_threads(a.threads)
-    run(a.budget, a.out, a.notebooks, a.budgets, a.skip_make_test)
+    run(a.budget, a.out, a.notebooks, a.budgets, a.skip_make_test, a.kernel_threads)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,8 @@ def run(budget: str = "full", out=RESULTS, rounds=None, students=None) -> dict:
                 for mode in MODES:
                     times[mode].append(_epoch(student, mode, batches, teacher, logits))
             med = {m: statistics.median(v) for m, v in times.items()}
-            row = {f"{m}_seconds": round(med[m], 2) for m in MODES}
-            row["all_seconds"] = {m: [round(t, 2) for t in v] for m, v in times.items()}
+            row = {f"{m}_seconds": round(med[m], 4) for m in MODES}
+            row["all_seconds"] = {m: [round(t, 4) for t in v] for m, v in times.items()}
             row["cached_over_labels"] = round(med["cached"] / med["labels"], 3)
             row["live_over_labels"] = round(med["live"] / med["labels"], 3)
             row["cached_within_goal"] = bool(med["cached"] <= GOAL * med["labels"])

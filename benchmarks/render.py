@@ -66,9 +66,12 @@ def _kd_cost(d: dict) -> list[tuple]:
     for student, v in d["results"].items():
         if not isinstance(v, dict):
             continue
+        a = v["all_seconds"]
+        spread = (f"; {len(a['labels'])} rounds, ratio range {min(a['cached']) / max(a['labels']):.2f}"
+                  f"–{max(a['cached']) / min(a['labels']):.2f}×" if len(a["labels"]) > 1 else "")
         rows.append((f"KD epoch, cached teacher logits vs labels only ({student})", "≤ 1.10×",
                      f"{v['cached_over_labels']:.2f}× ({v['cached_seconds']:.1f} s vs "
-                     f"{v['labels_seconds']:.1f} s)", _yes(v["cached_within_goal"])))
+                     f"{v['labels_seconds']:.1f} s{spread})", _yes(v["cached_within_goal"])))
         rows.append((f"KD epoch, teacher run live vs labels only ({student})", "-",
                      f"{v['live_over_labels']:.2f}× ({v['live_seconds']:.1f} s)", "-"))
     return rows
@@ -76,21 +79,32 @@ def _kd_cost(d: dict) -> list[tuple]:
 
 def _course(d: dict) -> list[tuple]:
     r, goals = d["results"], d["settings"]["goals"]
+    n_all = len(d["settings"]["notebooks"])
     rows = []
+
+    def status(b):
+        v = r[b]
+        done = "" if len(v["notebooks"]) == n_all else f", only {len(v['notebooks'])} of {n_all} run"
+        return done + ("" if v["all_ok"] else ", with failures")
+
     if "full" in r:
         nbs = r["full"]["notebooks"]
         slow = max(nbs, key=lambda k: nbs[k]["seconds"])
+        complete = len(nbs) == n_all
+        met = r["full"]["lab_goal_met"]
         rows.append(("Slowest lab, full budget", f"≤ {goals['lab_full_minutes']} min",
-                     f"{_min(nbs[slow]['seconds'])} ({slow})", _yes(r["full"]["lab_goal_met"])))
-        rows.append((f"Whole course, full budget ({len(nbs)} notebooks)",
-                     f"≤ {goals['course_full_minutes']} min", _min(r["full"]["total_seconds"])
-                     + ("" if r["full"]["all_ok"] else ", with failures"),
-                     _yes(r["full"]["course_goal_met"] and r["full"]["all_ok"])))
+                     f"{_min(nbs[slow]['seconds'])} ({slow}{status('full')})",
+                     _yes(met) if complete or not met else "not measured"))
+        rows.append(("Whole course, full budget", f"≤ {goals['course_full_minutes']} min",
+                     _min(r["full"]["total_seconds"]) + status("full"),
+                     _yes(r["full"]["course_goal_met"] and r["full"]["all_ok"]) if complete
+                     else "not measured"))
     if "quick" in r:
-        rows.append((f"All notebooks, quick budget ({len(r['quick']['notebooks'])})",
-                     f"≤ {goals['quick_suite_minutes']} min", _min(r["quick"]["total_seconds"])
-                     + ("" if r["quick"]["all_ok"] else ", with failures"),
-                     _yes(r["quick"]["suite_goal_met"] and r["quick"]["all_ok"])))
+        complete = len(r["quick"]["notebooks"]) == n_all
+        rows.append(("All notebooks, quick budget", f"≤ {goals['quick_suite_minutes']} min",
+                     _min(r["quick"]["total_seconds"]) + status("quick"),
+                     _yes(r["quick"]["suite_goal_met"] and r["quick"]["all_ok"]) if complete
+                     else "not measured"))
     if "make_test" in r:
         m = r["make_test"]
         rows.append(("`make test`, whole suite (quick budget)",
@@ -125,14 +139,18 @@ def _conditions(name: str, d: dict) -> str:
     shared = "shared machine, timings inflated" if d["load_note"].startswith("machine shared") \
         else "quiet machine"
     budget = "" if d["budget"] == "full" else f" **{d['budget']} budget**,"
+    if not d.get("complete", True):
+        budget += " **run not finished**,"
     extra = ""
     if name == "hinton":
         s = d["settings"]
         extra = (f" epochs {s['epochs']}, seeds {s['seeds']} (omit-3s: {s['omit_seeds']}), batch {s['batch_size']}, {s['optimizer']} lr {s['lr']:g} "
                  f"cosine, alpha {s['alpha']:g}, class-3 bias chosen on the training set;"
                  f" {d['results']['soft']['seconds_per_run']:.0f} s per distilled run;")
+    if name == "course":
+        extra = f" notebook kernels: threads {d['settings'].get('kernel_threads', 'torch default')};"
     return (f"- `{name}.json`:{budget}{extra} {e['date'][:16].replace('T', ' ')} UTC, "
-            f"torch {e['torch']}, {e['threads']} threads, {e['cpu_count']} CPUs ({e['machine']}), "
+            f"torch {e['torch']}, threads {e['threads']}, {e['cpu_count']} CPUs ({e['machine']}), "
             f"load {ld['start'][0]:.1f} → {ld['end'][0]:.1f} ({shared}), "
             f"{d['wall_seconds'] / 60:.1f} min in all")
 

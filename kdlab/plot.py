@@ -334,20 +334,33 @@ def soft_targets_of_digits(images, logits, labels, indices, Ts=(1.0, 4.0), title
 def class_map(S, edges: int = 12, ax=None, title: str = ""):
     """The classes placed in 2-D so that similar classes sit close, strongest pairs joined.
 
-    Input S: (C, C) class similarity. Distances d = -log of the symmetrised similarity
-    (S + S^T) / 2 are embedded with classical MDS; the `edges` most similar pairs are drawn
-    as lines whose width grows with similarity. Returns the Figure.
+    Input S: (C, C) class similarity. With A = (S + S^T) / 2 the distance of two classes is
+    d = log(max A / A) + 1 (1 for the most similar pair, growing by 1 per factor e less
+    similarity); the layout is a Sammon map (stress weighted by 1/d, so near neighbours are
+    placed most faithfully), started from classical MDS, deterministic. The `edges` most
+    similar pairs are drawn as lines, thicker for more similar. Returns the Figure.
     """
     S = np.asarray(S, dtype=np.float64)
     C = S.shape[0]
     A = (S + S.T) / 2
-    D = -np.log(np.clip(A, 1e-300, None))
-    np.fill_diagonal(D, 0.0)
+    off = ~np.eye(C, dtype=bool)
+    A = np.clip(A, 1e-300, None)
+    D = np.where(off, np.log(A[off].max() / A) + 1.0, 0.0)
+    # classical MDS as the start
     J = np.eye(C) - 1.0 / C
-    B = -0.5 * J @ (D ** 2) @ J
-    vals, vecs = np.linalg.eigh(B)
+    vals, vecs = np.linalg.eigh(-0.5 * J @ (D ** 2) @ J)
     order = np.argsort(vals)[::-1][:2]
-    xy = vecs[:, order] * np.sqrt(np.clip(vals[order], 0, None))
+    xy = vecs[:, order] * np.sqrt(np.clip(vals[order], 1e-12, None))
+    # Sammon stress by SMACOF (Guttman transform) with weights 1/d
+    W = np.where(off, 1.0 / np.where(off, D, 1.0), 0.0)
+    V = -W
+    np.fill_diagonal(V, W.sum(1))
+    V_pinv = np.linalg.pinv(V)
+    for _ in range(300):
+        dist = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1))
+        B = np.where(off, -W * D / np.where(off & (dist > 1e-12), dist, np.inf), 0.0)
+        np.fill_diagonal(B, -B.sum(1))
+        xy = V_pinv @ B @ xy
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.8, 4.4))
     iu = np.triu_indices(C, 1)
     strongest = np.argsort(-A[iu])[:edges]
@@ -361,7 +374,8 @@ def class_map(S, edges: int = 12, ax=None, title: str = ""):
         ax.text(*xy[c], str(c), ha="center", va="center", fontsize=12, zorder=3)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title or f"classes by similarity (MDS), {edges} strongest pairs joined")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_title(title or f"classes by similarity (Sammon map), {edges} strongest pairs joined")
     fig.tight_layout()
     return fig
 

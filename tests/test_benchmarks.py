@@ -66,7 +66,8 @@ def test_kd_cost_results(tiny):
         assert v[f"{mode}_seconds"] > 0
     assert math.isclose(v["cached_over_labels"], v["cached_seconds"] / v["labels_seconds"],
                         rel_tol=0.02)
-    assert v["cached_within_goal"] == (v["cached_over_labels"] <= kd_cost.GOAL + 1e-3)
+    if abs(v["cached_over_labels"] - kd_cost.GOAL) > 0.002:  # the ratio is rounded to 3 digits
+        assert v["cached_within_goal"] == (v["cached_over_labels"] < kd_cost.GOAL)
 
 
 def test_throughput_and_course_results(tiny):

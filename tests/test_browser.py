@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LAB01 = ROOT / "solutions" / "01_softmax_temperature.ipynb"
 LAB02 = ROOT / "solutions" / "02_dark_knowledge.ipynb"
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-INSTALL_HINT = ("install the system Chromium with `make browser-deps` (as root; it runs "
-                "`apt-get install -y --no-install-recommends chromium chromium-driver`), or set "
-                "KDLAB_CHROMIUM to a Chromium/Chrome executable")
+INSTALL_HINT = ("install the system Chromium with `make browser-deps` (Debian/Ubuntu, as root or "
+                "with sudo: apt-get install chromium chromium-driver), or set KDLAB_CHROMIUM to "
+                "a Chromium/Chrome executable")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -162,7 +162,10 @@ class LabServer:
         return json.loads(body) if body else None
 
     def url(self, notebook: str) -> str:
-        return f"http://127.0.0.1:{self.port}/lab/tree/{notebook}?token={self.token}"
+        """The notebook alone in a fresh workspace of its own (no tabs left from other tests)."""
+        ws = re.sub(r"\W", "-", Path(notebook).stem)
+        return (f"http://127.0.0.1:{self.port}/lab/workspaces/{ws}/tree/{notebook}"
+                f"?reset&token={self.token}")
 
     def log_tail(self, n: int = 40) -> str:
         self._log.flush()
@@ -198,11 +201,21 @@ def lab_server(tmp_path_factory, browser):
 
 
 @pytest.fixture
+def page(browser, lab_server):
+    """A fresh browser tab; afterwards it is closed and the test's kernel shut down."""
+    p = browser.new_page(viewport={"width": 1400, "height": 1000})
+    yield p
+    p.close()
+    lab_server.shutdown_kernels()
+
+
+@pytest.fixture
 def artifacts(request, tmp_path_factory) -> Path:
     base = os.environ.get("KDLAB_BROWSER_ARTIFACTS")
     if base:
         d = Path(base) / request.node.name
-        d.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(d, ignore_errors=True)  # no stale screenshots from an earlier run
+        d.mkdir(parents=True)
         return d
     return tmp_path_factory.mktemp(request.node.name)
 
@@ -231,23 +244,40 @@ def diagnosed(page, server: LabServer, art: Path):
             f"--- JupyterLab log (last lines) ---\n{server.log_tail()}") from e
 
 
-def open_and_run_all(page, server: LabServer, notebook: str) -> None:
-    """Open the notebook, wait for its kernel, Run > Run All Cells, wait until all have run."""
+def open_and_run_all(page, server: LabServer, notebook: str) -> dict:
+    """Open the notebook, wait for its kernel, Run > Run All Cells, wait until all have run.
+
+    Returns the seconds each phase took: {"open": ..., "run_all": ...}.
+    """
+    t0 = time.perf_counter()
     page.goto(server.url(notebook), timeout=PAGE_S * 1000)
     page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(timeout=PAGE_S * 1000)
     page.wait_for_function(  # the kernel is connected and idle (not "No Kernel | Initializing")
         """() => { const t = document.querySelector('.jp-StatusBar-Widget')?.innerText || '';
                    return /\\| Idle/.test(t) && !/No Kernel/.test(t); }""",
         timeout=PAGE_S * 1000, polling=250)
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu").get_by_text("Run All Cells", exact=True).click()
+    t1 = time.perf_counter()
+    for attempt in range(2):  # a Run All sent while the kernel reconnects can get lost: retry
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu").get_by_text("Run All Cells", exact=True).click()
+        try:
+            page.wait_for_function(  # some cell is queued, running or done
+                """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                          .some(p => /\\[(\\*|\\d+)\\]/.test(p.innerText))""",
+                timeout=30_000, polling=250)
+            break
+        except Exception:
+            if attempt:
+                raise
     # Done when no cell is queued or running and every code cell has a count, or one failed.
     state = page.wait_for_function(
         """() => {
             const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
                 .map(p => p.innerText.trim());
             if (!prompts.length || prompts.some(p => p.includes('*'))) return null;
-            const failed = document.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"] .ansi-red-fg, .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"] .ansi-red-intense-fg');
+            const err = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]';
+            const failed = document.querySelector(
+                `${err} .ansi-red-fg, ${err} .ansi-red-intense-fg`);
             const missing = prompts.filter(p => !/\\[\\d+\\]/.test(p)).length;
             if (missing && !failed) return null;
             return {cells: prompts.length, missing};
@@ -255,9 +285,11 @@ def open_and_run_all(page, server: LabServer, notebook: str) -> None:
     assert state["missing"] == 0, (
         f"Run All stopped: {state['missing']} of {state['cells']} code cells did not run "
         "(a cell raised an error)")
+    return {"open": round(t1 - t0, 1), "run_all": round(time.perf_counter() - t1, 1)}
 
 
 def wait_idle(page) -> None:
+    """Wait until the status bar says the kernel is idle."""
     page.wait_for_function(
         "() => /\\| Idle/.test(document.querySelector('.jp-StatusBar-Widget')?.innerText || '')",
         timeout=UPDATE_S * 1000, polling=100)
@@ -412,10 +444,10 @@ def lab01_view(page, z: list[float], T: float, shot: Path) -> dict:
 
 
 @pytest.mark.skipif(not LAB01.exists(), reason=f"{LAB01.name} not written yet")
-def test_lab01_temperature_slider_flattens_the_bars(browser, lab_server, artifacts):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def test_lab01_temperature_slider_flattens_the_bars(page, lab_server, artifacts):
     with diagnosed(page, lab_server, artifacts):
-        open_and_run_all(page, lab_server, LAB01.name)
+        timings = open_and_run_all(page, lab_server, LAB01.name)
+        t0 = time.perf_counter()
         slider = ".kd-temperature"
         page.locator(f"{slider} .noUi-handle").first.wait_for(timeout=UPDATE_S * 1000)
         box = page.locator(".kd-logits input").first
@@ -431,9 +463,11 @@ def test_lab01_temperature_slider_flattens_the_bars(browser, lab_server, artifac
         wait_readout(page, slider, 100.0)
         views["high"] = lab01_view(page, z, 100.0, artifacts / "3_high_T.png")
 
-        report = json.dumps({k: {kk: v[kk] for kk in ("T", "readout", "entropy", "max_prob",
-                                                       "bars", "tallest_share")}
-                             for k, v in views.items()}, indent=1)
+        timings["interact"] = round(time.perf_counter() - t0, 1)
+        report = json.dumps({"seconds": timings, "load": os.getloadavg()[0],
+                             **{k: {kk: v[kk] for kk in ("T", "readout", "entropy", "max_prob",
+                                                         "bars", "tallest_share")}
+                                for k, v in views.items()}}, indent=1)
         (artifacts / "views.json").write_text(report)
         low, mid, high = views["low"], views["start"], views["high"]
         # The text: entropy grows and the top probability falls as T rises.
@@ -449,7 +483,6 @@ def test_lab01_temperature_slider_flattens_the_bars(browser, lab_server, artifac
         for v in views.values():
             assert v["tallest_share"] == pytest.approx(max(v["expected"]), abs=0.03), report
             assert v["max_prob"] == pytest.approx(max(v["expected"]), abs=1e-4), report
-    page.close()
 
 
 # ---------------------------------------------------------------- Lab 02: soft-target explorer
@@ -467,22 +500,16 @@ def _info(page) -> dict:
 
 
 def _digit_mask(px: dict) -> list[list[bool]]:
-    """The dark pixels of the digit panel (left of the bars), without its caption, cropped.
+    """The dark pixels of the digit panel (left of the bars), below its caption, cropped.
 
-    The panel's rows fall into bands separated by blank rows: the caption, then the digit
-    (the tallest band).
+    The caption is the first band of rows with ink; the digit is everything under it.
     """
     rows = [[c == "1" for c in r[: int(0.16 * px["width"])]] for r in px["ink"]]
-    bands, start = [], None
-    for y, r in enumerate(rows + [[]]):
-        if any(r) and start is None:
-            start = y
-        elif not any(r) and start is not None:
-            bands.append((start, y))
-            start = None
-    assert bands, "no digit in the picture"
-    y0, y1 = max(bands, key=lambda b: b[1] - b[0])
-    return _crop(rows[y0:y1])
+    inked = [any(r) for r in rows]
+    assert any(inked), "no digit in the picture"
+    top = inked.index(True)
+    below = top + inked[top:].index(False)  # the first blank row under the caption
+    return _crop(rows[below:])
 
 
 def _crop(mask: list[list[bool]], n: int = 20) -> list[list[bool]]:
@@ -521,13 +548,13 @@ def lab02_view(page, shot: Path, index: int | None = None, T: float | None = Non
 
 
 @pytest.mark.skipif(not LAB02.exists(), reason=f"{LAB02.name} not written yet")
-def test_lab02_pick_a_digit_and_a_temperature(browser, lab_server, artifacts):
+def test_lab02_pick_a_digit_and_a_temperature(page, lab_server, artifacts):
     import kdlab as kd
 
     x_test, y_test = kd.data.mnist("test", normalize=False)
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
     with diagnosed(page, lab_server, artifacts):
-        open_and_run_all(page, lab_server, LAB02.name)
+        timings = open_and_run_all(page, lab_server, LAB02.name)
+        t0 = time.perf_counter()
         page.locator(".kd-digit-info").first.wait_for(timeout=UPDATE_S * 1000)
         first = lab02_view(page, artifacts / "1_start.png")
         i = first["index"]
@@ -575,11 +602,12 @@ def test_lab02_pick_a_digit_and_a_temperature(browser, lab_server, artifacts):
         drag_handle_to_end(page, slider)
         wait_readout(page, slider, 20.0)
         hot = lab02_view(page, artifacts / "6_T_20.png", index=second["index"], T=20.0)
-        report = {k: {kk: v[kk] for kk in ("index", "T", "blue", "orange")}
-                  for k, v in dict(first=first, typed=typed, cold=cold, hot=hot).items()}
+        timings["interact"] = round(time.perf_counter() - t0, 1)
+        report = {"seconds": timings, "load": os.getloadavg()[0],
+                  **{k: {kk: v[kk] for kk in ("index", "T", "blue", "orange")}
+                     for k, v in dict(first=first, typed=typed, cold=cold, hot=hot).items()}}
         (artifacts / "views.json").write_text(json.dumps(report, indent=1))
         assert hot["blue"] != cold["blue"] or hot["orange"] != cold["orange"]
         assert len(hot["orange"]) == 10, report["hot"]
         assert cold["orange_spread"] > cold["blue_spread"], report
         assert hot["orange_spread"] < 0.3 * hot["blue_spread"], report
-    page.close()
