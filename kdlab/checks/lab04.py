@@ -57,7 +57,7 @@ def check_hint_regressor(cls) -> None:
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         fail(REG, f"expected a subclass of torch.nn.Module, got {cls!r}",
              "define `class HintRegressor(nn.Module)` with __init__ and forward")
-    from ..models import BasicBlock, Teacher
+    from kdlab.models import BasicBlock, Teacher
 
     g = torch.Generator().manual_seed(0)
     for cs, ct, size, in_shape in REGRESSOR_CASES + [(5, 7, None, (2, 5, 9, 9))]:
