@@ -374,27 +374,15 @@ def wait_readout(page, slider: str, value: float) -> None:
         arg=[slider, value], timeout=UPDATE_S * 1000, polling=100)
 
 
-def drag_handle_to_start(page, slider: str) -> None:
-    """Drag the slider's handle with the mouse past the left end of its track."""
+def drag_handle(page, slider: str, to_end: bool) -> None:
+    """Drag the slider's handle with the mouse past the right (to_end) or left end of its track."""
     handle = page.locator(f"{slider} .noUi-handle").first
     handle.scroll_into_view_if_needed()
     h, track = handle.bounding_box(), page.locator(f"{slider} .noUi-target").first.bounding_box()
     y = h["y"] + h["height"] / 2
     page.mouse.move(h["x"] + h["width"] / 2, y)
     page.mouse.down()
-    page.mouse.move(track["x"] - 30, y, steps=12)
-    page.mouse.up()
-
-
-def drag_handle_to_end(page, slider: str) -> None:
-    """Drag the slider's handle with the mouse past the right end of its track."""
-    handle = page.locator(f"{slider} .noUi-handle").first
-    handle.scroll_into_view_if_needed()
-    h, track = handle.bounding_box(), page.locator(f"{slider} .noUi-target").first.bounding_box()
-    y = h["y"] + h["height"] / 2
-    page.mouse.move(h["x"] + h["width"] / 2, y)
-    page.mouse.down()
-    page.mouse.move(track["x"] + track["width"] + 30, y, steps=12)
+    page.mouse.move(track["x"] + track["width"] + 30 if to_end else track["x"] - 30, y, steps=12)
     page.mouse.up()
 
 
@@ -455,7 +443,7 @@ def test_lab01_temperature_slider_flattens_the_bars(page, lab_server, artifacts)
         start = readout(page, slider)
         views = {"start": lab01_view(page, z, start, artifacts / "1_start.png")}
 
-        drag_handle_to_start(page, slider)  # the mouse, to the lowest temperature
+        drag_handle(page, slider, to_end=False)  # the mouse, to the lowest temperature
         wait_readout(page, slider, 0.1)
         views["low"] = lab01_view(page, z, 0.1, artifacts / "2_low_T.png")
 
@@ -599,7 +587,7 @@ def test_lab02_pick_a_digit_and_a_temperature(page, lab_server, artifacts):
         press_on_handle(page, slider, "Home")
         wait_readout(page, slider, 0.5)
         cold = lab02_view(page, artifacts / "5_T_0.5.png", index=second["index"], T=0.5)
-        drag_handle_to_end(page, slider)
+        drag_handle(page, slider, to_end=True)
         wait_readout(page, slider, 20.0)
         hot = lab02_view(page, artifacts / "6_T_20.png", index=second["index"], T=20.0)
         timings["interact"] = round(time.perf_counter() - t0, 1)

@@ -51,6 +51,16 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 # ------------------------------------------------------------------ class_similarity
 
 
+
+def _call_on_copy(name: str, fn, probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Call fn(probs, labels) on copies; fail if it changed probs in place. Returns its tensor."""
+    arg = probs.clone()
+    got = as_tensor(name, call(name, fn, arg, labels.clone()))
+    if not torch.equal(arg, probs):
+        fail(name, "your function changed probs in place",
+             "work on a copy (probs.clone()) or use out-of-place operations")
+    return got
+
 def check_class_similarity(class_similarity) -> None:
     """Check ``class_similarity(probs, labels) -> (C, C)``: row c = mean soft target of class c.
 
@@ -65,11 +75,7 @@ def check_class_similarity(class_similarity) -> None:
     ]
     for desc, probs, labels in cases:
         N, C = probs.shape
-        arg = probs.clone()
-        got = as_tensor(name, call(name, class_similarity, arg, labels.clone()))
-        if not torch.equal(arg, probs):
-            fail(name, "your function changed probs in place",
-                 "work on a copy (probs.clone()) or use out-of-place operations")
+        got = _call_on_copy(name, class_similarity, probs, labels)
         exp = _reference_similarity(probs, labels)
         onehot = F.one_hot(labels, C).to(probs.dtype)
         counts = onehot.sum(0)
@@ -152,11 +158,7 @@ def check_dark_knowledge(dark_knowledge) -> None:
     ]
     for desc, probs, labels in cases:
         N, C = probs.shape
-        arg = probs.clone()
-        got = as_tensor(name, call(name, dark_knowledge, arg, labels.clone()))
-        if not torch.equal(arg, probs):
-            fail(name, "your function changed probs in place",
-                 "work on a copy (probs.clone()) or use out-of-place operations")
+        got = _call_on_copy(name, dark_knowledge, probs, labels)
         p_true = probs[torch.arange(N), labels]
         exp = 1 - p_true
         if got.dim() == 0 or got.numel() == 1:
