@@ -52,8 +52,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KDLAB_CACHE", Path.home() / ".cache" / "kdlab"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def _digest(path: Path, algo: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MB chunks."""
+    h = hashlib.new(algo)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -79,7 +80,7 @@ def verify_archives(assets: Path = ASSETS) -> None:
         path = assets / name
         if not path.exists():
             raise DataError(f"MNIST file missing: {path}. {REPAIR}")
-        got = _sha256(path)
+        got = _digest(path)
         if got != digest:
             raise DataError(f"MNIST file corrupted: {path} has sha256 {got}, expected {digest}. "
                             f"{REPAIR}")
@@ -105,13 +106,7 @@ def _extract(src: Path, dst: Path) -> None:
 
 
 def _raw_ok(path: Path) -> bool:
-    if not path.exists():
-        return False
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest() == RAW_MD5[path.name]
+    return path.exists() and _digest(path, "md5") == RAW_MD5[path.name]
 
 
 def prepare(root: Path | None = None, assets: Path = ASSETS) -> Path:

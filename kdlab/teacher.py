@@ -10,7 +10,6 @@ Retrain (overwrites the shipped checkpoint unless --out is given)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import time
@@ -42,7 +41,7 @@ class CheckpointError(RuntimeError):
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return data._digest(path)
 
 
 def metadata(folder: Path = ASSETS) -> dict:
