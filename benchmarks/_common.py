@@ -63,6 +63,9 @@ def env() -> dict:
     }
 
 
+SETTLE_SECONDS = 240  # the longest a full-budget benchmark waits for an idle machine
+
+
 def load_note(start: list[float], end: list[float]) -> str:
     """Say whether the timings are trustworthy, from the 1-minute load before and after.
 
@@ -75,6 +78,25 @@ def load_note(start: list[float], end: list[float]) -> str:
                 f"{cores} cores (end {end[0]:.1f}), so wall times are inflated relative to an "
                 "idle machine")
     return f"machine quiet at start (1-min load {start[0]:.1f} on {cores} cores)"
+
+
+def wait_until_quiet(max_seconds: float, poll: float = 5.0) -> float:
+    """Wait (at most max_seconds) until the 1-minute load is at most a quarter of the cores.
+
+    The 1-minute load average lags: right after a benchmark ends it still counts that
+    benchmark's work for a minute or two. Waiting lets the next benchmark start on a machine
+    that is really idle, so that its load note reports other people's work, not our own.
+    Returns the seconds waited.
+    """
+    limit, t0 = 0.25 * (os.cpu_count() or 1), time.perf_counter()
+    load = os.getloadavg()[0]
+    if load > limit and max_seconds > 0:
+        print(f"waiting up to {max_seconds:.0f} s for the machine to settle "
+              f"(1-min load {load:.2f}, waiting for <= {limit:.2f})", flush=True)
+    while load > limit and time.perf_counter() - t0 < max_seconds:
+        time.sleep(poll)
+        load = os.getloadavg()[0]
+    return time.perf_counter() - t0
 
 
 class Run:
@@ -93,6 +115,8 @@ class Run:
         self.results: dict = {}
 
     def __enter__(self):
+        if self.budget == "full":
+            self.waited = wait_until_quiet(SETTLE_SECONDS)
         self.env = env()
         self.load_start = list(os.getloadavg())
         self.t0 = time.perf_counter()

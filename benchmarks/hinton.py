@@ -54,7 +54,7 @@ def settings_for(budget: str, epochs=None, seeds=None, omit_seeds=None) -> dict:
         "teacher": "kd.teacher.load_teacher()",
         "n_train": pick(budget, 60_000, 300),
         "n_test": pick(budget, 10_000, 200),
-        "epochs": pick(budget, 8, 1),
+        "epochs": pick(budget, 30, 1),
         "batch_size": 128,
         "optimizer": "Adam",
         "lr": 1e-3,

@@ -1,14 +1,16 @@
 """Render the README's results table from benchmarks/results/*.json.
 
 The table sits in README.md between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``;
-``python -m benchmarks.render`` rewrites that block (and nothing else), ``--check`` exits
-with 1 if the README differs from what the JSON files give. Benchmarks whose JSON is
-missing are left out of the table.
+``python -m benchmarks.render`` rewrites that block and the last cell (run time) of each
+course-map row that links a lab (``| [..](labs/NAME.ipynb) | ... |``), and nothing else;
+``--check`` exits with 1 if the README differs from what the JSON files give. Benchmarks
+whose JSON is missing are left out of the table.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -173,6 +175,38 @@ def render(results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
+LAB_ROW = re.compile(r"^\| \[[^]]*\]\(labs/([\w.-]+)\.ipynb\) \|")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else _min(seconds)
+
+
+def lab_time(course: dict, stem: str) -> str:
+    """The course-map cell for notebook `stem`: full-budget and quick-budget wall time."""
+    parts = []
+    for budget, label in (("full", ""), ("quick", "quick budget ")):
+        nb = course["results"].get(budget, {}).get("notebooks", {}).get(stem)
+        if nb is not None:
+            parts.append(f"{label}{_duration(nb['seconds'])}" + ("" if nb["ok"] else " (failed)"))
+    return "; ".join(parts) or "not measured"
+
+
+def course_map(readme_text: str, results: Path = RESULTS) -> str:
+    """`readme_text` with the last cell of every lab row set from course.json (if present)."""
+    course = load(results).get("course")
+    if course is None:
+        return readme_text
+    lines = []
+    for line in readme_text.splitlines(keepends=True):
+        m = LAB_ROW.match(line)
+        if m:
+            head = line.rstrip().removesuffix("|").rstrip().rpartition(" | ")[0]
+            line = f"{head} | {lab_time(course, m.group(1))} |\n"
+        lines.append(line)
+    return "".join(lines)
+
+
 def section(readme_text: str) -> str:
     """The text between the markers in the README; ValueError if the markers are missing."""
     if BEGIN not in readme_text or END not in readme_text:
@@ -184,14 +218,20 @@ def section(readme_text: str) -> str:
 def update(readme: Path = README, results: Path = RESULTS) -> bool:
     """Rewrite the block between the markers in `readme`; return True if it changed."""
     text = Path(readme).read_text()
-    old = section(text)
-    new = render(results)
-    if old == new:
-        return False
+    section(text)  # the markers must be there
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
-    Path(readme).write_text(f"{head}{BEGIN}\n{new}\n{END}{tail}")
+    new = course_map(f"{head}{BEGIN}\n{render(results)}\n{END}{tail}", results)
+    if new == text:
+        return False
+    Path(readme).write_text(new)
     return True
+
+
+def up_to_date(readme: Path = README, results: Path = RESULTS) -> bool:
+    """True if the README's results block and course-map times match the JSON files."""
+    text = Path(readme).read_text()
+    return section(text) == render(results) and course_map(text, results) == text
 
 
 def main(argv=None) -> int:
@@ -201,9 +241,10 @@ def main(argv=None) -> int:
     p.add_argument("--readme", type=Path, default=README)
     a = p.parse_args(argv)
     if a.check:
-        ok = section(a.readme.read_text()) == render(a.results)
-        print("README results table is up to date" if ok else
-              "README results table differs from the JSON: run python -m benchmarks.render")
+        ok = up_to_date(a.readme, a.results)
+        print("README results table and course-map times are up to date" if ok else
+              "README results table or course-map times differ from the JSON: "
+              "run python -m benchmarks.render")
         return 0 if ok else 1
     changed = update(a.readme, a.results)
     print(f"{'updated' if changed else 'unchanged'}: {a.readme}")

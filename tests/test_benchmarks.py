@@ -94,6 +94,26 @@ def test_readme_table_matches_results():
     assert render.section(readme) == render.render(RESULTS), (
         "README results table differs from benchmarks/results/*.json: "
         "run `python -m benchmarks.render`")
+    assert render.course_map(readme) == readme, (
+        "README course-map run times differ from benchmarks/results/course.json: "
+        "run `python -m benchmarks.render`")
+    assert render.up_to_date()
+
+
+def test_course_map_times_come_from_course_json(tmp_path, tiny):
+    seconds = _read(tiny, "course")["results"]["quick"]["notebooks"]["tiny"]["seconds"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"| lab | what | time |\n|---|---|---|\n"
+                      f"| [Tiny](labs/tiny.ipynb) | a lab | 99 min |\n"
+                      f"| [Gone](labs/gone.ipynb) | not run | 5 s |\n"
+                      f"| other | row | 7 s |\n{render.BEGIN}\n{render.END}\n")
+    assert not render.up_to_date(readme, tiny)
+    assert render.update(readme, tiny) is True
+    rows = readme.read_text().splitlines()
+    assert rows[2] == f"| [Tiny](labs/tiny.ipynb) | a lab | quick budget {seconds:.0f} s |"
+    assert rows[3] == "| [Gone](labs/gone.ipynb) | not run | not measured |"
+    assert rows[4] == "| other | row | 7 s |"  # rows without a lab link are left alone
+    assert render.up_to_date(readme, tiny) and render.update(readme, tiny) is False
 
 
 def test_update_rewrites_only_the_block(tmp_path, tiny):
@@ -129,3 +149,17 @@ def test_budget_names_are_checked():
     assert pick("tiny", full=1, tiny=2) == 2
     with pytest.raises(ValueError, match="budget must be one of"):
         pick("huge", full=1, tiny=2)
+
+
+def test_wait_until_quiet_waits_for_the_load_to_drop(monkeypatch):
+    from benchmarks import _common
+
+    cores = _common.os.cpu_count() or 1
+    loads = iter([2.0 * cores] * 3 + [0.1 * cores] * 10)
+    monkeypatch.setattr(_common.os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
+    polls = []
+    monkeypatch.setattr(_common.time, "sleep", polls.append)
+    _common.wait_until_quiet(60, poll=5)
+    assert polls == [5, 5, 5]  # three busy readings, one poll after each; then quiet: go
+    monkeypatch.setattr(_common.os, "getloadavg", lambda: (2.0 * cores, 0.0, 0.0))
+    assert _common.wait_until_quiet(0) < 1  # never waits past max_seconds
