@@ -163,3 +163,28 @@ def test_wait_until_quiet_waits_for_the_load_to_drop(monkeypatch):
     assert polls == [5, 5, 5]  # three busy readings, one poll after each; then quiet: go
     monkeypatch.setattr(_common.os, "getloadavg", lambda: (2.0 * cores, 0.0, 0.0))
     assert _common.wait_until_quiet(0) < 1  # never waits past max_seconds
+
+
+def test_course_runs_make_test_before_it_checkpoints(tmp_path, monkeypatch):
+    """make test runs while course.json still holds the finished run the README came from:
+    a checkpoint written first would make the suite's README test fail inside the benchmark."""
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "course.json").write_text('{"complete": true}')
+    seen = []
+
+    def fake_make_test():
+        seen.append(("make_test", json.loads((out / "course.json").read_text())["complete"]))
+        return {"seconds": 0.0, "returncode": 0, "summary": "1 passed", "failed": []}
+
+    def fake_execute(path, quick, **kw):
+        seen.append(("execute", path.name))
+        return {"seconds": 0.0, "ok": True, "error": None, "cells": 1}
+
+    monkeypatch.setattr(course, "make_test", fake_make_test)
+    monkeypatch.setattr(course, "execute", fake_execute)
+    nb = tmp_path / "a.ipynb"
+    nb.write_text("{}")
+    course.run("tiny", out, notebooks=[nb], budgets=("quick",))
+    assert seen == [("make_test", True), ("execute", "a.ipynb")]
+    assert _read(out, "course")["results"]["make_test"]["summary"] == "1 passed"
