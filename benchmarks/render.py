@@ -63,6 +63,16 @@ def _hinton(d: dict) -> list[tuple]:
     return rows
 
 
+def _hinton_variants(d: dict) -> list[tuple]:
+    r = d["results"]
+    if not r:
+        return []
+    got = "; ".join(f"{name} {v['errors']}" for name, v in r.items())
+    best = min(v["errors"] for v in r.values())
+    return [(f"soft-target MLP, seed {d['settings']['seed']}, one recipe change at a time",
+             "74", got, _yes(best <= 74))]
+
+
 def _kd_cost(d: dict) -> list[tuple]:
     rows = []
     for student, v in d["results"].items():
@@ -132,7 +142,7 @@ def _throughput(d: dict) -> list[tuple]:
     return rows
 
 
-SECTIONS = [("hinton", _hinton), ("kd_cost", _kd_cost), ("course", _course),
+SECTIONS = [("hinton", _hinton), ("hinton_variants", _hinton_variants), ("kd_cost", _kd_cost), ("course", _course),
             ("throughput", _throughput)]
 
 
@@ -149,6 +159,9 @@ def _conditions(name: str, d: dict) -> str:
         extra = (f" epochs {s['epochs']}, seeds {s['seeds']} (omit-3s: {s['omit_seeds']}), batch {s['batch_size']}, {s['optimizer']} lr {s['lr']:g} "
                  f"cosine, alpha {s['alpha']:g}, class-3 bias chosen on the training set;"
                  f" {d['results']['soft']['seconds_per_run']:.0f} s per distilled run;")
+    if name == "hinton_variants":
+        extra = (f" {len(d['results'])} students of {d['settings']['baseline']['epochs']} epochs"
+                 f" (x2 for 'epochs x2'), seed {d['settings']['seed']};")
     if name == "course":
         extra = f" notebook kernels: threads {d['settings'].get('kernel_threads', 'torch default')};"
     return (f"- `{name}.json`:{budget}{extra} {e['date'][:16].replace('T', ' ')} UTC, "

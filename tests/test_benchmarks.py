@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from benchmarks import course, hinton, kd_cost, render, run_all, throughput
+from benchmarks import course, hinton, hinton_variants, kd_cost, render, run_all, throughput
 from benchmarks._common import RESULTS, pick
 
-MODULES = {"hinton": hinton, "kd_cost": kd_cost, "throughput": throughput, "course": course}
+MODULES = {"hinton": hinton, "hinton_variants": hinton_variants, "kd_cost": kd_cost, "throughput": throughput, "course": course}
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,19 @@ def test_hinton_results(tiny):
     assert o["train_errors_after"] <= o["train_errors_before"]  # the bias is fitted on train
     assert r["paper"]["soft_errors"] == 74
     assert not (tiny / "hinton.partial").exists()
+
+
+def test_hinton_variants_change_one_setting_each(tiny):
+    d = _read(tiny, "hinton_variants")
+    s, r = d["settings"], d["results"]
+    assert list(r) == list(hinton_variants.VARIANTS)
+    assert r["as in hinton.json"]["change"] == {}
+    for name, v in r.items():
+        assert len(v["change"]) <= 1 and 0 <= v["errors"] <= s["baseline"]["n_test"]
+        epochs = s["baseline"]["epochs"] * (2 if name == "epochs x2" else 1)
+        assert len(v["val_errors"]) == epochs
+    assert r["alpha 1 (soft targets only)"]["change"] == {"alpha": 1.0}
+    assert r["batch / 2"]["change"] == {"batch_size": s["baseline"]["batch_size"] // 2}
 
 
 def test_kd_cost_results(tiny):
