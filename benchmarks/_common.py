@@ -49,6 +49,20 @@ def pick(budget: str, full, tiny):
     return full if budget == "full" else tiny
 
 
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else platform.processor().
+
+    Recorded because float results of the same seed differ between CPUs (MKL picks kernels
+    per instruction set), and the difference grows over training."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def env() -> dict:
     """The conditions of a run: software versions, threads, machine, date (UTC)."""
     return {
@@ -58,6 +72,7 @@ def env() -> dict:
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": _cpu_model(),
         "system": f"{platform.system()} {platform.release()}",
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
