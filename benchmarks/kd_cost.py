@@ -30,7 +30,7 @@ def settings_for(budget: str, rounds=None, students=None) -> dict:
         "students": pick(budget, ["HintonMLP", "TinyCNN"], ["TinyCNN"]),
         "n_train": pick(budget, 60_000, 256),
         "batch_size": 128,
-        "rounds": pick(budget, 2, 1),
+        "rounds": pick(budget, 5, 1),
         "optimizer": "Adam, lr 1e-3",
         "loss_kd": "kdlab.losses.kd_loss, T=4, alpha=0.9",
         "loss_labels": "cross-entropy",
