@@ -77,6 +77,18 @@ def settings_for(budget: str, epochs=None, seeds=None, omit_seeds=None) -> dict:
     return s
 
 
+def data(s: dict) -> tuple:
+    """The first n_train training and n_test test images of MNIST: (x, y, xt, yt)."""
+    x, y = kd.data.mnist("train")
+    xt, yt = kd.data.mnist("test")
+    return x[:s["n_train"]], y[:s["n_train"]], xt[:s["n_test"]], yt[:s["n_test"]]
+
+
+def soft_loss(s: dict):
+    """The distilled students' loss: kd_loss at the settings' T and alpha."""
+    return functools.partial(kd_loss, T=s["T"], alpha=s["alpha"])
+
+
 def _train(s: dict, seed: int, x, y, loss, val, teacher_logits=None) -> tuple[torch.nn.Module, dict]:
     """Train a HintonMLP with the shared recipe; return it and its history (+ seconds)."""
     kd.train.seed(seed)
@@ -166,13 +178,10 @@ def run(budget: str = "full", out=None, epochs=None, seeds=None, omit_seeds=None
     out = Path(out) if out is not None else RESULTS
     resume = _Resume(out, s)
     with Run("hinton", budget, s, out=out, title=title) as r:
-        x, y = kd.data.mnist("train")
-        xt, yt = kd.data.mnist("test")
-        x, y = x[:s["n_train"]], y[:s["n_train"]]
-        xt, yt = xt[:s["n_test"]], yt[:s["n_test"]]
+        x, y, xt, yt = data(s)
         res = r.results
         res["paper"] = PAPER
-        soft = functools.partial(kd_loss, T=s["T"], alpha=s["alpha"])
+        soft = soft_loss(s)
         t_train = None
 
         def student(name, seed):

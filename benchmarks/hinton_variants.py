@@ -11,11 +11,9 @@ weight on the labels, learning rate, batch size or training length.
 """
 from __future__ import annotations
 
-import functools
 import sys
 
 import kdlab as kd
-from kdlab.losses import kd_loss
 
 from . import hinton
 from ._common import RESULTS, Run, parser, set_threads
@@ -38,19 +36,17 @@ def run(budget: str = "full", out=RESULTS, seed: int = 0) -> dict:
     s = {"baseline": {k: base[k] for k in ("n_train", "n_test", "epochs", "batch_size",
                                            "optimizer", "lr", "schedule", "T", "alpha")},
          "seed": seed, "student": base["student"], "teacher": base["teacher"],
+         "paper_soft_errors": hinton.PAPER["soft_errors"],
          "variants": {name: f(base) for name, f in VARIANTS.items()}}
     with Run("hinton_variants", budget, s, out=out,
-             title="Hinton soft-target student: one recipe change at a time (seed 0)") as r:
-        x, y = kd.data.mnist("train")
-        xt, yt = kd.data.mnist("test")
-        x, y = x[:base["n_train"]], y[:base["n_train"]]
-        xt, yt = xt[:base["n_test"]], yt[:base["n_test"]]
+             title=f"Hinton soft-target student: one recipe change at a time (seed {seed})") as r:
+        x, y, xt, yt = hinton.data(base)
         teacher = kd.teacher.load_teacher(device="cpu")
         t_train = kd.train.predict_logits(teacher, x)
         for name, change in s["variants"].items():
             v = {**base, **change}
-            loss = functools.partial(kd_loss, T=v["T"], alpha=v["alpha"])
-            model, h = hinton._train(v, seed, x, y, loss, (xt, yt), teacher_logits=t_train)
+            model, h = hinton._train(v, seed, x, y, hinton.soft_loss(v), (xt, yt),
+                                     teacher_logits=t_train)
             e = kd.train.evaluate(model, xt, yt)["errors"]
             r.results[name] = {"change": change, "errors": e, "val_errors": h["val_errors"],
                                "best_epoch_errors": min(h["val_errors"]),

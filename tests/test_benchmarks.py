@@ -9,7 +9,8 @@ import torch
 from benchmarks import course, hinton, hinton_variants, kd_cost, render, run_all, throughput
 from benchmarks._common import RESULTS, pick
 
-MODULES = {"hinton": hinton, "hinton_variants": hinton_variants, "kd_cost": kd_cost, "throughput": throughput, "course": course}
+MODULES = {"hinton": hinton, "hinton_variants": hinton_variants, "kd_cost": kd_cost,
+           "throughput": throughput, "course": course}
 
 
 @pytest.fixture(scope="module")
