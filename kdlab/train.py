@@ -38,6 +38,50 @@ def seed(n: int = 0) -> None:
     torch.manual_seed(n)
 
 
+_THREADS = None
+
+
+def _cgroup_cpus() -> float | None:
+    """The container's CPU quota in cores (cgroup v2 cpu.max or v1 cfs files), or None."""
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read())
+        period = int(open("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read())
+        return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def threads() -> int:
+    """The number of CPU threads torch uses, chosen once per process and returned.
+
+    $KDLAB_THREADS if set; else the container's CPU quota (cgroup), rounded down, at least 1,
+    if there is one (torch ignores it and would start one thread per host core); else
+    torch's own default. On a shared or loaded machine, KDLAB_THREADS=1 is often faster.
+    """
+    global _THREADS
+    if _THREADS is None:
+        env = os.environ.get("KDLAB_THREADS", "").strip()
+        if env:
+            try:
+                n = int(env)
+            except ValueError:
+                raise ValueError(f"KDLAB_THREADS must be a whole number >= 1, got {env!r}") from None
+            if n < 1:
+                raise ValueError(f"KDLAB_THREADS must be a whole number >= 1, got {env!r}")
+        else:
+            quota = _cgroup_cpus()
+            n = max(1, int(quota)) if quota else torch.get_num_threads()
+        if n != torch.get_num_threads():
+            torch.set_num_threads(n)
+        _THREADS = n
+    return _THREADS
+
+
 def device() -> torch.device:
     """The best available device: $KDLAB_DEVICE if set, else cuda, then mps, then cpu."""
     if os.environ.get("KDLAB_DEVICE"):

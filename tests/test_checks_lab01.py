@@ -397,3 +397,56 @@ def test_gradient_scale_rejects(fn, message):
         check_gradient_scale(fn)
     assert message in str(e.value), str(e.value)
     assert "Hint:" in str(e.value)
+
+
+# ------------------------------------------------------------------ probe/verdict: fresh inputs, inputs left alone, references
+
+from kdlab import losses as _ref_losses  # noqa: E402
+from kdlab.checks._registry import judge, probe_data  # noqa: E402
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 12345])
+@pytest.mark.parametrize("name,fn", [("softmax_with_temperature", sm_functional),
+                                     ("softmax_with_temperature", sm_manual_stable),
+                                     ("entropy", lambda p: -torch.xlogy(p, p).sum(-1))])
+def test_right_answers_pass_on_fresh_inputs(name, fn, seed):
+    """The grader draws inputs from a secret seed: right answers pass on any of them."""
+    from kdlab.checks import CHECKS
+    check = CHECKS[name]
+    assert judge(check, probe_data(check, fn, seed), seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_wrong_answers_fail_on_fresh_inputs(seed):
+    from kdlab.checks import CHECKS
+    for name, fn in (("softmax_with_temperature", sm_no_temperature),
+                     ("entropy", lambda p: -(p * torch.log2(p)).nan_to_num().sum(-1))):
+        with pytest.raises(AssertionError):
+            judge(CHECKS[name], probe_data(CHECKS[name], fn, seed), seed)
+
+
+def test_softmax_logsumexp_form_is_accepted_at_1e4():
+    """exp(s - logsumexp(s)) loses about 1e-3 to float32 rounding at 1e4: still right."""
+    def sm_logsumexp(z, T):
+        _valid_T(T)
+        s = z / T
+        return torch.exp(s - torch.logsumexp(s, dim=-1, keepdim=True))
+    check_softmax_with_temperature(sm_logsumexp)
+
+
+def test_gradient_scale_rejects_reading_the_callers_grad():
+    """A function that turns on requires_grad of the caller's logits and reads their .grad."""
+    def sneaky(s, t, T, scale_by_T2=False):
+        s.requires_grad_()
+        loss = F.kl_div(F.log_softmax(s / T, -1), F.softmax(t / T, -1), reduction="batchmean")
+        (loss * (T * T if scale_by_T2 else 1)).backward()
+        return s.grad.norm().item()
+    with pytest.raises(AssertionError, match="changed the logits passed to it"):
+        check_gradient_scale(sneaky)
+
+
+@pytest.mark.parametrize("fn", [_ref_losses.soft_targets,
+                                lambda z, T: _ref_losses.soft_targets(z, T)])
+def test_softmax_rejects_the_course_reference(fn):
+    with pytest.raises(AssertionError, match="uses the course's reference implementation"):
+        check_softmax_with_temperature(fn)

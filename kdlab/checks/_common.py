@@ -68,6 +68,14 @@ def cmp(check: str, got, expected: torch.Tensor, what: str = "the result",
                     f"    got      {short(got)}\n    expected {short(expected)}", hint)
 
 
+def close(got: torch.Tensor, ref: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
+    """True when `got` has the shape of `ref` and finite values close to it (ref's dtype)."""
+    if tuple(got.shape) != tuple(ref.shape):
+        return False
+    got = got.detach().to(ref.dtype)
+    return bool(torch.isfinite(got).all()) and bool(torch.allclose(got, ref, atol=atol, rtol=rtol))
+
+
 def short(t: torch.Tensor, n: int = 6) -> str:
     """The first n values of a tensor, rounded, for messages."""
     flat = t.detach().flatten()
@@ -78,3 +86,77 @@ def short(t: torch.Tensor, n: int = 6) -> str:
 def passed(check: str, detail: str = "") -> None:
     """Print the one-line pass message of a check."""
     print(f"{PASS_MARK} {check}" + (f": {detail}" if detail else ""))
+
+
+# ------------------------------------------------------------------ reading probe data (verdicts)
+
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
+           "float64": torch.float64, "int64": torch.int64, "int32": torch.int32,
+           "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool}
+
+
+def type_name(v: dict) -> str:
+    """The Python type name of a value recorded by ``_probe.value``."""
+    kind = v.get("kind")
+    return {"tensor": "Tensor", "bool": "bool", "none": "NoneType", "list": "list",
+            "tuple": "tuple"}.get(kind) or str(v.get("type", kind))
+
+
+def decode(v: dict) -> torch.Tensor:
+    """The tensor recorded by ``_probe.tensor``: its values, shape and dtype (float64 if unknown)."""
+    vals = torch.tensor([float(x) for x in v["values"]], dtype=torch.float64)
+    shape = [int(s) for s in v["shape"]]
+    out = vals.reshape(shape)
+    dtype = _DTYPES.get(str(v.get("dtype")))
+    return out.to(dtype) if dtype is not None else out
+
+
+def raised(check: str, out: dict, shapes: str = "") -> None:
+    """Fail as ``call`` does if the recorded call was not possible or raised."""
+    if not out.get("callable", True):
+        fail(check, f"expected a function, got {out.get('type', '?')}",
+             "pass the function itself, e.g. check(my_fn), not check(my_fn(...))")
+    r = out.get("raised")
+    if not r:
+        return
+    if r["type"] == "NotImplementedError":
+        fail(check, "not implemented yet",
+             "write your code in the exercise cell above and remove `raise NotImplementedError`")
+    if r["type"] == "AssertionError":
+        raise AssertionError(r["message"])
+    fail(check, f"your function raised {r['type']}: {r['message']}"
+         + (f" (called with tensors of shapes {shapes})" if shapes else ""),
+         "run the exercise cell again and read the traceback of a small example")
+
+
+def result(check: str, out: dict, what: str = "the result", shapes: str = "") -> torch.Tensor:
+    """The tensor a recorded call returned; fail as ``call`` + ``as_tensor`` would otherwise."""
+    raised(check, out, shapes)
+    v = out["value"]
+    if v.get("kind") != "tensor":
+        fail(check, f"{what} should be a torch.Tensor, got {type_name(v)}",
+             "use torch operations all the way and return the tensor")
+    return decode(v)
+
+
+_CHANGE_HINTS = {
+    "values": "an in-place operation (such as /=, +=, .div_(), .clamp_() or x[...] = ...) "
+              "changed it: compute a new tensor instead",
+    "requires_grad": "you called requires_grad_() on the caller's tensor: work on a copy, "
+                     "e.g. z = x.detach().clone().requires_grad_()",
+    "grad": "its .grad was set or changed (backward() reached the caller's tensor): work on a "
+            "copy, e.g. z = x.detach().clone().requires_grad_()",
+}
+
+
+def unchanged(check: str, out: dict, names) -> None:
+    """Fail if the recorded call changed one of its tensor arguments (values, flag or .grad).
+
+    names: the argument names in call order, for the message.
+    """
+    for i, what in out.get("changed", []):
+        arg = names[i] if 0 <= int(i) < len(names) else f"argument {i}"
+        label = {"values": "its values", "requires_grad": "its requires_grad flag",
+                 "grad": "its .grad"}.get(what, str(what))
+        fail(check, f"your function changed the {arg} passed to it ({label})",
+             _CHANGE_HINTS.get(what, "leave the caller's tensors as they are"))
