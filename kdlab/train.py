@@ -31,6 +31,16 @@ def budget(full, quick):  # noqa: A002 - the name reads well at call sites
     return quick if globals()["quick"]() else full
 
 
+QUICK_BANNER = ("QUICK BUDGET (KDLAB_QUICK=1): a tiny run for the tests; the numbers below mean "
+                "nothing. Unset KDLAB_QUICK for the real experiment.")
+
+
+def quick_banner() -> None:
+    """Print a one-line warning before results when the quick budget is on; else nothing."""
+    if quick():
+        print(QUICK_BANNER)
+
+
 def seed(n: int = 0) -> None:
     """Seed python, numpy and torch so a run is repeatable on the CPU."""
     random.seed(n)

@@ -85,8 +85,12 @@ def register(name: str, inputs: Callable, probe: Callable, verdict: Callable) ->
     CHECKS[name] = check
 
     def run(obj, **params) -> None:
-        __tracebackhide__ = True
-        detail = judge(check, probe_data(check, obj, None, params), None, params)
+        __tracebackhide__ = True  # IPython shows the message, not the checker's frames
+        data = probe_data(check, obj, None, params)
+        try:
+            detail = judge(check, data, None, params)
+        except AssertionError as e:
+            raise AssertionError(str(e)) from None  # the message only: no checker frames
         passed(check.title, detail)
 
     run.__name__ = run.__qualname__ = check.title
