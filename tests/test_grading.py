@@ -5,7 +5,11 @@ then reads its student's rows. Every submitted file must be byte-identical after
 """
 import csv
 import hashlib
+import os
+import secrets
 import shutil
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +18,7 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+import kdlab.checks
 from kdlab.grading import generator, make_labs, notebook_io, restore
 from kdlab.grading.gradebook import COLUMNS, grade_submissions
 
@@ -27,23 +32,28 @@ SOFTMAX_OK = ("    if not (T > 0 and math.isfinite(T)):\n"
               "        raise ValueError(f'T must be a finite number > 0, got {T}')\n"
               "    return torch.softmax(logits / T, dim=-1)")
 SOFTMAX_WRONG = "    return torch.softmax(logits, dim=-1)  # forgets T"
-ENTROPY_OK = "    return -torch.xlogy(p, p).sum(-1)"
+ENTROPY_OK = "    return -torch.xlogy(p, p).sum(-1)  # tiny-solution-marker"
 ENTROPY_WRONG = "    return -(p * torch.log2(p)).sum(-1)  # bits, and nan at 0"
 SETUP = "import math\nimport kdlab as kd\nimport kdlab.checks\nimport torch"
 
 
+HIDDEN = ('### BEGIN HIDDEN TESTS\n'
+          'kd.checks.check_softmax_with_temperature(softmax_with_temperature, dtype="float64")\n'
+          '### END HIDDEN TESTS')
+
+
 def tiny_solution():
-    """A two-exercise solution notebook using the real Lab 01 checks (3 points)."""
+    """A two-exercise solution notebook using the real Lab 01 checks (3 points), one hidden test."""
     def ex(name, body, cid):
         return new_code_cell(f"def {name}:\n    ### BEGIN SOLUTION\n{body}\n    ### END SOLUTION",
                              id=cid, metadata={"kdlab": {"exercise": name.split("(")[0]}})
 
-    def check(name, points, cid):
-        return new_code_cell(f"kd.checks.check_{name}({name})", id=cid,
-                             metadata={"kdlab": {"check": name, "points": points}})
+    def check(name, points, cid, hidden=""):
+        return new_code_cell(f"kd.checks.check_{name}({name})" + (f"\n{hidden}" if hidden else ""),
+                             id=cid, metadata={"kdlab": {"check": name, "points": points}})
     cells = [new_markdown_cell("# Tiny lab", id="intro"), new_code_cell(SETUP, id="setup"),
              ex("softmax_with_temperature(logits, T=1.0)", SOFTMAX_OK, "ex-softmax"),
-             check("softmax_with_temperature", 2, "check-softmax"),
+             check("softmax_with_temperature", 2, "check-softmax", HIDDEN),
              new_markdown_cell("## Entropy", id="entropy-intro"),
              ex("entropy(p)", ENTROPY_OK, "ex-entropy"), check("entropy", 1, "check-entropy"),
              new_markdown_cell("## Summary", id="summary")]
@@ -78,14 +88,138 @@ kdlab.checks.lab01.check_softmax_with_temperature = fake
 sys.modules["kdlab.checks"].check_entropy = lambda *a, **k: print("PASSED check_entropy")
 kdlab.checks._common.fail = lambda *a, **k: None"""
 
+SOLUTION_MARKER = "tiny-solution-marker"  # a comment only solutions/ holds
+SECRET_ENV = "KDLAB_TEST_INSTRUCTOR_SECRET"
 
-def hostile(sol, lab):
-    """{student: notebook text or dict} for each hostile case (and two honest ones)."""
+# ------------------------------------------------------------------ attacks (each on the blank lab)
+ATTACKS = {
+    # 1. a patched torch.allclose, with wrong answers
+    "a1_allclose": {"ex-softmax": "torch.allclose = lambda *a, **k: True\n" + exercise("softmax", SOFTMAX_WRONG),
+                    "ex-entropy": exercise("entropy", ENTROPY_WRONG)},
+    # 2. a tensor subclass whose __torch_function__ makes allclose/equal/isclose lie
+    "a2_liar": {"ex-softmax": """class Liar(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        with torch._C.DisableTorchFunctionSubclass():
+            out = func(*args, **(kwargs or {}))
+        if func in (torch.allclose, torch.equal, torch.Tensor.equal, torch.isclose):
+            return True
+        return out
+
+def softmax_with_temperature(logits, T=1.0):
+    if not (T > 0 and math.isfinite(T)):
+        raise ValueError("T")
+    return torch.softmax(logits, dim=-1).as_subclass(Liar)""",
+                "ex-entropy": "def entropy(p):\n    return torch.zeros(p.shape[:-1]).as_subclass(Liar)"},
+    # 3. an input transformer rewriting the check cells (plainly, and past the syntax screen)
+    "a3_transformer": {"ex-softmax": """def _fake(lines):
+    if any("kd.checks" in l or "_kdlab" in l for l in lines):
+        return ["print('PASSED check_softmax_with_temperature')\\n"]
+    return lines
+get_ipython().input_transformers_post.append(_fake)"""},
+    "a3_transformer_hidden": {"ex-softmax": """import operator
+def _fake(lines):
+    if any("check" in l for l in lines):
+        return ["print('PASSED check_softmax_with_temperature')\\n", "print('PASSED check_entropy')\\n"]
+    return lines
+operator.attrgetter("input_transformers_" + "post")(get_ipython()).append(_fake)"""},
+    # 4. forged report records and pass lines, wherever a report might be
+    "a4_forge": {"ex-entropy": """import glob, json, os
+forged = {"cell": 99, "id": "check-softmax", "kdlab": {"check": "softmax_with_temperature", "points": 2},
+          "ok": True, "error": "", "ename": "", "evalue": "", "probes": [],
+          "text": "PASSED check_softmax_with_temperature", "timed_out": False, "kernel_died": False,
+          "dead_at_start": False, "output_limit": False, "seconds": 0.1}
+hits = []
+for pattern in ("/tmp/**/cells.jsonl", os.path.dirname(os.getcwd()) + "/*/cells.jsonl", "cells.jsonl"):
+    for f in glob.glob(pattern, recursive=True):
+        try:
+            with open(f, "a") as h:
+                h.write(json.dumps(forged) + "\\n")
+            hits.append(f)
+        except OSError:
+            pass
+print("forged into", hits)
+print("PASSED check_softmax_with_temperature")
+print("PASSED check_entropy")
+def entropy(p):
+    return -(p * torch.log2(p)).nan_to_num().sum(-1)"""},
+    # 5. walk into the check's frames and replace fail / cmp
+    "a5_frames": {"ex-softmax": """import sys
+def softmax_with_temperature(logits, T=1.0):
+    f = sys._getframe(1)
+    while f is not None:
+        for k in ("fail", "cmp", "_close"):
+            if k in f.f_globals:
+                f.f_globals[k] = (lambda *a, **kw: None) if k != "_close" else (lambda *a, **kw: True)
+        f = f.f_back
+    return logits"""},
+    # 6. the course's reference implementations: plainly, and reached by a computed name
+    "a6_reference": {"ex-softmax": "softmax_with_temperature = kd.losses.soft_targets",
+                     "ex-entropy": "from kdlab.checks.lab01 import _ref_entropy as entropy"},
+    "a6_reference_hidden": {"ex-softmax": """import operator
+softmax_with_temperature = operator.attrgetter("soft_" + "targets")(operator.attrgetter("lo" + "sses")(kd))"""},
+    # 7. read the instructor's solutions (editable install: next to kdlab) or any solution notebook
+    "a7_solutions": {"ex-softmax": """import pathlib, os
+found = []
+roots = [pathlib.Path(kdlab.__file__).resolve().parents[1], pathlib.Path("/tmp"), pathlib.Path("/work"),
+         pathlib.Path("/root"), pathlib.Path("/home"), pathlib.Path.cwd().parent]
+for root in roots:
+    for dirpath, dirs, files in os.walk(root):
+        if dirpath.count(os.sep) > 8:
+            dirs[:] = []
+        for f in files:
+            if f.endswith(".ipynb"):
+                try:
+                    text = open(os.path.join(dirpath, f)).read()
+                except OSError:
+                    continue
+                if "BEGIN SOLUTION" in text or "tiny-solution-marker" in text:
+                    found.append(text)
+def softmax_with_temperature(logits, T=1.0):
+    raise RuntimeError("SOLUTIONS FOUND: " + " ".join(found)[:20000] if found else "no solutions found")"""},
+    # 8. rewrite the checks on disk for every student graded after
+    "a8_rewrite_checks": {"ex-softmax": """import pathlib
+target = pathlib.Path(kdlab.__file__).parent / "checks" / "lab01.py"
+try:
+    target.write_text("def check_softmax_with_temperature(fn): print('PASSED')\\n")
+    print("rewrote", target)
+except OSError as e:
+    print("could not write", e)"""},
+    # 9. the grader's command line names the submissions: read the others; the network; the env
+    "a9_spy": {"ex-softmax": """import os, socket, psutil
+seen, leak = [], []
+try:
+    for p in psutil.Process().parents():
+        seen.append(" ".join(p.cmdline()))
+except Exception as e:
+    seen.append(repr(e))
+for word in " ".join(seen).split() + ["/tmp", "/work", "/root"]:
+    if os.path.isdir(word):
+        for dirpath, dirs, files in os.walk(word):
+            for f in files:
+                if f.endswith(".ipynb"):
+                    try:
+                        leak.append(open(os.path.join(dirpath, f)).read()[:4000])
+                    except OSError:
+                        pass
+try:
+    socket.create_connection(("127.0.0.1", PORT), timeout=3).sendall(b"hello from a9_spy")
+    leak.append("NETWORK REACHED")
+except OSError as e:
+    leak.append("no network: " + repr(e))
+leak.append(os.environ.get("SECRET_ENV", "no instructor secret"))
+def softmax_with_temperature(logits, T=1.0):
+    raise RuntimeError("LEAK " + " || ".join(leak + seen)[:30000])"""},
+}
+
+
+def hostile(sol, lab, port=0):
+    """{student: notebook text or dict} for each hostile case, the attacks, and honest ones."""
     wrong = {"ex-softmax": exercise("softmax", SOFTMAX_WRONG), "ex-entropy": exercise("entropy", ENTROPY_WRONG)}
     ok = {"ex-softmax": exercise("softmax", SOFTMAX_OK), "ex-entropy": exercise("entropy", ENTROPY_OK)}
     moved = cells_with(lab, replace=ok, delete=("check-softmax",))
     moved.cells.insert(1, moved.cells.pop(5))  # check-entropy to the top
-    return {
+    subs = {
         "full": sol,
         "blank": lab,
         "edited": cells_with(lab, replace={**wrong, "ex-entropy": ok["ex-entropy"],
@@ -100,16 +234,60 @@ def hostile(sol, lab):
         "huge": cells_with(lab, replace=ok, insert_after={"check-softmax": ["while True:\n    print('x' * 1000)"]}),
         "importerr": cells_with(lab, replace={**ok, "setup": "import kdlab_no_such_module\n" + SETUP}),
         "hang": cells_with(lab, replace=ok, insert_after={"check-softmax": ["import time\ntime.sleep(25)"] * 4}),
+        "hog": cells_with(lab, replace=ok, insert_after={"check-softmax": [
+            "big = torch.ones(6 * 1024 ** 3 // 4)  # 6 GB"]}),
+        "float32_only": cells_with(lab, replace={**ok, "ex-softmax": exercise("softmax", SOFTMAX_OK.replace(
+            "logits / T", "logits.float() / T"))}),
     }
+    for name, cells in ATTACKS.items():
+        cells = {k: v.replace("PORT", str(port)).replace("SECRET_ENV", SECRET_ENV) for k, v in cells.items()}
+        subs[name] = cells_with(lab, replace=cells)
+    for who, nb in subs.items():  # every student's notebook carries a text of its own
+        if not isinstance(nb, str):
+            nb.cells.append(new_markdown_cell(f"private note of {who}: secret-{who}-text", id="note"))
+    return subs
 
 
 def sha(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+class Listener:
+    """A TCP server on 127.0.0.1 that counts the connections it receives (the 'network')."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port, self.received, self.stop = self.sock.getsockname()[1], [], False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.received.append(conn.recv(100))
+            conn.close()
+
+    def close(self):
+        self.stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+def checks_digest():
+    """sha256 of every file of the course's kdlab/checks, as the grader's own files are."""
+    folder = Path(kdlab.checks.__file__).parent
+    return {p.name: sha(p) for p in sorted(folder.glob("*.py"))}
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    """Grade every hostile submission once; return ({student: {check: row}}, tmp folder)."""
+    """Grade every hostile submission once; return ({student: {check: row}}, tmp folder, extras)."""
     tmp = tmp_path_factory.mktemp("grading")
     (tmp / "solutions").mkdir()
     sol = tiny_solution()
@@ -117,7 +295,9 @@ def graded(tmp_path_factory):
     assert make_labs(tmp / "solutions", tmp / "labs", log=lambda *a: None) == 0
     lab = nbformat.read(str(tmp / "labs" / f"{LAB}.ipynb"), as_version=4)
     subs = tmp / "submissions"
-    for student, nb in hostile(sol, lab).items():
+    listener = Listener()
+    students = hostile(sol, lab, listener.port)
+    for student, nb in students.items():
         (subs / student).mkdir(parents=True)
         path = subs / student / f"{LAB}.ipynb"
         if isinstance(nb, str):
@@ -125,11 +305,18 @@ def graded(tmp_path_factory):
         else:
             nbformat.write(nb, str(path))
     before = {p: sha(p) for p in subs.rglob("*.ipynb")}
+    checks_before = checks_digest()
+    os.environ[SECRET_ENV] = "instructor-secret-" + secrets.token_hex(8)
     t0 = time.time() - 1
-    rows = grade_submissions(subs, labs_dir=tmp / "labs", out=tmp / "gradebook.csv",
-                             solutions_dir=tmp / "solutions", jobs=2, log=lambda *a: None,
-                             cell_timeout=CELL_TIMEOUT, timeout=NB_TIMEOUT, max_output=MAX_OUTPUT,
-                             work_root=tmp / "work")
+    try:
+        rows = grade_submissions(subs, labs_dir=tmp / "labs", out=tmp / "gradebook.csv",
+                                 solutions_dir=tmp / "solutions", jobs=2, log=lambda *a: None,
+                                 cell_timeout=CELL_TIMEOUT, timeout=NB_TIMEOUT,
+                                 max_output=MAX_OUTPUT, work_root=tmp / "work",
+                                 memory=2 * 1024 ** 3)
+    finally:
+        secret = os.environ.pop(SECRET_ENV)
+        listener.close()
     after = {p: sha(p) for p in subs.rglob("*.ipynb")}
     left = [p.info["pid"] for p in psutil.process_iter(["pid", "cwd", "create_time"])
             if p.info["create_time"] and p.info["create_time"] >= t0
@@ -137,11 +324,13 @@ def graded(tmp_path_factory):
     assert not left, f"processes left running after grading: {left}"
     assert after == before, "a submitted file changed"
     assert sorted(p.name for p in subs.rglob("*")) == sorted(
-        [s for s in hostile(sol, lab)] + [f"{LAB}.ipynb"] * len(before)), "files appeared"
+        list(students) + [f"{LAB}.ipynb"] * len(before)), "files appeared"
     table = {}
     for r in rows:
         table.setdefault(r[0], {})[(r[1], r[2])] = dict(zip(COLUMNS, r))
-    return table, tmp
+    extras = {"received": listener.received, "secret": secret, "checks_before": checks_before,
+              "checks_after": checks_digest(), "students": list(students)}
+    return table, tmp, extras
 
 
 def score(table, student):
@@ -154,7 +343,7 @@ def reason(table, student, check):
 
 
 def test_gradebook_file_and_feedback(graded):
-    table, tmp = graded
+    table, tmp, _ = graded
     with open(tmp / "gradebook.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == COLUMNS
@@ -168,13 +357,13 @@ def test_gradebook_file_and_feedback(graded):
 
 
 def test_blank_lab_scores_zero(graded):
-    table, _ = graded
+    table, _, _ = graded
     assert score(table, "blank") == {"softmax_with_temperature": (0, "failed"), "entropy": (0, "failed")}
     assert "not implemented yet" in reason(table, "blank", "entropy")
 
 
 def test_edited_check_is_restored(graded):
-    table, _ = graded
+    table, _, _ = graded
     assert score(table, "edited") == {"softmax_with_temperature": (0, "failed"), "entropy": (1, "passed")}
     r = reason(table, "edited", "softmax_with_temperature")
     assert r.startswith("check cell modified (check cell edited)")
@@ -182,7 +371,7 @@ def test_edited_check_is_restored(graded):
 
 
 def test_deleted_and_moved_checks_are_put_back(graded):
-    table, _ = graded
+    table, _, _ = graded
     student = "deleted_moved"
     assert score(table, student) == {"softmax_with_temperature": (2, "passed"), "entropy": (1, "passed")}
     assert "check cell modified (check cell deleted)" in reason(table, student, "softmax_with_temperature")
@@ -190,51 +379,50 @@ def test_deleted_and_moved_checks_are_put_back(graded):
 
 
 def test_monkeypatched_checks_earn_nothing(graded):
-    table, _ = graded
+    table, _, _ = graded
     assert score(table, "monkeypatch") == {"softmax_with_temperature": (0, "failed"), "entropy": (0, "failed")}
-    assert "check_softmax_with_temperature:" in reason(table, "monkeypatch", "softmax_with_temperature")
-    assert "check_entropy:" in reason(table, "monkeypatch", "entropy")
+    assert "(changes a module)" in reason(table, "monkeypatch", "entropy")
 
 
 def test_swallowed_check_failure_earns_nothing(graded):
-    table, _ = graded
+    table, _, _ = graded
     assert score(table, "swallow")["softmax_with_temperature"] == (0, "failed")
-    assert "did not report a pass" in reason(table, "swallow", "softmax_with_temperature")
+    assert "set_custom_exc" in reason(table, "swallow", "softmax_with_temperature")
 
 
 def test_malformed_json(graded):
-    table, _ = graded
+    table, _, _ = graded
     assert score(table, "malformed") == {"softmax_with_temperature": (0, "invalid"), "entropy": (0, "invalid")}
     assert "not valid JSON" in reason(table, "malformed", "entropy")
 
 
 def test_infinite_loop_hits_the_cell_limit_and_the_rest_is_graded(graded):
-    table, _ = graded
+    table, _, _ = graded
     assert score(table, "loop") == {"softmax_with_temperature": (0, "error"), "entropy": (1, "passed")}
     assert f"time limit of {CELL_TIMEOUT} s per cell" in reason(table, "loop", "softmax_with_temperature")
 
 
 def test_os_exit_scores_what_ran(graded):
-    table, _ = graded
+    table, _, _ = graded
     assert score(table, "exit") == {"softmax_with_temperature": (2, "passed"), "entropy": (0, "error")}
     assert "the kernel died in cell 3" in reason(table, "exit", "entropy")
 
 
 def test_huge_output_is_cut(graded):
-    table, _ = graded
+    table, _, _ = graded
     assert score(table, "huge") == {"softmax_with_temperature": (2, "passed"), "entropy": (0, "error")}
     assert "printed too much output" in reason(table, "huge", "entropy")
 
 
 def test_import_error_is_readable(graded):
-    table, _ = graded
+    table, _, _ = graded
     assert score(table, "importerr") == {"softmax_with_temperature": (0, "failed"), "entropy": (0, "failed")}
     r = reason(table, "importerr", "softmax_with_temperature")
     assert "NameError" in r and "ModuleNotFoundError: No module named 'kdlab_no_such_module'" in r
 
 
 def test_notebook_time_limit(graded):
-    table, _ = graded
+    table, _, _ = graded
     assert score(table, "hang") == {"softmax_with_temperature": (2, "passed"), "entropy": (0, "error")}
     assert f"time limit of {NB_TIMEOUT} s" in reason(table, "hang", "entropy")
 
@@ -260,17 +448,105 @@ def test_restore_places_checks_after_the_students_own_cells():
         c.pop("id")
     got = restore.restore({**nb, "cells": nb["cells"][:-1]}, lab, checks)
     assert list(got.modified) == ["softmax_with_temperature"]
-    graded = restore.graded_notebook(got, checks, "/x", "TOKEN")
+    graded = restore.graded_notebook(got, checks, {c.name: [1] * len(c.probes) for c in checks})
     nbformat.validate(nbformat.from_dict(graded))
 
 
-def test_graded_check_runs_fresh_checks_and_hidden_tests(tmp_path):
+def test_graded_check_runs_only_probes_with_secret_seeds():
     chk = restore.Check("entropy", 1, {"source": "kd.checks.check_entropy(entropy)"},
-                        hidden="assert kd.checks.check_entropy is not None")
-    src = restore.graded_source(chk, "/x/checks", "TOKEN", "7")
-    assert "kd.checks" not in src and "_kdlab_grader_checks_7.check_entropy(entropy)" in src
-    assert "assert _kdlab_grader_checks_7.check_entropy is not None" in src
-    assert src.rstrip().endswith("print('KDLAB-GRADER-OK TOKEN entropy')")
+                        hidden=restore.parse_calls("kd.checks.check_entropy(entropy, C=7)", "hidden"))
+    src = restore.graded_source(chk, [111, 222])
+    assert "kd.checks" not in src
+    assert "_kdlab_registry.emit('entropy', entropy, 111, {})" in src
+    assert "_kdlab_registry.emit('entropy', entropy, 222, {'C': 7})" in src
+    for bad in ("print('x')", "kd.checks.check_entropy(entropy, C=len('x'))",
+                "kd.checks.check_entropy(entropy(p))"):
+        with pytest.raises(notebook_io.NotebookError, match="check"):
+            restore.parse_calls(bad, "cell")
+
+
+# ------------------------------------------------------------------ the nine attacks and the control
+
+ATTACK_REASONS = {  # what the reason of each attack must say (readable, not a crash)
+    "a1_allclose": "assigning to torch.allclose",
+    "a2_liar": "check_softmax_with_temperature:",
+    "a3_transformer": "input_transformers_post",
+    "a3_transformer_hidden": "probe reported nothing",
+    "a4_forge": "check_softmax_with_temperature: not implemented yet",
+    "a5_frames": "sys._getframe",
+    "a6_reference": "uses the course's reference implementation",
+    "a6_reference_hidden": "uses the course's reference implementation",
+    "a7_solutions": "no solutions found",
+    "a8_rewrite_checks": "name 'softmax_with_temperature' is not defined",
+    "a9_spy": "no network",
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACK_REASONS))
+def test_attack_scores_zero_with_a_readable_reason(graded, attack):
+    table, _, _ = graded
+    got = score(table, attack)
+    assert got == {"softmax_with_temperature": (0, "failed"), "entropy": (0, "failed")}, got
+    assert ATTACK_REASONS[attack] in reason(table, attack, "softmax_with_temperature")
+
+
+def test_control_full_marks_and_hidden_test_runs(graded):
+    table, _, _ = graded
+    assert score(table, "full") == {"softmax_with_temperature": (2, "passed"), "entropy": (1, "passed")}
+    # passes the public check (float32 inputs) but the hidden one gives float64 logits
+    assert score(table, "float32_only") == {"softmax_with_temperature": (0, "failed"), "entropy": (1, "passed")}
+    assert reason(table, "float32_only", "softmax_with_temperature").startswith(
+        "hidden test: check_softmax_with_temperature: float64 logits gave a float32 result")
+
+
+def test_nothing_leaks_and_nothing_reaches_the_network(graded):
+    table, tmp, extras = graded
+    assert extras["received"] == [], "a submission reached a server on the grader's loopback"
+    spy = reason(table, "a9_spy", "softmax_with_temperature")
+    assert "instructor-secret" not in spy and "no instructor secret" in spy
+    assert "submissions" not in spy, spy[:500]
+    for md in (tmp / "feedback").glob("*.md"):
+        text = md.read_text()
+        assert SOLUTION_MARKER not in text, f"{md.name} shows the solution"
+        assert extras["secret"] not in text
+        for other in extras["students"]:
+            if md.stem != other:
+                assert f"secret-{other}-text" not in text, f"{md.name} shows {other}'s notebook"
+
+
+def test_checks_on_disk_unchanged(graded):
+    _, _, extras = graded
+    assert extras["checks_after"] == extras["checks_before"]
+
+
+def test_memory_limit_is_out_of_memory(graded):
+    table, _, _ = graded
+    assert score(table, "hog") == {"softmax_with_temperature": (2, "passed"), "entropy": (0, "error")}
+    assert reason(table, "hog", "entropy").startswith("out of memory")
+
+
+def test_grader_refuses_without_bubblewrap(tmp_path, monkeypatch):
+    from kdlab.grading import sandbox
+    from kdlab.grading.__main__ import main
+    (tmp_path / "subs" / "ann").mkdir(parents=True)
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    with pytest.raises(sandbox.SandboxError, match="make grade-deps"):
+        sandbox.preflight()
+    assert main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "g.csv")]) == 2
+
+
+def test_unsandboxed_rows_say_so(tmp_path):
+    sol = tiny_solution()
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(sol, str(tmp_path / "solutions" / f"{LAB}.ipynb"))
+    assert make_labs(tmp_path / "solutions", tmp_path / "labs", log=lambda *a: None) == 0
+    (tmp_path / "subs" / "ann").mkdir(parents=True)
+    nbformat.write(sol, str(tmp_path / "subs" / "ann" / f"{LAB}.ipynb"))
+    rows = grade_submissions(tmp_path / "subs", labs_dir=tmp_path / "labs", out=tmp_path / "g.csv",
+                             solutions_dir=tmp_path / "solutions", jobs=1, log=lambda *a: None,
+                             sandbox=False)
+    assert all(r[6].startswith("unsandboxed") for r in rows)
+    assert [r[3] for r in rows if r[2] != "TOTAL"] == [2, 1]
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])

@@ -84,11 +84,14 @@ def _diagnose_softmax(got: torch.Tensor, z: torch.Tensor, T: float, where: str) 
         hint="expected softmax(logits / T) along the last dimension")
 
 
-def softmax_inputs(seed=None) -> dict:
+def softmax_inputs(seed=None, dtype: str = "float32") -> dict:
     """Inputs of the softmax check: 1-D logits, batches, logits of magnitude 1e4, bad T.
 
     seed None: the fixed inputs of the notebook; an int: fresh values of the same kinds.
+    dtype: "float32" (default) or "float64": the dtype of every logits tensor.
     """
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     g = torch.Generator().manual_seed(1 if seed is None else 1000 + int(seed))
     if seed is None:
         z1 = torch.tensor([2.0, 1.0, 0.1, -1.0, 3.0])
@@ -98,8 +101,10 @@ def softmax_inputs(seed=None) -> dict:
     big = torch.tensor([[1e4, 1e4 - 2.0, 0.0, -1e4], [-1e4, 5e3, 5e3 + 1.0, 0.0]])
     if seed is not None:  # the same near-ties at 1e4, in other places
         big = torch.stack([row[torch.randperm(4, generator=g)] for row in big])
-    return {"z1": z1, "Ts": (2.0, 0.5, 10.0), "batches": batches, "big": big,
-            "big_Ts": (1.0, 4.0), "bad_Ts": (0.0, -1.0, float("nan"), float("inf"))}
+    dt = getattr(torch, dtype)
+    return {"z1": z1.to(dt), "Ts": (2.0, 0.5, 10.0), "batches": [(z.to(dt), T) for z, T in batches],
+            "big": big.to(dt), "big_Ts": (1.0, 4.0),
+            "bad_Ts": (0.0, -1.0, float("nan"), float("inf")), "dtype": dt}
 
 
 def softmax_probe(fn, inp) -> dict:
@@ -124,6 +129,10 @@ def softmax_verdict(data, inp) -> str:
     for T, out in zip(inp["Ts"], data["one_d"]):
         got = result(_SOFTMAX, out)
         unchanged(_SOFTMAX, out, ["logits"])
+        if inp["dtype"] == torch.float64 and got.dtype in (torch.float32, torch.float16, torch.bfloat16):
+            fail(_SOFTMAX, f"float64 logits gave a {str(got.dtype).replace('torch.', '')} result: "
+                           "your function lowers the precision of its input",
+                 "do not convert the logits (no .float()); torch operations keep the input's dtype")
         if not _close(got, F.softmax(z1 / T, dim=-1)):
             _diagnose_softmax(got, z1, T, f"logits {short(z1)}, T={T}")
     for (z, T), out in zip(inp["batches"], data["batch"]):

@@ -1,4 +1,5 @@
-"""Command line: ``python -m kdlab.grading make-labs [--check]`` and ``... grade DIR --out CSV``."""
+"""Command line: ``python -m kdlab.grading make-labs [--check]``, ``... grade DIR --out CSV``
+and ``... release OUT`` (what an instructor hands to students)."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,8 @@ sys.modules.setdefault("rfc3987_syntax", None)
 from .generator import make_labs  # noqa: E402
 from .gradebook import grade_submissions  # noqa: E402
 from .notebook_io import NotebookError  # noqa: E402
+from .release import make_release  # noqa: E402
+from .sandbox import SandboxError, parse_memory  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -41,9 +44,29 @@ def main(argv=None) -> int:
     gr.add_argument("--full-budget", action="store_true",
                     help="run the notebooks with the students' full budget (default: quick)")
     gr.add_argument("--keep", action="store_true", help="keep the executed copies (debugging)")
+    gr.add_argument("--memory", default="4G",
+                    help="data memory each sandboxed kernel may use (4G); more is 'out of memory'")
+    gr.add_argument("--no-sandbox", action="store_true",
+                    help="run student code WITHOUT bubblewrap (trusted code only; every "
+                         "gradebook row then says 'unsandboxed')")
+    rl = sub.add_parser("release", help="write the student release (labs/, kdlab, README) to OUT")
+    rl.add_argument("out", help="folder to create (must not exist or be empty)")
+    rl.add_argument("--labs", default="labs", help="folder of the lab notebooks")
     args = ap.parse_args(argv)
     if args.cmd == "make-labs":
         return make_labs(args.solutions, args.labs, check=args.check)
+    if args.cmd == "release":
+        try:
+            make_release(args.out, labs_dir=args.labs)
+        except (NotebookError, ValueError, FileNotFoundError, FileExistsError) as e:
+            print(f"error: {e}")
+            return 2
+        return 0
+    try:
+        memory = parse_memory(args.memory)
+    except ValueError as e:
+        print(f"error: --memory: {e}")
+        return 2
     if not Path(args.submissions).is_dir():
         print(f"error: {args.submissions} is not a folder (expected one folder per student)")
         return 2
@@ -53,7 +76,11 @@ def main(argv=None) -> int:
                           feedback_dir=args.feedback, solutions_dir=solutions,
                           lab_names=args.lab, jobs=args.jobs, cell_timeout=args.cell_timeout,
                           timeout=args.timeout, max_output=args.max_output,
-                          quick=not args.full_budget, keep=args.keep)
+                          quick=not args.full_budget, keep=args.keep,
+                          sandbox=not args.no_sandbox, memory=memory)
+    except SandboxError as e:
+        print(f"error: cannot grade in the sandbox: {e}")
+        return 2
     except (NotebookError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}")
         return 2

@@ -1,18 +1,23 @@
 """Grade a folder of submissions into gradebook.csv and one feedback markdown per student.
 
 SUBMISSIONS_DIR/<student>/<NN_lab>.ipynb -> for each student and lab: validate, restore the
-check cells (restore.py), execute a copy (runner.py), and score each check. Notebooks are
-graded in parallel (``jobs`` at a time, each in its own pytest + kernel processes).
+check cells (restore.py), screen the student's code (screen.py), execute a copy whose check
+cells run only the checks' probes on secret inputs, in a sandboxed kernel (runner.py,
+sandbox.py), and score each check by running its verdict here, in the grader's process, on
+the numbers the probes displayed. Nothing else the student's kernel prints or writes counts.
+Notebooks are graded in parallel (``jobs`` at a time, each in its own pytest + kernel).
 
 gradebook.csv columns: student,lab,check,points,max_points,status,reason. status is one of
 passed, failed (the check ran and rejected the code, or the code crashed), error (the check
 could not run: time limit, dead kernel, too much output), invalid (the notebook file is not
 a valid notebook), missing (no notebook for that lab). Totals are rows too: check=TOTAL for
-each student and lab, and lab=ALL, check=TOTAL for each student's grand total.
+each student and lab, and lab=ALL, check=TOTAL for each student's grand total. Graded with
+``sandbox=False``, every row's reason starts with "unsandboxed".
 """
 from __future__ import annotations
 
 import csv
+import json
 import os
 import secrets
 import shutil
@@ -22,13 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import notebook_io, restore
+from . import notebook_io, restore, sandbox, screen
 from .generator import NOTEBOOK_GLOB
 from .notebook_io import NotebookError
-from .runner import RunResult, run_notebook
+from .runner import RunResult, kernel_env, run_notebook
 
 COLUMNS = ["student", "lab", "check", "points", "max_points", "status", "reason"]
-PASS_MARK = "PASSED"
+UNSANDBOXED = "unsandboxed"
+_DEFAULT_MEMORY = sandbox.DEFAULT_MEMORY
 
 
 @dataclass
@@ -41,8 +47,7 @@ class Lab:
 
 @dataclass
 class Options:
-    """Grading limits and locations."""
-    checks_dir: Path
+    """Grading limits, locations and the sandbox."""
     cell_timeout: float = 300
     timeout: float = 1200
     max_output: int = 20_000_000
@@ -50,6 +55,9 @@ class Options:
     threads: int = 1
     keep: bool = False
     work_root: Path | None = None  # where the executed copies go (default: the system temp)
+    sandbox: bool = True  # run kernels under bubblewrap (sandbox.py)
+    memory: int = _DEFAULT_MEMORY  # bytes of data memory per sandboxed kernel
+    kdlab_site: Path | None = None  # the copy of kdlab the sandbox sees (made per run)
 
 
 def load_labs(labs_dir, solutions_dir=None) -> dict:
@@ -77,12 +85,20 @@ def _rows(student, lab, status, reason):
     return [[student, lab.name, c.name, 0, c.points, status, reason] for c in lab.checks]
 
 
-def _event(cells):
+def _oom(r) -> bool:
+    return r.get("ename") == "MemoryError" or "can't allocate memory" in r.get("evalue", "") or (
+        "out of memory" in r.get("evalue", "").lower())
+
+
+def _event(cells, opts=None):
     """The first cell that stopped the notebook: (record, sentence) or (None, "")."""
     for r in cells:
         where = f"cell {r['cell']} (id {r['id']!r})"
         if r["timed_out"]:
             return r, f"{where} exceeded the time limit per cell"
+        if _oom(r):
+            limit = f" of {opts.memory / 1024 ** 3:.3g} GB" if opts is not None and opts.sandbox else ""
+            return r, f"out of memory: {where} exceeded the memory limit{limit}"
         if r["kernel_died"]:
             return r, f"the kernel died in {where} (the code exited or crashed, e.g. os._exit)"
         if r["output_limit"]:
@@ -90,10 +106,54 @@ def _event(cells):
     return None, ""
 
 
-def score(lab: Lab, run: RunResult, modified: dict, token: str, opts: Options):
+def _payloads(r) -> list:
+    out = []
+    for text in r.get("probes", []):
+        try:
+            d = json.loads(text)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(d, dict):
+            out.append(d)
+    return out
+
+
+def _verdicts(chk, r, seeds) -> str:
+    """'' if every probe of the check passed its verdict, else the reason it failed."""
+    from kdlab.checks import CHECKS
+    from kdlab.checks._registry import judge
+
+    payloads = _payloads(r)
+    for k, (probe, seed) in enumerate(zip(chk.probes, seeds)):
+        label = "hidden test: " if k > 0 else ""
+        mine = [d for d in payloads if d.get("seed") == seed and d.get("check") == probe.check]
+        if not mine:
+            if r["ename"]:
+                return label + (r["evalue"] if r["ename"] == "AssertionError"
+                                else f"{r['ename']}: {r['evalue']}")
+            return (label + "the check cell ran but its probe reported nothing (was the cell's "
+                    "code or output rewritten?)")
+        if len(mine) > 1:
+            return label + "the probe's result appeared more than once: the check cell's output was tampered with"
+        check = CHECKS.get(probe.check)
+        if check is None:
+            return f"the course has no check named {probe.check!r} (update kdlab)"
+        try:
+            judge(check, mine[0].get("data"), seed, dict(probe.params))
+        except AssertionError as e:
+            return label + str(e)
+        except Exception as e:  # noqa: BLE001 - data that is not what the probe writes
+            return (label + f"the probe's result could not be read ({type(e).__name__}: "
+                    f"{str(e)[:200]}): was the probe or its output tampered with?")
+    return ""
+
+
+def score(lab: Lab, run: RunResult, modified: dict, seeds: dict, opts: Options,
+          finding: screen.Finding | None = None):
     """Rows [check, points, max_points, status, reason] for one executed notebook."""
+    finding = finding or screen.Finding()
     by_check = {r["kdlab"].get("check"): r for r in run.cells if r.get("kdlab", {}).get("check")}
-    event, event_text = _event(run.cells)
+    event, event_text = _event(run.cells, opts)
     out = []
     for chk in lab.checks:
         r = by_check.get(chk.name)
@@ -110,33 +170,30 @@ def score(lab: Lab, run: RunResult, modified: dict, token: str, opts: Options):
             else:
                 reason = "not run: the notebook could not be executed (" + (
                     run.log.strip().splitlines() or ["no output"])[-1][:300] + ")"
-        elif r["ok"]:
-            lines = r["text"].splitlines()
-            if restore.ok_line(token, chk.name) in lines and any(ln.startswith(PASS_MARK) for ln in lines):
-                points, status, reason = chk.points, "passed", ""
-            else:
-                reason = ("the check cell ran but the check did not report a pass "
-                          "(was its output redirected or an exception swallowed?)")
+        elif event is not None and _oom(event) and event["cell"] <= r["cell"]:
+            status, reason = "error", event_text
         elif r["timed_out"]:
             status, reason = "error", f"the check exceeded the time limit of {opts.cell_timeout:g} s per cell"
         elif r["kernel_died"] or r["output_limit"]:
             status, reason = "error", r["error"].split(": ", 1)[-1]
         elif r.get("dead_at_start"):
             status, reason = "error", f"not run: {event_text or 'the kernel had stopped'}"
-        elif r["ename"]:
-            reason = r["evalue"] if r["ename"] == "AssertionError" else f"{r['ename']}: {r['evalue']}"
         else:
-            reason = r["error"] or "the check cell failed"
-        if status == "failed" and earlier:
+            reason = _verdicts(chk, r, seeds[chk.name])
+            if not reason:
+                points, status = chk.points, "passed"
+        if chk.name in finding.reference:
+            points, status, reason = 0, "failed", finding.reference[chk.name]
+        if status == "failed" and earlier and chk.name not in finding.reference:
             e = earlier[0]
             what = f"{e['ename']}: {e['evalue'][:300]}" if e["evalue"] else e["ename"]
             reason += f" (an earlier cell failed: cell {e['cell']} (id {e['id']!r}): {what})"
-        if status == "failed" and event is not None and event is not r:
+        if status == "failed" and event is not None and event is not r and not _oom(event):
             reason += f" (earlier: {event_text})"
         if chk.name in modified:
             note = f"check cell modified ({modified[chk.name]}); the canonical check from labs/ was run"
             reason = note + (f": {reason}" if reason else "")
-        out.append([chk.name, points, chk.points, status, reason.replace(token, "<token>")])
+        out.append([chk.name, points, chk.points, status, reason])
     return out
 
 
@@ -156,19 +213,27 @@ def _grade_notebook(student: str, lab: Lab, path, opts: Options):
     except NotebookError as e:
         return _rows(student, lab, "invalid", str(e).replace(str(path), path.name)), 0.0
     restored = restore.restore(nb, lab.nb, lab.checks)
-    token = secrets.token_hex(16)
+    finding = screen.screen(restored.cells, lab.nb, lab.checks)
+    if finding.tampering:  # not executed at all
+        return _rows(student, lab, "failed", finding.tampering), 0.0
+    seeds = {chk.name: [secrets.randbelow(2 ** 31 - 1) + 1 for _ in chk.probes] for chk in lab.checks}
     if opts.work_root is not None:
         Path(opts.work_root).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"kdlab-grade-{lab.name[:2]}-", dir=opts.work_root))
     try:
-        graded = restore.graded_notebook(restored, lab.checks, opts.checks_dir, token)
+        graded = restore.graded_notebook(restored, lab.checks, seeds)
         notebook_io.write(graded, work / f"{lab.name}.ipynb")
+        argv = None
+        if opts.sandbox:
+            (work / "rt").mkdir()
+            argv = sandbox.kernel_argv(work / "rt", opts.kdlab_site,
+                                       kernel_env(opts.quick, opts.threads), opts.memory)
         run = run_notebook(work / f"{lab.name}.ipynb", opts.cell_timeout, opts.timeout,
-                           opts.max_output, opts.quick, opts.threads)
+                           opts.max_output, opts.quick, opts.threads, kernel_argv=argv)
     finally:
         if not opts.keep:
             shutil.rmtree(work, ignore_errors=True)
-    rows = [[student, lab.name, *r] for r in score(lab, run, restored.modified, token, opts)]
+    rows = [[student, lab.name, *r] for r in score(lab, run, restored.modified, seeds, opts, finding)]
     return rows, run.seconds
 
 
@@ -178,7 +243,8 @@ def grade_submissions(submissions, labs_dir="labs", out="gradebook.csv", feedbac
 
     lab_names: the labs to grade (default: every lab some student submitted); jobs: notebooks
     graded at once (default: the number of CPU cores); limits: fields of Options
-    (cell_timeout, timeout, max_output, quick, checks_dir, keep, work_root). Returns the rows.
+    (cell_timeout, timeout, max_output, quick, keep, work_root, sandbox, memory). Returns the
+    rows. With sandbox=True (the default) raises sandbox.SandboxError if bubblewrap cannot run.
     """
     submissions = Path(submissions)
     if not submissions.is_dir():
@@ -197,15 +263,27 @@ def grade_submissions(submissions, labs_dir="labs", out="gradebook.csv", feedbac
         chosen = [lab for lab in labs if any(found[(s, lab)] for s in students)]
     cpus = os.cpu_count() or 1
     jobs = max(1, jobs or cpus)
-    if "checks_dir" not in limits or limits["checks_dir"] is None:
-        limits["checks_dir"] = Path(__file__).resolve().parent.parent / "checks"
     opts = Options(threads=max(1, cpus // jobs), **limits)
+    site_tmp = None
+    if opts.sandbox:
+        sandbox.preflight()
+        if opts.work_root is not None:
+            Path(opts.work_root).mkdir(parents=True, exist_ok=True)
+        site_tmp = tempfile.mkdtemp(prefix="kdlab-site-", dir=opts.work_root)
+        opts.kdlab_site = sandbox.kdlab_copy(site_tmp)
+    else:
+        log("warning: grading WITHOUT the sandbox (--no-sandbox): student code runs with your "
+            "rights; every gradebook row says 'unsandboxed'")
     tasks = [(s, labs[lab], found[(s, lab)]) for s in students for lab in chosen]
     log(f"grading {len(tasks)} notebooks ({len(students)} students x {len(chosen)} labs), "
         f"{jobs} at a time")
     start = time.monotonic()
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda t: grade_notebook(*t, opts), tasks))
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(lambda t: grade_notebook(*t, opts), tasks))
+    finally:
+        if site_tmp is not None:
+            shutil.rmtree(site_tmp, ignore_errors=True)
     wall = time.monotonic() - start
     rows = []
     for (student, lab, _), (lab_rows, secs) in zip(tasks, results):
@@ -217,6 +295,9 @@ def grade_submissions(submissions, labs_dir="labs", out="gradebook.csv", feedbac
         mine = [r for r in rows if r[0] == s and r[2] == "TOTAL"]
         totals.append([s, "ALL", "TOTAL", sum(r[3] for r in mine), sum(r[4] for r in mine), "", ""])
     rows = [r for s in students for r in [x for x in rows if x[0] == s] + [t for t in totals if t[0] == s]]
+    if not opts.sandbox:
+        for r in rows:
+            r[6] = UNSANDBOXED + (f"; {r[6]}" if r[6] else "")
     write_csv(rows, out)
     feedback_dir = Path(feedback_dir) if feedback_dir else Path(out).resolve().parent / "feedback"
     write_feedback(rows, feedback_dir)

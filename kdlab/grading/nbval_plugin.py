@@ -9,9 +9,14 @@ cells that ran survive if the whole run is killed at the notebook time limit:
      "timed_out": bool, "kernel_died": bool, "dead_at_start": bool, "output_limit": bool,
      "seconds": float}
 
+"probes" lists the probe results the cell displayed (MIME ``application/vnd.kdlab.probe+json``,
+see ``kdlab.checks._registry.emit``) as JSON texts.
+
 It also makes nbval notice a dead kernel (``os._exit``, a crash) within a second instead of
-waiting for the cell timeout, and stops the kernel once a notebook has printed more than
-``--kdlab-max-output`` bytes.
+waiting for the cell timeout, stops the kernel once a notebook has printed more than
+``--kdlab-max-output`` bytes, and with ``--kdlab-kernel-argv`` starts the kernel with the
+given command line (the grader's sandbox) talking over Unix sockets in ``--kdlab-runtime-dir``
+(a kernel in its own network namespace cannot reach TCP ports on the host's loopback).
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ import pytest
 sys.modules.setdefault("rfc3987_syntax", None)
 
 TEXT_LIMIT = 20_000  # characters of a cell's output kept in the report
+PROBE_MIME = "application/vnd.kdlab.probe+json"
+PROBE_LIMIT = 4_000_000  # characters of one probe result kept
 
 
 class KernelDied(RuntimeError):
@@ -44,6 +51,40 @@ def pytest_addoption(parser):
     group.addoption("--kdlab-report", default=None, help="append per-cell JSON lines here")
     group.addoption("--kdlab-max-output", type=int, default=20_000_000,
                     help="bytes of output a notebook may print before its kernel is stopped")
+    group.addoption("--kdlab-kernel-argv", default=None,
+                    help="JSON list: the kernel's command line, with {connection_file}")
+    group.addoption("--kdlab-runtime-dir", default=None,
+                    help="folder for the kernel's connection file and Unix sockets")
+
+
+def _patch_kernel_start(argv: list, runtime_dir: str) -> None:
+    """Start nbval's kernels with `argv`, over Unix sockets in `runtime_dir`."""
+    import nbval.kernel
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    class SpecManager(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name):
+            # interrupts go as a message: a signal to bwrap would not reach the kernel inside
+            return KernelSpec(argv=list(argv), display_name="kdlab grading", language="python",
+                              interrupt_mode="message")
+
+    def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
+        km = KernelManager(kernel_name="kdlab-grading", kernel_spec_manager=SpecManager(),
+                           transport="ipc", ip=f"{runtime_dir}/kernel",
+                           connection_file=f"{runtime_dir}/kernel.json")
+        km.start_kernel(**kwargs)
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=startup_timeout)
+        except RuntimeError:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+            raise
+        return km, kc
+
+    nbval.kernel.start_new_kernel = start_new_kernel
 
 
 def _patch_nbval(max_output: int) -> None:
@@ -110,19 +151,26 @@ def _patch_nbval(max_output: int) -> None:
 def pytest_configure(config):
     if config.getoption("--kdlab-report"):
         _patch_nbval(config.getoption("--kdlab-max-output"))
+    if config.getoption("--kdlab-kernel-argv"):
+        _patch_kernel_start(json.loads(config.getoption("--kdlab-kernel-argv")),
+                            config.getoption("--kdlab-runtime-dir"))
 
 
 def _outputs(item):
-    text, ename, evalue = [], "", ""
+    text, ename, evalue, probes = [], "", "", []
     for out in getattr(item, "test_outputs", None) or []:
         if out.get("output_type") == "stream":
             text.append(out.get("text", ""))
         elif out.get("output_type") == "error":
             ename, evalue = out.get("ename", ""), out.get("evalue", "")
+        elif out.get("output_type") in ("display_data", "execute_result"):
+            data = out.get("data") or {}
+            if isinstance(data.get(PROBE_MIME), str):
+                probes.append(data[PROBE_MIME][:PROBE_LIMIT])
     text = "".join(text)
     if len(text) > TEXT_LIMIT:
         text = text[:TEXT_LIMIT // 2] + "\n[... output truncated ...]\n" + text[-TEXT_LIMIT // 2:]
-    return text, ename, evalue
+    return text, ename, evalue, probes
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -143,7 +191,7 @@ def pytest_runtest_makereport(item, call):
     if call.when == "teardown":
         return
     exc = call.excinfo.value if call.excinfo is not None else None
-    text, ename, evalue = _outputs(item)
+    text, ename, evalue, probes = _outputs(item)
     parent = getattr(item, "parent", None)
     error = ""
     if exc is not None:
@@ -154,7 +202,7 @@ def pytest_runtest_makereport(item, call):
         "cell": getattr(item, "cell_num", None), "id": cell.get("id"),
         "kdlab": dict(cell.get("metadata", {}).get("kdlab", {}) or {}),
         "ok": exc is None and call.when == "call", "error": error,
-        "ename": ename, "evalue": evalue[:4000], "text": text,
+        "ename": ename, "evalue": evalue[:4000], "text": text, "probes": probes,
         "timed_out": bool(getattr(parent, "timed_out", False))
         and not getattr(item, "_kdlab_timed_out_before", False),
         "kernel_died": isinstance(exc, KernelDied),

@@ -5,22 +5,30 @@ canonical id). One that is missing, duplicated, edited, re-labelled or moved out
 section is replaced by the canonical cell at its canonical place (just before the next cell
 of the lab that follows it) and reported as "check cell modified".
 
-In the copy that is executed, each check cell calls the check from a module object loaded
-fresh from the files of kdlab/checks (not the ``kd.checks`` the student's code can reach),
-and then prints a line with a secret token: a check earns its points only if its cell ran
-to that line and the check printed its PASSED line.
+In the copy that is executed, each check cell runs only the check's *probe* on inputs drawn
+from a secret seed (``kdlab.checks._registry.emit``), and so do the instructor's hidden tests
+of that check; the grader runs the verdicts in its own process on the numbers the probes
+displayed (gradebook.py).
 """
 from __future__ import annotations
 
+import ast
 import copy
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .generator import BEGIN_HIDDEN, END_HIDDEN
+from .generator import BEGIN_HIDDEN, END_HIDDEN, strip_source
 from .notebook_io import NotebookError, kdlab_meta
 
 CHECK_CALL = re.compile(r"\b(?:kd|kdlab)\.checks\.")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One probe a graded check cell runs: check name, the student's object, literal params."""
+    check: str  # registry name, e.g. "kd_loss"
+    expr: str  # the expression naming the student's object, e.g. "kd_loss"
+    params: tuple = ()  # sorted (key, value) pairs of literal keyword arguments
 
 
 @dataclass
@@ -29,7 +37,49 @@ class Check:
     name: str
     points: int
     cell: dict
-    hidden: str = ""  # instructor-only test code run after the check (from solutions/)
+    hidden: list = field(default_factory=list)  # instructor-only Probes (from solutions/)
+
+    @property
+    def probes(self) -> list:
+        """The public probe of the cell, then its hidden ones."""
+        return parse_calls(self.cell.get("source", ""), f"check {self.name!r}") + list(self.hidden)
+
+
+def parse_calls(source: str, where: str) -> list:
+    """The Probes of a check cell's (or hidden block's) source: ``kd.checks.check_<name>(obj, k=v)``.
+
+    Every statement must be such a call, with one positional argument (a name or attribute)
+    and literal keyword arguments; raises NotebookError saying what is wrong otherwise.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        raise NotebookError(f"{where}: not valid Python ({e.msg}, line {e.lineno})") from None
+    out = []
+    for stmt in tree.body:
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        func = getattr(call, "func", None)
+        ok = (isinstance(call, ast.Call) and isinstance(func, ast.Attribute)
+              and func.attr.startswith("check_") and isinstance(func.value, ast.Attribute)
+              and func.value.attr == "checks" and isinstance(func.value.value, ast.Name)
+              and func.value.value.id in ("kd", "kdlab") and len(call.args) == 1
+              and isinstance(call.args[0], (ast.Name, ast.Attribute)))
+        if not ok:
+            raise NotebookError(f"{where}: line {stmt.lineno}: a check cell (and a hidden test) may "
+                                "only call kd.checks.check_<name>(<the student's object>, "
+                                "key=literal, ...)")
+        try:
+            params = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        except ValueError:
+            raise NotebookError(f"{where}: line {stmt.lineno}: keyword arguments of a check call "
+                                "must be literals (numbers, strings, tuples, ...)") from None
+        if None in params:
+            raise NotebookError(f"{where}: line {stmt.lineno}: **kwargs is not allowed in a check call")
+        out.append(Probe(func.attr[len("check_"):], ast.unparse(call.args[0]),
+                         tuple(sorted(params.items()))))
+    if not out:
+        raise NotebookError(f"{where}: a check cell must call kd.checks.check_<name>(...)")
+    return out
 
 
 @dataclass
@@ -51,7 +101,8 @@ def canonical_checks(lab_nb: dict, name: str = "lab", solution_nb: dict | None =
         if "check" in kdlab_meta(cell) and BEGIN_HIDDEN in src:
             blocks = re.findall(re.escape(BEGIN_HIDDEN) + r"[^\n]*\n(.*?)^[ \t]*"
                                 + re.escape(END_HIDDEN), src, flags=re.S | re.M)
-            hidden[cell.get("id")] = "\n".join(b.rstrip("\n") for b in blocks)
+            hidden[cell.get("id")] = [p for b in blocks for p in parse_calls(
+                b, f"{name}: hidden tests of cell {cell.get('id')!r}")]
     checks, seen = [], set()
     for i, cell in enumerate(lab_nb["cells"]):
         meta = kdlab_meta(cell)
@@ -65,10 +116,12 @@ def canonical_checks(lab_nb: dict, name: str = "lab", solution_nb: dict | None =
             raise NotebookError(f"{where}: kdlab.points must be an integer >= 0, got {points!r}")
         if cname in seen:
             raise NotebookError(f"{where}: check {cname!r} appears twice")
-        if not CHECK_CALL.search(cell.get("source", "")):
-            raise NotebookError(f"{where}: a check cell must call kd.checks.check_<name>(...)")
+        probes = parse_calls(cell.get("source", ""), where)
+        if len(probes) != 1 or probes[0].check != cname:
+            raise NotebookError(f"{where}: a check cell calls exactly kd.checks.check_{cname}(...), "
+                                "the check its metadata names")
         seen.add(cname)
-        checks.append(Check(cname, points, cell, hidden.get(cell.get("id"), "")))
+        checks.append(Check(cname, points, cell, hidden.get(cell.get("id"), [])))
     return checks
 
 
@@ -108,7 +161,12 @@ def restore(student_nb: dict, lab_nb: dict, checks: list) -> Restored:
             modified[chk.name] = "check cell duplicated"
             continue
         j, cell = found[0], cells[found[0]]
-        if cell.get("cell_type") != "code" or not _same_source(cell.get("source", ""), chk.cell["source"]):
+        src = cell.get("source", "")
+        try:  # a solution notebook's own check cell holds hidden tests: compare without them
+            src = strip_source("".join(src) if isinstance(src, list) else str(src))
+        except NotebookError:
+            pass
+        if cell.get("cell_type") != "code" or not _same_source(src, chk.cell["source"]):
             modified[chk.name] = "check cell edited"
             continue
         meta = kdlab_meta(cell)
@@ -138,41 +196,23 @@ def restore(student_nb: dict, lab_nb: dict, checks: list) -> Restored:
     return Restored(cells, modified)
 
 
-def ok_line(token: str, name: str) -> str:
-    """The line a graded check cell prints once its check returned without error."""
-    return f"KDLAB-GRADER-OK {token} {name}"
+def graded_source(chk: Check, seeds: list) -> str:
+    """The source run in place of a check cell: each of its probes on its secret seed.
 
-
-def graded_source(chk: Check, checks_dir, token: str, tag: str) -> str:
-    """The source run in place of a check cell: the canonical call on freshly loaded checks.
-
-    checks_dir: the kdlab/checks directory; token: this run's secret; tag: unique per cell.
+    seeds: one int per probe of ``chk.probes`` (public first, then hidden).
     """
-    mod = f"_kdlab_grader_checks_{tag}"
-    call = CHECK_CALL.sub(mod + ".", chk.cell["source"].strip())
-    lines = [
-        f"# grader: check {chk.name!r}, with the checks loaded fresh from the course files",
-        "def _kdlab_grader_load(tag, path):",
-        "    import importlib.util, sys",
-        "    name = '_kdlab_grader_checks_' + tag",
-        "    spec = importlib.util.spec_from_file_location(",
-        "        name, path + '/__init__.py', submodule_search_locations=[path])",
-        "    mod = importlib.util.module_from_spec(spec)",
-        "    sys.modules[name] = mod",
-        "    spec.loader.exec_module(mod)",
-        "    return mod",
-        f"{mod} = _kdlab_grader_load({tag!r}, {str(Path(checks_dir))!r})",
-        "del _kdlab_grader_load",
-        call,
-    ]
-    if chk.hidden.strip():
-        lines.append(CHECK_CALL.sub(mod + ".", chk.hidden))
-    lines.append(f"print({ok_line(token, chk.name)!r})")
+    lines = [f"# grader: the probes of check {chk.name!r}; the verdicts run in the grader",
+             "import kdlab.checks._registry as _kdlab_registry"]
+    for probe, seed in zip(chk.probes, seeds):
+        lines.append(f"_kdlab_registry.emit({probe.check!r}, {probe.expr}, {int(seed)}, "
+                     f"{dict(probe.params)!r})")
     return "\n".join(lines)
 
 
-def graded_notebook(restored: Restored, checks: list, checks_dir, token: str) -> dict:
-    """The notebook that is executed: restored cells, check cells running fresh checks.
+def graded_notebook(restored: Restored, checks: list, seeds: dict) -> dict:
+    """The notebook that is executed: restored cells, check cells running only probes.
+
+    seeds: {check name: [one secret seed per probe of that check]}.
 
     Cells are rebuilt clean (type, unique id, metadata, source; no outputs), so that any
     notebook that parsed can be executed.
@@ -193,7 +233,7 @@ def graded_notebook(restored: Restored, checks: list, checks_dir, token: str) ->
             cell.update(outputs=[], execution_count=None)
             name = kdlab_meta(cell).get("check")
             if name in by_name:
-                cell["source"] = graded_source(by_name[name], checks_dir, token, f"{i}_{token[:8]}")
+                cell["source"] = graded_source(by_name[name], seeds[name])
         cells.append(cell)
     return {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                         "language": "python"}},

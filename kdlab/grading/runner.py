@@ -52,12 +52,25 @@ def _alive(p) -> bool:
         return False
 
 
+def kernel_env(quick: bool, threads: int) -> dict:
+    """The variables a graded kernel runs with: budget switch, thread counts, headless plots."""
+    env = {"MPLBACKEND": "Agg", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "KDLAB_THREADS": str(threads), "PYTHONDONTWRITEBYTECODE": "1",
+           "JUPYTER_PLATFORM_DIRS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    if quick:
+        env["KDLAB_QUICK"] = "1"
+    return env
+
+
 def run_notebook(nb_path, cell_timeout: float = 300, timeout: float = 1200,
-                 max_output: int = 20_000_000, quick: bool = True, threads: int = 1) -> RunResult:
+                 max_output: int = 20_000_000, quick: bool = True, threads: int = 1,
+                 kernel_argv: list | None = None) -> RunResult:
     """Run the notebook at `nb_path` (in its own folder) with nbval --nbval-lax.
 
     cell_timeout / timeout: seconds per cell / for the whole notebook; max_output: bytes of
-    output allowed; quick: run with KDLAB_QUICK=1; threads: torch/OpenMP threads per kernel.
+    output allowed; quick: run with KDLAB_QUICK=1; threads: torch/OpenMP threads per kernel;
+    kernel_argv: the kernel's command line (see sandbox.kernel_argv; it runs with a runtime
+    folder ``rt/`` next to the notebook), default: a kernel of this Python.
     Returns a RunResult with one record per code cell that ran (see nbval_plugin).
     """
     nb_path = Path(nb_path).resolve()
@@ -73,14 +86,14 @@ def run_notebook(nb_path, cell_timeout: float = 300, timeout: float = 1200,
            "-p", PLUGIN, "--nbval-lax", "--nbval-current-env",
            f"--nbval-cell-timeout={cell_timeout}", f"--kdlab-report={report}",
            f"--kdlab-max-output={int(max_output)}"]
+    runtime = work / "rt"
+    runtime.mkdir(exist_ok=True)
+    from .sandbox import plain_argv
+    cmd += [f"--kdlab-kernel-argv={json.dumps(kernel_argv or plain_argv())}",
+            f"--kdlab-runtime-dir={runtime}"]
     env = dict(os.environ)
-    env.update(PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg", JUPYTER_PLATFORM_DIRS="1",
-               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYDEVD_DISABLE_FILE_VALIDATION="1")
-    if quick:
-        env["KDLAB_QUICK"] = "1"
-    else:
-        env.pop("KDLAB_QUICK", None)
+    env.pop("KDLAB_QUICK", None)
+    env.update(kernel_env(quick, threads))
     log_path = work / "pytest.log"
     start = time.monotonic()
     with open(log_path, "wb") as log:

@@ -1,0 +1,106 @@
+"""The student release: what an instructor hands to students, without answers.
+
+    python -m kdlab.grading release OUT     (make release)
+
+OUT gets the generated lab notebooks (labs/), the kdlab package without the instructor
+tooling (``kdlab.grading``), a student README with the two commands, pyproject.toml (without
+the instructor's test configuration), environment.yml, a two-target Makefile and the licence.
+No solutions/, no hidden tests, no tests/ or benchmarks/. The release is checked before it is
+reported done: no notebook in it may contain a solution or hidden-test marker.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from . import notebook_io
+from .generator import BEGIN_HIDDEN, BEGIN_SOLUTION, NOTEBOOK_GLOB
+from .notebook_io import NotebookError
+
+README = """# kd-lab: knowledge distillation, hands-on
+
+A Jupyter lab course on knowledge distillation (KD) in PyTorch, after Lecture 9 of MIT 6.5940
+(EfficientML.ai). It runs on a laptop CPU, offline: MNIST and the pretrained teacher ship with
+the course. You need Python 3.11, git and make.
+
+```bash
+make install   # creates .venv and installs the course into it
+make lab       # opens JupyterLab on labs/
+```
+
+Without make: `python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/jupyter lab labs/`.
+Conda: `conda env create -f environment.yml && conda activate kdlab && jupyter lab labs/`.
+
+Work through the labs in order:
+
+{labs}
+
+Each exercise is followed by a check cell: run it after your code. It prints a line starting
+with PASSED, or tells you what is wrong and gives a hint. Your instructor grades the same
+checks on fresh inputs, so a check passes only for code that is right in general. Write each
+exercise yourself: an exercise that uses the course's own reference versions (`kd.losses`,
+`kd.checks`) scores 0.
+
+Long experiments run the full budget by default; `KDLAB_QUICK=1 make lab` runs tiny versions
+(the numbers then mean nothing). `KDLAB_THREADS=1` helps on a busy shared server.
+"""
+
+MAKEFILE = """# kd-lab (student release): make install | lab
+PYTHON ?= python3
+VENV   ?= .venv
+
+.PHONY: install lab
+
+install:
+\ttest -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+\t$(VENV)/bin/python -m pip install .
+
+lab: install
+\t$(VENV)/bin/jupyter lab labs/
+"""
+
+
+def _pyproject(text: str) -> str:
+    """The instructor's pyproject.toml without its test extra's pytest configuration."""
+    text = re.sub(r"\n\[tool\.pytest\.ini_options\][^\[]*", "\n", text)
+    return text.rstrip() + "\n"
+
+
+def make_release(out, labs_dir="labs", log=print) -> Path:
+    """Write the student release to `out` (a new or empty folder); return its path."""
+    import kdlab
+
+    out = Path(out)
+    labs_dir = Path(labs_dir)
+    root = labs_dir.resolve().parent
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty: give a new folder")
+    labs = sorted(labs_dir.glob(NOTEBOOK_GLOB))
+    if not labs:
+        raise FileNotFoundError(f"no lab notebooks NN_*.ipynb in {labs_dir}/ (run make labs)")
+    (out / "labs").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for path in labs:
+        nb = notebook_io.read(path)
+        for cell in nb["cells"]:
+            src = cell.get("source", "")
+            if BEGIN_SOLUTION in src or BEGIN_HIDDEN in src or cell.get("outputs"):
+                raise NotebookError(f"{path}: cell {cell.get('id')!r} holds a solution, a hidden "
+                                    "test or outputs: regenerate labs/ with make labs")
+        shutil.copyfile(path, out / "labs" / path.name)
+        title = next((c["source"].splitlines()[0].lstrip("# ").strip() for c in nb["cells"]
+                      if c.get("cell_type") == "markdown" and c.get("source", "").strip()), path.stem)
+        lines.append(f"- [{title}](labs/{path.name})")
+    src = Path(kdlab.__file__).resolve().parent
+    shutil.copytree(src, out / "kdlab", ignore=shutil.ignore_patterns(
+        "__pycache__", "*.pyc", "grading"))
+    (out / "README.md").write_text(README.format(labs="\n".join(lines)), encoding="utf-8")
+    (out / "Makefile").write_text(MAKEFILE, encoding="utf-8")
+    (out / "pyproject.toml").write_text(_pyproject((root / "pyproject.toml").read_text()),
+                                        encoding="utf-8")
+    for name in ("environment.yml", "LICENSE"):
+        if (root / name).exists():
+            shutil.copyfile(root / name, out / name)
+    log(f"wrote the student release to {out}/ ({len(labs)} labs)")
+    return out
