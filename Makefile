@@ -1,10 +1,10 @@
-# kd-lab: make install | lab | test | labs | grade | bench
+# kd-lab: make install | lab | test | labs | grade | release | bench
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lab test labs grade bench browser-deps clean
+.PHONY: install lab test labs grade release bench browser-deps grade-deps clean
 
 install: $(STAMP)            ## create .venv if missing and install the course into it (idempotent)
 
@@ -22,9 +22,12 @@ test: install                ## the whole test suite (quick budget)
 labs: install                ## regenerate labs/ from solutions/
 	$(PY) -m kdlab.grading make-labs
 
-grade: install               ## grade a folder of submissions: make grade SUBMISSIONS=dir [OUT=gradebook.csv]
+grade: install               ## grade a folder of submissions (sandboxed): make grade SUBMISSIONS=dir [OUT=gradebook.csv]
 	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/submissions [OUT=gradebook.csv]"; exit 2)
 	$(PY) -m kdlab.grading grade "$(SUBMISSIONS)" --out "$(or $(OUT),gradebook.csv)"
+
+release: install             ## the student release (labs/, kdlab, README; no solutions): make release [OUT=release]
+	$(PY) -m kdlab.grading release "$(or $(OUT),release)"
 
 bench: install               ## run the benchmarks, write benchmarks/results/*.json, render the README table
 	$(PY) -m benchmarks.run_all
@@ -40,6 +43,19 @@ browser-deps:                ## Debian/Ubuntu (root or sudo): the system Chromiu
 	  $$SUDO apt-get update && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
+
+grade-deps:                  ## Debian/Ubuntu (root or sudo): bubblewrap, the sandbox the grader runs student code in
+	@if command -v bwrap >/dev/null && command -v prlimit >/dev/null; then \
+	  echo "grade-deps: $$(command -v bwrap) and $$(command -v prlimit) already installed"; \
+	elif ! command -v apt-get >/dev/null; then \
+	  echo "grade-deps: no apt-get here; install bubblewrap (bwrap) and util-linux (prlimit)" \
+	       "with your system's package manager" >&2; exit 1; \
+	else \
+	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+	  $$SUDO apt-get update && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y --no-install-recommends bubblewrap util-linux; \
 	fi
 
 clean:

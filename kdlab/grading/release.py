@@ -63,7 +63,7 @@ lab: install
 
 def _pyproject(text: str) -> str:
     """The instructor's pyproject.toml without its test extra's pytest configuration."""
-    text = re.sub(r"\n\[tool\.pytest\.ini_options\][^\[]*", "\n", text)
+    text = re.sub(r"\n\[tool\.pytest\.ini_options\]\n(?:(?!\[).*(?:\n|$))*", "\n", text)
     return text.rstrip() + "\n"
 
 

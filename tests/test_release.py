@@ -1,0 +1,88 @@
+"""The student release: no solution of solutions/ anywhere in it; it installs and opens its labs."""
+import json
+import re
+import site
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kdlab.grading.generator import BEGIN_SOLUTION, END_SOLUTION
+from kdlab.grading.release import make_release
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def solution_bodies():
+    """Every block between the solution markers in solutions/, whitespace-normalised."""
+    out = []
+    for path in sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            src = "".join(cell["source"])
+            for body in re.findall(re.escape(BEGIN_SOLUTION) + r"[^\n]*\n(.*?)" + re.escape(END_SOLUTION),
+                                   src, flags=re.S):
+                body = "\n".join(ln for ln in body.splitlines() if not ln.strip().startswith("#"))
+                if len(_norm(body)) >= 25:
+                    out.append((path.name, cell["id"], _norm(body)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rel") / "release"
+    make_release(out, labs_dir=ROOT / "labs", log=lambda *a: None)
+    return out
+
+
+def test_no_solution_in_the_release(release):
+    bodies = solution_bodies()
+    assert len(bodies) >= 8, "found too few solution blocks to test"
+    files = [p for p in release.rglob("*") if p.is_file()]
+    names = {p.relative_to(release).parts[0] for p in files}
+    assert "solutions" not in names and "tests" not in names and "benchmarks" not in names
+    assert not (release / "kdlab" / "grading").exists(), "instructor tooling in the release"
+    for p in files:
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        assert BEGIN_SOLUTION not in text and "BEGIN HIDDEN TESTS" not in text, p
+        flat = _norm(text if p.suffix != ".ipynb" else " ".join(
+            "".join(c["source"]) for c in json.loads(text)["cells"]))
+        for nb, cid, body in bodies:
+            assert body not in flat, f"{p.relative_to(release)} contains the solution of {nb} cell {cid}"
+
+
+def test_release_refuses_a_non_empty_folder(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "f").write_text("")
+    with pytest.raises(FileExistsError, match="not empty"):
+        make_release(tmp_path / "x", labs_dir=ROOT / "labs", log=lambda *a: None)
+
+
+def test_release_installs_and_opens_its_labs(release, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                    "--no-build-isolation", "--target", str(target), str(release)],
+                   check=True, cwd=tmp_path, capture_output=True)
+    labs = sorted((release / "labs").glob("*.ipynb"))
+    assert labs and (release / "README.md").read_text().count("labs/") >= len(labs)
+    setup = next(c.source for c in nbformat.read(str(labs[0]), as_version=4).cells if c.id == "setup")
+    code = ("import kdlab, nbformat\n"
+            f"assert kdlab.__file__.startswith({str(target)!r}), kdlab.__file__\n"
+            f"for p in {[str(p) for p in labs]!r}:\n"
+            "    nbformat.validate(nbformat.read(p, as_version=4))\n"
+            + setup + "\nprint('opened', kdlab.__file__)")
+    # -S: the development environment's editable-install hook must not supply kdlab
+    paths = [str(target)] + [p for p in site.getsitepackages() if Path(p).is_dir()]
+    p = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True,
+                       text=True, env={"PYTHONPATH": ":".join(paths), "PATH": "/usr/bin:/bin",
+                                       "HOME": str(tmp_path), "KDLAB_QUICK": "1"}, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "opened" in p.stdout
