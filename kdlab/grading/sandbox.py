@@ -148,7 +148,10 @@ def plain_argv(python: str | None = None) -> list[str]:
 
 
 def preflight(timeout: float = 60) -> None:
-    """Run `python -c "import kdlab"` in the sandbox once; raise SandboxError saying why not."""
+    """Run a tiny Python in the sandbox once; raise SandboxError saying why it cannot run.
+
+    It must start, find kdlab in the sandbox's copy, and fail to reach the network.
+    """
     if shutil.which("bwrap") is None:
         raise SandboxError(
             "bubblewrap (the command bwrap) is not installed, and the grader runs student code "
@@ -161,10 +164,10 @@ def preflight(timeout: float = 60) -> None:
         rt.mkdir()
         argv = kernel_argv(rt, site_dir, {})
         cut = argv.index("--", argv.index("--clearenv"))
-        code = ("import socket, kdlab\n"
+        code = ("import socket, importlib.util\n"
                 "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n"
                 "except OSError:\n    print('no network')\n"
-                "print(kdlab.__file__)")
+                "print(importlib.util.find_spec('kdlab').origin)")  # where kdlab would load from
         cmd = argv[:cut + 1] + [sys.executable, "-c", code]
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
