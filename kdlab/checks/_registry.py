@@ -17,13 +17,30 @@ cell runs only the probe (``emit``) in the sandboxed kernel; the grader runs the
 """
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from . import _probe
 from ._common import fail, passed
 
 CHECKS: dict = {}
+_HERE = str(Path(__file__).resolve().parent)
+
+
+class CheckFailed(AssertionError):
+    """A failed check: IPython shows the student's frames and the message, not the checker's."""
+
+    def _render_traceback_(self) -> list:  # IPython's hook for custom tracebacks
+        frames = [f for f in traceback.extract_tb(self.__traceback__)
+                  if not str(Path(f.filename).resolve()).startswith(_HERE)
+                  and "/IPython/" not in f.filename]
+        return (["-" * 75] + [ln.rstrip("\n") for ln in traceback.format_list(frames)]
+                + [f"AssertionError: {self}"])
+
+
+CheckFailed.__name__ = CheckFailed.__qualname__ = "AssertionError"  # what nbval and students see
 
 
 @dataclass(frozen=True)
@@ -90,7 +107,7 @@ def register(name: str, inputs: Callable, probe: Callable, verdict: Callable) ->
         try:
             detail = judge(check, data, None, params)
         except AssertionError as e:
-            raise AssertionError(str(e)) from None  # the message only: no checker frames
+            raise CheckFailed(str(e)) from None  # the message only: no checker frames
         passed(check.title, detail)
 
     run.__name__ = run.__qualname__ = check.title
