@@ -450,3 +450,21 @@ def test_gradient_scale_rejects_reading_the_callers_grad():
 def test_softmax_rejects_the_course_reference(fn):
     with pytest.raises(AssertionError, match="uses the course's reference implementation"):
         check_softmax_with_temperature(fn)
+
+
+def test_failed_check_in_a_notebook_shows_the_message_not_the_checker():
+    """In a kernel a failed check is an AssertionError (nbval sees the cell fail) whose
+    traceback shows the student's cell and the message, without the checker's frames."""
+    import re
+
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+    nb = new_notebook(cells=[new_code_cell(
+        "import kdlab as kd\ndef entropy(p):\n    return (p * p.log()).sum(-1)\n"
+        "kd.checks.check_entropy(entropy)")])
+    NotebookClient(nb, kernel_name="python3", allow_errors=True, timeout=300).execute()
+    err = [o for o in nb.cells[0].outputs if o.output_type == "error"][0]
+    tb = "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", ln) for ln in err.traceback)
+    assert err.ename == "AssertionError"
+    assert "the minus sign is missing" in tb and "kd.checks.check_entropy(entropy)" in tb
+    assert "kdlab/checks" not in tb and "_registry" not in tb and len(tb.splitlines()) <= 8, tb
