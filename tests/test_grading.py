@@ -310,7 +310,7 @@ def graded(tmp_path_factory):
     t0 = time.time() - 1
     try:
         rows = grade_submissions(subs, labs_dir=tmp / "labs", out=tmp / "gradebook.csv",
-                                 solutions_dir=tmp / "solutions", jobs=2, log=lambda *a: None,
+                                 solutions_dir=tmp / "solutions", jobs=3, log=lambda *a: None,
                                  cell_timeout=CELL_TIMEOUT, timeout=NB_TIMEOUT,
                                  max_output=MAX_OUTPUT, work_root=tmp / "work",
                                  memory=2 * 1024 ** 3)
