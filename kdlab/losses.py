@@ -14,23 +14,28 @@ import torch
 import torch.nn.functional as F
 
 
+def is_real_number(T) -> bool:
+    """True for a real number of any numeric type: int, float, numpy scalar, 0-dim real tensor
+    (not bool, not complex)."""
+    if torch.is_tensor(T):
+        return T.dim() == 0 and T.dtype != torch.bool and not T.is_complex()
+    return isinstance(T, numbers.Real) and not isinstance(T, bool)
+
+
 def _check_T(T) -> float:
     """The temperature as a float; TypeError or ValueError saying what is wrong with it.
 
     Accepts a real number of any numeric type: int, float, a numpy scalar (np.float32(4.0))
     or a 0-dim real tensor (torch.tensor(4.0)); it must be finite and > 0.
     """
-    if torch.is_tensor(T):
-        if T.dim() != 0 or T.dtype == torch.bool or T.is_complex():
-            raise TypeError(f"temperature T must be a real number or a 0-dim real tensor, got a "
-                            f"tensor of shape {tuple(T.shape)} and dtype {T.dtype}; pass one "
-                            "number, e.g. T=4.0")
-        value = float(T)
-    elif isinstance(T, numbers.Real) and not isinstance(T, bool):
-        value = float(T)
-    else:
+    if torch.is_tensor(T) and not is_real_number(T):
+        raise TypeError(f"temperature T must be a real number or a 0-dim real tensor, got a "
+                        f"tensor of shape {tuple(T.shape)} and dtype {T.dtype}; pass one "
+                        "number, e.g. T=4.0")
+    if not is_real_number(T):
         raise TypeError(f"temperature T must be a real number (int, float, numpy scalar or 0-dim "
                         f"tensor), got {type(T).__name__} {T!r}; pass one number, e.g. T=4.0")
+    value = float(T)
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"temperature T must be a finite number > 0, got {value!r}")
     return value

@@ -36,17 +36,6 @@ def _check_logits(vals: list[float]) -> list[float]:
     return vals
 
 
-def _is_number(T) -> bool:
-    """A real number of any numeric type (int, float, numpy scalar, 0-dim tensor), not bool."""
-    import numbers
-
-    import torch
-
-    if torch.is_tensor(T):
-        return T.dim() == 0 and T.dtype != torch.bool and not T.is_complex()
-    return isinstance(T, numbers.Real) and not isinstance(T, bool)
-
-
 def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     """Slide the temperature T (0.1 to 100, log scale) and watch softmax(logits / T) flatten.
 
@@ -73,14 +62,14 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     from matplotlib.figure import Figure
 
     from . import plot
-    from .losses import entropy, soft_targets
+    from .losses import entropy, is_real_number, soft_targets
 
     arr = plot._np(EXAMPLE_LOGITS if logits is None else logits)
     if arr.ndim != 1:
         raise ValueError(f"logits must be one example of shape (C,), got shape {arr.shape}; "
                          "pick a row, e.g. logits[0]")
     z = _check_logits(arr.tolist())  # the same rules as the text box
-    if not (_is_number(T) and 0.1 <= T <= 100):
+    if not (is_real_number(T) and 0.1 <= T <= 100):
         raise ValueError(f"T must be a number in [0.1, 100], got {T!r}")
     names = plot._class_names(len(z), class_names) if class_names is not None else None
 
@@ -187,7 +176,7 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     from matplotlib.figure import Figure
 
     from . import plot
-    from .losses import soft_targets
+    from .losses import is_real_number, soft_targets
 
     if not (torch.is_tensor(logits) and logits.dim() == 2):
         raise ValueError(f"logits must be a (N, C) tensor, got "
@@ -196,7 +185,7 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     if len(images) != N or len(labels) != N:
         raise ValueError(f"images ({len(images)}), logits ({N}) and labels ({len(labels)}) must "
                          "hold the same digits: pass x_test, teacher_logits, y_test")
-    if not (_is_number(T) and 0.5 <= T <= 20):
+    if not (is_real_number(T) and 0.5 <= T <= 20):
         raise ValueError(f"T must be a number in [0.5, 20], got {T!r}")
     logits = logits.detach().cpu().double()
     labels = torch.as_tensor(labels).cpu()
