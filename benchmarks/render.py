@@ -203,9 +203,10 @@ def _conditions(name: str, d: dict) -> str:
                      f"{s['warmup']};")
         else:  # written before the training rate was timed like kd_cost's epoch
             extra = (f" training: whole `kd.train.fit` calls (model set-up included) on "
-                     f"{s['n_training']:,} images, no untimed warm-up run, so it reads lower than "
-                     "kd_cost's labels-only epoch (training loop only, 60,000 images, after a "
-                     "teacher pass): the first epochs of a process run slower;")
+                     f"{s['n_training']:,} images, the first training of the process, no untimed "
+                     "warm-up run; kd_cost's labels-only epoch times only the training loop, on "
+                     "60,000 images, after a teacher pass: the two training rates were not "
+                     "measured alike and do not compare (the scripts now time them the same way);")
     cpu = (f"CPU {e['cpu_model']}" if "cpu_model" in e
            else "CPU model not recorded (run before the scripts recorded it)")
     return (f"- `{name}.json`:{budget}{extra} {e['date'][:16].replace('T', ' ')} UTC, "

@@ -7,8 +7,8 @@ student inference, and of student training, so a user can see where the time goe
   timed as ``benchmarks.kd_cost`` times its labels-only epoch: the training loop only
   (``history["epoch_time"]``, no model set-up), batches of 128, the whole training set.
 
-Each measurement runs once untimed first (the first epochs of a process run slower), then is
-repeated; the median and the best are reported (the best is the closest to what an idle
+Each measurement runs once untimed first (so that start-up costs of the process, such as the
+first allocations, are not counted), then is repeated; the median and the best are reported (the best is the closest to what an idle
 machine does).
 
     python -m benchmarks.throughput [--budget tiny|full] [--repeats N]
