@@ -36,7 +36,6 @@ def run(budget: str = "full", out=RESULTS, seed: int = 0) -> dict:
     s = {"baseline": {k: base[k] for k in ("n_train", "n_test", "epochs", "batch_size",
                                            "optimizer", "lr", "schedule", "T", "alpha")},
          "seed": seed, "student": base["student"], "teacher": base["teacher"],
-         "paper_soft_errors": hinton.PAPER["soft_errors"],
          "variants": {name: f(base) for name, f in VARIANTS.items()}}
     with Run("hinton_variants", budget, s, out=out,
              title=f"Hinton soft-target student: one recipe change at a time (seed {seed})") as r:

@@ -2,23 +2,59 @@
 
 Lab 03 asks students to write ``kd_loss`` and Lab 04 ``hint_loss`` themselves; later labs
 and the benchmarks use these reference versions so that they do not depend on a student's
-answer.
+answer. ``soft_targets`` and ``entropy`` are the course's one softmax-with-temperature and
+one entropy: the figures and explorers (``kd.plot``, ``kd.widgets``) use them too.
 """
 from __future__ import annotations
+
+import math
+import numbers
 
 import torch
 import torch.nn.functional as F
 
 
-def _check_T(T: float) -> None:
-    if not (isinstance(T, (int, float)) and T > 0 and T != float("inf")):
-        raise ValueError(f"temperature T must be a finite number > 0, got {T!r}")
+def is_real_number(T) -> bool:
+    """True for a real number of any numeric type: int, float, numpy scalar, 0-dim real tensor
+    (not bool, not complex)."""
+    if torch.is_tensor(T):
+        return T.dim() == 0 and T.dtype != torch.bool and not T.is_complex()
+    return isinstance(T, numbers.Real) and not isinstance(T, bool)
+
+
+def _check_T(T) -> float:
+    """The temperature as a float; TypeError or ValueError saying what is wrong with it.
+
+    Accepts a real number of any numeric type: int, float, a numpy scalar (np.float32(4.0))
+    or a 0-dim real tensor (torch.tensor(4.0)); it must be finite and > 0.
+    """
+    if torch.is_tensor(T) and not is_real_number(T):
+        raise TypeError(f"temperature T must be a real number or a 0-dim real tensor, got a "
+                        f"tensor of shape {tuple(T.shape)} and dtype {T.dtype}; pass one "
+                        "number, e.g. T=4.0")
+    if not is_real_number(T):
+        raise TypeError(f"temperature T must be a real number (int, float, numpy scalar or 0-dim "
+                        f"tensor), got {type(T).__name__} {T!r}; pass one number, e.g. T=4.0")
+    value = float(T)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"temperature T must be a finite number > 0, got {value!r}")
+    return value
 
 
 def soft_targets(logits: torch.Tensor, T: float) -> torch.Tensor:
-    """Softmax of logits / T along the last dimension: (..., C) -> (..., C)."""
-    _check_T(T)
-    return F.softmax(logits / T, dim=-1)
+    """Softmax of logits / T along the last dimension: (..., C) -> (..., C).
+
+    Computed in the dtype of `logits` (pass float64 to keep probabilities like 1e-30 exact).
+    """
+    return F.softmax(logits / _check_T(T), dim=-1)
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of distributions along the last dimension: (..., C) -> (...).
+
+    -sum p log p, with 0 log 0 = 0 (a class of probability 0 adds nothing).
+    """
+    return 0.0 - torch.special.xlogy(probs, probs).sum(-1)  # 0.0 - : no -0.0 for one-hot
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -30,7 +66,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     Inputs: student_logits (N, C), teacher_logits (N, C), labels (N,) int64, T > 0,
     alpha in [0, 1]. Returns: a scalar tensor.
     """
-    _check_T(T)
+    T = _check_T(T)
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student_logits {tuple(student_logits.shape)} and teacher_logits "
                          f"{tuple(teacher_logits.shape)} must have the same shape (N, C)")

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
+
+from .losses import soft_targets
 
 # ---------------------------------------------------------------- shared
 
@@ -189,14 +192,6 @@ def gradient_scale(Ts, norms, norms_scaled, ax=None, title: str = ""):
 # ---------------------------------------------------------------- Lab 02: dark knowledge
 
 
-def _soft64(logits, T: float) -> np.ndarray:
-    """Softmax of logits / T in float64 (tiny probabilities such as 1e-12 stay visible)."""
-    z = np.asarray(logits, dtype=np.float64) / T
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _pixels(image) -> np.ndarray:
     """A normalised digit (1, 28, 28) or (28, 28) -> pixels in [0, 1] as (28, 28) numpy."""
     from .data import denormalize
@@ -279,30 +274,40 @@ def dark_knowledge_vs_T(Ts, curves: dict, ax=None, title: str = ""):
     return fig
 
 
+def soft_target_floor(lowest: float) -> float:
+    """Bottom of the log axis of soft-target bars whose smallest probability is `lowest`.
+
+    A whole decade below the decade of `lowest`, so the shortest bar is at least one decade
+    tall (never a pixel-high sliver) down to 1e-39; the axis stops at 1e-40 (probabilities
+    under it are not drawn).
+    """
+    return max(10.0 ** (np.floor(np.log10(max(lowest, 1e-300))) - 1), 1e-40)
+
+
 def draw_soft_targets(ax_img, ax_bar, image, logits, label: int, Ts=(1.0, 4.0),
                       caption: str = "") -> None:
     """Draw one digit (left) and its soft targets at each T as bars on a log axis (right).
 
     Inputs: image (1, 28, 28) normalised; logits (C,) of the teacher; label: true class;
-    Ts: temperatures, one group of bars each.
+    Ts: temperatures, one group of bars each. The y axis starts a decade below the
+    decade of the smallest probability (see ``soft_target_floor``).
     """
     ax_img.clear()
     ax_bar.clear()
     ax_img.imshow(_pixels(image), cmap="gray_r", vmin=0, vmax=1)
     ax_img.axis("off")
     ax_img.set_title(caption or f"label {label}", fontsize=9)
-    logits = np.asarray(logits, dtype=np.float64)
-    C = len(logits)
+    z = torch.as_tensor(_np(logits))  # float64: tiny probabilities such as 1e-12 stay visible
+    C = len(z)
     width = 0.8 / len(Ts)
     lows = []
     for k, T in enumerate(Ts):
-        p = _soft64(logits, T)
+        p = soft_targets(z, T).numpy()
         lows.append(p.min())
         ax_bar.bar(np.arange(C) - 0.4 + width * (k + 0.5), p, width=width, label=f"T = {T:g}",
                    color=plt.get_cmap("tab10")(k))
     ax_bar.set_yscale("log")
-    bottom = max(10 ** np.floor(np.log10(max(min(lows), 1e-300))), 1e-40)
-    ax_bar.set_ylim(bottom, 2)
+    ax_bar.set_ylim(soft_target_floor(min(lows)), 2)
     ax_bar.set_xticks(range(C))
     ax_bar.get_xticklabels()[label].set_fontweight("bold")
     ax_bar.get_xticklabels()[label].set_color("tab:red")

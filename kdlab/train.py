@@ -26,9 +26,15 @@ def quick() -> bool:
     return os.environ.get("KDLAB_QUICK", "0").strip().lower() not in ("", "0", "false", "no")
 
 
-def budget(full, quick):  # noqa: A002 - the name reads well at call sites
-    """`quick` under KDLAB_QUICK=1 (tests, CI), otherwise `full` (students' default)."""
-    return quick if globals()["quick"]() else full
+_quick_on = quick  # budget's parameter `quick` (the keyword of its call sites) hides quick()
+
+
+def budget(full, quick):
+    """`quick` under KDLAB_QUICK=1 (tests, CI), otherwise `full` (students' default).
+
+    Call it with keywords: ``kd.budget(full=5, quick=1)``.
+    """
+    return quick if _quick_on() else full
 
 
 QUICK_BANNER = ("QUICK BUDGET (KDLAB_QUICK=1): a tiny run for the tests; the numbers below mean "
@@ -147,8 +153,13 @@ def fit(model: nn.Module, data, loss_fn, epochs: int = 1, *, teacher: nn.Module 
     - scheduler: optional learning-rate scheduler, stepped after every optimizer step
     - val: optional (x_val, y_val); test errors are measured after every epoch
     - progress: show a tqdm progress bar
+    - dev: the device to train on (default: where the model's parameters are)
     Returns: history dict with "loss" (mean per epoch), "step_loss" (per step),
     "val_errors" and "val_acc" (per epoch, if val), "epoch_time" (seconds per epoch).
+
+    Side effects: `model` is moved to `dev` and left in train mode (call ``model.eval()``
+    before using it; ``evaluate`` and ``predict_logits`` switch to eval mode themselves). A
+    live `teacher` is moved to `dev` and set to eval mode, and stays so after the call.
     """
     if teacher is not None and teacher_logits is not None:
         raise ValueError("give either teacher= (run live) or teacher_logits= (cached), not both")

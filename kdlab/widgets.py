@@ -58,22 +58,24 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
 
     import ipywidgets as W
     import numpy as np
+    import torch
     from matplotlib.figure import Figure
 
     from . import plot
+    from .losses import entropy, is_real_number, soft_targets
 
     arr = plot._np(EXAMPLE_LOGITS if logits is None else logits)
     if arr.ndim != 1:
         raise ValueError(f"logits must be one example of shape (C,), got shape {arr.shape}; "
                          "pick a row, e.g. logits[0]")
     z = _check_logits(arr.tolist())  # the same rules as the text box
-    if not (isinstance(T, (int, float)) and 0.1 <= T <= 100):
+    if not (is_real_number(T) and 0.1 <= T <= 100):
         raise ValueError(f"T must be a number in [0.1, 100], got {T!r}")
     names = plot._class_names(len(z), class_names) if class_names is not None else None
 
     # step=None: no snapping, so a typed T (e.g. 4) is kept exactly; keyboard on the handle:
     # arrows move 10% of the range (x2 in T), PageUp/PageDown x5 that, Home/End the ends
-    slider = W.FloatLogSlider(value=T, base=10, min=-1, max=2, step=None, description="T",
+    slider = W.FloatLogSlider(value=float(T), base=10, min=-1, max=2, step=None, description="T",
                               readout_format=".3g", continuous_update=True,
                               layout=W.Layout(width="420px"))
     slider.add_class("kd-temperature")
@@ -92,9 +94,7 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     state = {"z": np.array(z), "bars": None, "names": names}
 
     def probs(t: float) -> np.ndarray:
-        s = state["z"] / t
-        e = np.exp(s - s.max())
-        return e / e.sum()
+        return soft_targets(torch.as_tensor(state["z"], dtype=torch.float64), t).numpy()
 
     def redraw(*_):
         t = float(slider.value)
@@ -115,7 +115,7 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         picture.value = buf.getvalue()  # swapping the bytes redraws in place, without flicker
-        h = float(-(p[p > 0] * np.log(p[p > 0])).sum())
+        h = float(entropy(torch.as_tensor(p)))
         hmax = math.log(len(p))
         ent.value = (f'entropy <span class="kd-value" data-value="{h:.6f}">{h:.3f}</span> nats '
                      f"(max log {len(p)} = {hmax:.3f})")
@@ -176,6 +176,7 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     from matplotlib.figure import Figure
 
     from . import plot
+    from .losses import is_real_number, soft_targets
 
     if not (torch.is_tensor(logits) and logits.dim() == 2):
         raise ValueError(f"logits must be a (N, C) tensor, got "
@@ -184,11 +185,11 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     if len(images) != N or len(labels) != N:
         raise ValueError(f"images ({len(images)}), logits ({N}) and labels ({len(labels)}) must "
                          "hold the same digits: pass x_test, teacher_logits, y_test")
-    if not (isinstance(T, (int, float)) and 0.5 <= T <= 20):
+    if not (is_real_number(T) and 0.5 <= T <= 20):
         raise ValueError(f"T must be a number in [0.5, 20], got {T!r}")
     logits = logits.detach().cpu().double()
     labels = torch.as_tensor(labels).cpu()
-    p1 = torch.softmax(logits, dim=1)
+    p1 = soft_targets(logits, 1.0)
     wrong_mass = 1 - p1[torch.arange(N), labels]
     if ambiguous is None:
         ambiguous = wrong_mass.argsort(descending=True)[:n_ambiguous]
@@ -205,8 +206,9 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     nxt = W.Button(description="next ambiguous", icon="forward",
                    tooltip="step to the next digit with a large wrong-class mass")
     nxt.add_class("kd-next-ambiguous")
-    t_slider = W.FloatLogSlider(value=T, base=10, min=np.log10(0.5), max=np.log10(20),
-                                step=0.01, description="T", readout_format=".2f",
+    # step=None: no snapping, so T = 4 stays 4 (a step of 0.01 in log10 T would snap it to 3.97)
+    t_slider = W.FloatLogSlider(value=float(T), base=10, min=np.log10(0.5), max=np.log10(20),
+                                step=None, description="T", readout_format=".2f",
                                 continuous_update=True, layout=W.Layout(width="360px"))
     t_slider.add_class("kd-soft-T")
     info = W.HTML()
@@ -222,7 +224,7 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     def redraw(*_):
         i, t = int(idx_box.value), float(t_slider.value)
         y, pred = int(labels[i]), int(logits[i].argmax())
-        pt = torch.softmax(logits[i] / t, dim=0)
+        pt = soft_targets(logits[i], t)
         Ts = (1.0,) if abs(t - 1) < 1e-9 else (1.0, round(t, 2))
         plot.draw_soft_targets(ax_img, ax_bar, images[i], logits[i].numpy(), y, Ts,
                                caption=f"#{i}: label {y}")

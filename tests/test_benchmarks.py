@@ -37,7 +37,8 @@ def test_writes_json_with_conditions(tiny, name):
     d = _read(tiny, name)
     assert d["benchmark"] == name and d["budget"] == "tiny"
     assert d["settings"] and d["results"]
-    assert set(d["env"]) >= {"torch", "threads", "machine", "date"}
+    assert set(d["env"]) >= {"torch", "threads", "machine", "cpu_model", "date"}
+    assert d["env"]["cpu_model"]  # same-seed results differ between CPUs
     assert d["env"]["torch"] == torch.__version__ and d["env"]["threads"] == 1
     assert len(d["load"]["start"]) == 3 and len(d["load"]["end"]) == 3
     assert d["load_note"].startswith("machine ")
@@ -51,12 +52,15 @@ def test_hinton_results(tiny):
     for name in ("labels", "soft"):
         assert len(r[name]["errors"]) == len(s["seeds"]) == r[name]["n_seeds"]
         assert r[name]["mean"] == sum(r[name]["errors"]) / len(r[name]["errors"])
-        assert all(len(q["val_errors"]) == s["epochs"] for q in r[name]["runs"])
+        for q in r[name]["runs"]:
+            assert len(q["val_errors"]) == s["epochs"]
+            assert q["errors"] == q["val_errors"][-1]  # the final count is the last epoch's
     o = r["omit3"]["runs"][0]
     assert o["n_transfer"] < s["n_train"]  # the 3s were left out of the transfer set
     assert o["before"]["n_3s"] > 0 and 0 <= o["bias"] <= 10
+    assert o["before"]["errors_on_3s"] <= o["before"]["errors"]
     assert o["train_errors_after"] <= o["train_errors_before"]  # the bias is fitted on train
-    assert r["paper"]["soft_errors"] == 74
+    assert r["omit3"]["after"]["mean"] == o["after"]["errors"]
     assert not (tiny / "hinton.partial").exists()
 
 
@@ -78,10 +82,75 @@ def test_kd_cost_results(tiny):
     v = r["TinyCNN"]
     for mode in kd_cost.MODES:
         assert v[f"{mode}_seconds"] > 0
-    assert math.isclose(v["cached_over_labels"], v["cached_seconds"] / v["labels_seconds"],
-                        rel_tol=0.02)
+    a = v["all_seconds"]
+    for mode in ("cached", "live"):  # each round's ratio pairs epochs of that same round
+        want = [t / lab for t, lab in zip(a[mode], a["labels"])]
+        assert v[f"{mode}_over_labels_by_round"] == pytest.approx(want, rel=2e-3)
+        assert math.isclose(v[f"{mode}_over_labels"],
+                            sorted(want)[len(want) // 2] if len(want) % 2 else
+                            sum(sorted(want)[len(want) // 2 - 1:len(want) // 2 + 1]) / 2,
+                            rel_tol=2e-3)
     if abs(v["cached_over_labels"] - kd_cost.GOAL) > 0.002:  # the ratio is rounded to 3 digits
         assert v["cached_within_goal"] == (v["cached_over_labels"] < kd_cost.GOAL)
+
+
+def test_paired_ratios_are_per_round_not_extremes():
+    a = {"labels": [4.0, 2.0, 3.0], "cached": [4.4, 2.0, 2.7], "live": [8.0, 8.0, 9.0]}
+    assert kd_cost.paired(a, "cached") == pytest.approx([1.1, 1.0, 0.9])
+    assert kd_cost.paired(a, "live") == pytest.approx([2.0, 4.0, 3.0])
+    with pytest.raises(ValueError, match="must pair"):
+        kd_cost.paired({"labels": [1.0], "cached": [1.0, 2.0]}, "cached")
+    d = {"results": {"M": {"labels_seconds": 3.0, "cached_seconds": 2.7, "live_seconds": 8.0,
+                           "all_seconds": a}}}
+    (cached, live) = render._kd_cost(d)
+    # the median of the paired ratios, and each round's ratio; never min / max across rounds
+    assert cached[2].startswith("1.00× (median of 3 rounds") and "1.10, 1.00, 0.90" in cached[2]
+    assert cached[3] == "goal met"
+    assert live[2].startswith("3.00× (median of 3 rounds: 2.00, 4.00, 3.00")
+    a["cached"] = [5.0, 2.4, 3.6]
+    assert render._kd_cost(d)[0][3] == "goal missed"  # 1.25, 1.2, 1.2
+
+
+def test_last_column_says_what_the_comparison_is(tiny):
+    """Fewer errors than the paper is not "matched": each row says how it compares."""
+    assert render._vs_paper(134.0, 146) == "fewer errors than the paper"
+    assert render._vs_paper(146, 146) == "as many errors as the paper"
+    assert render._vs_paper(91.7, 74) == "more errors than the paper"
+    rows = render._hinton(_read(tiny, "hinton"))
+    assert all(row[3].endswith("the paper") or row[3].endswith("(another teacher)")
+               for row in rows)
+    text = render.render(tiny)
+    assert "| yes |" not in text and "| no |" not in text
+    assert "Compared with the paper / goal" in text
+
+
+def test_variants_row_reads_the_paper_from_the_code(tiny, monkeypatch):
+    d = _read(tiny, "hinton_variants")
+    assert "paper_soft_errors" not in d["settings"]  # a constant of the code, not a setting
+    best = min(v["errors"] for v in d["results"].values())
+    monkeypatch.setitem(hinton.PAPER, "soft_errors", best - 1)
+    (row,) = render._hinton_variants(d)
+    assert row[1] == str(best - 1) and row[3].startswith("none reaches")
+    monkeypatch.setitem(hinton.PAPER, "soft_errors", best)
+    (row,) = render._hinton_variants(d)
+    assert row[1] == str(best) and "at most the paper's" in row[3]
+
+
+def test_conditions_say_when_the_cpu_model_is_missing(tiny):
+    d = _read(tiny, "kd_cost")
+    assert f"CPU {d['env']['cpu_model']}" in render._conditions("kd_cost", d)
+    del d["env"]["cpu_model"]
+    assert "CPU model not recorded" in render._conditions("kd_cost", d)
+
+
+def test_throughput_training_is_timed_like_kd_cost_epoch(tiny):
+    d = _read(tiny, "throughput")
+    s = d["settings"]
+    assert "epoch_time" in s["training_timed"] and "warm-up" in s["warmup"]
+    assert "warm-up" in render._conditions("throughput", d)
+    assert throughput.settings_for("full")["n_training"] == kd_cost.settings_for("full")["n_train"]
+    assert (throughput.settings_for("full")["batch_size_loader_training"]
+            == kd_cost.settings_for("full")["batch_size"])
 
 
 def test_throughput_and_course_results(tiny):

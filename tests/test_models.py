@@ -51,6 +51,9 @@ def test_compression_ratio_teacher_vs_tiny_student():
 
 
 def test_cost_restores_training_mode():
-    m = kd.models.TinyCNN().train()
+    m = kd.models.Teacher().train()  # has batch norm: a forward in train mode would move its stats
+    stats = {k: v.clone() for k, v in m.state_dict().items() if "running" in k}
+    assert stats
     kd.models.cost(m)
     assert m.training
+    assert all(torch.equal(m.state_dict()[k], v) for k, v in stats.items())

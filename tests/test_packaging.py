@@ -66,9 +66,14 @@ def test_environment_yml_matches_pyproject():
     assert re.search(r"^\s*-\s+-e \.\[test\]\s*$", yml, flags=re.M)
 
 
-def test_torch_pins_within_machine_cap():
+def test_python_version_is_the_same_everywhere():
+    """pyproject, environment.yml and the README name one minimum Python: 3.11 (numpy 2.4 and
+    the tests' tomllib need it)."""
     proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = _pep508_pins(proj["dependencies"])
-    as_tuple = lambda v: tuple(int(p) for p in v.split("."))  # noqa: E731
-    assert as_tuple(pins["torch"]) <= (2, 14, 1)
-    assert as_tuple(pins["torchvision"]) <= (0, 29, 1)
+    assert proj["requires-python"] == ">=3.11"
+    assert re.search(r"^\s*-\s+python=3\.11\s*$", (ROOT / "environment.yml").read_text(),
+                     flags=re.M)
+    readme = (ROOT / "README.md").read_text()
+    assert "Python 3.11 or newer" in readme
+    assert not re.search(r"Python 3\.(?:[0-9]|10)\b", readme)
+    assert sys.version_info >= (3, 11)
