@@ -129,6 +129,7 @@ def global_prune(model: nn.Module, sparsity: float, mask_fn=None) -> dict:
         i += n
         prune.custom_from_mask(m, "weight", part)  # combines with an earlier mask (AND)
         out[name] = 1 - m.weight_mask.float().mean().item()
+        _refresh(m)
     return out
 
 
@@ -148,6 +149,13 @@ class _FakeQuantHook:
 
     def __call__(self, module, inputs):
         module.weight = self.quant_fn(module.weight, self.bits)
+
+
+def _refresh(m: nn.Module) -> None:
+    """Recompute a layer's weight through its pre-hooks without autograd (so it can be deep-copied)."""
+    with torch.no_grad():
+        for hook in list(m._forward_pre_hooks.values()):
+            hook(m, None)
 
 
 def _fq_hook(m: nn.Module):
@@ -174,9 +182,8 @@ def quantize_weights(model: nn.Module, bits: int, quant_fn=None) -> nn.Module:
             raise ValueError("quantize_weights was already applied to this model; build a new one")
         if not hasattr(m, "weight_orig"):
             prune.identity(m, "weight")  # weight becomes weight_orig * 1, recomputed per forward
-        hook = _FakeQuantHook(bits, quant_fn)
-        m.register_forward_pre_hook(hook)
-        hook(m, None)
+        m.register_forward_pre_hook(_FakeQuantHook(bits, quant_fn))
+        _refresh(m)
     return model
 
 
