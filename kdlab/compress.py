@@ -194,6 +194,20 @@ def effective_weight(m: nn.Module) -> torch.Tensor:
     return hook.quant_fn(w, hook.bits) if hook is not None else w
 
 
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy of a (pruned, fake-quantized) model, also right after a training step.
+
+    After a forward pass with autograd, a pruned layer's ``weight`` is a computed tensor, which
+    ``copy.deepcopy`` refuses; it is recomputed without autograd first.
+    """
+    import copy
+
+    for _, m in prunable(model):
+        if hasattr(m, "weight_orig"):
+            _refresh(m)
+    return copy.deepcopy(model)
+
+
 def finalize(model: nn.Module) -> nn.Module:
     """Bake masks and fake quantization into plain ``weight`` parameters (no hooks left).
 
@@ -368,9 +382,7 @@ def sparse_model(model: nn.Module) -> nn.Module:
 
     Conv layers stay dense. Input/outputs as the model's; meant for timing (no training).
     """
-    import copy
-
-    m = finalize(copy.deepcopy(model)).eval()
+    m = finalize(copy_model(model)).eval()
     for name, child in list(m.named_modules()):
         for cname, c in list(child.named_children()):
             if isinstance(c, nn.Linear):
