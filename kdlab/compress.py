@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -369,7 +370,9 @@ class SparseLinear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
-        self.weight = weight.detach().to_sparse_csr()
+        with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support", category=UserWarning)
+            self.weight = weight.detach().to_sparse_csr()
         self.bias = None if bias is None else bias.detach().clone()
 
     def forward(self, x):
