@@ -1,0 +1,161 @@
+"""kdlab.compress: reference exercises, global pruning, fake-quantized fine-tuning, storage, timing."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdlab import compress as C
+from kdlab import models
+
+
+def mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 5))
+
+
+def test_prune_mask_counts_and_errors():
+    w = torch.randn(7, 9)
+    for s in (0.0, 0.31, 0.5, 0.99, 1.0):
+        m = C.prune_mask(w, s)
+        assert m.dtype == torch.bool and m.shape == w.shape
+        assert int((~m).sum()) == round(s * w.numel())
+        if 0 < s < 1:  # every kept |w| is larger than every removed one
+            assert w.abs()[m].min() > w.abs()[~m].max()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        C.prune_mask(w, 1.2)
+
+
+def test_prune_mask_uses_the_count_of_torch_prune():
+    w = torch.randn(5, 7)  # 35 entries: 0.3 * 35 = 10.5, Python's round gives 10
+    ref = nn.Linear(7, 5)
+    ref.weight.data.copy_(w)
+    torch.nn.utils.prune.l1_unstructured(ref, "weight", 0.3)
+    assert torch.equal(C.prune_mask(w, 0.3), ref.weight_mask.bool())
+
+
+def test_fake_quantize_levels_and_straight_through_gradient():
+    w = torch.randn(4, 6) * torch.tensor([[0.01], [1.0], [10.0], [0.0]])
+    for b in (8, 4, 2):
+        q = C.fake_quantize(w, b)
+        qmax = 2 ** (b - 1) - 1
+        scale = w.abs().amax(1, keepdim=True) / qmax
+        levels = q[:3] / scale[:3]
+        assert torch.allclose(levels, levels.round(), atol=1e-4)
+        assert levels.abs().max() <= qmax + 1e-4
+        assert torch.equal(q[3], torch.zeros(6))
+    leaf = w.clone().requires_grad_()
+    g = torch.randn_like(w)
+    (C.fake_quantize(leaf, 3) * g).sum().backward()
+    assert torch.allclose(leaf.grad, g)
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="bits"):
+            C.fake_quantize(w, bad)
+
+
+def test_global_prune_one_threshold_and_masks_survive_training():
+    model = mlp()
+    per_layer = C.global_prune(model, 0.75)
+    assert set(per_layer) == {"1", "3"}
+    assert C.sparsity(model) == pytest.approx(0.75, abs=1 / 272)
+    kept = torch.cat([(m.weight_orig * m.weight_mask)[m.weight_mask.bool()].abs() for m in (model[1], model[3])])
+    removed = torch.cat([m.weight_orig[~m.weight_mask.bool()].abs() for m in (model[1], model[3])])
+    assert kept.min() >= removed.max()  # one threshold across layers
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(32, 12), torch.randint(0, 5, (32,))
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    model(x)
+    for m in (model[1], model[3]):
+        assert bool((m.weight[~m.weight_mask.bool()] == 0).all())
+    twin = C.copy_model(model)  # also right after a training step
+    assert torch.equal(twin(x), model(x))
+
+
+def test_global_prune_uses_the_given_mask_fn_and_checks_its_result():
+    calls = []
+
+    def mask_fn(w, s):
+        calls.append((tuple(w.shape), s))
+        return C.prune_mask(w, s)
+
+    model = mlp()
+    C.global_prune(model, 0.5, mask_fn)
+    assert calls == [((12 * 16 + 16 * 5,), 0.5)]
+    with pytest.raises(ValueError, match="bool tensor"):
+        C.global_prune(mlp(), 0.5, lambda w, s: C.prune_mask(w, s).float())
+    with pytest.raises(ValueError, match="no Conv2d or Linear"):
+        C.global_prune(nn.ReLU(), 0.5)
+
+
+def test_quantize_weights_composes_with_pruning_and_finalize_keeps_outputs():
+    model = mlp()
+    C.global_prune(model, 0.5)
+    C.quantize_weights(model, 3)
+    w = C.effective_weight(model[1])
+    assert bool((w[~model[1].weight_mask.bool()] == 0).all())  # zeros stay zero
+    assert torch.unique(w[0]).numel() <= 7
+    x = torch.randn(8, 12)
+    before = model(x)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    F.cross_entropy(model(x), torch.zeros(8, dtype=torch.long)).backward()
+    assert model[1].weight_orig.grad.abs().sum() > 0  # the gradient passes the rounding (STE)
+    opt.step()
+    after = model(x)
+    assert not torch.equal(before, after)
+    plain = C.finalize(C.copy_model(model))
+    assert not any(hasattr(m, "weight_orig") for m in plain.modules())
+    assert torch.allclose(plain(x), after, atol=1e-6)
+    with pytest.raises(ValueError, match="already"):
+        C.quantize_weights(model, 4)
+
+
+@pytest.mark.parametrize("bits", [32, 8, 4, 3, 2])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_pack_round_trip_and_size(bits, sparse):
+    w = torch.randn(10, 3, 3, 3)
+    w[w.abs() < 0.8] = 0
+    w[4] = 0
+    target = w if bits == 32 else C.fake_quantize(w, bits)
+    p = C.pack(w, bits, sparse)
+    assert torch.allclose(C.unpack(p), target, atol=1e-6)
+    n, rows = w.numel(), w.shape[0]
+    if not sparse:
+        assert p.nbytes == (n * 4 if bits == 32 else -(-n * bits // 8) + rows * 4)
+    else:
+        nnz = int((target != 0).sum())
+        value_bytes = nnz * 4 if bits == 32 else -(-nnz * bits // 8)
+        assert p.nbytes == value_bytes + (0 if bits == 32 else rows * 4) + (rows + 1) + nnz  # uint8 indptr, indices
+    with pytest.raises(ValueError):
+        C.quantize_int(w, 9)
+
+
+def test_storage_bytes_of_a_model():
+    model = models.HintonMLP(hidden=20)
+    dense = C.storage_bytes(model)
+    assert dense["total"] == sum(p.numel() for p in model.parameters()) * 4
+    C.global_prune(model, 0.9)
+    C.quantize_weights(model, 4)
+    small = C.storage_bytes(model, bits=4, sparse=True)
+    assert small["nnz"] == pytest.approx(0.1 * (784 * 20 + 20 * 20 + 200), abs=3)
+    assert small["other"] == (20 + 20 + 10) * 4  # biases stay float32
+    assert small["total"] < dense["total"] / 5
+
+
+def test_sparse_model_matches_and_latency_reports():
+    model = models.HintonMLP(hidden=32)
+    C.global_prune(model, 0.9)
+    x = torch.randn(5, 1, 28, 28)
+    sp = C.sparse_model(model)
+    assert any(isinstance(m, C.SparseLinear) for m in sp.modules())
+    assert torch.allclose(sp(x), model(x), atol=1e-5)
+    lat = C.latency(sp, x[:1], repeats=3, warmup=1)
+    assert lat["median_ms"] > 0 and lat["per_image_ms"] == lat["median_ms"]
+    assert C.latency(model, x, repeats=3)["per_image_ms"] == pytest.approx(
+        C.latency(model, x, repeats=3)["median_ms"] / 5, rel=10)
+
+
+def test_mean_std():
+    assert C.mean_std([1, 2, 3]) == (2.0, 1.0)
+    assert C.mean_std([4]) == (4.0, 0.0)
