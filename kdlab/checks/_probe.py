@@ -9,7 +9,8 @@ student's code patches or returns (a patched ``torch.allclose``, a tensor subcla
 can do more than produce numbers, and only correct numbers pass.
 
 Every call of student code goes through ``call``, which also records calls into the course's
-reference implementations (``kdlab.losses``, ``kdlab.checks``) made while it runs.
+reference implementations (``kdlab.losses``, ``kdlab.compress``, ``kdlab.checks``) made while
+it runs.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ import torch
 MIME = "application/vnd.kdlab.probe+json"
 _KDLAB = Path(__file__).resolve().parent.parent
 # code in these files is the course's reference implementations; student code may not call it
-_REFERENCE_FILES = (str(_KDLAB / "losses.py"), str(_KDLAB / "checks"))
+_REFERENCE_FILES = (str(_KDLAB / "losses.py"), str(_KDLAB / "compress.py"), str(_KDLAB / "checks"))
+REFERENCE_MODULES = ("kdlab.losses", "kdlab.compress", "kdlab.checks")
 MAX_TEXT = 500  # characters kept of an exception message or a repr
 
 
@@ -65,7 +67,7 @@ def provenance(obj) -> list:
         mod = getattr(o, "__module__", None)
         name = getattr(o, "__qualname__", getattr(o, "__name__", type(o).__name__))
         code = getattr(o, "__code__", None)
-        if isinstance(mod, str) and (mod == "kdlab.losses" or mod.startswith("kdlab.checks")):
+        if isinstance(mod, str) and any(mod == m or mod.startswith(m + ".") for m in REFERENCE_MODULES):
             out.append((mod, str(name)))
         elif code is not None and _is_reference_code(code.co_filename):
             out.append((mod or "?", str(name)))

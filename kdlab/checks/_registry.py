@@ -76,7 +76,8 @@ def _reference_verdict(title: str, data) -> None:
         fail(title, "uses the course's reference implementation: your code is or calls "
                     + ", ".join(names[:3]),
              "write the exercise yourself with torch operations; the course's own versions "
-             "(kd.losses, kd.checks) are for later labs, not for the exercises")
+             "(kd.losses, kd.compress, kd.checks) are for the labs' other cells, not for the "
+             "exercises")
 
 
 def judge(check: Check, data, seed=None, params=None) -> str:

@@ -15,8 +15,6 @@ Both name the common mistakes they recognise. The course's reference versions li
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import torch
 
@@ -24,47 +22,12 @@ from . import _probe as _p
 from ._common import decode, fail, result, short, type_name, unchanged
 from ._registry import register
 
-_COMPRESS = str(Path(__file__).resolve().parent.parent / "compress.py")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-# The student's function is called through _probe.call, inside a wrapper that also records calls
-# into kdlab/compress.py (the reference implementations of this lab's exercises). The wrapper is
-# compiled under its own file name so that _probe does not count it as checker code.
-_WRAP_SRC = """
-def wrapped(*args):
-    previous = _sys.getprofile()
-
-    def hook(frame, event, arg):
-        if previous is not None:
-            previous(frame, event, arg)
-        if event == "call" and frame.f_code.co_filename == _target:
-            where = ["kdlab.compress", frame.f_code.co_name]
-            if where not in _found:
-                _found.append(where)
-
-    _sys.setprofile(hook)
-    try:
-        return _fn(*args)
-    finally:
-        _sys.setprofile(previous)
-"""
 
 
 def _call(fn, *args) -> tuple[dict, object]:
-    """``_probe.call(fn, *args)``, also recording calls into ``kdlab.compress``."""
-    if not callable(fn):
-        return _p.call(fn, *args)
-    found: list = []
-    env = {"_sys": sys, "_fn": fn, "_found": found, "_target": _COMPRESS}
-    exec(compile(_WRAP_SRC, "<student code>", "exec"), env)  # noqa: S102 - the fixed source above
-    out, res = _p.call(env["wrapped"], *args)
-    if getattr(fn, "__module__", None) == "kdlab.compress":
-        where = ["kdlab.compress", str(getattr(fn, "__name__", "?"))]
-        if where not in found:
-            found.append(where)
-    calls = out.get("reference_calls", [])
-    out["reference_calls"] = calls + [w for w in found if w not in calls]
-    return out, res
+    """``_probe.call``: it records calls into kdlab.compress too (this lab's references)."""
+    return _p.call(fn, *args)
 
 
 def _raised_at(check: str, out: dict, where: str) -> None:

@@ -5,7 +5,7 @@ text search. Cells identical to the lab's own cells are the course's code and ar
 
 - **Answers out of reach.** An exercise cell, or any cell of the student's that (re)defines
   the object a check grades (``kd_loss = ...``), that uses the course's reference
-  implementations (``kd.losses``, ``kdlab.checks``, ``kdlab.grading``, a name imported from
+  implementations (``kd.losses``, ``kd.compress``, ``kdlab.checks``, ``kdlab.grading``, a name imported from
   them, or a name the student bound to one of them in another cell) makes that check score 0
   with the reason "uses the course's reference implementation".
 - **Tampering.** Code that inspects or rewrites the interpreter or the notebook machinery
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from .notebook_io import kdlab_meta
 
-REFERENCE_MODULES = ("losses", "checks", "grading")
+REFERENCE_MODULES = ("losses", "compress", "checks", "grading")
 BANNED_CALLS = {"exec", "eval", "compile", "__import__", "globals", "vars", "breakpoint",
                 "delattr", "setattr"}
 BANNED_MODULES = {"importlib", "gc", "inspect", "ctypes", "builtins", "__builtin__", "imp",
