@@ -25,7 +25,7 @@ LABS = ("01_softmax_temperature", "03_response_kd")
 
 def settings_for(budget: str, labs=None, n=None, rounds=None) -> dict:
     """Settings for a budget; explicit arguments override the budget's values."""
-    return {"labs": list(labs or LABS), "submissions": n or pick(budget, 20, 2),
+    return {"labs": list(labs or pick(budget, LABS, LABS[:1])), "submissions": n or pick(budget, 20, 1),
             "rounds": rounds or pick(budget, 1, 1), "jobs": 2, "grading_budget": "quick"}
 
 

@@ -174,8 +174,24 @@ def _throughput(d: dict) -> list[tuple]:
     return rows
 
 
+def _grading(d: dict) -> list[tuple]:
+    rows = []
+    for lab, v in d["results"].items():
+        sb, ns = v["runs"]["sandbox"], v["runs"]["no_sandbox"]
+        wall_sb = sum(x["wall_seconds"] for x in sb) / len(sb)
+        wall_ns = sum(x["wall_seconds"] for x in ns) / len(ns)
+        per = sum(x["seconds_per_notebook"] for x in sb) / len(sb)
+        full = all(x["points"] == x["max_points"] for x in sb + ns)
+        rows.append((f"Grading {d['settings']['submissions']} submissions of {lab}, sandboxed vs "
+                     "`--no-sandbox` (2 at a time)", "sandbox costs ≤ 10%",
+                     f"{wall_sb:.0f} s vs {wall_ns:.0f} s ({v['sandbox_cost']:+.0%}); "
+                     f"{per:.1f} s per notebook" + ("" if full else "; NOT all full marks"),
+                     _goal(v["sandbox_cost"] <= 0.10 and full)))
+    return rows
+
+
 SECTIONS = [("hinton", _hinton), ("hinton_variants", _hinton_variants), ("kd_cost", _kd_cost),
-            ("course", _course), ("throughput", _throughput)]
+            ("course", _course), ("throughput", _throughput), ("grading", _grading)]
 
 
 def _conditions(name: str, d: dict) -> str:

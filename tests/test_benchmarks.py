@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from benchmarks import course, hinton, hinton_variants, kd_cost, render, run_all, throughput
+from benchmarks import course, grading, hinton, hinton_variants, kd_cost, render, run_all, throughput
 from benchmarks._common import RESULTS, pick
 
 MODULES = {"hinton": hinton, "hinton_variants": hinton_variants, "kd_cost": kd_cost,
-           "throughput": throughput, "course": course}
+           "throughput": throughput, "course": course, "grading": grading}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,18 @@ def test_hinton_results(tiny):
     assert o["train_errors_after"] <= o["train_errors_before"]  # the bias is fitted on train
     assert r["omit3"]["after"]["mean"] == o["after"]["errors"]
     assert not (tiny / "hinton.partial").exists()
+
+
+def test_grading_benchmark_grades_both_ways(tiny):
+    d = _read(tiny, "grading")
+    for lab, v in d["results"].items():
+        for mode in ("sandbox", "no_sandbox"):
+            (run,) = v["runs"][mode]
+            assert run["points"] == run["max_points"] > 0, run["failures"]
+            assert run["wall_seconds"] > run["seconds_per_notebook"] * 0.5 > 0
+        assert v["sandbox_cost"] == round(v["runs"]["sandbox"][0]["wall_seconds"]
+                                          / v["runs"]["no_sandbox"][0]["wall_seconds"] - 1, 3)
+    assert "Grading 1 submissions of 01_softmax_temperature" in render.render(tiny)
 
 
 def test_hinton_variants_change_one_setting_each(tiny):
