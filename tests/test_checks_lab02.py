@@ -414,3 +414,13 @@ def test_params_change_the_inputs(n_classes):
         check_class_similarity(sim_ten_classes, n_classes=n_classes)
     with pytest.raises(ValueError, match="n_classes must be >= 3"):
         CHECKS["class_similarity"].inputs(None, n_classes=2)
+
+
+@pytest.mark.parametrize("name, fn", [("class_similarity", sim_loop), ("dark_knowledge", dk_gather)])
+def test_incomplete_probe_data_fails(name, fn):
+    """A verdict never passes on data that leaves cases out (as a forged probe result might)."""
+    data = probe_data(CHECKS[name], fn, 3)
+    assert judge(CHECKS[name], data, 3)
+    data["cases"] = []
+    with pytest.raises(AssertionError, match="incomplete data"):
+        judge(CHECKS[name], data, 3)

@@ -521,3 +521,26 @@ def test_loss_params():
     assert _grade("hint_loss", right_mse_loss, 4, {"batch": 5, "channels": (3, 7)})
     with pytest.raises(AssertionError, match="summed instead of averaged"):
         _grade("hint_loss", summed, None, {"batch": 1})
+
+
+class BatchOfTwoOnly(ConvThenPool):
+    """Right for the batch sizes of the shape checks, wrong when N = 3."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out if x.shape[0] != 3 or x.shape[1] == 32 else out[:2]
+
+
+def test_regressor_rejects_a_batch_dependent_shape():
+    with pytest.raises(AssertionError, match=r"maps a batch of 3 student maps .* expected \(3, 48, 7, 7\)"):
+        kd.checks.check_hint_regressor(BatchOfTwoOnly)
+
+
+@pytest.mark.parametrize("name, obj", [("hint_regressor", ConvThenPool), ("hint_loss", right_mse_loss)])
+def test_incomplete_probe_data_fails(name, obj):
+    """A verdict never passes on data that leaves cases out (as a forged probe result might)."""
+    data = probe_data(CHECKS[name], obj, 3)
+    assert judge(CHECKS[name], data, 3)
+    data["cases"] = data["cases"][:1]
+    with pytest.raises(AssertionError, match="incomplete data"):
+        judge(CHECKS[name], data, 3)

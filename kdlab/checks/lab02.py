@@ -55,6 +55,14 @@ def _call_probe(fn, inp) -> dict:
                       for _, probs, labels in inp["cases"]]}
 
 
+def _complete(name: str, data, inp) -> None:
+    """Fail if the probe's data does not hold one outcome per case (it always records all)."""
+    cases = data.get("cases") if isinstance(data, dict) else None
+    if not isinstance(cases, list) or len(cases) < len(inp["cases"]):
+        fail(name, "the check's probe returned incomplete data",
+             "run the check cell again after restarting the kernel; do not change kdlab")
+
+
 def _result(name: str, out: dict, probs: torch.Tensor) -> torch.Tensor:
     """The tensor the recorded call returned; fail if it crashed or changed its inputs."""
     got = result(name, out, shapes=f"{tuple(probs.shape)}, {(probs.shape[0],)}")
@@ -120,6 +128,7 @@ def similarity_verdict(data, inp) -> str:
     Input of the student's function: probs (N, C) soft targets, labels (N,) int64.
     """
     name = _SIM
+    _complete(name, data, inp)
     for (desc, probs, labels), out in zip(inp["cases"], data["cases"]):
         N, C = probs.shape
         got = _result(name, out, probs)
@@ -245,6 +254,7 @@ def dark_verdict(data, inp) -> str:
     Input of the student's function: probs (N, C) soft targets, labels (N,) int64.
     """
     name = _DK
+    _complete(name, data, inp)
     for (desc, probs, labels), out in zip(inp["cases"], data["cases"]):
         N, C = probs.shape
         got = _result(name, out, probs)

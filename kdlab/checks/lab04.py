@@ -298,6 +298,7 @@ def _layout_verdict(c, d: dict) -> None:
              "every region into its output position; do not crop (x[..., :H, :W])")
     if not c["positions"]:
         return
+    _complete(REG, d.get("moves"), len(c["positions"]), f"the layout of {where}")
     for (p, q), m in zip(c["positions"], d["moves"]):
         raised(REG, m["call"])
         unchanged(REG, m["call"], ["student map"])
@@ -332,6 +333,13 @@ def _layout_verdict(c, d: dict) -> None:
                       "that place (is the map flipped, transposed or shifted?)", hint)
 
 
+def _complete(name: str, items, n: int, what: str) -> None:
+    """Fail if the probe's data holds fewer than `n` recorded outcomes (it always records all)."""
+    if not isinstance(items, list) or len(items) < n:
+        fail(name, f"the check's probe returned incomplete data ({what})",
+             "run the check cell again after restarting the kernel; do not change kdlab")
+
+
 def regressor_verdict(data, inp) -> str:
     """Check the class HintRegressor(student_channels, teacher_channels, hint_size=None).
 
@@ -347,7 +355,10 @@ def regressor_verdict(data, inp) -> str:
     if not kind.get("module_class"):
         fail(REG, f"expected a subclass of torch.nn.Module, got {kind.get('repr', '?')}",
              "define `class HintRegressor(nn.Module)` with __init__ and forward")
-    for c, d in zip(inp["cases"], data["cases"]):
+    _complete(REG, data.get("cases"), 1, "no shape pair")
+    for i, c in enumerate(inp["cases"]):
+        _complete(REG, data["cases"], i + 1, f"shape pair {i + 1} of {len(inp['cases'])}")
+        d = data["cases"][i]
         case = c["case"]
         cs, ct, size, in_shape = case
         where = _where(case)
@@ -389,12 +400,23 @@ def regressor_verdict(data, inp) -> str:
                  "torch.no_grad()")
         raised(REG, d["spatial_forward"])
         unchanged(REG, d["spatial_forward"], ["student map"])
+        sv = d["spatial_forward"]["value"]
+        want_s = tuple(c["rs"].shape)
+        if sv.get("kind") != "tensor" or tuple(sv.get("shape", ())) != want_s:
+            fail(REG, f"{where} maps a batch of {SPATIAL_BATCH} student maps of shape "
+                      f"{tuple(c['xs'].shape)} to {tuple(sv.get('shape', ())) or type_name(sv)}, "
+                      f"expected {want_s}",
+                 "treat every example of the batch alike: the output's first dimension is the "
+                 "batch size N, whatever N is")
         if "spatial_grads" not in d or "error" in d["spatial_grads"] or d["spatial_grads"]["x"] is None:
             fail(REG, f"the output of {where} does not depend on its input for a batch of "
                       f"{SPATIAL_BATCH} maps",
                  "apply the layers to x in forward and do not detach it")
         _layout_verdict(c, d)
-    if data.get("shared"):
+    if "shared" not in data:
+        fail(REG, "two HintRegressor instances of the lab's shape pair could not be built and "
+                  "compared", "make HintRegressor(...) return an nn.Module every time")
+    if data["shared"]:
         fail(REG, f"two HintRegressor instances share the parameters {data['shared']}: the "
                   "regressor reuses a module created outside it (for example a layer of the "
                   "teacher)",
@@ -554,7 +576,8 @@ def _nonzero(g: dict) -> bool:
 def hint_verdict(data, inp) -> str:
     """Check hint_loss(student_features (N, Cs, H, W), teacher_features (N, Ct, h, w), regressor) -> ()."""
     (what_a, sa, ta, same), (what_b, sb, tb, down) = inp["cases"]
-    da, db = data["cases"]
+    _complete(LOSS, data.get("cases"), 2, "two cases expected")
+    da, db = data["cases"][:2]
     # case A: same shapes, so the un-regressed and reversed versions also run; name the mistake
     got = _loss_value(da, what_a)
     with torch.no_grad():
@@ -574,6 +597,7 @@ def hint_verdict(data, inp) -> str:
     if not torch.allclose(got, want, rtol=1e-4, atol=1e-6):
         fail(LOSS, f"wrong value for {what_b}: got {got.item():.6g}, expected {want.item():.6g}",
              _CMP_HINT)
+    _complete(LOSS, db.get("grads"), 2 + len(list(down.parameters())), "gradients")
     gs, gt, *gp = db["grads"]
     if _nonzero(gt):
         fail(LOSS, "a gradient flows into the teacher's features: the teacher is not detached",
