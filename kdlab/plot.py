@@ -35,20 +35,41 @@ def learning_curves(histories: dict, key: str = "val_errors", ax=None, title: st
 
 
 def mean_std_bars(results: dict, ax=None, ylabel: str = "test errors (of 10,000)", title: str = ""):
-    """Bars of mean +- std with the individual runs as dots: {label: [values]} -> Figure."""
+    """Bars of mean ± sample std (ddof=1) with the individual runs as dots: {label: [values]} -> Figure.
+
+    The "mean ± std" label of each bar sits above its error bar and its highest run.
+    """
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.2))
     labels = list(results)
-    means = [np.mean(results[k]) for k in labels]
-    stds = [np.std(results[k]) for k in labels]
+    vals = [np.asarray(results[k], dtype=float) for k in labels]
+    means = [v.mean() for v in vals]
+    stds = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in vals]
     ax.bar(labels, means, yerr=stds, capsize=6, color="#9ecae1", edgecolor="k")
-    for i, k in enumerate(labels):
-        ax.scatter([i] * len(results[k]), results[k], color="k", s=12, zorder=3)
-        ax.text(i, means[i], f"{means[i]:.1f} ± {stds[i]:.1f}", ha="center", va="bottom")
+    tops = [max(m + s, v.max()) for m, s, v in zip(means, stds, vals)]
+    pad = 0.03 * max(tops)
+    for i, v in enumerate(vals):
+        ax.scatter([i] * len(v), v, color="k", s=12, zorder=3)
+        ax.text(i, tops[i] + pad, f"{means[i]:.1f} ± {stds[i]:.1f}", ha="center", va="bottom",
+                fontsize=8)
+    ax.set_ylim(0, max(tops) * 1.18)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def _log_ticks(lo: float, hi: float) -> list:
+    """Readable ticks for a log axis from lo to hi: 1-2-5 steps, finer if the range is narrow."""
+    lo, hi = max(lo, 1e-12), max(hi, 1e-12)
+    k0, k1 = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
+    for subs in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [m * 10.0 ** k for k in range(k0, k1 + 1) for m in subs if lo <= m * 10.0 ** k <= hi]
+        if len(ticks) >= 3:
+            return ticks
+    if len(ticks) == 2:
+        return ticks
+    return sorted({float(f"{lo:.2g}"), float(f"{hi:.2g}")})
 
 
 # ---------------------------------------------------------------- Lab 01: softmax temperature
@@ -544,7 +565,16 @@ def staged_error_curves(curves: dict, stage1_epochs: float = 0, total_epochs: fl
     for label, (xs, ys) in curves.items():
         ax.plot(xs, ys, marker="o", ms=3, label=label)
     ax.set_yscale("log")
+    ys = [y for _, (_, yv) in curves.items() for y in yv if y > 0]
+    if ys:  # readable numbers on the log axis (matplotlib alone may show a single 10^3)
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+        ticks = _log_ticks(min(ys) / 1.05, max(ys) * 1.05)
+        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_ylim(min(ys) / 1.15, max(ys) * 1.15)
     ax.set_xlim(0, total_epochs if total_epochs else None)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epochs of the shared training budget")
     ax.set_ylabel("test errors (log scale)")
     ax.grid(alpha=0.3, which="both")

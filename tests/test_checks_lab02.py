@@ -301,3 +301,126 @@ def test_explorer_rejects_bad_input(fake_teacher):
         kdlab.widgets.soft_target_explorer(x, logits[0], y)
     with pytest.raises(ValueError, match="index must lie"):
         kdlab.widgets.soft_target_explorer(x, logits, y, index=40)
+
+
+# ------------------------------------------------------------------ probe/verdict: fresh inputs, inputs left alone, references
+
+from kdlab.checks import CHECKS  # noqa: E402
+from kdlab.checks import lab02 as _lab02  # noqa: E402
+from kdlab.checks._registry import judge, probe_data  # noqa: E402
+
+SEEDS = [0, 1, 7, 12345]
+
+
+def _grade(name, fn, seed=None, params=None):
+    check = CHECKS[name]
+    return judge(check, probe_data(check, fn, seed, params), seed, params)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name, fn", [
+    ("class_similarity", sim_loop), ("class_similarity", sim_index_add),
+    ("class_similarity", sim_scatter_add_float64),
+    ("dark_knowledge", dk_one_minus_true), ("dark_knowledge", dk_masked_sum),
+    ("dark_knowledge", dk_loop)])
+def test_right_answers_pass_on_fresh_inputs(name, fn, seed):
+    assert _grade(name, fn, seed)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name, fn, message", [
+    ("class_similarity", sim_sum, "rows are not normalised"),
+    ("class_similarity", sim_transposed, "transposed"),
+    ("class_similarity", sim_hard_argmax, "hard predictions"),
+    ("class_similarity", sim_mean_wrong_axis, "averaged over the classes"),
+    ("class_similarity", sim_broadcast_columns, "divided column j"),
+    ("class_similarity", sim_divide_by_N, "total number of examples"),
+    ("class_similarity", sim_ignores_labels, "ignored the labels"),
+    ("class_similarity", sim_softmax_again, "already probabilities"),
+    ("class_similarity", sim_ten_classes, "assuming 10"),
+    ("dark_knowledge", dk_includes_true, "including the true one"),
+    ("dark_knowledge", dk_argmax, "instead of the TRUE class"),
+    ("dark_knowledge", dk_wrong_axis, "reduced over the examples"),
+    ("dark_knowledge", dk_mean, "mean over the examples"),
+    ("dark_knowledge", dk_column_indexing, "picks every label"),
+    ("dark_knowledge", dk_keepdim, "drop keepdim=True"),
+    ("dark_knowledge", dk_true_mass, "probability of the true class"),
+    ("dark_knowledge", dk_max_wrong, "is wrong"),
+])
+def test_wrong_answers_fail_on_fresh_inputs(name, fn, message, seed):
+    with pytest.raises(AssertionError, match=f"check_{name}") as e:
+        _grade(name, fn, seed)
+    assert message in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("seed", [None, 3])
+def test_fresh_inputs_keep_their_kinds(seed):
+    """Unequal counts, N = C * C in the first similarity case, misclassified digits, N != C."""
+    sim = _lab02.similarity_inputs(seed)["cases"]
+    (_, p1, l1), (_, p2, l2) = sim
+    assert p1.shape[0] == p1.shape[1] ** 2
+    counts = torch.bincount(l2, minlength=p2.shape[1])
+    assert len(set(counts.tolist())) == p2.shape[1] and counts.min() >= 1
+    for _, probs, labels in sim + _lab02.dark_inputs(seed)["cases"]:
+        assert (probs.argmax(1) != labels).any()
+        assert torch.allclose(probs.sum(1), torch.ones(len(labels)))
+    for _, probs, labels in _lab02.dark_inputs(seed)["cases"]:
+        assert probs.shape[0] != probs.shape[1]
+    assert not torch.equal(_lab02.similarity_inputs(1)["cases"][1][1],
+                           _lab02.similarity_inputs(2)["cases"][1][1])
+
+
+def sim_sets_requires_grad(probs, labels):
+    probs.requires_grad_()
+    return sim_loop(probs, labels)
+
+
+def dk_sorts_labels_in_place(probs, labels):
+    out = dk_one_minus_true(probs, labels)
+    labels.copy_(labels.flip(0))
+    return out
+
+
+@pytest.mark.parametrize("name, fn, message", [
+    ("class_similarity", sim_sets_requires_grad, "changed the probs passed to it"),
+    ("class_similarity", sim_in_place, "changed probs in place"),
+    ("dark_knowledge", dk_sorts_labels_in_place, "changed the labels passed to it"),
+])
+def test_functions_that_change_their_inputs_are_rejected(name, fn, message):
+    with pytest.raises(AssertionError, match=message):
+        _grade(name, fn, 5)
+
+
+@pytest.mark.parametrize("name, fn", [
+    ("class_similarity", _lab02._reference_similarity),
+    ("class_similarity", lambda p, y: _lab02._reference_similarity(p, y)),
+    ("dark_knowledge", lambda p, y: 1 - _lab02._reference_similarity(p, y)[y, y]),
+])
+def test_course_code_is_rejected(name, fn):
+    with pytest.raises(AssertionError, match="uses the course's reference implementation"):
+        {"class_similarity": check_class_similarity, "dark_knowledge": check_dark_knowledge}[name](fn)
+
+
+@pytest.mark.parametrize("n_classes", [3, 7])
+def test_params_change_the_inputs(n_classes):
+    """A hidden test can ask for another number of classes; right answers pass, 'assume 10' fails."""
+    for seed in (None, 4):
+        for name in ("class_similarity", "dark_knowledge"):
+            inp = CHECKS[name].inputs(seed, n_classes=n_classes)
+            assert inp["cases"][1][1].shape[1] == n_classes
+        assert _grade("class_similarity", sim_loop, seed, {"n_classes": n_classes})
+        assert _grade("dark_knowledge", dk_gather, seed, {"n_classes": n_classes, "wrong": 2})
+    with pytest.raises(AssertionError, match="assuming 10"):
+        check_class_similarity(sim_ten_classes, n_classes=n_classes)
+    with pytest.raises(ValueError, match="n_classes must be >= 3"):
+        CHECKS["class_similarity"].inputs(None, n_classes=2)
+
+
+@pytest.mark.parametrize("name, fn", [("class_similarity", sim_loop), ("dark_knowledge", dk_gather)])
+def test_incomplete_probe_data_fails(name, fn):
+    """A verdict never passes on data that leaves cases out (as a forged probe result might)."""
+    data = probe_data(CHECKS[name], fn, 3)
+    assert judge(CHECKS[name], data, 3)
+    data["cases"] = []
+    with pytest.raises(AssertionError, match="incomplete data"):
+        judge(CHECKS[name], data, 3)

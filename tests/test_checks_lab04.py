@@ -194,7 +194,7 @@ def right_flattened(s, t, regressor):
 
 
 @pytest.mark.parametrize("fn", [right_mse_loss, right_manual_mean, right_module_loss,
-                                right_flattened, reference_hint_loss])
+                                right_flattened])
 def test_loss_accepts_right_answers(fn, capsys):
     kd.checks.check_hint_loss(fn)
     assert capsys.readouterr().out.startswith("PASSED check_hint_loss")
@@ -264,3 +264,283 @@ def test_loss_rejects_mistakes(fn, message):
 def test_reference_hint_loss_rejects_mismatched_regressor():
     with pytest.raises(ValueError, match=r"maps student features .* but the teacher's hint"):
         reference_hint_loss(torch.randn(2, 4, 6, 6), torch.randn(2, 8, 3, 3), nn.Conv2d(4, 8, 1))
+
+
+
+# ------------------------------------------------------------------ HintRegressor: the layout (issue: crop, constant maps)
+
+
+def _size(self, x):
+    return tuple(self.hint_size) if self.hint_size is not None else tuple(x.shape[-2:])
+
+
+class CropTopLeft(nn.Module):
+    """A 1x1 conv, then the top-left hint_size corner: right shapes, most of the map ignored."""
+
+    def __init__(self, student_channels, teacher_channels, hint_size=None):
+        super().__init__()
+        self.conv = nn.Conv2d(student_channels, teacher_channels, 1)
+        self.hint_size = hint_size
+
+    def forward(self, x):
+        h, w = _size(self, x)
+        return self.conv(x)[..., :h, :w]
+
+
+class OneParameter(nn.Module):
+    """w * x.mean() * ones(N, Ct, *hint_size): right shapes, a trainable parameter, no layout."""
+
+    def __init__(self, student_channels, teacher_channels, hint_size=None):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+        self.ct, self.hint_size = teacher_channels, hint_size
+
+    def forward(self, x):
+        return self.w * x.mean() * torch.ones(x.shape[0], self.ct, *_size(self, x))
+
+
+class FirstChannelOnly(ConvThenPool):
+    def __init__(self, student_channels, teacher_channels, hint_size=None):
+        super().__init__(1, teacher_channels, hint_size)
+
+    def forward(self, x):
+        return super().forward(x[:, :1])
+
+
+class Flipped(ConvThenPool):
+    def forward(self, x):
+        return super().forward(x).flip(-1)
+
+
+class GlobalContext(ConvThenPool):
+    """The mean of the conv's output at every position (a 'global' regressor)."""
+
+    def forward(self, x):
+        y = self.conv(x).mean((2, 3), keepdim=True)
+        return y.expand(-1, -1, *_size(self, x))
+
+
+class ChangesItsInput(ConvThenPool):
+    def forward(self, x):
+        x.data.clamp_(min=0)
+        return super().forward(x)
+
+
+class StridedWhenItCan(nn.Module):
+    """Right too: a stride-2 conv where the ratio is 2, adaptive pooling otherwise."""
+
+    def __init__(self, student_channels, teacher_channels, hint_size=None):
+        super().__init__()
+        self.hint_size = hint_size
+        self.conv = nn.Conv2d(student_channels, teacher_channels, 3, padding=1)
+        self.down = nn.Conv2d(student_channels, teacher_channels, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        size = _size(self, x)
+        if tuple(x.shape[-2:]) == tuple(2 * s for s in size):
+            return self.down(x)
+        return F.adaptive_avg_pool2d(self.conv(x), size)
+
+
+class WithBatchNormAndDropout(nn.Module):
+    def __init__(self, student_channels, teacher_channels, hint_size=None):
+        super().__init__()
+        self.hint_size = hint_size
+        self.net = nn.Sequential(nn.Conv2d(student_channels, teacher_channels, 5, padding=2),
+                                 nn.BatchNorm2d(teacher_channels), nn.ReLU(), nn.Dropout2d(0.2))
+
+    def forward(self, x):
+        return F.interpolate(self.net(x), size=_size(self, x), mode="area")
+
+
+LAYOUT_MISTAKES = [
+    (CropTopLeft, r"ignores part of the student's 14x14 map: 33 of its 49 regions.*(?s:.*)do not crop"),
+    (OneParameter, "does not follow the layout of the input.*spread evenly over every output position"),
+    (GlobalContext, "does not follow the layout of the input.*spread evenly"),
+    (FirstChannelOnly, r"does not depend on input channels 1, 2, 3"),
+    (Flipped, r"does not follow the layout.*only 0% of the change"),
+    (ChangesItsInput, r"changed the student map passed to it \(its values\)"),
+]
+
+
+@pytest.mark.parametrize("cls, message", LAYOUT_MISTAKES)
+def test_regressor_rejects_wrong_layouts(cls, message):
+    with pytest.raises(AssertionError, match=message) as e:
+        kd.checks.check_hint_regressor(cls)
+    assert "Hint:" in str(e.value)
+
+
+# ------------------------------------------------------------------ probe/verdict: fresh inputs, params, references
+
+from kdlab.checks import CHECKS  # noqa: E402
+from kdlab.checks._registry import judge, probe_data  # noqa: E402
+
+SEEDS = [0, 1, 7, 12345]
+
+
+def _grade(name, obj, seed=None, params=None):
+    check = CHECKS[name]
+    return judge(check, probe_data(check, obj, seed, params), seed, params)
+
+
+@pytest.mark.parametrize("seed", [1, 12345])
+@pytest.mark.parametrize("cls", [ConvThenPool, PoolThen1x1, TwoLayersInterpolate, StridedWhenItCan,
+                                 WithBatchNormAndDropout])
+def test_regressor_right_answers_pass_on_fresh_inputs(cls, seed):
+    assert _grade("hint_regressor", cls, seed)
+
+
+@pytest.mark.parametrize("seed", [7])
+@pytest.mark.parametrize("cls, message", LAYOUT_MISTAKES + [
+    (AlwaysStride2, "maps a student map of shape"),
+    (NoSpatialHandling, "maps a student map of shape"),
+    (UnusedLayer, "no gradient reaches the parameters"),
+    (SharedGlobalLayer, "share the parameters"),
+    (Frozen, "has no trainable parameters"),
+])
+def test_regressor_wrong_answers_fail_on_fresh_inputs(cls, message, seed):
+    message = message.replace("14x14 map: 33 of its 49", r"\d+x\d+ map: \d+ of its \d+")
+    with pytest.raises(AssertionError, match=message):
+        _grade("hint_regressor", cls, seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345])
+@pytest.mark.parametrize("cls, message", [(CropTopLeft, "ignores part of the student's"),
+                                          (OneParameter, "spread evenly over every output")])
+def test_regressor_rejects_crop_and_constant_maps_on_fresh_inputs(cls, message, seed):
+    with pytest.raises(AssertionError, match=message):
+        _grade("hint_regressor", cls, seed)
+
+
+@pytest.mark.parametrize("seed", [None, 2])
+def test_regressor_fresh_inputs_keep_their_kinds(seed):
+    """An integer downsampling, same size, a non-integer ratio, fewer teacher channels, None."""
+    cases = [c["case"] for c in CHECKS["hint_regressor"].inputs(seed)["cases"]]
+    (cs0, ct0, s0, x0), (_, _, s1, x1), (_, _, s2, x2), (cs3, ct3, _, _), (_, _, s4, _) = cases
+    assert x0[2] == 2 * s0[0] and tuple(x1[2:]) == tuple(s1)
+    assert x2[2] % s2[0] != 0 and s2[0] < x2[2]
+    assert ct3 < cs3 and s4 is None
+    if seed is not None:
+        assert cases != [c["case"] for c in CHECKS["hint_regressor"].inputs(seed + 1)["cases"]]
+
+
+def test_regressor_params():
+    inp = CHECKS["hint_regressor"].inputs(None, channels=(10, 30), batch=1)
+    assert inp["cases"][0]["case"] == (10, 30, (7, 7), (1, 10, 14, 14))
+    assert all(c["x"].shape[0] == 1 for c in inp["cases"])
+    assert "10 -> 30 channels" in _grade("hint_regressor", ConvThenPool, 3, {"channels": (10, 30)})
+    with pytest.raises(AssertionError, match="ignores part"):
+        _grade("hint_regressor", CropTopLeft, None, {"channels": [4, 5], "batch": 1})
+    with pytest.raises(ValueError, match="batch must be >= 1"):
+        CHECKS["hint_regressor"].inputs(None, batch=0)
+
+
+class CallsCourseCode(ConvThenPool):
+    def forward(self, x):
+        kd.losses.hint_loss(x, super().forward(x), lambda s: super(CallsCourseCode, self).forward(s))
+        return super().forward(x)
+
+
+def test_regressor_calling_course_code_is_rejected():
+    with pytest.raises(AssertionError, match="uses the course's reference implementation"):
+        kd.checks.check_hint_regressor(CallsCourseCode)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fn", [right_mse_loss, right_manual_mean, right_flattened])
+def test_loss_right_answers_pass_on_fresh_inputs(fn, seed):
+    assert _grade("hint_loss", fn, seed)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+@pytest.mark.parametrize("fn, message", [
+    (teacher_not_detached, "the teacher is not detached"),
+    (unregressed, "the regressor is not applied"),
+    (reversed_direction, "wrong direction"),
+    (summed, "summed instead of averaged"),
+    (summed_per_example, "summed over channels and positions"),
+    (half, "half the mean squared error"),
+    (norm, "Euclidean norm"),
+    (per_element, "expected a scalar"),
+    (student_detached, "no gradient reaches the student's features"),
+])
+def test_loss_wrong_answers_fail_on_fresh_inputs(fn, message, seed):
+    with pytest.raises(AssertionError, match=message):
+        _grade("hint_loss", fn, seed)
+
+
+def loss_backward_inside(s, t, regressor):
+    loss = F.mse_loss(regressor(s), t.detach())
+    loss.backward(retain_graph=True)
+    return loss
+
+
+def loss_freezes_teacher_flag(s, t, regressor):
+    t.requires_grad_(False)
+    return F.mse_loss(regressor(s), t)
+
+
+def loss_steps_the_regressor(s, t, regressor):
+    loss = F.mse_loss(regressor(s), t.detach())
+    with torch.no_grad():
+        for p in regressor.parameters():
+            p.mul_(0.5)
+    return loss
+
+
+def loss_value_outside_autograd(s, t, regressor):
+    """Right value, but the gradient is that of a constant times the student's features."""
+    value = F.mse_loss(regressor(s), t.detach()).item()
+    fake = regressor(s).mean()
+    return fake - fake.detach() + value
+
+
+@pytest.mark.parametrize("fn, message", [
+    (loss_backward_inside, r"changed the student features passed to it \(its .grad\)"),
+    (loss_freezes_teacher_flag, r"changed the teacher features passed to it \(its requires_grad flag\)"),
+    (loss_steps_the_regressor, "changed the regressor's parameters"),
+    (loss_value_outside_autograd, "the gradient with respect to the student's features is not"),
+])
+def test_loss_rejects_changed_inputs_and_fake_gradients(fn, message):
+    with pytest.raises(AssertionError, match=message):
+        kd.checks.check_hint_loss(fn)
+
+
+@pytest.mark.parametrize("fn", [reference_hint_loss, lambda s, t, r: reference_hint_loss(s, t, r),
+                                kd.checks.lab04.reference])
+def test_loss_rejects_the_course_reference(fn):
+    with pytest.raises(AssertionError, match="uses the course's reference implementation"):
+        kd.checks.check_hint_loss(fn)
+
+
+def test_loss_params():
+    inp = CHECKS["hint_loss"].inputs(4, batch=5, channels=(3, 7))
+    (_, sa, _, _), (_, sb, tb, down) = inp["cases"]
+    assert sa.shape[0] == sb.shape[0] == 5 and sb.shape[1] == 3 and tb.shape[1] == 7
+    assert down(sb).shape == tb.shape
+    assert _grade("hint_loss", right_mse_loss, 4, {"batch": 5, "channels": (3, 7)})
+    with pytest.raises(AssertionError, match="summed instead of averaged"):
+        _grade("hint_loss", summed, None, {"batch": 1})
+
+
+class BatchOfTwoOnly(ConvThenPool):
+    """Right for the batch sizes of the shape checks, wrong when N = 3."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out if x.shape[0] != 3 or x.shape[1] == 32 else out[:2]
+
+
+def test_regressor_rejects_a_batch_dependent_shape():
+    with pytest.raises(AssertionError, match=r"maps a batch of 3 student maps .* expected \(3, 48, 7, 7\)"):
+        kd.checks.check_hint_regressor(BatchOfTwoOnly)
+
+
+@pytest.mark.parametrize("name, obj", [("hint_regressor", ConvThenPool), ("hint_loss", right_mse_loss)])
+def test_incomplete_probe_data_fails(name, obj):
+    """A verdict never passes on data that leaves cases out (as a forged probe result might)."""
+    data = probe_data(CHECKS[name], obj, 3)
+    assert judge(CHECKS[name], data, 3)
+    data["cases"] = data["cases"][:1]
+    with pytest.raises(AssertionError, match="incomplete data"):
+        judge(CHECKS[name], data, 3)

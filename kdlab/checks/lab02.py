@@ -1,28 +1,30 @@
 """Checks of Lab 02 (dark knowledge): ``check_class_similarity`` and ``check_dark_knowledge``.
 
-Both run the student's function on small fixed soft targets whose answers are known, and
-recognise the common mistakes (sums instead of means, transposed matrices, hard labels,
-the wrong axis) so the message can say which one was made.
+Both run the student's function on small soft targets whose answers are known (fixed in the
+notebook, drawn afresh from a seed in grading), and recognise the common mistakes (sums
+instead of means, transposed matrices, hard labels, the wrong axis) so the message can say
+which one was made. Each check is a probe (calls the function, records plain data) and a
+verdict (reads the data, computes the expected answer itself).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from ._common import as_tensor, call, cmp, fail, passed
+from . import _probe as _p
+from ._common import cmp, fail, result, unchanged
+from ._registry import register
+
+# ------------------------------------------------------------------ inputs
 
 
-# ------------------------------------------------------------------ fixed inputs
-
-
-def _probs(n_per_class, C: int, seed: int, wrong: int = 0):
+def _probs(n_per_class, C: int, g: torch.Generator, wrong: int = 0):
     """Soft targets of a fake teacher and labels; `wrong` examples are misclassified.
 
     Inputs: n_per_class: list of C counts (unequal counts catch normalisation mistakes).
     Returns: probs (N, C) float32, rows sum to 1; labels (N,) int64 (not sorted).
     """
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.cat([torch.full((n,), c, dtype=torch.long) for c, n in enumerate(n_per_class)])
+    labels = torch.cat([torch.full((int(n),), c, dtype=torch.long) for c, n in enumerate(n_per_class)])
     labels = labels[torch.randperm(len(labels), generator=g)]
     logits = torch.randn(len(labels), C, generator=g) * 1.5
     logits[torch.arange(len(labels)), labels] += 4.0
@@ -33,49 +35,103 @@ def _probs(n_per_class, C: int, seed: int, wrong: int = 0):
     return F.softmax(logits, dim=1), labels
 
 
+def _gen(seed) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def _row_sums(m: torch.Tensor) -> str:
+    sums = m.detach().double().sum(1)
+    return "[" + ", ".join(f"{v:.3g}" for v in sums[:4].tolist()) + (", ...]" if len(sums) > 4 else "]")
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (a.shape == b.shape and bool(torch.isfinite(a).all())
+            and bool(torch.allclose(a.detach().to(b.dtype), b, atol=1e-5, rtol=1e-4)))
+
+
+def _call_probe(fn, inp) -> dict:
+    """Call fn(probs, labels) on copies of each case; record the outcomes (plain data)."""
+    return {"cases": [_p.call(fn, probs.clone(), labels.clone())[0]
+                      for _, probs, labels in inp["cases"]]}
+
+
+def _complete(name: str, data, inp) -> None:
+    """Fail if the probe's data does not hold one outcome per case (it always records all)."""
+    cases = data.get("cases") if isinstance(data, dict) else None
+    if not isinstance(cases, list) or len(cases) < len(inp["cases"]):
+        fail(name, "the check's probe returned incomplete data",
+             "run the check cell again after restarting the kernel; do not change kdlab")
+
+
+def _result(name: str, out: dict, probs: torch.Tensor) -> torch.Tensor:
+    """The tensor the recorded call returned; fail if it crashed or changed its inputs."""
+    got = result(name, out, shapes=f"{tuple(probs.shape)}, {(probs.shape[0],)}")
+    for i, what in out.get("changed", []):
+        if int(i) == 0 and what == "values":
+            fail(name, "your function changed probs in place",
+                 "work on a copy (probs.clone()) or use out-of-place operations")
+    unchanged(name, out, ["probs", "labels"])
+    return got
+
+
+# ------------------------------------------------------------------ class_similarity
+
+_SIM = "check_class_similarity"
+
+
 def _reference_similarity(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     C = probs.shape[1]
     onehot = F.one_hot(labels, C).to(probs.dtype)
     return (onehot.T @ probs) / onehot.sum(0)[:, None]
 
 
-def _row_sums(m: torch.Tensor) -> str:
-    sums = m.detach().float().sum(1)
-    return "[" + ", ".join(f"{v:.3g}" for v in sums[:4].tolist()) + (", ...]" if len(sums) > 4 else "]")
+def similarity_inputs(seed=None, n_classes: int = 10, wrong: int | None = None) -> dict:
+    """Two cases: C classes with C digits each (N = C * C), and `n_classes` with unequal counts.
+
+    seed None: the notebook's fixed inputs (4 classes x 4 digits, 3 misclassified; 10 classes
+    with 1 to 10 digits, 6 misclassified). An int: fresh values of the same kinds (3 to 5
+    classes with as many digits each; `n_classes` classes with distinct counts, in random
+    order; a few misclassified digits in both). params: n_classes (>= 3) of the second case;
+    wrong: the number of misclassified digits of the second case.
+    """
+    C2 = int(n_classes)
+    if C2 < 3:
+        raise ValueError(f"n_classes must be >= 3, got {n_classes}")
+    if seed is None:
+        C1, g1, g2 = 4, _gen(1), _gen(2)
+        counts2 = list(range(1, C2 + 1))
+        w1, w2 = 3, (6 if wrong is None else int(wrong))
+    else:
+        g = _gen(20_000 + int(seed))
+        C1 = int(torch.randint(3, 6, (1,), generator=g))
+        counts2 = (torch.randperm(C2, generator=g) + 1 + int(torch.randint(0, 3, (1,), generator=g))).tolist()
+        w1 = int(torch.randint(1, C1, (1,), generator=g))
+        w2 = int(torch.randint(2, C2, (1,), generator=g)) if wrong is None else int(wrong)
+        g1, g2 = g, g
+    p1, l1 = _probs([C1] * C1, C1, g1, wrong=w1)
+    # equal counts (C per class, N = C * C): a mean over classes gives a (C, C) result
+    case1 = (f"{C1} classes, {C1} digits each", p1, l1)
+    # unequal counts: sums, wrong normalisers and column-wise divisions show up
+    p2, l2 = _probs(counts2, C2, g2, wrong=w2)
+    case2 = (f"{C2} classes, {min(counts2)} to {max(counts2)} digits each", p2, l2)
+    return {"cases": [case1, case2]}
 
 
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and torch.allclose(a.detach().to(b.dtype), b, atol=1e-5, rtol=1e-4)
+def similarity_probe(fn, inp) -> dict:
+    """Call fn(probs, labels) on each case of ``similarity_inputs``."""
+    return _call_probe(fn, inp)
 
 
-# ------------------------------------------------------------------ class_similarity
-
-
-
-def _call_on_copy(name: str, fn, probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Call fn(probs, labels) on copies; fail if it changed probs in place. Returns its tensor."""
-    arg = probs.clone()
-    got = as_tensor(name, call(name, fn, arg, labels.clone()))
-    if not torch.equal(arg, probs):
-        fail(name, "your function changed probs in place",
-             "work on a copy (probs.clone()) or use out-of-place operations")
-    return got
-
-def check_class_similarity(class_similarity) -> None:
+def similarity_verdict(data, inp) -> str:
     """Check ``class_similarity(probs, labels) -> (C, C)``: row c = mean soft target of class c.
 
     Input of the student's function: probs (N, C) soft targets, labels (N,) int64.
     """
-    name = "check_class_similarity"
-    cases = [
-        # equal counts (4 per class, N = 16 = C * C): a mean over classes gives a (C, C) result
-        ("4 classes, 4 digits each", *_probs([4, 4, 4, 4], 4, seed=1, wrong=3)),
-        # unequal counts: sums, wrong normalisers and column-wise divisions show up
-        ("10 classes, 1 to 10 digits each", *_probs(list(range(1, 11)), 10, seed=2, wrong=6)),
-    ]
-    for desc, probs, labels in cases:
+    name = _SIM
+    _complete(name, data, inp)
+    for (desc, probs, labels), out in zip(inp["cases"], data["cases"]):
         N, C = probs.shape
-        got = _call_on_copy(name, class_similarity, probs, labels)
+        got = _result(name, out, probs)
         exp = _reference_similarity(probs, labels)
         onehot = F.one_hot(labels, C).to(probs.dtype)
         counts = onehot.sum(0)
@@ -128,7 +184,9 @@ def check_class_similarity(class_similarity) -> None:
                 fail(name, f"[{desc}] you applied softmax to probs, which are already "
                            "probabilities (softmax twice flattens them)",
                      "use probs as they are")
-            if not torch.allclose(got.sum(1), torch.ones(C), atol=1e-4):
+            g64 = got.detach().double()
+            if torch.isfinite(g64).all() and not torch.allclose(g64.sum(1), torch.ones(C).double(),
+                                                                atol=1e-4):
                 fail(name, f"[{desc}] rows are not normalised: row sums {_row_sums(got)}, "
                            "expected 1 for every row",
                      "row c should be a probability distribution: the MEAN of the soft targets "
@@ -139,34 +197,76 @@ def check_class_similarity(class_similarity) -> None:
                  "read the number of classes from probs.shape[1] instead of assuming 10")
         cmp(name, got, exp, f"[{desc}] class_similarity(probs, labels)",
             hint="row c = probs[labels == c].mean(dim=0), for every class c; result (C, C)")
-    passed(name, "row c is the mean soft target of the digits of class c")
+    return "row c is the mean soft target of the digits of class c"
+
+
+check_class_similarity = register("class_similarity", similarity_inputs, similarity_probe,
+                                  similarity_verdict)
 
 
 # ------------------------------------------------------------------ dark_knowledge
 
+_DK = "check_dark_knowledge"
 
-def check_dark_knowledge(dark_knowledge) -> None:
+
+def dark_inputs(seed=None, n_classes: int = 10, wrong: int | None = None) -> dict:
+    """Two cases of soft targets with misclassified digits, N never equal to C.
+
+    seed None: the notebook's fixed inputs (12 digits of 4 classes, 3 misclassified; 25 digits
+    of 10 classes, 5 misclassified). An int: fresh values of the same kinds (3 to 6 classes
+    with 2 to 4 digits each; `n_classes` classes with 2 or 3 digits each). params: n_classes
+    (>= 3) of the second case; wrong: the number of misclassified digits of the second case.
+    """
+    C2 = int(n_classes)
+    if C2 < 3:
+        raise ValueError(f"n_classes must be >= 3, got {n_classes}")
+    if seed is None:
+        g1, g2 = _gen(3), _gen(4)
+        C1, counts1 = 4, [3, 3, 3, 3]
+        counts2 = [2 + c % 2 for c in range(C2)]
+        w1, w2 = 3, (5 if wrong is None else int(wrong))
+    else:
+        g = _gen(30_000 + int(seed))
+        g1 = g2 = g
+        C1 = int(torch.randint(3, 7, (1,), generator=g))
+        counts1 = torch.randint(2, 5, (C1,), generator=g).tolist()
+        counts2 = torch.randint(2, 4, (C2,), generator=g).tolist()
+        w1 = int(torch.randint(1, C1, (1,), generator=g))
+        w2 = int(torch.randint(2, 6, (1,), generator=g)) if wrong is None else int(wrong)
+    cases = []
+    for C, counts, w, g in ((C1, counts1, w1, g1), (C2, counts2, w2, g2)):
+        if sum(counts) == C:  # N = C would hide the reduction over the wrong axis
+            counts[0] += 1
+        w = max(1, min(w, sum(counts) - 1))
+        probs, labels = _probs(counts, C, g, wrong=w)
+        cases.append((f"{len(labels)} digits, {C} classes, {w} misclassified", probs, labels))
+    return {"cases": cases}
+
+
+def dark_probe(fn, inp) -> dict:
+    """Call fn(probs, labels) on each case of ``dark_inputs``."""
+    return _call_probe(fn, inp)
+
+
+def dark_verdict(data, inp) -> str:
     """Check ``dark_knowledge(probs, labels) -> (N,)``: probability mass on the wrong classes.
 
     Input of the student's function: probs (N, C) soft targets, labels (N,) int64.
     """
-    name = "check_dark_knowledge"
-    cases = [
-        ("12 digits, 4 classes, 3 misclassified", *_probs([3, 3, 3, 3], 4, seed=3, wrong=3)),
-        ("25 digits, 10 classes, 5 misclassified", *_probs([2, 3, 2, 3, 2, 3, 2, 3, 2, 3], 10,
-                                                          seed=4, wrong=5)),
-    ]
-    for desc, probs, labels in cases:
+    name = _DK
+    _complete(name, data, inp)
+    for (desc, probs, labels), out in zip(inp["cases"], data["cases"]):
         N, C = probs.shape
-        got = _call_on_copy(name, dark_knowledge, probs, labels)
+        got = _result(name, out, probs)
         p_true = probs[torch.arange(N), labels]
         exp = 1 - p_true
         if got.dim() == 0 or got.numel() == 1:
-            if torch.isclose(got.reshape(()).float(), exp.mean(), atol=1e-5):
-                fail(name, f"[{desc}] you returned the mean over the examples ({got.item():.4g}); "
+            value = got.reshape(-1)[0].double()
+            if torch.isclose(value, exp.double().mean(), atol=1e-5):
+                fail(name, f"[{desc}] you returned the mean over the examples ({value.item():.4g}); "
                            f"return one value per example, shape ({N},)",
                      "drop the final .mean(); the notebook averages afterwards")
-            fail(name, f"[{desc}] you returned a single number ({got.reshape(-1)[0].item():.4g}); "
+            fail(name, f"[{desc}] you returned a single number ({value.item():.4g}); "
                        f"expected one value per example, shape ({N},)",
                  "sum the wrong-class probabilities of each row: result (N,)")
         if got.shape == (C,):
@@ -202,4 +302,7 @@ def check_dark_knowledge(dark_knowledge) -> None:
         cmp(name, got, exp, f"[{desc}] dark_knowledge(probs, labels)",
             hint="for each example i: the sum of probs[i, j] over all j != labels[i]; "
                  "result (N,)")
-    passed(name, "per-example probability mass on the wrong classes")
+    return "per-example probability mass on the wrong classes"
+
+
+check_dark_knowledge = register("dark_knowledge", dark_inputs, dark_probe, dark_verdict)
