@@ -89,6 +89,9 @@ def load_teacher(folder: Path = ASSETS, device=None) -> models.Teacher:
 # ------------------------------------------------------------------ teacher logits, cached on disk
 
 LOGITS_FOLDER = "teacher-logits"
+# what the last call of mnist_logits did: {"split", "source": "cache" | "computed" | "subset",
+# "seconds", "path"}; a notebook can report it
+last_logits: dict = {}
 
 
 def logits_cache_path(split: str, sha256: str) -> Path:
@@ -148,6 +151,8 @@ def mnist_logits(split: str = "train", teacher: torch.nn.Module | None = None, i
     path = logits_cache_path(split, sha)
     logits, why = _read_logits_cache(path, sha, split, len(x))
     if logits is not None:
+        last_logits.clear()
+        last_logits.update(split=split, source="cache", seconds=0.0, path=str(path))
         if verbose:
             print(f"teacher logits ({split}, {len(x):,} images): read from the cache {path}")
         return logits if indices is None else logits[torch.as_tensor(indices)]
@@ -159,12 +164,16 @@ def mnist_logits(split: str = "train", teacher: torch.nn.Module | None = None, i
     if indices is not None:
         idx = torch.as_tensor(indices)
         logits = train.predict_logits(teacher, x[idx], progress=progress).float()
+        last_logits.clear()
+        last_logits.update(split=split, source="subset", seconds=time.perf_counter() - t0, path="")
         if verbose:
             print(f"teacher logits ({split}, {len(idx):,} of {len(x):,} images): computed in "
                   f"{time.perf_counter() - t0:.1f} s (a subset: not cached)")
         return logits
     logits = train.predict_logits(teacher, x, progress=progress).float().contiguous()
     seconds = time.perf_counter() - t0
+    last_logits.clear()
+    last_logits.update(split=split, source="computed", seconds=seconds, path=str(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")

@@ -103,8 +103,9 @@ def test_logits_are_cached_keyed_by_sha_and_reread(small_cache, capsys):
     sha = T._sha256(T.ASSETS / T.CHECKPOINT)
     path = T.logits_cache_path("train", sha)
     assert path.exists() and str(path).startswith(str(small_cache["root"])) and sha[:16] in path.name
-    assert "computed" in capsys.readouterr().out
+    assert "computed" in capsys.readouterr().out and T.last_logits["source"] == "computed"
     again = T.mnist_logits("train", progress=False)  # no teacher needed: read from disk
+    assert T.last_logits["source"] == "cache"
     assert small_cache["calls"] == [300], "the second call must not run the teacher"
     assert torch.equal(first, again) and "read from the cache" in capsys.readouterr().out
     assert torch.allclose(first, kd.train.predict_logits(teacher, small_cache["x"][:300]), atol=1e-5)
@@ -150,6 +151,7 @@ def test_subset_without_cache_runs_only_the_subset(small_cache, capsys):
     idx = torch.tensor([5, 1, 250])
     sub = T.mnist_logits("train", teacher, indices=idx, progress=False)
     assert sub.shape == (3, 10) and small_cache["calls"] == [3]
+    assert T.last_logits["source"] == "subset"
     assert not T.logits_cache_path("train", T._sha256(T.ASSETS / T.CHECKPOINT)).exists()
     assert "not cached" in capsys.readouterr().out
     full = T.mnist_logits("train", teacher, progress=False)
