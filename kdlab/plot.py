@@ -8,6 +8,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from .losses import soft_targets
 
@@ -24,6 +25,7 @@ def learning_curves(histories: dict, key: str = "val_errors", ax=None, title: st
         ys = h[key]
         xs = np.arange(1, len(ys) + 1)
         ax.plot(xs, ys, marker="o" if key != "step_loss" else None, ms=3, label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs (or steps) only
     ax.set_xlabel("step" if key == "step_loss" else "epoch")
     ax.set_ylabel({"val_errors": "test errors (of 10,000)"}.get(key, key))
     if title:
@@ -275,20 +277,30 @@ def similarity_heatmap(S, ax=None, title: str = "", annotate: bool = True):
     return fig
 
 
-def dark_knowledge_vs_T(Ts, curves: dict, ax=None, title: str = ""):
+def dark_knowledge_vs_T(Ts, curves: dict, ax=None, title: str = "", logy: bool = False):
     """Mean wrong-class probability mass against temperature, one line per curve -> Figure.
 
-    Inputs: Ts (K,) temperatures; curves {label: (K,) values}.
+    Inputs: Ts (K,) temperatures; curves {label: (K,) values}; logy: log scale for the mass
+    (where the small values at low T are visible). The first curve is drawn as a wide, pale
+    band and the others as thinner lines with their own markers on top, so that a curve
+    lying on another (the mean of all digits on the mean of the correct ones) stays visible.
     """
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.6, 3.4))
-    for label, ys in curves.items():
-        ax.plot(Ts, ys, marker="o", ms=3, label=label)
+    styles = [dict(lw=6, alpha=0.35, color="0.35", solid_capstyle="round"),
+              dict(lw=1.4, ls="--", marker="o", ms=3, mfc="white"),
+              dict(lw=1.4, ls="-", marker="s", ms=3)]
+    for k, (label, ys) in enumerate(curves.items()):
+        ax.plot(Ts, ys, label=label, zorder=2 + k, **styles[min(k, len(styles) - 1)])
     ax.set_xscale("log")
     ax.set_xlabel("temperature T (log scale)")
-    ax.set_ylabel("probability on wrong classes")
-    ax.set_ylim(0, 1)
+    ax.set_ylabel("probability on wrong classes" + (" (log scale)" if logy else ""))
+    if logy:
+        ax.set_yscale("log")
+        ax.set_ylim(top=1)
+    else:
+        ax.set_ylim(0, 1)
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    ax.legend(fontsize=8)
     if title:
         ax.set_title(title)
     fig.tight_layout()
@@ -438,13 +450,22 @@ def seed_bars(panels: dict, ylabel: str = "test errors", title: str = ""):
 def errors_vs_transfer_size(sizes, runs: dict, ax=None, ylabel: str = "test errors", title: str = ""):
     """Test errors against the number of transfer examples (log x axis) -> Figure.
 
-    sizes: (S,) transfer-set sizes; runs: {label: (S,) test errors}.
+    sizes: (S,) transfer-set sizes; runs: {label: (S,) test errors, or S lists of test errors,
+    one per seed}. With several seeds a point is the mean, its bar the sample std (ddof=1),
+    and every run is a small dot.
     """
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.4))
     for label, errs in runs.items():
-        ax.plot(sizes, errs, marker="o", label=label)
-        for s, e in zip(sizes, errs):
-            ax.annotate(f"{e}", (s, e), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        per_size = [np.atleast_1d(np.asarray(e, dtype=float)) for e in errs]
+        means = np.array([v.mean() for v in per_size])
+        stds = np.array([v.std(ddof=1) if len(v) > 1 else 0.0 for v in per_size])
+        line = ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=4, label=label)
+        for s, v in zip(sizes, per_size):
+            if len(v) > 1:
+                ax.scatter([s] * len(v), v, s=8, color=line[0].get_color(), alpha=0.6, zorder=3)
+        for s, m, sd, v in zip(sizes, means, stds, per_size):
+            txt = f"{m:.0f}" + (f" ± {sd:.0f}" if len(v) > 1 else "")
+            ax.annotate(txt, (s, m), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_xticks(list(sizes))
     ax.set_xticklabels([f"{s:,}" for s in sizes])

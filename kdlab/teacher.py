@@ -3,6 +3,11 @@
 ``load_teacher()`` returns the ``kd.models.Teacher`` ResNet with the weights that ship in
 ``kdlab/assets/teacher`` (checkpoint + metadata JSON: recipe, seed, accuracy, sha256).
 
+``mnist_logits(split)`` returns the teacher's logits for a whole MNIST split, computed once and
+then read from a cache file in the kdlab cache folder (``$KDLAB_CACHE``, default
+``~/.cache/kdlab``, see ``kd.data.cache_dir``), keyed by the checkpoint's sha256: a retrained
+teacher gets new logits, and a corrupted or mismatched cache file is recomputed.
+
 Retrain (overwrites the shipped checkpoint unless --out is given)::
 
     python -m kdlab.teacher --retrain
@@ -10,7 +15,9 @@ Retrain (overwrites the shipped checkpoint unless --out is given)::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -77,6 +84,108 @@ def load_teacher(folder: Path = ASSETS, device=None) -> models.Teacher:
         raise CheckpointError(f"checkpoint {ckpt} does not match the Teacher architecture "
                               f"(width={meta['recipe']['width']}): {e}") from None
     return model.to(device if device is not None else train.device()).eval()
+
+
+# ------------------------------------------------------------------ teacher logits, cached on disk
+
+LOGITS_FOLDER = "teacher-logits"
+# what the last call of mnist_logits did: {"split", "source": "cache" | "computed" | "subset",
+# "seconds", "path"}; a notebook can report it
+last_logits: dict = {}
+
+
+def logits_cache_path(split: str, sha256: str) -> Path:
+    """The cache file of the teacher's logits for `split`: <cache>/teacher-logits/<sha>-<split>.pt."""
+    return data.cache_dir() / LOGITS_FOLDER / f"{sha256[:16]}-{split}.pt"
+
+
+def _logits_digest(logits: torch.Tensor) -> str:
+    return hashlib.sha256(logits.contiguous().numpy().tobytes()).hexdigest()
+
+
+def _read_logits_cache(path: Path, sha256: str, split: str, n: int) -> tuple:
+    """(logits or None, why not): the cached logits if the file is whole and fits this teacher."""
+    if not path.exists():
+        return None, "no cache file yet"
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a truncated or overwritten file
+        return None, f"unreadable ({type(e).__name__})"
+    if not isinstance(blob, dict) or not torch.is_tensor(blob.get("logits")):
+        return None, "not a teacher-logits file"
+    logits = blob["logits"]
+    if blob.get("sha256") != sha256:
+        return None, f"made by another checkpoint (sha256 {str(blob.get('sha256'))[:16]}...)"
+    if blob.get("split") != split or tuple(logits.shape) != (n, 10) or logits.dtype != torch.float32:
+        return None, (f"holds {blob.get('split')!r} logits of shape {tuple(logits.shape)}, "
+                      f"expected {split!r} ({n}, 10) float32")
+    if blob.get("digest") != _logits_digest(logits):
+        return None, "its values do not match their recorded digest (corrupted)"
+    return logits, ""
+
+
+def mnist_logits(split: str = "train", teacher: torch.nn.Module | None = None, indices=None,
+                 folder: Path = ASSETS, progress: bool = True, verbose: bool = True) -> torch.Tensor:
+    """The teacher's logits for a whole MNIST split, from the disk cache or computed once.
+
+    Inputs:
+    - split: "train" (60,000 images) or "test" (10,000 images), normalised as ``kd.data.mnist``
+    - teacher: the loaded teacher (default: ``load_teacher(folder)``); it must be the
+      checkpoint in `folder`, whose sha256 keys the cache
+    - indices: optional (K,) positions in the split: return only those rows. Without a valid
+      cache only these K images go through the teacher, and nothing is cached (the quick
+      budget stays quick); the cache is made by a call for the whole split.
+    - progress: progress bar while computing; verbose: print where the logits came from
+    Returns: (N, 10) float32 logits on the CPU, row i for image i of ``kd.data.mnist(split)``
+    (or (K, 10) for `indices`).
+
+    The cache file is ``logits_cache_path(split, sha256)``. It is written atomically after
+    the first computation; a file that is unreadable, made by another checkpoint, of the
+    wrong shape, or whose values fail their digest is reported and recomputed.
+    """
+    if split not in data.FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    folder = Path(folder)
+    sha = _sha256(folder / CHECKPOINT) if (folder / CHECKPOINT).exists() else metadata(folder)["sha256"]
+    x, _ = data.mnist(split)
+    path = logits_cache_path(split, sha)
+    logits, why = _read_logits_cache(path, sha, split, len(x))
+    if logits is not None:
+        last_logits.clear()
+        last_logits.update(split=split, source="cache", seconds=0.0, path=str(path))
+        if verbose:
+            print(f"teacher logits ({split}, {len(x):,} images): read from the cache {path}")
+        return logits if indices is None else logits[torch.as_tensor(indices)]
+    if verbose and path.exists():
+        print(f"teacher logits cache {path} is not usable: {why}; recomputing it")
+    if teacher is None:
+        teacher = load_teacher(folder)
+    t0 = time.perf_counter()
+    if indices is not None:
+        idx = torch.as_tensor(indices)
+        logits = train.predict_logits(teacher, x[idx], progress=progress).float()
+        last_logits.clear()
+        last_logits.update(split=split, source="subset", seconds=time.perf_counter() - t0, path="")
+        if verbose:
+            print(f"teacher logits ({split}, {len(idx):,} of {len(x):,} images): computed in "
+                  f"{time.perf_counter() - t0:.1f} s (a subset: not cached)")
+        return logits
+    logits = train.predict_logits(teacher, x, progress=progress).float().contiguous()
+    seconds = time.perf_counter() - t0
+    last_logits.clear()
+    last_logits.update(split=split, source="computed", seconds=seconds, path=str(path))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"sha256": sha, "split": split, "digest": _logits_digest(logits),
+                    "logits": logits}, tmp)
+        os.replace(tmp, path)
+        where = f"saved to {path}"
+    except OSError as e:  # a read-only home: still return the logits
+        where = f"not saved ({e}); set KDLAB_CACHE to a writable folder"
+    if verbose:
+        print(f"teacher logits ({split}, {len(x):,} images): computed in {seconds:.1f} s, {where}")
+    return logits
 
 
 def shift(x: torch.Tensor, pixels: float, generator: torch.Generator) -> torch.Tensor:

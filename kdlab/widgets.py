@@ -167,6 +167,8 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     Returns: the explorer (an ipywidgets VBox). Its parts, with CSS classes a browser test
     can find: index box ``kd-digit-index``, button ``kd-next-ambiguous``, temperature slider
     ``kd-soft-T``, text with label and prediction ``kd-digit-info``, picture ``kd-soft-figure``.
+    Displayed, it also carries its first picture as a static PNG, which notebook viewers
+    without a kernel (or without the widget state) show instead of the controls.
     """
     import io
 
@@ -256,7 +258,17 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     t_slider.observe(redraw, "value")
     nxt.on_click(on_next)
     redraw()
-    box = W.VBox([W.HBox([idx_box, nxt, t_slider]), info, picture])
+
+    class Explorer(W.VBox):
+        def _repr_mimebundle_(self, **kwargs):
+            """The live widget, plus its current picture for viewers without a kernel."""
+            import base64
+
+            data = super()._repr_mimebundle_(**kwargs)
+            data["image/png"] = base64.b64encode(bytes(picture.value)).decode("ascii")
+            return data
+
+    box = Explorer([W.HBox([idx_box, nxt, t_slider]), info, picture])
     box.add_class("kd-soft-target-explorer")
     box.index, box.next_button, box.T, box.info, box.picture = idx_box, nxt, t_slider, info, picture
     return box

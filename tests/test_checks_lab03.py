@@ -1,4 +1,5 @@
-"""Mutation tests of Lab 03's check: check_kd_loss rejects common mistakes, accepts right answers."""
+"""Mutation tests of Lab 03's checks: check_kd_loss and check_distill_step reject common
+mistakes, each with its own message, and accept right answers (several styles, fresh seeds)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,7 @@ def right_log_target(s, t, y, T, alpha):
 
 
 @pytest.mark.parametrize("fn", [right_kl_div, right_soft_ce, right_ce_prob_targets,
-                                right_log_target, reference_kd_loss])
+                                right_log_target])
 def test_accepts_right_answers(fn, capsys):
     kd.checks.check_kd_loss(fn)
     assert capsys.readouterr().out.startswith("PASSED check_kd_loss")
@@ -216,9 +217,11 @@ def test_rejects_mistake_with_its_message(fn, message):
     assert "Hint:" in str(err.value)
 
 
-def test_mistakes_are_distinguishable():
+@pytest.mark.parametrize("seed", [None, 0, 1, 7])
+def test_mistakes_are_distinguishable(seed):
     """At the diagnostic settings every known mistake has its own gradient, unlike the right one."""
-    s, t, y = lab03.inputs()
+    inp = lab03.inputs(seed)
+    s, t, y = inp["s"], inp["t"], inp["y"]
     grads = {}
     for name, (loss_fn, _, _) in [("right", (lab03.reference, "", ""))] + list(lab03.MISTAKES.items()):
         grads[name] = torch.cat([lab03._grad_of(loss_fn, s, t, y, T, a).flatten()
@@ -230,7 +233,259 @@ def test_mistakes_are_distinguishable():
 
 
 def test_reference_matches_shipped_kd_loss():
-    s, t, y = lab03.inputs(1)
+    inp = lab03.inputs(1)
+    s, t, y = inp["s"], inp["t"], inp["y"]
     for T, a in lab03.DIAGNOSTIC + lab03.EXTRA:
         assert torch.allclose(lab03.reference(s, t, y, T, a), reference_kd_loss(s, t, y, T, a),
                               atol=1e-6)
+
+
+# ------------------------------------------------------------------ kd_loss as probe + verdict
+
+from kdlab.checks._registry import judge, probe_data  # noqa: E402
+
+KD = lab03.check_kd_loss.check
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 12345])
+@pytest.mark.parametrize("fn", [right_kl_div, right_soft_ce, right_log_target])
+def test_kd_loss_right_answers_pass_on_fresh_inputs(fn, seed):
+    assert "gradients match" in judge(KD, probe_data(KD, fn, seed), seed)
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides")
+@pytest.mark.parametrize("seed", [3])
+@pytest.mark.parametrize("fn,message", MISTAKES, ids=[f.__name__ for f, _ in MISTAKES])
+def test_kd_loss_wrong_answers_fail_on_fresh_inputs(fn, message, seed):
+    with pytest.raises(AssertionError) as err:
+        judge(KD, probe_data(KD, fn, seed), seed)
+    assert message in str(err.value), str(err.value)
+
+
+def test_kd_loss_rejects_changing_its_inputs():
+    def changes_labels(s, t, y, T, alpha):
+        out = right_kl_div(s, t, y, T, alpha)
+        y.zero_()
+        return out
+    with pytest.raises(AssertionError, match="changed the labels passed to it"):
+        kd.checks.check_kd_loss(changes_labels)
+
+
+@pytest.mark.parametrize("fn", [reference_kd_loss,
+                                lambda s, t, y, T, a: reference_kd_loss(s, t, y, T, a)])
+def test_kd_loss_rejects_the_course_reference(fn):
+    with pytest.raises(AssertionError, match="uses the course's reference implementation"):
+        kd.checks.check_kd_loss(fn)
+
+
+@pytest.mark.parametrize("params", [dict(N=64, C=10), dict(N=3, C=3), dict(C=100)])
+def test_kd_loss_params_override(params, capsys):
+    kd.checks.check_kd_loss(right_kl_div, **params)
+    assert capsys.readouterr().out.startswith("PASSED check_kd_loss")
+    inp = lab03.inputs(None, **params)
+    assert inp["s"].shape == (params.get("N", lab03.N), params.get("C", lab03.C))
+    with pytest.raises(AssertionError, match="summed over the batch"):
+        kd.checks.check_kd_loss(sum_over_batch, **params)
+
+
+def test_kd_loss_bad_params_are_named():
+    with pytest.raises(ValueError, match="N >= 2 examples and C >= 3"):
+        lab03.inputs(None, N=1)
+
+
+# ------------------------------------------------------------------ distill_step
+
+def _kd(s, t, y, T, alpha):
+    """A right kd_loss, as the notebook's exercise 1 defines it."""
+    return right_kl_div(s, t, y, T, alpha)
+
+
+def step_right(student, teacher, x, y, optimizer, T, alpha):
+    student.train()
+    teacher.eval()
+    with torch.no_grad():
+        t_logits = teacher(x)
+    s_logits = student(x)
+    loss = _kd(s_logits, t_logits, y, T, alpha)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_right_other_order(student, teacher, x, y, optimizer, T, alpha):
+    """zero_grad(set_to_none=False) first, student before teacher, soft-target CE, float()."""
+    optimizer.zero_grad(set_to_none=False)
+    teacher.eval()
+    student.train()
+    out = student(x)
+    with torch.inference_mode():
+        t = teacher(x)
+    t = t.clone()
+    loss = right_soft_ce(out, t, y, T, alpha)
+    loss.backward()
+    optimizer.step()
+    return float(loss)
+
+
+def step_right_detach_restore(student, teacher, x, y, optimizer, T, alpha):
+    """Teacher logits detached instead of no_grad, the teacher's mode restored afterwards."""
+    was = teacher.training
+    teacher.eval()
+    t = teacher(x).detach()
+    teacher.train(was)
+    student.train()
+    loss = _kd(student(x), t, y, T, alpha)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()  # zeroed after the step: the next call starts clean too
+    return loss.detach().item()
+
+
+def _step(teacher_eval=True, no_grad=True, zero_grad=True, do_step=True, student_eval=False,
+          swap=False, ret="item", loss_fn=_kd, zero_between=False):
+    def fn(student, teacher, x, y, optimizer, T, alpha):
+        student.eval() if student_eval else student.train()
+        if teacher_eval:
+            teacher.eval()
+        if no_grad:
+            with torch.no_grad():
+                t = teacher(x)
+        else:
+            t = teacher(x)
+        s = student(x)
+        loss = loss_fn(t, s, y, T, alpha) if swap else loss_fn(s, t, y, T, alpha)
+        if zero_grad and not zero_between:
+            optimizer.zero_grad()
+        loss.backward()
+        if zero_between:
+            optimizer.zero_grad()
+        if do_step:
+            optimizer.step()
+        return {"item": loss.item(), "tensor": loss, "detached": loss.detach(), "none": None}[ret]
+    return fn
+
+
+def _kd_no_detach(s, t, y, T, alpha):
+    soft = -(F.softmax(t / T, 1) * F.log_softmax(s / T, 1)).sum(1).mean()
+    return (1 - alpha) * F.cross_entropy(s, y) + alpha * T * T * soft
+
+
+def step_changes_x(student, teacher, x, y, optimizer, T, alpha):
+    x.mul_(1.0 + 1e-3)
+    return step_right(student, teacher, x, y, optimizer, T, alpha)
+
+
+def step_stub(student, teacher, x, y, optimizer, T, alpha):
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+def step_labels_only(student, teacher, x, y, optimizer, T, alpha):
+    return _step(loss_fn=lambda s, t, y_, T_, a: F.cross_entropy(s, y_))(
+        student, teacher, x, y, optimizer, T, alpha)
+
+
+def step_wrong_kd_loss(student, teacher, x, y, optimizer, T, alpha):
+    return _step(loss_fn=no_T2)(student, teacher, x, y, optimizer, T, alpha)
+
+
+def step_two_updates(student, teacher, x, y, optimizer, T, alpha):
+    loss = step_right(student, teacher, x, y, optimizer, T, alpha)
+    optimizer.step()
+    return loss
+
+
+def step_returns_other_loss(student, teacher, x, y, optimizer, T, alpha):
+    step_right(student, teacher, x, y, optimizer, T, alpha)
+    return 0.5
+
+
+STEP_MISTAKES = [
+    (_step(teacher_eval=False), "teacher was run in train mode"),
+    (_step(no_grad=False, loss_fn=_kd_no_detach), "gradients reached the teacher"),
+    (_step(zero_grad=False), "optimizer.zero_grad() is missing"),
+    (_step(do_step=False), "did not change the student's weights"),
+    (_step(zero_between=True), "did not change the student's weights"),
+    (_step(student_eval=True), "student was left in eval mode"),
+    (_step(swap=True), "the loss does not depend on the student's weights"),
+    (_step(swap=True, no_grad=False, loss_fn=_kd_no_detach), "gradients reached the teacher"),
+    (_step(ret="tensor"), "still holds the autograd graph"),
+    (_step(ret="detached"), "expected a Python float"),
+    (_step(ret="none"), "expected the loss as a Python float, got NoneType"),
+    (step_labels_only, "not the distillation loss"),
+    (step_wrong_kd_loss, "make check_kd_loss pass first"),
+    (step_two_updates, "differ from a reference step"),
+    (step_returns_other_loss, "the update is right but the returned loss is 0.5"),
+    (step_changes_x, "changed the x passed to it"),
+    (step_stub, "not implemented yet"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+@pytest.mark.parametrize("fn", [step_right, step_right_other_order, step_right_detach_restore])
+def test_distill_step_accepts_right_answers(fn, capsys):
+    kd.checks.check_distill_step(fn)
+    assert capsys.readouterr().out.startswith("PASSED check_distill_step")
+
+
+@pytest.mark.parametrize("fn,message", STEP_MISTAKES, ids=[f"{i}-{m[:24]}" for i, (_, m) in enumerate(STEP_MISTAKES)])
+def test_distill_step_rejects_mistake_with_its_message(fn, message):
+    with pytest.raises(AssertionError, match="check_distill_step") as err:
+        kd.checks.check_distill_step(fn)
+    assert message in str(err.value), str(err.value)
+    assert "Hint:" in str(err.value)
+
+
+STEP = lab03.check_distill_step.check
+
+
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+@pytest.mark.parametrize("seed", [0, 1, 7, 12345])
+@pytest.mark.parametrize("fn", [step_right, step_right_other_order, step_right_detach_restore])
+def test_distill_step_right_answers_pass_on_fresh_inputs(fn, seed):
+    assert "two steps equal the reference" in judge(STEP, probe_data(STEP, fn, seed), seed)
+
+
+@pytest.mark.parametrize("seed", [5])
+@pytest.mark.parametrize("fn,message", STEP_MISTAKES, ids=[f"{i}-{m[:24]}" for i, (_, m) in enumerate(STEP_MISTAKES)])
+def test_distill_step_wrong_answers_fail_on_fresh_inputs(fn, message, seed):
+    with pytest.raises(AssertionError) as err:
+        judge(STEP, probe_data(STEP, fn, seed), seed)
+    assert message in str(err.value), str(err.value)
+
+
+def test_distill_step_swapped_without_detach_is_named():
+    """A kd_loss that detaches nothing: the swapped call trains the student through the target."""
+    def swapped(student, teacher, x, y, optimizer, T, alpha):
+        student.train()
+        teacher.eval()
+        with torch.no_grad():
+            t = teacher(x)
+        loss = _kd_no_detach(t, student(x), y, T, alpha)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+    with pytest.raises(AssertionError, match="teacher and the student swapped"):
+        kd.checks.check_distill_step(swapped)
+
+
+def test_distill_step_rejects_the_course_reference():
+    def with_reference_loss(student, teacher, x, y, optimizer, T, alpha):
+        return _step(loss_fn=reference_kd_loss)(student, teacher, x, y, optimizer, T, alpha)
+    with pytest.raises(AssertionError, match="uses the course's reference implementation"):
+        kd.checks.check_distill_step(with_reference_loss)
+
+
+@pytest.mark.parametrize("params", [dict(N=64, C=10), dict(T=1.0, alpha=0.0), dict(N=4, T=20.0)])
+def test_distill_step_params_override(params, capsys):
+    kd.checks.check_distill_step(step_right, **params)
+    assert capsys.readouterr().out.startswith("PASSED check_distill_step")
+    with pytest.raises(AssertionError, match="zero_grad"):
+        kd.checks.check_distill_step(_step(zero_grad=False), **params)
+
+
+def test_distill_step_bad_params_are_named():
+    with pytest.raises(ValueError, match="N >= 4, C >= 3, T > 0"):
+        lab03.step_inputs(None, T=0.0)

@@ -75,3 +75,101 @@ def test_shift_augmentation_moves_pixels():
     s = T.shift(x[:8], 2.0, g)
     assert s.shape == (8, 1, 28, 28) and not torch.allclose(s, x[:8])
     assert torch.allclose(T.shift(x[:8], 0.0, g), x[:8], atol=1e-5)
+
+
+# ------------------------------------------------------------------ teacher logits cached on disk
+
+@pytest.fixture
+def small_cache(tmp_path, monkeypatch):
+    """A fresh cache folder and a 300-image 'train' / 200-image 'test' MNIST (fast)."""
+    monkeypatch.setenv("KDLAB_CACHE", str(tmp_path / "cache"))
+    x, y = kd.data.mnist("test")
+    monkeypatch.setattr(T.data, "mnist", lambda split="train": (x[:300], y[:300]) if split == "train"
+                        else (x[300:500], y[300:500]))
+    calls = []
+    real = T.train.predict_logits
+
+    def counting(model, xs, *a, **k):
+        calls.append(len(xs))
+        return real(model, xs, *a, **k)
+    monkeypatch.setattr(T.train, "predict_logits", counting)
+    return {"x": x, "calls": calls, "root": tmp_path / "cache"}
+
+
+def test_logits_are_cached_keyed_by_sha_and_reread(small_cache, capsys):
+    teacher = T.load_teacher(device="cpu")
+    first = T.mnist_logits("train", teacher, progress=False)
+    assert small_cache["calls"] == [300] and first.shape == (300, 10)
+    sha = T._sha256(T.ASSETS / T.CHECKPOINT)
+    path = T.logits_cache_path("train", sha)
+    assert path.exists() and str(path).startswith(str(small_cache["root"])) and sha[:16] in path.name
+    assert "computed" in capsys.readouterr().out and T.last_logits["source"] == "computed"
+    again = T.mnist_logits("train", progress=False)  # no teacher needed: read from disk
+    assert T.last_logits["source"] == "cache"
+    assert small_cache["calls"] == [300], "the second call must not run the teacher"
+    assert torch.equal(first, again) and "read from the cache" in capsys.readouterr().out
+    assert torch.allclose(first, kd.train.predict_logits(teacher, small_cache["x"][:300]), atol=1e-5)
+    assert T.mnist_logits("test", teacher, progress=False).shape == (200, 10)
+    assert T.logits_cache_path("test", sha) != path
+
+
+def _rewrite(path, **changes):
+    blob = torch.load(path, weights_only=True)
+    blob.update(changes)
+    torch.save(blob, path)
+
+
+@pytest.mark.parametrize("damage,why", [
+    ("truncate", "unreadable"),
+    ("values", "corrupted"),
+    ("sha", "another checkpoint"),
+    ("shape", "expected 'train' (300, 10)"),
+])
+def test_bad_cache_file_is_detected_and_recomputed(small_cache, capsys, damage, why):
+    teacher = T.load_teacher(device="cpu")
+    good = T.mnist_logits("train", teacher, progress=False)
+    path = T.logits_cache_path("train", T._sha256(T.ASSETS / T.CHECKPOINT))
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:200])
+    elif damage == "values":  # same digest, other values: a silently corrupted file
+        _rewrite(path, logits=good + 1.0)
+    elif damage == "sha":
+        _rewrite(path, sha256="0" * 64)
+    else:
+        _rewrite(path, logits=good[:100])
+    capsys.readouterr()
+    again = T.mnist_logits("train", teacher, progress=False)
+    out = capsys.readouterr().out
+    assert "not usable" in out and why in out and "recomputing" in out, out
+    assert torch.equal(again, good) and small_cache["calls"] == [300, 300]
+    T.mnist_logits("train", teacher, progress=False)  # repaired: read again
+    assert small_cache["calls"] == [300, 300]
+
+
+def test_subset_without_cache_runs_only_the_subset(small_cache, capsys):
+    teacher = T.load_teacher(device="cpu")
+    idx = torch.tensor([5, 1, 250])
+    sub = T.mnist_logits("train", teacher, indices=idx, progress=False)
+    assert sub.shape == (3, 10) and small_cache["calls"] == [3]
+    assert T.last_logits["source"] == "subset"
+    assert not T.logits_cache_path("train", T._sha256(T.ASSETS / T.CHECKPOINT)).exists()
+    assert "not cached" in capsys.readouterr().out
+    full = T.mnist_logits("train", teacher, progress=False)
+    assert torch.allclose(full[idx], sub, atol=1e-5)
+    assert torch.equal(T.mnist_logits("train", indices=idx, progress=False), full[idx])
+    assert small_cache["calls"] == [3, 300]
+
+
+def test_retrained_checkpoint_gets_its_own_cache(small_cache, ckpt_copy):
+    torch.save(kd.models.Teacher(width=24).state_dict(), ckpt_copy / T.CHECKPOINT)
+    meta = json.loads((ckpt_copy / T.METADATA).read_text())
+    meta["sha256"] = T._sha256(ckpt_copy / T.CHECKPOINT)
+    (ckpt_copy / T.METADATA).write_text(json.dumps(meta))
+    a = T.mnist_logits("test", folder=T.ASSETS, progress=False, verbose=False)
+    b = T.mnist_logits("test", folder=ckpt_copy, progress=False, verbose=False)
+    assert small_cache["calls"] == [200, 200] and not torch.allclose(a, b)
+
+
+def test_bad_split_is_named():
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        T.mnist_logits("validation")

@@ -9,6 +9,6 @@ from ._registry import CHECKS  # noqa: F401
 # one import line per lab module below
 from .lab01 import check_entropy, check_gradient_scale, check_softmax_with_temperature  # noqa: F401,E501
 from .lab02 import check_class_similarity, check_dark_knowledge  # noqa: F401
-from .lab03 import check_kd_loss  # noqa: F401
+from .lab03 import check_distill_step, check_kd_loss  # noqa: F401
 from .lab04 import check_hint_loss, check_hint_regressor  # noqa: F401
 from .lab05 import check_fake_quantize, check_prune_mask  # noqa: F401

@@ -1,20 +1,32 @@
-"""Checks of Lab 03 (response-based KD): the Hinton et al. (2015) distillation loss.
+"""Checks of Lab 03 (response-based KD): the distillation loss and one distillation step.
 
 ``check_kd_loss(fn)`` compares the gradient of ``fn(student_logits, teacher_logits, labels,
 T, alpha)`` with respect to the student's logits against the right loss at several (T, alpha)
 settings. Any correct formulation passes: the KL form and the soft-target cross-entropy
 (which differs from it only by the teacher's entropy, a constant for the student). Common
 mistakes are recognised by their gradient and named in the message.
+
+``check_distill_step(fn)`` runs ``fn(student, teacher, x, y, optimizer, T, alpha)`` for two
+steps on small models with batch norm and compares what happened (the student's weights,
+the teacher's weights, running statistics and gradients, the modes, the returned loss) with a
+reference step computed here; the usual mistakes of a training step are named.
+
+Both are probe + verdict checks (see ``_registry``).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from ._common import as_tensor, call, fail, passed, short
+from . import _probe as _p
+from ._common import decode, fail, raised, short, type_name, unchanged
+from ._registry import register
 
 NAME = "check_kd_loss"
-N, C = 6, 5  # small batch: 6 examples, 5 classes
+N, C = 6, 5  # default small batch: 6 examples, 5 classes
 DIAGNOSTIC = [(4.0, 0.7), (2.0, 0.25)]  # settings where every mistake below looks different
 EXTRA = [(1.0, 0.5), (20.0, 1.0), (3.0, 0.0)]  # edge settings: T = 1, soft only, hard only
 FORMULA = ("loss = (1 - alpha) * F.cross_entropy(student_logits, labels) + alpha * T**2 * "
@@ -133,39 +145,47 @@ for _scale in ("mean", "sum_classes"):  # F.mse_loss, or squared error summed ov
             _MSE_HINT)
 
 
-# ------------------------------------------------------------------ the check
+# ------------------------------------------------------------------ check_kd_loss
 
-def inputs(seed: int = 0):
-    """Fixed small inputs: student (N, C), teacher (N, C) logits and labels (N,)."""
-    g = torch.Generator().manual_seed(seed)
+BAD_TS = (0.0, -2.0)
+
+
+def inputs(seed=None, N: int = N, C: int = C) -> dict:
+    """Inputs of the kd_loss check: student (N, C) and teacher (N, C) logits, labels (N,).
+
+    seed None: the notebook's fixed inputs; an int: fresh values of the same kinds.
+    N, C: batch size and number of classes (an instructor may change them: N >= 2, C >= 3).
+    Also: the (T, alpha) settings, a very confident teacher, and temperatures to reject.
+    """
+    N, C = int(N), int(C)
+    if N < 2 or C < 3:
+        raise ValueError(f"check_kd_loss needs N >= 2 examples and C >= 3 classes, got N={N}, C={C}")
+    g = torch.Generator().manual_seed(0 if seed is None else 30_000 + int(seed))
     s = torch.randn(N, C, generator=g) * 2
     t = torch.randn(N, C, generator=g) * 3
     y = torch.randint(0, C, (N,), generator=g)
-    return s, t, y
+    t_conf = torch.zeros(N, C)  # a very confident teacher: its softmax underflows at T = 1
+    t_conf[torch.arange(N), y] = 120.0
+    return {"s": s, "t": t, "y": y, "settings": DIAGNOSTIC + EXTRA, "s_conf": s * 20,
+            "t_conf": t_conf, "conf_setting": (1.0, 0.5), "bad_Ts": BAD_TS}
 
 
-def _student_grad(fn, s, t, y, T, alpha):
-    """Call fn on fresh leaves; return (loss value, grad wrt student, grad wrt teacher)."""
+def _call_with_grads(fn, s, t, y, T, alpha) -> dict:
+    """fn on fresh leaves (s and t require grad); the outcome plus both gradients if scalar."""
     s = s.clone().requires_grad_(True)
     t = t.clone().requires_grad_(True)  # the teacher must not receive a gradient
-    out = as_tensor(NAME, call(NAME, fn, s, t, y.clone(), T, alpha), "kd_loss(...)")
-    if out.dim() != 0:
-        if tuple(out.shape) == (s.shape[0],):
-            fail(NAME, f"kd_loss returned one value per example, shape {tuple(out.shape)}; "
-                       "expected a scalar, shape ()",
-                 "average over the batch (reduction='batchmean' for the KL term, the default "
-                 "'mean' for the cross-entropy)")
-        fail(NAME, f"kd_loss returned shape {tuple(out.shape)} for logits of shape "
-                   f"{tuple(s.shape)}; expected a scalar, shape ()",
-             "sum over the classes, then average over the batch")
-    if not out.requires_grad:
-        fail(NAME, "the loss does not depend on student_logits (no gradient flows back)",
-             "do not call .detach(), .item() or torch.no_grad() on the student's side")
-    gs, gt = torch.autograd.grad(out, [s, t], allow_unused=True)
-    if gs is None:
-        fail(NAME, "the loss does not depend on student_logits (no gradient flows back)",
-             "do not detach the student's logits")
-    return out.detach(), gs, gt
+    out, res = _p.call(fn, s, t, y.clone(), T, alpha)
+    if torch.is_tensor(res) and res.dim() == 0 and res.requires_grad:
+        out["grads"] = _p.grads(res, [s, t])
+    return out
+
+
+def probe(fn, inp) -> dict:
+    """Call fn at every (T, alpha) setting, on confident logits and with bad temperatures."""
+    s, t, y = inp["s"], inp["t"], inp["y"]
+    return {"settings": [_call_with_grads(fn, s, t, y, T, a) for T, a in inp["settings"]],
+            "confident": _call_with_grads(fn, inp["s_conf"], inp["t_conf"], y, *inp["conf_setting"]),
+            "bad": [_p.call(fn, s.clone(), t.clone(), y.clone(), T, 0.5)[0] for T in inp["bad_Ts"]]}
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -177,9 +197,35 @@ def _grad_of(loss_fn, s, t, y, T, alpha) -> torch.Tensor:
     return torch.autograd.grad(loss_fn(s, t, y, T, alpha), s)[0]
 
 
-def _diagnose(fn, s, t, y) -> None:
+def _outcome(out: dict, s: torch.Tensor) -> tuple:
+    """(loss value, grad wrt student, grad wrt teacher or None) of a recorded call, or fail."""
+    raised(NAME, out, f"{tuple(s.shape)}, {tuple(s.shape)}, ({s.shape[0]},)")
+    unchanged(NAME, out, ["student_logits", "teacher_logits", "labels"])
+    v = out["value"]
+    if v.get("kind") != "tensor":
+        fail(NAME, f"kd_loss(...) should be a torch.Tensor, got {type_name(v)}",
+             "use torch operations all the way and return the tensor")
+    shape = tuple(v["shape"])
+    if shape != ():
+        if shape == (s.shape[0],):
+            fail(NAME, f"kd_loss returned one value per example, shape {shape}; "
+                       "expected a scalar, shape ()",
+                 "average over the batch (reduction='batchmean' for the KL term, the default "
+                 "'mean' for the cross-entropy)")
+        fail(NAME, f"kd_loss returned shape {shape} for logits of shape {tuple(s.shape)}; "
+                   "expected a scalar, shape ()",
+             "sum over the classes, then average over the batch")
+    grads = out.get("grads")
+    if not v.get("requires_grad") or not grads or grads[0].get("kind") != "tensor":
+        fail(NAME, "the loss does not depend on student_logits (no gradient flows back)",
+             "do not call .detach(), .item() or torch.no_grad() on the student's side")
+    gt = decode(grads[1]) if grads[1].get("kind") == "tensor" else None
+    return decode(v), decode(grads[0]), gt
+
+
+def _diagnose(data, s, t, y) -> None:
     """Fail with the name of the mistake whose gradient matches the student's, if any."""
-    got = [_student_grad(fn, s, t, y, T, a)[1] for T, a in DIAGNOSTIC]
+    got = [_outcome(out, s)[1] for out in data["settings"][:len(DIAGNOSTIC)]]
     want = [_grad_of(reference, s, t, y, T, a) for T, a in DIAGNOSTIC]
     if all(_close(g, w) for g, w in zip(got, want)):
         return
@@ -195,12 +241,17 @@ def _diagnose(fn, s, t, y) -> None:
                  f"{FORMULA}. Try one term at a time (alpha=0, then alpha=1)")
 
 
-def check_kd_loss(fn) -> None:
-    """Check kd_loss(student_logits (N, C), teacher_logits (N, C), labels (N,), T, alpha) -> ()."""
-    s, t, y = inputs()
-    _diagnose(fn, s, t, y)
-    for T, a in DIAGNOSTIC + EXTRA:
-        val, gs, gt = _student_grad(fn, s, t, y, T, a)
+def verdict(data, inp) -> str:
+    """Check kd_loss(student_logits (N, C), teacher_logits (N, C), labels (N,), T, alpha) -> ().
+
+    The gradient with respect to the student's logits must match the distillation loss at
+    every (T, alpha) setting; the teacher gets no gradient; the value is the KL form or the
+    soft-target cross-entropy form; confident logits stay finite; T <= 0 raises ValueError.
+    """
+    s, t, y = inp["s"], inp["t"], inp["y"]
+    _diagnose(data, s, t, y)
+    for (T, a), out in zip(inp["settings"], data["settings"]):
+        val, gs, gt = _outcome(out, s)
         want = _grad_of(reference, s, t, y, T, a)
         if not _close(gs, want):
             fail(NAME, f"the gradient with respect to student_logits is wrong at T={T}, "
@@ -211,36 +262,318 @@ def check_kd_loss(fn) -> None:
                  "use teacher_logits.detach() (or compute its softmax under torch.no_grad())")
         kl_form = reference(s, t, y, T, a)
         ce_form = kl_form + teacher_entropy_term(t, T, a)
+        val = val.to(torch.float32)
         if not (torch.allclose(val, kl_form, rtol=1e-4, atol=1e-5)
                 or torch.allclose(val, ce_form, rtol=1e-4, atol=1e-5)):
             fail(NAME, f"the gradient is right but the loss value is not, at T={T}, alpha={a}: "
                        f"got {val.item():.5g}, expected {kl_form.item():.5g} (KL form) or "
                        f"{ce_form.item():.5g} (soft-target cross-entropy form)",
                  "remove any constant you added to the loss")
-    # a very confident teacher: its softmax underflows to exact zeros at T = 1
-    t_conf = torch.zeros(N, C)
-    t_conf[torch.arange(N), y] = 120.0
-    val, gs, _ = _student_grad(fn, s * 20, t_conf, y, 1.0, 0.5)
-    if not (torch.isfinite(val) and torch.isfinite(gs).all()):
+    s_conf, t_conf, (Tc, ac) = inp["s_conf"], inp["t_conf"], inp["conf_setting"]
+    out = data["confident"]
+    raised(NAME, out)
+    v = out["value"]
+    grads = out.get("grads") or [{"kind": "none"}]
+    val = decode(v) if v.get("kind") == "tensor" else torch.tensor(float("nan"))
+    gs = decode(grads[0]) if grads[0].get("kind") == "tensor" else torch.full_like(s_conf, float("nan"))
+    if not (bool(torch.isfinite(val).all()) and bool(torch.isfinite(gs).all())):
         fail(NAME, f"the loss or its gradient is nan/inf for confident logits (teacher logits "
-                   f"differing by 120, student logits up to {s.abs().max().item() * 20:.0f}, "
-                   f"T=1): loss {val.item()}",
+                   f"differing by 120, student logits up to {s_conf.abs().max().item():.0f}, "
+                   f"T={Tc:g}): loss {val.flatten()[:1].tolist()}",
              "compute log-probabilities with F.log_softmax, not torch.log(F.softmax(...)), and let "
              "F.kl_div handle 0 * log 0 (or write the soft term as a cross-entropy)")
-    if not _close(gs, _grad_of(reference, s * 20, t_conf, y, 1.0, 0.5)):
+    if not _close(gs, _grad_of(reference, s_conf, t_conf, y, Tc, ac)):
         fail(NAME, "the gradient is wrong for confident logits (teacher logits differing by 120, T=1)",
              "compute log-probabilities with F.log_softmax rather than log(softmax) or clamping")
-    for bad_T in (0.0, -2.0):
-        try:
-            fn(s.clone(), t.clone(), y.clone(), bad_T, 0.5)
-        except ValueError:
+    for bad_T, out in zip(inp["bad_Ts"], data["bad"]):
+        r = out.get("raised")
+        if r and "ValueError" in r.get("bases", []):
             continue
-        except NotImplementedError:
+        if r and r["type"] == "NotImplementedError":
             fail(NAME, "not implemented yet", "remove `raise NotImplementedError`")
-        except Exception as e:
-            fail(NAME, f"T={bad_T} raised {type(e).__name__}: {e}; expected a ValueError that "
+        if r:
+            fail(NAME, f"T={bad_T} raised {r['type']}: {r['message']}; expected a ValueError that "
                        "says T must be > 0", "start with: if T <= 0: raise ValueError(...)")
         fail(NAME, f"T={bad_T} was accepted; a temperature must be > 0",
              "start with: if T <= 0: raise ValueError(f'temperature T must be > 0, got {T}')")
-    passed(NAME, f"gradients match the distillation loss at {len(DIAGNOSTIC + EXTRA)} (T, alpha) "
-                 "settings, the teacher gets no gradient, T <= 0 is rejected")
+    return (f"gradients match the distillation loss at {len(inp['settings'])} (T, alpha) "
+            "settings, the teacher gets no gradient, T <= 0 is rejected")
+
+
+check_kd_loss = register("kd_loss", inputs, probe, verdict)
+
+
+# ------------------------------------------------------------------ check_distill_step
+
+STEP = "check_distill_step"
+_D, _H_S, _H_T = 12, 16, 24  # input features, student and teacher hidden units
+_LR = 0.1                     # plain SGD: the update shows the gradient itself
+_PARAM_TOL = dict(atol=2e-5, rtol=1e-4)
+_SIGNATURE = "distill_step(student, teacher, x, y, optimizer, T, alpha)"
+
+
+def _mlp(d: int, h: int, c: int) -> nn.Module:
+    """A small MLP with batch norm: x (N, d) -> logits (N, c); its output depends on the mode."""
+    return nn.Sequential(nn.Linear(d, h), nn.BatchNorm1d(h), nn.ReLU(), nn.Linear(h, c))
+
+
+def step_inputs(seed=None, N: int = 16, C: int = 5, T: float = 4.0, alpha: float = 0.7) -> dict:
+    """Inputs of the distill_step check: two batches, the weights of a student and a teacher.
+
+    seed None: the notebook's fixed inputs; an int: fresh values of the same kinds.
+    N: batch size (>= 4), C: classes (>= 3), T > 0 and alpha in [0, 1) of the step.
+    Both models are small MLPs with batch norm; the teacher has trained-looking running
+    statistics, so its output in train mode (batch statistics) differs from eval mode.
+    """
+    N, C, T, alpha = int(N), int(C), float(T), float(alpha)
+    if N < 4 or C < 3 or not T > 0 or not 0 <= alpha < 1:
+        raise ValueError(f"check_distill_step needs N >= 4, C >= 3, T > 0 and 0 <= alpha < 1, "
+                         f"got N={N}, C={C}, T={T}, alpha={alpha}")
+    g = torch.Generator().manual_seed(1 if seed is None else 31_000 + int(seed))
+
+    def weights(model: nn.Module) -> dict:
+        st = {}
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                w = torch.randn(v.shape, generator=g) / math.sqrt(max(1, v.shape[-1])) * 1.5
+                if k.endswith("running_var"):
+                    w = 0.5 + torch.rand(v.shape, generator=g) * 2
+                elif k.endswith("running_mean"):
+                    w = torch.randn(v.shape, generator=g) * 0.5
+                elif k.endswith(".weight") and v.dim() == 1:  # batch-norm scale
+                    w = 1 + 0.3 * torch.randn(v.shape, generator=g)
+                st[k] = w
+            else:
+                st[k] = v.clone()
+        return st
+
+    student = weights(_mlp(_D, _H_S, C))
+    teacher = weights(_mlp(_D, _H_T, C))
+    teacher["3.weight"] = teacher["3.weight"] * 3  # a confident teacher, as after training
+    batches = []
+    for _ in range(2):
+        x = torch.randn(N, _D, generator=g) + 0.3
+        batches.append((x, torch.randint(0, C, (N,), generator=g)))
+    return {"student": student, "teacher": teacher, "C": C, "batches": batches, "T": T,
+            "alpha": alpha, "lr": _LR}
+
+
+def _build(inp) -> tuple:
+    """A fresh student (train mode), teacher (train mode, as built) and SGD optimizer."""
+    C = inp["C"]
+    student, teacher = _mlp(_D, _H_S, C), _mlp(_D, _H_T, C)
+    student.load_state_dict(inp["student"])
+    teacher.load_state_dict(inp["teacher"])
+    student.train()
+    teacher.train()
+    return student, teacher, torch.optim.SGD(student.parameters(), lr=inp["lr"])
+
+
+def _state(model: nn.Module) -> dict:
+    return {k: _p.tensor(v) for k, v in model.state_dict().items() if v.is_floating_point()}
+
+
+def step_probe(fn, inp) -> dict:
+    """Two calls of fn on a fresh student, teacher (both with batch norm) and SGD optimizer."""
+    student, teacher, opt = _build(inp)
+    steps = []
+    for x, y in inp["batches"]:
+        out, _ = _p.call(fn, student, teacher, x.clone(), y.clone(), opt, inp["T"], inp["alpha"])
+        steps.append({"call": out, "student": _state(student), "student_training": student.training,
+                      "teacher_training": teacher.training})
+        if out.get("raised"):
+            break
+    grads = {k: (_p.tensor(p.grad) if p.grad is not None else {"kind": "none"})
+             for k, p in teacher.named_parameters()}
+    return {"steps": steps, "teacher": _state(teacher), "teacher_grads": grads}
+
+
+def _reference_run(inp, variant: str = "right") -> list:
+    """[(student state after the step, loss value)] for both steps, done right or as `variant`.
+
+    variants: "right", "no_zero_grad" (gradients accumulate), "swapped" and "swapped_ce" (the
+    loss, KL or soft-target cross-entropy form, with the teacher's and the student's logits
+    exchanged and the student's side not detached).
+    """
+    student, teacher, opt = _build(inp)
+    T, a = inp["T"], inp["alpha"]
+    teacher.eval()
+    out = []
+    for x, y in inp["batches"]:
+        student.train()
+        if variant != "no_zero_grad":
+            opt.zero_grad()
+        with torch.no_grad():
+            t_out = teacher(x)
+        s_out = student(x)
+        if variant in ("swapped", "swapped_ce"):  # KL(p_s || p_t), or -sum p_s log p_t
+            logp_s, logp_t = F.log_softmax(s_out / T, 1), F.log_softmax(t_out / T, 1)
+            soft = (logp_s.exp() * ((logp_s if variant == "swapped" else 0) - logp_t)).sum(1).mean()
+            loss = (1 - a) * F.cross_entropy(t_out, y) + a * T * T * soft
+        else:
+            loss = reference(s_out, t_out, y, T, a)
+        loss.backward()
+        opt.step()
+        out.append(({k: v.detach().clone() for k, v in student.state_dict().items()
+                     if v.is_floating_point()}, float(loss.detach())))
+    return out
+
+
+def _states_close(got: dict, want: dict, keys=None) -> bool:
+    keys = keys if keys is not None else list(want)
+    for k in keys:
+        if k not in got or got[k].get("kind") != "tensor":
+            return False
+        g = decode(got[k]).to(torch.float32)
+        if g.shape != want[k].shape or not torch.allclose(g, want[k], **_PARAM_TOL):
+            return False
+    return True
+
+
+def _max_diff(got: dict, want: dict, keys) -> tuple:
+    worst = (0.0, "")
+    for k in keys:
+        g = decode(got[k]).to(torch.float32)
+        d = (g - want[k]).abs().max().item() if g.shape == want[k].shape else float("inf")
+        worst = max(worst, (d, k))
+    return worst
+
+
+def _loss_number(check_out: dict, k: int) -> float:
+    """The returned loss as a float; fail if it is not a Python float."""
+    v = check_out["value"]
+    if v.get("kind") == "tensor":
+        if v.get("requires_grad"):
+            fail(STEP, f"step {k}: the loss is returned as a tensor that still holds the autograd "
+                       "graph (requires_grad=True)",
+                 "return loss.item(): a Python float. A tensor with its graph keeps every "
+                 "activation of the step alive, so a loop that collects the losses runs out of memory")
+        fail(STEP, f"step {k}: the loss is returned as a tensor of shape {tuple(v['shape'])}, "
+                   "expected a Python float", "return loss.item()")
+    if v.get("kind") != "number" or v.get("type") != "float":
+        fail(STEP, f"step {k}: expected the loss as a Python float, got {type_name(v)}",
+             "compute the loss, do the update, and return loss.item()")
+    return float(v["value"])
+
+
+def step_verdict(data, inp) -> str:
+    """Check distill_step(student, teacher, x (N, ...), y (N,), optimizer, T, alpha) -> float.
+
+    One distillation step: teacher in eval mode and without gradient, both forward passes,
+    kd_loss(student_logits, teacher_logits, y, T, alpha), zero_grad, backward, step; the
+    loss returned as a Python float. Two calls must equal two reference steps.
+    """
+    T, a = inp["T"], inp["alpha"]
+    ref = _reference_run(inp)
+    init = {k: v.to(torch.float32) for k, v in inp["student"].items() if v.is_floating_point()}
+    params = [k for k in init if not k.split(".")[-1].startswith("running")]
+    stats = [k for k in init if k not in params]
+    steps = data["steps"]
+    for k, st in enumerate(steps, 1):
+        out = st["call"]
+        r = out.get("raised")
+        if r and ("does not require grad" in r.get("message", "")
+                  or "does not have a grad_fn" in r.get("message", "")):
+            fail(STEP, f"step {k}: backward() raised {r['type']}: {r['message']}: the loss does not "
+                       "depend on the student's weights",
+                 "compute the student's logits with gradients on (not under torch.no_grad(), "
+                 "not detached) and pass them FIRST: kd_loss(student_logits, teacher_logits, y, "
+                 "T, alpha). If you swapped the two, the student's logits are the ones your "
+                 "kd_loss detaches")
+        raised(STEP, out)
+        unchanged(STEP, out, ["student", "teacher", "x", "y", "optimizer"])
+        _loss_number(out, k)
+        if not st["student_training"]:
+            fail(STEP, f"step {k}: the student was left in eval mode, so its batch norm used "
+                       "running statistics and did not update them while training",
+                 "call student.train() in the step (and teacher.eval() for the teacher only)")
+    t_state = data["teacher"]
+    moved = [k for k in inp["teacher"] if inp["teacher"][k].is_floating_point()
+             and k.split(".")[-1].startswith("running")
+             and not _states_close(t_state, {k: inp["teacher"][k].to(torch.float32)})]
+    grads = [k for k, g in data["teacher_grads"].items()
+             if g.get("kind") == "tensor" and decode(g).abs().max().item() > 0]
+    if grads:
+        fail(STEP, f"gradients reached the teacher: after two steps its parameters "
+                   f"{', '.join(grads[:3])} have a non-zero .grad",
+             "run the teacher under torch.no_grad() (or detach its logits): it is a fixed "
+             "target, not a learner, and its backward pass wastes time and memory")
+    if moved:
+        fail(STEP, f"the teacher was run in train mode: its batch-norm running statistics "
+                   f"({', '.join(moved[:2])}) changed, and its outputs used the batch's statistics",
+             "call teacher.eval() before its forward pass: soft targets come from the teacher "
+             "as it is evaluated, and the teacher must not change")
+    t_params = [k for k in inp["teacher"] if k not in moved and inp["teacher"][k].is_floating_point()]
+    if not _states_close(t_state, {k: inp["teacher"][k].to(torch.float32) for k in t_params}):
+        fail(STEP, "the teacher's weights changed during the step",
+             "only the student learns: the optimizer holds the student's parameters; do not "
+             "step or modify the teacher")
+    if len(steps) < 2:
+        fail(STEP, "the second step did not run", "call the function twice in a row to test it")
+    s1 = steps[0]["student"]
+    loss1 = _loss_number(steps[0]["call"], 1)
+    if not _states_close(s1, ref[0][0], params):
+        if _states_close(s1, init, params):
+            fail(STEP, "step 1 did not change the student's weights",
+                 "call optimizer.step() after loss.backward(), and optimizer.zero_grad() "
+                 "before the backward pass, not between backward() and step()")
+        if any(_states_close(s1, _reference_run(inp, v)[0][0], params)
+               for v in ("swapped", "swapped_ce")):
+            fail(STEP, "the student's update is the one of the loss with the teacher and the "
+                       "student swapped",
+                 "kd_loss(student_logits, teacher_logits, y, T, alpha): the student's logits "
+                 "come first, the teacher's soft targets are the target")
+        want_loss = ref[0][1]
+        ce_loss = want_loss + float(teacher_entropy_term(_teacher_out(inp, 0), T, a))
+        if not (math.isclose(loss1, want_loss, rel_tol=1e-4, abs_tol=1e-5)
+                or math.isclose(loss1, ce_loss, rel_tol=1e-4, abs_tol=1e-5)):
+            fail(STEP, f"step 1: your step's loss is {loss1:.6g}, expected {want_loss:.6g} "
+                       f"(kd_loss of the student's and the eval-mode teacher's logits, T={T:g}, "
+                       f"alpha={a:g}), and the update differs accordingly",
+                 "your step uses a loss that is not the distillation loss: make check_kd_loss "
+                 "pass first, then call kd_loss(student_logits, teacher_logits, y, T, alpha) "
+                 "with the arguments in this order")
+        d, key = _max_diff(s1, ref[0][0], params)
+        fail(STEP, f"step 1: the loss is right but the student's weights after the step differ "
+                   f"from a reference step (max abs difference {d:.3g} in {key})",
+             "one forward pass of each model, then optimizer.zero_grad(), loss.backward(), "
+             "optimizer.step() (exactly once each)")
+    if not _states_close(s1, ref[0][0], stats):
+        fail(STEP, "step 1: the student's batch-norm running statistics are not those of one "
+                   "forward pass in train mode",
+             "run the student exactly once per step, in train mode")
+    s2 = steps[1]["student"]
+    if not _states_close(s2, ref[1][0], params):
+        if _states_close(s2, _reference_run(inp, "no_zero_grad")[1][0], params):
+            fail(STEP, "step 2: the gradients of step 1 were added to those of step 2: "
+                       "optimizer.zero_grad() is missing",
+                 "backward() accumulates into .grad; call optimizer.zero_grad() in every step "
+                 "before loss.backward()")
+        if _states_close(s2, s1, params):
+            fail(STEP, "step 2 did not change the student's weights",
+                 "every call must do one update: optimizer.step() after loss.backward()")
+        d, key = _max_diff(s2, ref[1][0], params)
+        fail(STEP, f"step 2: the student's weights differ from two reference steps (max abs "
+                   f"difference {d:.3g} in {key})",
+             "each call: zero_grad, both forward passes, kd_loss, backward, step")
+    for k in (1, 2):
+        got = _loss_number(steps[k - 1]["call"], k)
+        want = ref[k - 1][1]
+        ce = want + float(teacher_entropy_term(_teacher_out(inp, k - 1), T, a))
+        if not (math.isclose(got, want, rel_tol=1e-4, abs_tol=1e-5)
+                or math.isclose(got, ce, rel_tol=1e-4, abs_tol=1e-5)):
+            fail(STEP, f"step {k}: the update is right but the returned loss is {got:.6g}, "
+                       f"expected {want:.6g}",
+                 "return the loss of this step's forward pass: loss.item()")
+    return (f"two steps equal the reference (teacher in eval mode without gradient, student "
+            f"updated once per call, SGD lr={inp['lr']}), loss returned as a float")
+
+
+def _teacher_out(inp, k: int) -> torch.Tensor:
+    """The eval-mode teacher's logits on batch k."""
+    _, teacher, _ = _build(inp)
+    with torch.no_grad():
+        return teacher.eval()(inp["batches"][k][0])
+
+
+check_distill_step = register("distill_step", step_inputs, step_probe, step_verdict)
