@@ -13,16 +13,11 @@ import torch.nn.functional as F
 
 from . import _common as _c
 from . import _probe as _p
-from ._common import cmp, decode, fail, result, short, type_name, unchanged
+from ._common import close, cmp, decode, fail, result, short, type_name, unchanged
 from ._registry import register
 
 
-def _close(got: torch.Tensor, ref: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
-    """True when `got` has the shape of `ref` and (nan-free) values close to it."""
-    if tuple(got.shape) != tuple(ref.shape):
-        return False
-    got = got.detach().to(ref.dtype)
-    return bool(torch.isfinite(got).all()) and torch.allclose(got, ref, atol=atol, rtol=rtol)
+_close = close  # shape, finite values, allclose in the reference dtype
 
 
 # ------------------------------------------------------------------ softmax_with_temperature

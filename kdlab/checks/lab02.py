@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _probe as _p
-from ._common import cmp, fail, result, unchanged
+from ._common import close, cmp, fail, result, unchanged
 from ._registry import register
 
 # ------------------------------------------------------------------ inputs
@@ -44,9 +44,7 @@ def _row_sums(m: torch.Tensor) -> str:
     return "[" + ", ".join(f"{v:.3g}" for v in sums[:4].tolist()) + (", ...]" if len(sums) > 4 else "]")
 
 
-def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return (a.shape == b.shape and bool(torch.isfinite(a).all())
-            and bool(torch.allclose(a.detach().to(b.dtype), b, atol=1e-5, rtol=1e-4)))
+_close = close  # shape, finite values, allclose (atol 1e-5, rtol 1e-4)
 
 
 def _call_probe(fn, inp) -> dict:
