@@ -46,7 +46,10 @@ def mean_std_bars(results: dict, ax=None, ylabel: str = "test errors (of 10,000)
     vals = [np.asarray(results[k], dtype=float) for k in labels]
     means = [v.mean() for v in vals]
     stds = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in vals]
-    ax.bar(labels, means, yerr=stds, capsize=6, color="#9ecae1", edgecolor="k")
+    import textwrap
+    ticks = ["\n".join(textwrap.wrap(str(k), 12)) or str(k) for k in labels]  # no overlapping names
+    ax.bar(range(len(labels)), means, yerr=stds, capsize=6, color="#9ecae1", edgecolor="k")
+    ax.set_xticks(range(len(labels)), ticks, fontsize=8 if len(labels) > 3 else None)
     tops = [max(m + s, v.max()) for m, s, v in zip(means, stds, vals)]
     pad = 0.03 * max(tops)
     for i, v in enumerate(vals):
