@@ -160,3 +160,17 @@ def unchanged(check: str, out: dict, names) -> None:
                  "grad": "its .grad"}.get(what, str(what))
         fail(check, f"your function changed the {arg} passed to it ({label})",
              _CHANGE_HINTS.get(what, "leave the caller's tensors as they are"))
+
+
+def paired(expected, recorded):
+    """zip(expected cases, recorded outcomes), failing unless every case was recorded once.
+
+    A verdict must never pass on probe data with cases left out (a probe or its output that
+    was tampered with), so it pairs inputs and outcomes through this, never through zip.
+    """
+    expected, recorded = list(expected), list(recorded) if isinstance(recorded, list) else None
+    if recorded is None or len(recorded) != len(expected):
+        fail("check", f"the probe's data is incomplete ({0 if recorded is None else len(recorded)} "
+                      f"outcomes for {len(expected)} cases): the check cell or its output was "
+                      "tampered with", "run the check cell as it is in the lab")
+    return zip(expected, recorded)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from . import _common as _c
 from . import _probe as _p
-from ._common import close, cmp, decode, fail, result, short, type_name, unchanged
+from ._common import close, cmp, decode, fail, paired, result, short, type_name, unchanged
 from ._registry import register
 
 
@@ -121,7 +121,7 @@ def softmax_verdict(data, inp) -> str:
     modified in place, that gradients flow, and that T <= 0, nan or inf raise ValueError.
     """
     z1 = inp["z1"]
-    for T, out in zip(inp["Ts"], data["one_d"]):
+    for T, out in paired(inp["Ts"], data["one_d"]):
         got = result(_SOFTMAX, out)
         unchanged(_SOFTMAX, out, ["logits"])
         if inp["dtype"] == torch.float64 and got.dtype in (torch.float32, torch.float16, torch.bfloat16):
@@ -130,13 +130,13 @@ def softmax_verdict(data, inp) -> str:
                  "do not convert the logits (no .float()); torch operations keep the input's dtype")
         if not _close(got, F.softmax(z1 / T, dim=-1)):
             _diagnose_softmax(got, z1, T, f"logits {short(z1)}, T={T}")
-    for (z, T), out in zip(inp["batches"], data["batch"]):
+    for (z, T), out in paired(inp["batches"], data["batch"]):
         got = result(_SOFTMAX, out)
         unchanged(_SOFTMAX, out, ["logits"])
         if not _close(got, F.softmax(z / T, dim=-1)):
             _diagnose_softmax(got, z, T, f"a batch of logits of shape {tuple(z.shape)}, T={T}")
     big = inp["big"]
-    for T, out in zip(inp["big_Ts"], data["big"]):
+    for T, out in paired(inp["big_Ts"], data["big"]):
         got = result(_SOFTMAX, out)
         # float32 rounding of logits near 1e4 costs about 1e-3 in exp(s - logsumexp(s)):
         # a tolerance of 2e-3 accepts that and is still far from every mistake named below
@@ -153,7 +153,7 @@ def softmax_verdict(data, inp) -> str:
     if not out["value"]["requires_grad"]:
         fail(_SOFTMAX, "the result is cut off from autograd (no gradient flows to the logits)",
              "use torch operations only: no .detach(), .item(), .numpy() or torch.tensor(...)")
-    for bad, out in zip(inp["bad_Ts"], data["bad"]):
+    for bad, out in paired(inp["bad_Ts"], data["bad"]):
         r = out["raised"]
         if r and "ValueError" in r.get("bases", []):
             continue
@@ -215,7 +215,7 @@ def entropy_verdict(data, inp) -> str:
 
     p: (..., C) probabilities. Returns: (...) entropies (the last dimension summed away).
     """
-    for (p, where), out in zip(inp["cases"], data["cases"]):
+    for (p, where), out in paired(inp["cases"], data["cases"]):
         got = result(_ENTROPY, out)
         unchanged(_ENTROPY, out, ["probabilities"])
         expected = _ref_entropy(p)
@@ -302,7 +302,7 @@ def gradient_probe(fn, inp) -> dict:
 def _measure(outs, scale: bool) -> list[float]:
     """The gradient norms the student's function returned (recorded), checked one by one."""
     got = []
-    for T, out in zip(_TS, outs):
+    for T, out in paired(_TS, outs):
         _c.raised(_GRAD, out)
         v = out["value"]
         if v.get("kind") == "tensor":

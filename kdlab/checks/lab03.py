@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _probe as _p
-from ._common import close, decode, fail, raised, short, type_name, unchanged
+from ._common import close, decode, fail, paired, raised, short, type_name, unchanged
 from ._registry import register
 
 NAME = "check_kd_loss"
@@ -250,7 +250,7 @@ def verdict(data, inp) -> str:
     """
     s, t, y = inp["s"], inp["t"], inp["y"]
     _diagnose(data, s, t, y)
-    for (T, a), out in zip(inp["settings"], data["settings"]):
+    for (T, a), out in paired(inp["settings"], data["settings"]):
         val, gs, gt = _outcome(out, s)
         want = _grad_of(reference, s, t, y, T, a)
         if not _close(gs, want):
@@ -285,7 +285,7 @@ def verdict(data, inp) -> str:
     if not _close(gs, _grad_of(reference, s_conf, t_conf, y, Tc, ac)):
         fail(NAME, "the gradient is wrong for confident logits (teacher logits differing by 120, T=1)",
              "compute log-probabilities with F.log_softmax rather than log(softmax) or clamping")
-    for bad_T, out in zip(inp["bad_Ts"], data["bad"]):
+    for bad_T, out in paired(inp["bad_Ts"], data["bad"]):
         r = out.get("raised")
         if r and "ValueError" in r.get("bases", []):
             continue

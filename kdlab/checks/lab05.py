@@ -19,7 +19,7 @@ import math
 import torch
 
 from . import _probe as _p
-from ._common import decode, fail, result, short, type_name, unchanged
+from ._common import decode, fail, paired, result, short, type_name, unchanged
 from ._registry import register
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -197,7 +197,7 @@ def prune_verdict(data, inp) -> str:
 
     weight: any shape; sparsity in [0, 1], ValueError outside; weight is not modified.
     """
-    for (w, s, kind), out in zip(inp["cases"], data["cases"]):
+    for (w, s, kind), out in paired(inp["cases"], data["cases"]):
         where = _describe(w, s, kind)
         r = out.get("raised")
         if r and s in (0.0, 1.0) and r["type"] not in ("NotImplementedError", "AssertionError"):
@@ -228,7 +228,7 @@ def prune_verdict(data, inp) -> str:
                  "return a bool tensor: True = keep, False = prune")
         if not torch.equal(got.bool(), expected):
             _diagnose_mask(got, w, s, where)
-    for s, out in zip(inp["bad"], data["bad"]):
+    for s, out in paired(inp["bad"], data["bad"]):
         _expects_value_error(_PRUNE, out, f"sparsity={s}",
                              "reject a sparsity outside [0, 1]: if not 0 <= sparsity <= 1: "
                              "raise ValueError(f'sparsity must be in [0, 1], got {sparsity}')")
@@ -477,7 +477,7 @@ def quant_verdict(data, inp) -> str:
     with respect to w is the identity; w is not modified.
     """
     w, zero = inp["w"], inp["zero_row"]
-    for b, out in zip(inp["bits"], data["plain"]):
+    for b, out in paired(inp["bits"], data["plain"]):
         _check_quant(out, w, b, f"a weight of shape {tuple(w.shape)} (channel {zero} all zero), "
                                 f"bits={b}", zero)
     _check_quant(data["conv"], inp["conv"], inp["conv_bits"],
@@ -527,7 +527,7 @@ def quant_verdict(data, inp) -> str:
                      f"{grad.numel()} entries differ\n    got      {short(grad)}\n"
                      f"    expected {short(up)} (the upstream gradient, unchanged)",
              "straight-through estimator: return w + (w_q - w).detach()")
-    for bad, out in zip(inp["bad"], data["bad"]):
+    for bad, out in paired(inp["bad"], data["bad"]):
         _expects_value_error(_QUANT, out, f"bits={bad}",
                              "with bits < 2, qmax = 2**(bits-1) - 1 <= 0 leaves no level besides 0: "
                              "if bits < 2: raise ValueError(f'bits must be >= 2, got {bits}')")
