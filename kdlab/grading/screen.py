@@ -134,6 +134,7 @@ class _Cell(ast.NodeVisitor):
         for a in node.names:
             name = a.asname or a.name
             self.bound.add(name)
+            self.modules.add(name)  # possibly a module (from torch import nn): never assigned into
             if parts[0] == "kdlab" and ((len(parts) > 1 and parts[1] in REFERENCE_MODULES)
                                         or a.name in REFERENCE_MODULES):
                 self.ref_uses.append(f"from {mod} import {a.name}")
@@ -162,7 +163,7 @@ class _Cell(ast.NodeVisitor):
             self.tamper.append(f"os.{attr}")
         if isinstance(node.ctx, (ast.Store, ast.Del)):
             root = _root(node)
-            if root in self.kd_names or root in self.modules:
+            if root in self.kd_names or root in self.modules or root in self.tainted:
                 self.tamper.append(f"assigning to {'.'.join(_chain(node))} (changes a module)")
         self.generic_visit(node)
 
