@@ -62,23 +62,35 @@ def kdlab_copy(dest) -> Path:
 
 
 def _python_paths() -> list[Path]:
-    """Folders of the Python installation the kernel needs, read-only (prefixes and sys.path)."""
+    """Folders of the Python installation the kernel needs, read-only.
+
+    The prefixes, the standard library and site-packages folders only: never a folder that
+    is merely on sys.path (the script's folder, /tmp, the course's tree), which could show the
+    sandbox other students' files or solutions/.
+    """
     paths = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).parent}
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         p = sysconfig.get_paths().get(key)
         if p:
             paths.add(Path(p))
-    for p in sys.path:
-        if p and Path(p).is_dir():
+    paths.update(Path(p) for p in site.getsitepackages())
+    if site.ENABLE_USER_SITE and site.getusersitepackages() in sys.path:
+        paths.add(Path(site.getusersitepackages()))
+    for p in sys.path:  # other site-packages folders on the path (e.g. added by a .pth file)
+        if p and Path(p).name in ("site-packages", "dist-packages"):
             paths.add(Path(p))
     import kdlab
 
     source = Path(kdlab.__file__).resolve().parent.parent  # the course's tree, if editable
     out = []
     for p in sorted(paths, key=lambda q: len(q.parts)):
-        p = p.resolve() if p.exists() else p
+        if not p.is_dir():
+            continue
+        p = p.resolve()
         if p == source or p in source.parents or p == source / "kdlab" or (source / "kdlab") in p.parents:
             continue  # never the course's own tree (solutions/) nor its kdlab source
+        if p == Path("/") or p == Path("/tmp") or Path("/tmp") in p.parents:
+            continue
         if not any(q == p or q in p.parents for q in out):
             out.append(p)
     return out
