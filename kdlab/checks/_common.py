@@ -111,8 +111,11 @@ def decode(v: dict) -> torch.Tensor:
     return out.to(dtype) if dtype is not None else out
 
 
-def raised(check: str, out: dict, shapes: str = "") -> None:
-    """Fail as ``call`` does if the recorded call was not possible or raised."""
+def raised(check: str, out: dict, shapes: str = "", where: str = "") -> None:
+    """Fail as ``call`` does if the recorded call was not possible or raised.
+
+    shapes: the argument shapes, for the message; where: which input (prefixes the message).
+    """
     if not out.get("callable", True):
         fail(check, f"expected a function, got {out.get('type', '?')}",
              "pass the function itself, e.g. check(my_fn), not check(my_fn(...))")
@@ -124,9 +127,32 @@ def raised(check: str, out: dict, shapes: str = "") -> None:
              "write your code in the exercise cell above and remove `raise NotImplementedError`")
     if r["type"] == "AssertionError":
         raise AssertionError(r["message"])
+    if where:
+        fail(check, f"{where}: your function raised {r['type']}: {r['message']}",
+             "run the exercise cell again on a small example of this kind and read the traceback")
     fail(check, f"your function raised {r['type']}: {r['message']}"
          + (f" (called with tensors of shapes {shapes})" if shapes else ""),
          "run the exercise cell again and read the traceback of a small example")
+
+
+def expects_value_error(check: str, out: dict, what: str, hint: str,
+                        returned_hint: str | None = None) -> None:
+    """Fail unless the recorded call raised ValueError (or a subclass).
+
+    what: the bad input, for the message ("T=0.0"); hint: for another exception (and, unless
+    returned_hint is given, for a call that returned instead of raising).
+    """
+    r = out.get("raised")
+    if r and "ValueError" in r.get("bases", []):
+        return
+    if r and r["type"] == "NotImplementedError":
+        fail(check, "not implemented yet", "write your code in the exercise cell above")
+    if r:
+        fail(check, f"{what} raised {r['type']}: {r['message']}; expected a ValueError", hint)
+    v = out.get("value", {})
+    shown = short(decode(v)) if v.get("kind") == "tensor" else v.get("repr", type_name(v))
+    fail(check, f"{what} should raise ValueError, but your function returned {shown}",
+         returned_hint or hint)
 
 
 def result(check: str, out: dict, what: str = "the result", shapes: str = "") -> torch.Tensor:

@@ -19,46 +19,11 @@ import math
 import torch
 
 from . import _probe as _p
-from ._common import decode, fail, paired, result, short, type_name, unchanged
+from ._common import (decode, expects_value_error, fail, paired, raised, result, short,
+                      unchanged)
 from ._registry import register
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def _call(fn, *args) -> tuple[dict, object]:
-    """``_probe.call``: it records calls into kdlab.compress too (this lab's references)."""
-    return _p.call(fn, *args)
-
-
-def _raised_at(check: str, out: dict, where: str) -> None:
-    """Fail if the recorded call was impossible or raised, saying for which input."""
-    if not out.get("callable", True):
-        fail(check, f"expected a function, got {out.get('type', '?')}",
-             "pass the function itself, e.g. check(my_fn), not check(my_fn(...))")
-    r = out.get("raised")
-    if not r:
-        return
-    if r["type"] == "NotImplementedError":
-        fail(check, "not implemented yet",
-             "write your code in the exercise cell above and remove `raise NotImplementedError`")
-    if r["type"] == "AssertionError":
-        raise AssertionError(r["message"])
-    fail(check, f"{where}: your function raised {r['type']}: {r['message']}",
-         "run the exercise cell again on a small example of this kind and read the traceback")
-
-
-def _expects_value_error(check: str, out: dict, what: str, hint: str) -> None:
-    """Fail unless the recorded call raised ValueError (or a subclass)."""
-    r = out.get("raised")
-    if r and "ValueError" in r.get("bases", []):
-        return
-    if r and r["type"] == "NotImplementedError":
-        fail(check, "not implemented yet", "write your code in the exercise cell above")
-    if r:
-        fail(check, f"{what} raised {r['type']}: {r['message']}; expected a ValueError", hint)
-    v = out.get("value", {})
-    shown = short(decode(v)) if v.get("kind") == "tensor" else v.get("repr", type_name(v))
-    fail(check, f"{what} should raise ValueError, but your function returned {shown}", hint)
 
 
 # ------------------------------------------------------------------ prune_mask
@@ -111,9 +76,9 @@ def prune_probe(fn, inp) -> dict:
     outs = []
     for w, s, kind in inp["cases"]:
         arg = torch.nn.Parameter(w.clone()) if kind == "param" else w.clone()
-        outs.append(_call(fn, arg, s)[0])
+        outs.append(_p.call(fn, arg, s)[0])
     w0 = inp["cases"][0][0]
-    bad = [_call(fn, w0.clone(), s)[0] for s in inp["bad"]]
+    bad = [_p.call(fn, w0.clone(), s)[0] for s in inp["bad"]]
     return {"cases": outs, "bad": bad}
 
 
@@ -205,7 +170,7 @@ def prune_verdict(data, inp) -> str:
                  f"sparsity {s:g} means k = {round(s * w.numel())} entries to remove: torch.kthvalue "
                  "needs 1 <= k <= numel; handle k = 0 (keep everything) and k = numel "
                  "(remove everything) first, or use torch.topk, which accepts k = 0")
-        _raised_at(_PRUNE, out, where)
+        raised(_PRUNE, out, where=where)
         got = result(_PRUNE, out, "the mask")
         unchanged(_PRUNE, out, ["weight"])
         expected = _ref_mask(w, s)
@@ -229,7 +194,7 @@ def prune_verdict(data, inp) -> str:
         if not torch.equal(got.bool(), expected):
             _diagnose_mask(got, w, s, where)
     for s, out in paired(inp["bad"], data["bad"]):
-        _expects_value_error(_PRUNE, out, f"sparsity={s}",
+        expects_value_error(_PRUNE, out, f"sparsity={s}",
                              "reject a sparsity outside [0, 1]: if not 0 <= sparsity <= 1: "
                              "raise ValueError(f'sparsity must be in [0, 1], got {sparsity}')")
     n = inp["cases"][0][0].numel()
@@ -347,10 +312,10 @@ def quant_inputs(seed=None, shape=(6, 8), bits=(8, 4, 3, 2), dtype="float32") ->
 def quant_probe(fn, inp) -> dict:
     """Call fn(w, bits) at each bit width, on the conv weight, with autograd, and with bad bits."""
     w = inp["w"]
-    plain = [_call(fn, w.clone(), b)[0] for b in inp["bits"]]
-    conv = _call(fn, inp["conv"].clone(), inp["conv_bits"])[0]
+    plain = [_p.call(fn, w.clone(), b)[0] for b in inp["bits"]]
+    conv = _p.call(fn, inp["conv"].clone(), inp["conv_bits"])[0]
     leaf = w.clone().requires_grad_()
-    out, res = _call(fn, leaf, inp["grad_bits"])
+    out, res = _p.call(fn, leaf, inp["grad_bits"])
     grad = {"kind": "none"}
     if torch.is_tensor(res) and res.requires_grad and tuple(res.shape) == tuple(w.shape):
         try:
@@ -358,7 +323,7 @@ def quant_probe(fn, inp) -> dict:
             grad = _p.grads(loss, [leaf])[0]
         except Exception as e:  # noqa: BLE001 - a result autograd cannot use
             grad = {"kind": "error", "type": type(e).__name__, "message": _p.text(e)}
-    bad = [_call(fn, w.clone(), b)[0] for b in inp["bad"]]
+    bad = [_p.call(fn, w.clone(), b)[0] for b in inp["bad"]]
     return {"plain": plain, "conv": conv, "grad_call": out, "grad": grad, "bad": bad}
 
 
@@ -451,7 +416,7 @@ def _diagnose_quant(got: torch.Tensor, w: torch.Tensor, bits: int, where: str, z
 
 
 def _check_quant(out: dict, w: torch.Tensor, bits: int, where: str, zero_row) -> torch.Tensor:
-    _raised_at(_QUANT, out, where)
+    raised(_QUANT, out, where=where)
     got = result(_QUANT, out, "the result")
     unchanged(_QUANT, out, ["weight"])
     dtype = out["value"].get("dtype")
@@ -528,7 +493,7 @@ def quant_verdict(data, inp) -> str:
                      f"    expected {short(up)} (the upstream gradient, unchanged)",
              "straight-through estimator: return w + (w_q - w).detach()")
     for bad, out in paired(inp["bad"], data["bad"]):
-        _expects_value_error(_QUANT, out, f"bits={bad}",
+        expects_value_error(_QUANT, out, f"bits={bad}",
                              "with bits < 2, qmax = 2**(bits-1) - 1 <= 0 leaves no level besides 0: "
                              "if bits < 2: raise ValueError(f'bits must be >= 2, got {bits}')")
     return (f"symmetric per-channel levels at bits {', '.join(map(str, inp['bits']))}, zero "

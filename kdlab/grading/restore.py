@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from .generator import BEGIN_HIDDEN, END_HIDDEN, strip_source
 from .notebook_io import NotebookError, kdlab_meta
 
-CHECK_CALL = re.compile(r"\b(?:kd|kdlab)\.checks\.")
 
 
 @dataclass(frozen=True)
