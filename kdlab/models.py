@@ -83,20 +83,40 @@ class TinyCNN(nn.Module):
 
 
 class HintonMLP(nn.Module):
-    """The 784-800-800-10 ReLU MLP of Hinton et al. (2015), no regularisation.
+    """The ReLU MLPs of Hinton et al. (2015): 784-800-800-10 student, 784-1200-1200-10 teacher.
 
-    Input x: (N, 1, 28, 28) or (N, 784). Returns logits (N, 10).
+    Inputs: hidden units per layer; dropout_in / dropout: drop probabilities of the input
+    pixels and of the hidden units (0: none, the paper's unregularised student).
+    Forward: x (N, 1, 28, 28) or (N, 784) -> logits (N, 10).
     """
 
-    def __init__(self, hidden: int = 800, num_classes: int = 10):
+    def __init__(self, hidden: int = 800, num_classes: int = 10, dropout_in: float = 0.0,
+                 dropout: float = 0.0):
         super().__init__()
         self.fc1 = nn.Linear(784, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
         self.fc3 = nn.Linear(hidden, num_classes)
+        # no Dropout module at p = 0, so the student draws no random numbers for it
+        self.drop_in = nn.Dropout(dropout_in) if dropout_in > 0 else nn.Identity()
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x):
-        x = torch.flatten(x, 1)
-        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+        x = self.drop_in(torch.flatten(x, 1))
+        x = self.drop(F.relu(self.fc1(x)))
+        return self.fc3(self.drop(F.relu(self.fc2(x))))
+
+    @torch.no_grad()
+    def max_norm_(self, c: float) -> None:
+        """Rescale every unit's incoming weight vector to norm at most c (Srivastava et al. 2014).
+
+        Applied after each optimizer step, e.g. with
+        ``opt.register_step_post_hook(lambda *_: model.max_norm_(c))``.
+        """
+        if c <= 0:
+            raise ValueError(f"the max-norm bound c must be > 0, got {c}")
+        for fc in (self.fc1, self.fc2, self.fc3):
+            norms = fc.weight.norm(dim=1, keepdim=True)
+            fc.weight.mul_(c / norms.clamp(min=c))
 
 
 class ThinDeepCNN(nn.Module):

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data, models, train
+from .views import Jittered, shift  # noqa: F401 - shift: the teacher's augmentation
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "teacher"
 CHECKPOINT, METADATA = "teacher.pt", "teacher.json"
@@ -188,38 +189,6 @@ def mnist_logits(split: str = "train", teacher: torch.nn.Module | None = None, i
     return logits
 
 
-def shift(x: torch.Tensor, pixels: float, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by a random offset of up to `pixels` in x and y.
-
-    Input x: (N, 1, H, W) normalised. Returns (N, 1, H, W), background filled with the
-    normalised value of a black pixel.
-    """
-    n, _, h, w = x.shape
-    offs = (torch.rand(n, 2, generator=generator) * 2 - 1) * pixels
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1
-    theta[:, 0, 2] = offs[:, 0] * 2 / w
-    theta[:, 1, 2] = offs[:, 1] * 2 / h
-    grid = F.affine_grid(theta, x.shape, align_corners=False)
-    black = -data.MEAN / data.STD
-    return F.grid_sample(x - black, grid, align_corners=False) + black
-
-
-class _Augmented:
-    """Batches with random translation applied on the fly (seeded)."""
-
-    def __init__(self, batches: data.Batches, pixels: float, seed: int):
-        self.batches, self.pixels = batches, pixels
-        self.g = torch.Generator().manual_seed(seed)
-
-    def __len__(self):
-        return len(self.batches)
-
-    def __iter__(self):
-        for x, y, idx in self.batches:
-            yield shift(x, self.pixels, self.g), y, idx
-
-
 def retrain(out: Path = ASSETS, epochs: int | None = None, progress: bool = True) -> dict:
     """Train the teacher with RECIPE, save checkpoint + metadata to `out`, return metadata."""
     recipe = dict(RECIPE)
@@ -229,7 +198,7 @@ def retrain(out: Path = ASSETS, epochs: int | None = None, progress: bool = True
     x, y = data.mnist("train")
     xt, yt = data.mnist("test")
     model = models.Teacher(width=recipe["width"])
-    batches = _Augmented(data.Batches(x, y, recipe["batch_size"], seed=recipe["seed"]), 2.0,
+    batches = Jittered(data.Batches(x, y, recipe["batch_size"], seed=recipe["seed"]), 2.0,
                          recipe["seed"])
     opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe["lr"],
