@@ -47,6 +47,11 @@ def _vs_paper(ours: float, paper: float, what: str = "errors") -> str:
     return f"as many {what} as the paper" if ours == paper else f"more {what} than the paper"
 
 
+def _n(n: int, what: str) -> str:
+    """'1 epoch', '30 epochs'."""
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
 def _min(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
@@ -79,6 +84,73 @@ def _hinton(d: dict) -> list[tuple]:
          _vs_paper(o["after"]["mean"], p["omit3_bias_errors"])),
     ]
     return rows
+
+
+def _teacher_verdict(mlp: dict, resnet: dict | None) -> str:
+    """Which hypothesis the students' errors support: does the teacher's kind matter?
+
+    The gap between the two teachers' students counts when it exceeds twice the larger seed
+    std (the same rule as Lab 03's experiment 2)."""
+    if resnet is None:
+        return "no ResNet-teacher students to compare (run benchmarks.hinton)"
+    gap = resnet["mean"] - mlp["mean"]
+    noise = max(mlp["std"], resnet["std"])
+    if gap > 2 * noise:
+        return (f"MLP teacher's students make {gap:.1f} fewer errors (> 2 × seed std {noise:.1f}): "
+                "the data support the hypothesis that the teacher's kind matters")
+    if -gap > 2 * noise:
+        return (f"MLP teacher's students make {-gap:.1f} more errors (> 2 × seed std {noise:.1f}): "
+                "the data contradict the hypothesis that an MLP teacher explains the paper's 74")
+    return (f"difference {gap:+.1f} errors is within 2 × seed std ({noise:.1f}): the data do not "
+            "support the hypothesis that the teacher's kind explains the gap to the paper")
+
+
+def _hinton_mlp_teacher(d: dict, resnet: dict | None = None) -> list[tuple]:
+    r, t = d["results"], d["settings"]["teacher"]
+    p = hinton.PAPER
+    if "student" not in r:
+        return []
+    te = r["teacher"]
+    recipe = (f"{t['hidden']}-{t['hidden']} MLP, dropout {t['dropout_in']:g}/{t['dropout']:g}, "
+              f"max-norm {t['max_norm']:g}, ±{t['pixels']} px jitter, {_n(t['epochs'], 'epoch')}")
+    rows = [(f"Paper's teacher, ours: {recipe}", f"{p['teacher_errors']} (goal ≤ {te['goal']})",
+             str(te["errors"]), _goal(te["within_goal"]) + "; " + _vs_paper(te["errors"],
+                                                                           p["teacher_errors"])),
+            (f"800-800 MLP on soft targets, T = {d['settings']['students']['T']:g}, from that MLP "
+             "teacher", str(p["soft_errors"]), _pm(r["student"]),
+             _vs_paper(r["student"]["mean"], p["soft_errors"]))]
+    rn = resnet["results"]["soft"] if resnet else None
+    rows.append(("... the same students from the ResNet teacher (hinton.json) vs from the MLP "
+                 "teacher", "-", (f"{_pm(rn)} vs {_pm(r['student'])}" if rn else "-"),
+                 _teacher_verdict(r["student"], rn)))
+    return rows
+
+
+def _hinton_consistent(d: dict) -> list[tuple]:
+    r, s = d["results"], d["settings"]
+    if "epoch_cost" not in r:
+        return []
+    k, ep = s["views"], s["epochs"]
+    curve_k = "; ".join(f"K = {q['views']}: {q['errors']}" for q in r["k_curve"])
+    curve_e = "; ".join(f"{_n(q['epochs'], 'epoch')}: {q['errors']}" for q in r["epochs_curve"])
+    c = r["epoch_cost"]
+    n = len(c["ratio_by_round"])
+    rounds = (f"median of {n} rounds, each views ÷ cached of the same round: "
+              f"{_ratios(c['ratio_by_round'])}" if n > 1 else "1 round")
+    med_v = statistics.median(c["seconds"]["views"])
+    med_c = statistics.median(c["seconds"]["cached"])
+    return [
+        (f"800-800 MLP distilled on {k} cached jittered views per image (consistent), T = "
+         f"{s['T']:g}, {_n(ep, 'epoch')}", f"≤ {r['goal_errors']} (goal; paper 74)", _pm(r["kd"]),
+         _goal(r["within_goal_errors"])),
+        (f"same MLP on the labels of the same views, {_n(ep, 'epoch')}", "-", _pm(r["labels"]), "-"),
+        (f"consistent views: errors vs views K (seed 0, {_n(s['k_curve_epochs'], 'epoch')})", "-",
+         curve_k, "-"),
+        (f"consistent views: errors vs epochs (seed 0, K = {k})", "-", curve_e, "-"),
+        (f"epoch on {k} cached views vs cached-KD epoch (un-jittered images)",
+         f"≤ {c['goal']:.1f}×", f"{c['ratio']:.2f}× ({rounds}; median epoch {med_v:.1f} s vs "
+         f"{med_c:.1f} s)", _goal(c["within_goal"])),
+    ]
 
 
 def _hinton_variants(d: dict) -> list[tuple]:
@@ -190,7 +262,9 @@ def _grading(d: dict) -> list[tuple]:
     return rows
 
 
-SECTIONS = [("hinton", _hinton), ("hinton_variants", _hinton_variants), ("kd_cost", _kd_cost),
+SECTIONS = [("hinton", _hinton), ("hinton_mlp_teacher", _hinton_mlp_teacher),
+            ("hinton_consistent", _hinton_consistent),
+            ("hinton_variants", _hinton_variants), ("kd_cost", _kd_cost),
             ("course", _course), ("throughput", _throughput), ("grading", _grading)]
 
 
@@ -207,6 +281,22 @@ def _conditions(name: str, d: dict) -> str:
         extra = (f" epochs {s['epochs']}, seeds {s['seeds']} (omit-3s: {s['omit_seeds']}), batch {s['batch_size']}, {s['optimizer']} lr {s['lr']:g} "
                  f"cosine, alpha {s['alpha']:g}, class-3 bias chosen on the training set;"
                  f" {d['results']['soft']['seconds_per_run']:.0f} s per distilled run;")
+    if name == "hinton_mlp_teacher":
+        t, st = d["settings"]["teacher"], d["settings"]["students"]
+        te = d["results"].get("teacher", {})
+        extra = (f" teacher: {t['optimizer']} lr {t['lr']:g} one-cycle, batch {t['batch_size']}, "
+                 f"{_n(t['epochs'], 'epoch')}, seed {t['seed']}, "
+                 + (f"trained in {te['train_seconds'] / 60:.1f} min ({te['threads']} threads)"
+                    + (", reused from the cache" if te.get("source") == "cache" else "")
+                    if "train_seconds" in te else "not trained")
+                 + f"; students: the recipe of hinton.json, seeds {st['seeds']};")
+    if name == "hinton_consistent":
+        s = d["settings"]
+        extra = (f" {s['views']} views ({s['shift']}), view seed {s['view_seed']}; "
+                 f"{s['optimizer']} lr {s['lr']:g} one-cycle, batch {s['batch_size']}, "
+                 f"T {s['T']:g}, alpha {s['alpha']:g}; seeds {s['seeds']} (labels on views: "
+                 f"{s['labels_seeds']}); teacher logits of the views: "
+                 f"{d['results'].get('view_logits', {}).get('seconds', '-')} s;")
     if name == "hinton_variants":
         extra = (f" {len(d['results'])} students of {d['settings']['baseline']['epochs']} epochs"
                  f" (x2 for 'epochs x2'), seed {d['settings']['seed']};")
@@ -240,7 +330,8 @@ def render(results: Path = RESULTS) -> str:
     rows, notes = [], []
     for name, fn in SECTIONS:
         if name in data:
-            rows += fn(data[name])
+            rows += (fn(data[name], data.get("hinton")) if name == "hinton_mlp_teacher"
+                     else fn(data[name]))
             notes.append(_conditions(name, data[name]))
     lines = ["| Measurement | Paper / goal | This course | Compared with the paper / goal |",
              "|---|---|---|---|"]

@@ -424,10 +424,11 @@ def class_map(S, edges: int = 12, ax=None, title: str = ""):
 # ---------------------------------------------------------------- Lab 03: response-based KD
 
 
-def seed_bars(panels: dict, ylabel: str = "test errors", title: str = ""):
+def seed_bars(panels: dict, ylabel: str = "test errors", title: str = "", colors=None):
     """One panel per regime, bars of mean ± sample std over seeds, runs as dots -> Figure.
 
-    panels: {panel title: {run label: [test errors, one per seed]}}.
+    panels: {panel title: {run label: [test errors, one per seed]}}; colors: one per bar of a
+    panel (default: grey, blue, repeating).
     """
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, (name, runs) in zip(axes[0], panels.items()):
@@ -435,7 +436,8 @@ def seed_bars(panels: dict, ylabel: str = "test errors", title: str = ""):
         vals = [np.asarray(runs[k], dtype=float) for k in labels]
         means = [v.mean() for v in vals]
         stds = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in vals]
-        ax.bar(labels, means, yerr=stds, capsize=6, color=["#bdbdbd", "#6baed6"][:len(labels)],
+        ax.bar(labels, means, yerr=stds, capsize=6,
+               color=(colors or ["#bdbdbd", "#6baed6"] * len(labels))[:len(labels)],
                edgecolor="k")
         for i, v in enumerate(vals):
             ax.scatter([i] * len(v), v, color="k", s=14, zorder=3)

@@ -6,10 +6,14 @@ import math
 import pytest
 import torch
 
-from benchmarks import course, grading, hinton, hinton_variants, kd_cost, render, run_all, throughput
+import os
+
+from benchmarks import (course, grading, hinton, hinton_consistent, hinton_mlp_teacher,
+                        hinton_variants, kd_cost, render, run_all, throughput)
 from benchmarks._common import RESULTS, pick
 
-MODULES = {"hinton": hinton, "hinton_variants": hinton_variants, "kd_cost": kd_cost,
+MODULES = {"hinton": hinton, "hinton_mlp_teacher": hinton_mlp_teacher,
+           "hinton_consistent": hinton_consistent, "hinton_variants": hinton_variants, "kd_cost": kd_cost,
            "throughput": throughput, "course": course, "grading": grading}
 
 
@@ -18,13 +22,19 @@ def tiny(tmp_path_factory):
     """Run every benchmark once on the tiny budget into a temporary folder (one thread:
     the sizes are tiny, and a second thread only waits when other work shares the cores)."""
     out = tmp_path_factory.mktemp("results")
-    threads = torch.get_num_threads()
+    threads, cache = torch.get_num_threads(), os.environ.get("KDLAB_CACHE")
+    # a fresh cache: the MLP teacher and the views' logits are made here, not read
+    os.environ["KDLAB_CACHE"] = str(out / "cache")
     torch.set_num_threads(1)
     try:
         for name in run_all.ORDER:
             MODULES[name].run("tiny", out)
     finally:
         torch.set_num_threads(threads)
+        if cache is None:
+            os.environ.pop("KDLAB_CACHE", None)
+        else:
+            os.environ["KDLAB_CACHE"] = cache
     return out
 
 
@@ -62,6 +72,49 @@ def test_hinton_results(tiny):
     assert o["train_errors_after"] <= o["train_errors_before"]  # the bias is fitted on train
     assert r["omit3"]["after"]["mean"] == o["after"]["errors"]
     assert not (tiny / "hinton.partial").exists()
+
+
+def test_hinton_mlp_teacher_results(tiny, tmp_path, monkeypatch):
+    d = _read(tiny, "hinton_mlp_teacher")
+    r, s = d["results"], d["settings"]
+    t = r["teacher"]
+    assert t["source"] == "trained" and len(t["val_errors"]) == s["teacher"]["epochs"]
+    assert t["errors"] == t["val_errors"][-1]  # evaluated in eval mode, as after the last epoch
+    assert t["within_goal"] == (t["errors"] <= hinton.PAPER["teacher_errors"])
+    assert t["max_row_norm"] <= s["teacher"]["max_norm"] + 1e-4  # the constraint held
+    assert r["seeds"] == s["students"]["seeds"] and len(r["errors"]) == len(r["seeds"])
+    assert r["errors"] == [q["errors"] for q in r["student"]["runs"]]
+    assert all(q["errors"] == q["val_errors"][-1] for q in r["student"]["runs"])
+    # a second run reuses the cached checkpoint: the same teacher, the same students
+    monkeypatch.setenv("KDLAB_CACHE", str(tiny / "cache"))
+    again = hinton_mlp_teacher.run("tiny", tmp_path)
+    assert again["teacher"]["source"] == "cache"
+    assert again["teacher"]["errors"] == t["errors"] and again["errors"] == r["errors"]
+
+
+def test_hinton_consistent_results(tiny):
+    d = _read(tiny, "hinton_consistent")
+    r, s = d["results"], d["settings"]
+    assert r["view_logits"]["teacher_passes"] == s["views"] * s["n_train"]
+    assert r["seeds"] == s["seeds"] and r["errors"] == [q["errors"] for q in r["kd"]["runs"]]
+    assert r["within_goal_errors"] == (r["kd"]["mean"] <= hinton_consistent.GOAL_ERRORS)
+    assert [q["views"] for q in r["k_curve"]] == s["k_curve"]
+    assert [q["epochs"] for q in r["epochs_curve"]] == s["epochs_curve"]
+    for q in r["kd"]["runs"] + r["labels"]["runs"] + r["k_curve"] + r["epochs_curve"]:
+        assert len(q["val_errors"]) == q["epochs"] and q["errors"] == q["val_errors"][-1]
+    c = r["epoch_cost"]
+    want = [v / k for v, k in zip(c["seconds"]["views"], c["seconds"]["cached"])]
+    assert c["ratio_by_round"] == pytest.approx(want, rel=2e-3)
+    assert c["within_goal"] == (sorted(want)[len(want) // 2] <= hinton_consistent.GOAL_EPOCH_RATIO)
+    rows = render._hinton_consistent(d)
+    assert rows[0][2].startswith(f"{r['kd']['mean']:.0f}") and "views ÷ cached" not in rows[-1][2]
+
+
+def test_teacher_verdict_follows_the_numbers():
+    mlp = {"mean": 70.0, "std": 2.0}
+    assert "support the hypothesis" in render._teacher_verdict(mlp, {"mean": 91.7, "std": 2.1})
+    assert "do not support" in render._teacher_verdict(mlp, {"mean": 72.0, "std": 2.1})
+    assert "contradict" in render._teacher_verdict(mlp, {"mean": 60.0, "std": 2.1})
 
 
 def test_grading_benchmark_grades_both_ways(tiny):

@@ -1,0 +1,190 @@
+"""Beyond the paper: the 800-800 MLP distilled with consistent views at the cost of cached KD.
+
+Beyer et al. (2022): the student and the teacher should see the same augmented view. A live
+teacher on fresh jittered views costs a teacher pass per step (``benchmarks.kd_cost``: about
+5x a labels-only epoch). Here the ResNet teacher sees K fixed jittered views of every training
+image once (``kd.views.jittered``, whole-pixel shifts of up to 2 px); the student trains on a
+random one of the K views of each image per epoch, with the cached logits of that same view
+(``kd.views.ViewBatches`` + ``kd.train.fit(..., teacher_logits=...)``, the course's one loop).
+
+Measures (test errors out of 10,000, the un-jittered test set):
+- the distilled 800-800 MLP (``kd.models.HintonMLP``) at K views, 3 seeds: goal <= 50 errors
+  (mean), with its epoch within 1.2x of a cached-KD epoch on the un-jittered images;
+- the same MLP trained on the labels of the same views (so the gain is distillation, not
+  augmentation alone);
+- errors vs K (1, 2, 4, K) and vs the number of epochs, seed 0;
+- the epoch-time ratio, paired per round like ``benchmarks.kd_cost``.
+
+    python -m benchmarks.hinton_consistent [--budget tiny|full] [--seeds 0 1 2]
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import kdlab as kd
+from kdlab.losses import kd_loss
+
+from ._common import RESULTS, Run, parser, pick, set_threads
+
+GOAL_ERRORS = 50
+GOAL_EPOCH_RATIO = 1.2
+
+
+def settings_for(budget: str, seeds=None) -> dict:
+    """The settings of a run for a budget; explicit arguments override the budget's values."""
+    s = {
+        "student": "kd.models.HintonMLP (784-800-800-10 ReLU, no dropout, no weight constraint)",
+        "teacher": "kd.teacher.load_teacher() (the course's ResNet)",
+        "n_train": pick(budget, 60_000, 300),
+        "n_test": pick(budget, 10_000, 200),
+        "views": pick(budget, 8, 2),
+        "pixels": 2,
+        "shift": "whole-pixel offsets in -2..2 in x and y, uniform, black border",
+        "view_seed": 0,
+        "epochs": pick(budget, 120, 2),
+        "batch_size": 256,
+        "optimizer": "Adam",
+        "lr": 2e-3,
+        "schedule": "OneCycleLR to lr (cosine), per step",
+        "T": 20.0,
+        "alpha": 1.0,
+        "loss_kd": "kdlab.losses.kd_loss (alpha 1: the soft term only, T^2 KL)",
+        "loss_labels": "cross-entropy on the labels of the same views",
+        "seeds": pick(budget, [0, 1, 2], [0]),
+        "labels_seeds": pick(budget, [0], [0]),
+        "k_curve": pick(budget, [1, 2, 4, 8], [1, 2]),
+        "k_curve_epochs": pick(budget, 30, 1),
+        "epochs_curve": pick(budget, [30, 60, 120], [1, 2]),
+        "cost_rounds": pick(budget, 3, 1),
+    }
+    if seeds is not None:
+        s["seeds"] = list(seeds)
+    return s
+
+
+def _views(s: dict, x: torch.Tensor, teacher) -> tuple:
+    """The K views and their teacher logits; the logits are cached on disk (keyed)."""
+    views = kd.views.jittered(x, s["views"], s["pixels"], s["view_seed"], integer=True)
+    sha = kd.teacher.metadata()["sha256"]
+    key = hashlib.sha256(json.dumps([sha, s["n_train"], s["views"], s["pixels"],
+                                     s["view_seed"], "integer"]).encode()).hexdigest()[:16]
+    path = kd.data.cache_dir() / "view-logits" / f"{key}.pt"
+    t0 = time.perf_counter()
+    if path.exists():
+        logits, source = torch.load(path, weights_only=True), "cache"
+    else:
+        logits, source = kd.views.teacher_logits(teacher, views, progress=False), "computed"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(logits, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+    return views, logits, {"source": source, "seconds": round(time.perf_counter() - t0, 1),
+                           "teacher_passes": int(logits.shape[0]), "path": str(path)}
+
+
+def _train(s: dict, seed: int, data, loss, epochs: int, val, teacher_logits=None) -> tuple:
+    """Train a HintonMLP with the run's recipe; return the model and its history."""
+    kd.train.seed(seed)
+    model = kd.models.HintonMLP()
+    opt = torch.optim.Adam(model.parameters(), lr=s["lr"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s["lr"], total_steps=epochs * len(data))
+    h = kd.train.fit(model, data, loss, epochs, optimizer=opt, scheduler=sched,
+                     teacher_logits=teacher_logits, val=val, progress=False)
+    return model, h
+
+
+def _summary(errors: list[int]) -> dict:
+    return {"errors": errors, "mean": statistics.mean(errors),
+            "std": statistics.stdev(errors) if len(errors) > 1 else 0.0, "n_seeds": len(errors)}
+
+
+def _epoch_cost(s: dict, x, y, t_plain, views, t_views, loss) -> dict:
+    """Seconds of one view-KD epoch and one cached-KD epoch (un-jittered), interleaved per round."""
+    times = {"cached": [], "views": []}
+    for r in range(s["cost_rounds"]):
+        for mode in times:
+            kd.train.seed(r)
+            model = kd.models.HintonMLP()
+            data = (kd.data.Batches(x, y, s["batch_size"], seed=r) if mode == "cached" else
+                    kd.views.ViewBatches(views, y, s["batch_size"], seed=r))
+            h = kd.train.fit(model, data, loss, 1, teacher_logits=t_plain if mode == "cached"
+                             else t_views, progress=False)
+            times[mode].append(round(h["epoch_time"][0], 6))
+    ratios = [v / c for v, c in zip(times["views"], times["cached"])]
+    med = statistics.median(ratios)
+    return {"seconds": times, "ratio_by_round": [round(q, 3) for q in ratios],
+            "ratio": round(med, 3), "goal": GOAL_EPOCH_RATIO, "within_goal": med <= GOAL_EPOCH_RATIO}
+
+
+def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
+    """Run every measurement and write hinton_consistent.json; return the results."""
+    s = settings_for(budget, seeds)
+    title = "Consistent views: the 800-800 MLP distilled from K cached jittered views"
+    with Run("hinton_consistent", budget, s, out=out, title=title) as r:
+        res = r.results
+        x, y = kd.data.mnist("train")
+        xt, yt = kd.data.mnist("test")
+        x, y, xt, yt = x[:s["n_train"]], y[:s["n_train"]], xt[:s["n_test"]], yt[:s["n_test"]]
+        teacher = kd.teacher.load_teacher(device="cpu")
+        views, t_views, res["view_logits"] = _views(s, x, teacher)
+        res["teacher_errors"] = kd.train.evaluate(teacher, xt, yt)["errors"]
+        n, soft = len(x), functools.partial(kd_loss, T=s["T"], alpha=s["alpha"])
+        print(f"views: {s['views']} x {n:,} images, teacher logits {res['view_logits']['source']} "
+              f"in {res['view_logits']['seconds']} s; teacher {res['teacher_errors']} errors",
+              flush=True)
+
+        def student(name, seed, k=s["views"], epochs=s["epochs"]):
+            data = kd.views.ViewBatches(views[:k], y, s["batch_size"], seed=seed)
+            if name == "labels":
+                model, h = _train(s, seed, data, F.cross_entropy, epochs, (xt, yt))
+            else:
+                model, h = _train(s, seed, data, soft, epochs, (xt, yt), t_views[:k * n])
+            e = kd.train.evaluate(model, xt, yt)["errors"]
+            print(f"{name} K={k} {epochs} epochs seed {seed}: {e} errors "
+                  f"({sum(h['epoch_time']):.0f} s)", flush=True)
+            r.save(complete=False)
+            return {"seed": seed, "views": k, "epochs": epochs, "errors": e,
+                    "val_errors": h["val_errors"], "seconds": round(sum(h["epoch_time"]), 1),
+                    "epoch_seconds": round(statistics.median(h["epoch_time"]), 3)}
+
+        runs = [student("kd", q) for q in s["seeds"]]
+        res["kd"] = {**_summary([q["errors"] for q in runs]), "runs": runs}
+        res["seeds"], res["errors"] = s["seeds"], res["kd"]["errors"]
+        res["goal_errors"] = GOAL_ERRORS
+        res["within_goal_errors"] = res["kd"]["mean"] <= GOAL_ERRORS
+        lab = [student("labels", q) for q in s["labels_seeds"]]
+        res["labels"] = {**_summary([q["errors"] for q in lab]), "runs": lab}
+        main0 = {q["seed"]: q for q in runs}.get(0)
+        res["k_curve"] = [student("kd", 0, k=k, epochs=s["k_curve_epochs"]) for k in s["k_curve"]]
+        res["epochs_curve"] = [
+            main0 if main0 is not None and e == s["epochs"] else
+            next((q for q in res["k_curve"] if q["views"] == s["views"] and q["epochs"] == e), None)
+            or student("kd", 0, epochs=e) for e in s["epochs_curve"]]
+        res["epoch_cost"] = _epoch_cost(s, x, y, kd.train.predict_logits(teacher, x), views,
+                                        t_views, soft)
+        c = res["epoch_cost"]
+        print(f"epoch: views {c['seconds']['views']} s vs cached {c['seconds']['cached']} s, "
+              f"ratio {c['ratio']} (goal <= {GOAL_EPOCH_RATIO})", flush=True)
+        print(f"distilled, {s['views']} views: {res['kd']['errors']} errors (mean "
+              f"{res['kd']['mean']:.1f}); labels on the same views: {res['labels']['errors']}",
+              flush=True)
+    return r.results
+
+
+def main(argv=None) -> None:
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds of the distilled student")
+    a = p.parse_args(argv)
+    set_threads(a.threads)
+    run(a.budget, a.out, a.seeds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
