@@ -246,6 +246,22 @@ def _throughput(d: dict) -> list[tuple]:
     return rows
 
 
+def _threads(d: dict) -> list[tuple]:
+    r, s = d["results"], d["settings"]
+    med = {(q["busy"], q["threads"]): q["median_seconds"] for q in r["runs"]}
+    top = max(s["busy"])
+    quota = r["cgroup_cpu_quota"]
+    choice = (f"`kd.train.threads()` here: {r['kdlab_choice_without_env']} "
+              + (f"(the container's CPU quota, {quota:g} cores)" if quota else
+                 f"(no CPU quota: torch's default, as before; `KDLAB_THREADS=1` is the "
+                 "alternative measured)"))
+    return [(f"Lab 03 KD epoch ({s['n_train']:,} images) with {top} other busy processes: "
+             "2 threads vs 1", "-",
+             f"{med[(top, 2)]:.2f} s vs {med[(top, 1)]:.2f} s ({r['busy_two_over_one']:.2f}×); "
+             f"idle: {med[(0, 2)]:.2f} s vs {med[(0, 1)]:.2f} s ({r['idle_two_over_one']:.2f}×)",
+             choice)]
+
+
 def _grading(d: dict) -> list[tuple]:
     rows = []
     for lab, v in d["results"].items():
@@ -265,7 +281,7 @@ def _grading(d: dict) -> list[tuple]:
 SECTIONS = [("hinton", _hinton), ("hinton_mlp_teacher", _hinton_mlp_teacher),
             ("hinton_consistent", _hinton_consistent),
             ("hinton_variants", _hinton_variants), ("kd_cost", _kd_cost),
-            ("course", _course), ("throughput", _throughput), ("grading", _grading)]
+            ("course", _course), ("throughput", _throughput), ("threads", _threads), ("grading", _grading)]
 
 
 def _conditions(name: str, d: dict) -> str:

@@ -9,12 +9,13 @@ import torch
 import os
 
 from benchmarks import (course, grading, hinton, hinton_consistent, hinton_mlp_teacher,
-                        hinton_variants, kd_cost, render, run_all, throughput)
+                        hinton_variants, kd_cost, render, run_all, threads, throughput)
 from benchmarks._common import RESULTS, pick
 
 MODULES = {"hinton": hinton, "hinton_mlp_teacher": hinton_mlp_teacher,
-           "hinton_consistent": hinton_consistent, "hinton_variants": hinton_variants, "kd_cost": kd_cost,
-           "throughput": throughput, "course": course, "grading": grading}
+           "hinton_consistent": hinton_consistent, "hinton_variants": hinton_variants,
+           "kd_cost": kd_cost, "throughput": throughput, "threads": threads, "course": course,
+           "grading": grading}
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,19 @@ def test_hinton_consistent_results(tiny):
     assert c["within_goal"] == (sorted(want)[len(want) // 2] <= hinton_consistent.GOAL_EPOCH_RATIO)
     rows = render._hinton_consistent(d)
     assert rows[0][2].startswith(f"{r['kd']['mean']:.0f}") and "views ÷ cached" not in rows[-1][2]
+
+
+def test_threads_times_each_setting(tiny):
+    d = _read(tiny, "threads")
+    r, s = d["results"], d["settings"]
+    assert [(q["busy"], q["threads"]) for q in r["runs"]] == [
+        (b, n) for b in s["busy"] for n in s["threads"]]
+    for q in r["runs"]:
+        assert len(q["seconds"]) == s["repeats"] and all(t > 0 for t in q["seconds"])
+    med = {(q["busy"], q["threads"]): q["median_seconds"] for q in r["runs"]}
+    assert r["idle_two_over_one"] == pytest.approx(med[(0, 2)] / med[(0, 1)], rel=2e-3)
+    assert r["kdlab_choice_without_env"] >= 1
+    assert "2 threads vs 1" in render._threads(d)[0][0]
 
 
 def test_teacher_verdict_follows_the_numbers():
