@@ -32,6 +32,7 @@ import torch.nn.functional as F
 import kdlab as kd
 from kdlab.losses import kd_loss
 
+from .hinton import _summary
 from ._common import RESULTS, Run, parser, pick, set_threads
 
 GOAL_ERRORS = 50
@@ -98,11 +99,6 @@ def _train(s: dict, seed: int, data, loss, epochs: int, val, teacher_logits=None
     h = kd.train.fit(model, data, loss, epochs, optimizer=opt, scheduler=sched,
                      teacher_logits=teacher_logits, val=val, progress=False)
     return model, h
-
-
-def _summary(errors: list[int]) -> dict:
-    return {"errors": errors, "mean": statistics.mean(errors),
-            "std": statistics.stdev(errors) if len(errors) > 1 else 0.0, "n_seeds": len(errors)}
 
 
 def _epoch_cost(s: dict, x, y, t_plain, views, t_views, loss) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import statistics
 import sys
 import time
 
@@ -127,9 +126,7 @@ def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
             r.save(complete=False)
         errors = [q["errors"] for q in runs]
         res["seeds"], res["errors"] = st["seeds"], errors
-        res["student"] = {"errors": errors, "mean": statistics.mean(errors),
-                          "std": statistics.stdev(errors) if len(errors) > 1 else 0.0,
-                          "n_seeds": len(errors), "runs": runs}
+        res["student"] = {**hinton._summary(errors), "runs": runs}
     return r.results
 
 

@@ -253,7 +253,7 @@ def _threads(d: dict) -> list[tuple]:
     quota = r["cgroup_cpu_quota"]
     choice = (f"`kd.train.threads()` here: {r['kdlab_choice_without_env']} "
               + (f"(the container's CPU quota, {quota:g} cores)" if quota else
-                 f"(no CPU quota: torch's default, as before; `KDLAB_THREADS=1` is the "
+                 "(no CPU quota: torch's default, as before; `KDLAB_THREADS=1` is the "
                  "alternative measured)"))
     return [(f"Lab 03 KD epoch ({s['n_train']:,} images) with {top} other busy processes: "
              "2 threads vs 1", "-",
