@@ -32,31 +32,26 @@ release: install             ## the student release (labs/, kdlab, README; no so
 bench: install               ## run the benchmarks, write benchmarks/results/*.json, render the README table
 	$(PY) -m benchmarks.run_all
 
-browser-deps:                ## Debian/Ubuntu (root or sudo): the system Chromium the browser test drives
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then \
-	  echo "browser-deps: $$(command -v chromium) and $$(command -v chromedriver) already installed"; \
+# $(call apt_deps,TARGET,COMMANDS,PACKAGES,WHAT): install PACKAGES with apt-get unless every
+# command in COMMANDS is already on the PATH
+define apt_deps
+	@missing=; for c in $(2); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -z "$$missing" ]; then \
+	  echo "$(1): $(2) already installed"; \
 	elif ! command -v apt-get >/dev/null; then \
-	  echo "browser-deps: no apt-get here; install Chromium with your system's package manager" \
-	       "(or set KDLAB_CHROMIUM=/path/to/chromium)" >&2; exit 1; \
+	  echo "$(1): no apt-get here; install $(4) with your system's package manager" >&2; exit 1; \
 	else \
 	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
 	  $$SUDO apt-get update && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y --no-install-recommends chromium chromium-driver; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(3); \
 	fi
+endef
+
+browser-deps:                ## Debian/Ubuntu (root or sudo): the system Chromium the browser test drives
+	$(call apt_deps,browser-deps,chromium chromedriver,chromium chromium-driver,Chromium (or set KDLAB_CHROMIUM=/path/to/chromium))
 
 grade-deps:                  ## Debian/Ubuntu (root or sudo): bubblewrap, the sandbox the grader runs student code in
-	@if command -v bwrap >/dev/null && command -v prlimit >/dev/null; then \
-	  echo "grade-deps: $$(command -v bwrap) and $$(command -v prlimit) already installed"; \
-	elif ! command -v apt-get >/dev/null; then \
-	  echo "grade-deps: no apt-get here; install bubblewrap (bwrap) and util-linux (prlimit)" \
-	       "with your system's package manager" >&2; exit 1; \
-	else \
-	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
-	  $$SUDO apt-get update && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y --no-install-recommends bubblewrap util-linux; \
-	fi
+	$(call apt_deps,grade-deps,bwrap prlimit,bubblewrap util-linux,bubblewrap (bwrap) and util-linux (prlimit))
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
