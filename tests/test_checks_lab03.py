@@ -198,7 +198,7 @@ MISTAKES = [
     (probs_as_kl_input, "expects log-probabilities"),
     (teacher_gets_gradient, "teacher_logits received a gradient"),
     (unstable_log_softmax, "nan/inf for confident logits"),
-    (no_T_check, "T=0.0 was accepted"),
+    (no_T_check, "T=0.0 should raise ValueError"),
     (T_check_wrong_exception, "expected a ValueError"),
     (per_example, "one value per example"),
     (returns_float, "should be a torch.Tensor"),

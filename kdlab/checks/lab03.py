@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _probe as _p
-from ._common import close, decode, fail, paired, raised, short, type_name, unchanged
+from ._common import (close, decode, expects_value_error, fail, paired, raised, short, type_name,
+                      unchanged)
 from ._registry import register
 
 NAME = "check_kd_loss"
@@ -286,16 +287,9 @@ def verdict(data, inp) -> str:
         fail(NAME, "the gradient is wrong for confident logits (teacher logits differing by 120, T=1)",
              "compute log-probabilities with F.log_softmax rather than log(softmax) or clamping")
     for bad_T, out in paired(inp["bad_Ts"], data["bad"]):
-        r = out.get("raised")
-        if r and "ValueError" in r.get("bases", []):
-            continue
-        if r and r["type"] == "NotImplementedError":
-            fail(NAME, "not implemented yet", "remove `raise NotImplementedError`")
-        if r:
-            fail(NAME, f"T={bad_T} raised {r['type']}: {r['message']}; expected a ValueError that "
-                       "says T must be > 0", "start with: if T <= 0: raise ValueError(...)")
-        fail(NAME, f"T={bad_T} was accepted; a temperature must be > 0",
-             "start with: if T <= 0: raise ValueError(f'temperature T must be > 0, got {T}')")
+        expects_value_error(NAME, out, f"T={bad_T}", "start with: if T <= 0: raise ValueError(...)",
+                            "a temperature must be > 0; start with: "
+                            "if T <= 0: raise ValueError(f'temperature T must be > 0, got {T}')")
     return (f"gradients match the distillation loss at {len(inp['settings'])} (T, alpha) "
             "settings, the teacher gets no gradient, T <= 0 is rejected")
 
