@@ -119,6 +119,40 @@ def _epoch_cost(s: dict, x, y, t_plain, views, t_views, loss) -> dict:
             "ratio": round(med, 3), "goal": GOAL_EPOCH_RATIO, "within_goal": med <= GOAL_EPOCH_RATIO}
 
 
+def plot(res: dict, s: dict, path) -> None:
+    """Errors vs K and vs epochs (seed 0), with the labels-only student, the goal and the paper."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def epochs(n):
+        return f"{n} epoch" + "s" * (n != 1)
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    curves = ((axes[0], res["k_curve"], "views", f"views K (log 2), {epochs(s['k_curve_epochs'])}"),
+              (axes[1], res["epochs_curve"], "epochs", f"epochs, K = {s['views']}"))
+    for ax, runs, key, xlabel in curves:
+        ax.plot([q[key] for q in runs], [q["errors"] for q in runs], "o-", color="C3",
+                label="KD, consistent views")
+        ax.axhline(res["labels"]["mean"], color="0.5", ls="--",
+                   label=f"labels on the views ({epochs(s['epochs'])})")
+        ax.axhline(74, color="k", ls=":", label="paper's distilled MLP (74)")
+        ax.axhline(GOAL_ERRORS, color="C2", ls="-.", label=f"goal ({GOAL_ERRORS})")
+        ax.axhline(res["teacher_errors"], color="C0", ls="-", lw=0.8, label="teacher")
+        ax.set_xlabel(xlabel)
+        ax.set_xticks([q[key] for q in runs])
+        if key == "views":
+            ax.set_xscale("log", base=2)
+            ax.set_xticks([q[key] for q in runs], [str(q[key]) for q in runs])
+    axes[0].set_ylabel(f"test errors (of {s['n_test']:,}), seed 0")
+    axes[1].legend(fontsize=7, loc="upper right")
+    fig.suptitle("800-800 MLP distilled from cached jittered views of the ResNet teacher", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
     """Run every measurement and write hinton_consistent.json; return the results."""
     s = settings_for(budget, seeds)
@@ -168,6 +202,7 @@ def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
         c = res["epoch_cost"]
         print(f"epoch: views {c['seconds']['views']} s vs cached {c['seconds']['cached']} s, "
               f"ratio {c['ratio']} (goal <= {GOAL_EPOCH_RATIO})", flush=True)
+        plot(res, s, r.out / "hinton_consistent.png")
         print(f"distilled, {s['views']} views: {res['kd']['errors']} errors (mean "
               f"{res['kd']['mean']:.1f}); labels on the same views: {res['labels']['errors']}",
               flush=True)

@@ -352,8 +352,15 @@ def render(results: Path = RESULTS) -> str:
     lines = ["| Measurement | Paper / goal | This course | Compared with the paper / goal |",
              "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    for png, what in (("hinton_consistent.png", "Consistent views: errors vs views K and vs epochs"),):
+        if (Path(results) / png).exists() and Path(results).resolve() == RESULTS.resolve():
+            lines += ["", f"![{what}](benchmarks/results/{png})"]
     lines += ["", "Conditions of each run (from the JSON files in `benchmarks/results/`):", ""]
     lines += notes
+    full = [d["wall_seconds"] for name, d in data.items() if d.get("budget") == "full"]
+    lines += ["", f"`make bench` on the full budget: {_min(sum(full))} in all (the sum of the "
+                  f"wall times of the {len(full)} runs above, without each run's wait for a quiet "
+                  "machine)."]
     return "\n".join(lines)
 
 

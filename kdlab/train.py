@@ -148,7 +148,9 @@ def fit(model: nn.Module, data, loss_fn, epochs: int = 1, *, teacher: nn.Module 
     - epochs: passes over `data`
     - teacher: a model run live (eval mode, no grad) on every batch
     - teacher_logits: (N, ...) teacher outputs computed once, looked up by the batch's idx
-      (needs ``Batches``); give at most one of teacher / teacher_logits
+      (needs batches that carry indices: ``kd.data.Batches``, or ``kd.views.ViewBatches``,
+      whose idx is the row of the chosen view, so each image gets the logits of the view the
+      student sees); give at most one of teacher / teacher_logits
     - optimizer: a torch optimizer; default Adam(lr)
     - scheduler: optional learning-rate scheduler, stepped after every optimizer step
     - val: optional (x_val, y_val); test errors are measured after every epoch

@@ -107,6 +107,7 @@ def test_hinton_consistent_results(tiny):
     want = [v / k for v, k in zip(c["seconds"]["views"], c["seconds"]["cached"])]
     assert c["ratio_by_round"] == pytest.approx(want, rel=2e-3)
     assert c["within_goal"] == (sorted(want)[len(want) // 2] <= hinton_consistent.GOAL_EPOCH_RATIO)
+    assert (tiny / "hinton_consistent.png").stat().st_size > 10_000  # the figure of the curves
     rows = render._hinton_consistent(d)
     assert rows[0][2].startswith(f"{r['kd']['mean']:.0f}") and "views ÷ cached" not in rows[-1][2]
 
