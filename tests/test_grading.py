@@ -9,6 +9,8 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -586,3 +588,28 @@ def test_sandbox_binds_only_the_python_installation(tmp_path, monkeypatch):
     for p in sandbox._python_paths():
         assert p not in (Path("/"), Path("/tmp")) and p not in tmp_path.parents and p != tmp_path
         assert not str(tmp_path).startswith(str(p) + "/"), p
+
+
+def test_sandbox_data_cache_is_readable_and_read_only(tmp_path):
+    """Kernels read MNIST from the grader's prepared cache (no extraction per notebook), and no
+    submission can write into it (it would be what the next submission reads)."""
+    from kdlab.grading import sandbox
+    site = sandbox.kdlab_copy(tmp_path / "site")
+    assert (site / sandbox.DATA_CACHE / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+    rt = tmp_path / "rt"
+    rt.mkdir()
+    argv = sandbox.kernel_argv(rt, site, {})
+    cut = argv.index("--", argv.index("--clearenv"))
+    code = ("import os, time, kdlab as kd\n"
+            "t0 = time.perf_counter(); x, y = kd.data.mnist('test')\n"
+            "print('test images', len(x), 'in', round(time.perf_counter() - t0, 2))\n"
+            "cache = os.environ['KDLAB_CACHE']\n"
+            "try:\n"
+            "    open(os.path.join(cache, 'MNIST', 'raw', 't10k-labels-idx1-ubyte'), 'r+b').write(b'x')\n"
+            "    print('WROTE the cache')\n"
+            "except OSError as e:\n"
+            "    print('read-only:', e.errno)\n")
+    p = subprocess.run(argv[:cut + 1] + [sys.executable, "-c", code], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "test images 10000" in p.stdout and "read-only: 30" in p.stdout, p.stdout

@@ -51,13 +51,38 @@ def parse_memory(text) -> int:
     return int(n)
 
 
-def kdlab_copy(dest) -> Path:
-    """Copy the installed kdlab package (code and assets, no caches) to dest/kdlab; return dest."""
+DATA_CACHE = "data-cache"  # beside the copy of kdlab: MNIST extracted, read-only inside
+
+
+def kdlab_copy(dest, data: bool = True) -> Path:
+    """Copy the installed kdlab package (code and assets, no caches) to dest/kdlab; return dest.
+
+    With data=True, also fill dest/data-cache, the kernels' read-only ``KDLAB_CACHE``: MNIST
+    extracted from the package's verified archives (so no kernel spends seconds extracting
+    it), and the grader's cached teacher logits if it has them (each kernel checks them
+    against the checkpoint and their digest before use). Read-only, so that no submission can
+    change what the next one reads.
+    """
     import kdlab
+    from kdlab import data as kdata
+    from kdlab import teacher
 
     src = Path(kdlab.__file__).resolve().parent
     dest = Path(dest)
     shutil.copytree(src, dest / "kdlab", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if data:
+        cache = dest / DATA_CACHE
+        kdata.prepare(cache)
+        try:
+            sha = teacher.metadata()["sha256"]
+        except Exception:  # noqa: BLE001 - no usable teacher metadata: kernels compute logits
+            sha = None
+        for split in kdata.FILES if sha else ():
+            have = teacher.logits_cache_path(split, sha)
+            if have.is_file():
+                target = cache / have.relative_to(kdata.cache_dir())
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(have, target)
     return dest
 
 
@@ -146,7 +171,7 @@ def kernel_argv(runtime_dir, kdlab_site, env: dict, memory: int = DEFAULT_MEMORY
              "--chdir", "/tmp", "--clearenv",
              "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/tmp",
              "--setenv", "USER", "student", "--setenv", "LOGNAME", "student",
-             "--setenv", "PYTHONPATH", MOUNT_KDLAB, "--setenv", "KDLAB_CACHE", "/tmp/kdlab-cache"]
+             "--setenv", "PYTHONPATH", MOUNT_KDLAB, "--setenv", "KDLAB_CACHE", f"{MOUNT_KDLAB}/{DATA_CACHE}"]
     for k, v in sorted(env.items()):
         args += ["--setenv", k, str(v)]
     prlimit = shutil.which("prlimit")
@@ -171,7 +196,7 @@ def preflight(timeout: float = 60) -> None:
             "bubblewrap), or grade without a sandbox with --no-sandbox (then every gradebook "
             "row says 'unsandboxed': only do that for trusted code)")
     with tempfile.TemporaryDirectory(prefix="kdlab-preflight-") as tmp:
-        site_dir = kdlab_copy(Path(tmp) / "site")
+        site_dir = kdlab_copy(Path(tmp) / "site", data=False)
         rt = Path(tmp) / "rt"
         rt.mkdir()
         argv = kernel_argv(rt, site_dir, {})
