@@ -46,24 +46,25 @@ def settings_for(budget: str, seeds=None) -> dict:
         "teacher": "kd.teacher.load_teacher() (the course's ResNet)",
         "n_train": pick(budget, 60_000, 300),
         "n_test": pick(budget, 10_000, 200),
-        "views": pick(budget, 8, 2),
+        "views": pick(budget, 16, 2),
         "pixels": 2,
-        "shift": "whole-pixel offsets in -2..2 in x and y, uniform, black border",
+        "shift": "real offsets uniform in [-2, 2] px in x and y, bilinear, black border",
+        "integer_shift": False,
         "view_seed": 0,
-        "epochs": pick(budget, 120, 2),
-        "batch_size": 256,
+        "epochs": pick(budget, 160, 2),
+        "batch_size": 128,
         "optimizer": "Adam",
-        "lr": 2e-3,
+        "lr": 1e-3,
         "schedule": "OneCycleLR to lr (cosine), per step",
         "T": 20.0,
-        "alpha": 1.0,
-        "loss_kd": "kdlab.losses.kd_loss (alpha 1: the soft term only, T^2 KL)",
+        "alpha": 0.9,
+        "loss_kd": "kdlab.losses.kd_loss: (1-alpha) CE(labels) + alpha T^2 KL",
         "loss_labels": "cross-entropy on the labels of the same views",
         "seeds": pick(budget, [0, 1, 2], [0]),
         "labels_seeds": pick(budget, [0], [0]),
-        "k_curve": pick(budget, [1, 2, 4, 8], [1, 2]),
+        "k_curve": pick(budget, [1, 2, 4, 8, 16], [1, 2]),
         "k_curve_epochs": pick(budget, 30, 1),
-        "epochs_curve": pick(budget, [30, 60, 120], [1, 2]),
+        "epochs_curve": pick(budget, [30, 80, 160], [1, 2]),
         "cost_rounds": pick(budget, 3, 1),
     }
     if seeds is not None:
@@ -72,22 +73,36 @@ def settings_for(budget: str, seeds=None) -> dict:
 
 
 def _views(s: dict, x: torch.Tensor, teacher) -> tuple:
-    """The K views and their teacher logits; the logits are cached on disk (keyed)."""
-    views = kd.views.jittered(x, s["views"], s["pixels"], s["view_seed"], integer=True)
+    """The K views and their teacher logits; the logits are cached on disk (keyed by the
+    checkpoint and the views), with the seconds and threads of their computation."""
+    views = kd.views.jittered(x, s["views"], s["pixels"], s["view_seed"], s["integer_shift"])
     sha = kd.teacher.metadata()["sha256"]
-    key = hashlib.sha256(json.dumps([sha, s["n_train"], s["views"], s["pixels"],
-                                     s["view_seed"], "integer"]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([sha, s["n_train"], s["views"], s["pixels"], s["view_seed"],
+                                     s["integer_shift"]]).encode()).hexdigest()[:16]
     path = kd.data.cache_dir() / "view-logits" / f"{key}.pt"
-    t0 = time.perf_counter()
-    if path.exists():
-        logits, source = torch.load(path, weights_only=True), "cache"
+    blob = torch.load(path, weights_only=True) if path.exists() else None
+    if blob is not None and tuple(blob["logits"].shape) == (len(views) * len(x), 10):
+        source = "cache"
     else:
-        logits, source = kd.views.teacher_logits(teacher, views, progress=False), "computed"
+        t0 = time.perf_counter()
+        logits = kd.views.teacher_logits(teacher, views, progress=False)
+        blob = {"logits": logits, "seconds": round(time.perf_counter() - t0, 1),
+                "threads": torch.get_num_threads()}
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(logits, path.with_suffix(".tmp"))
+        torch.save(blob, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
-    return views, logits, {"source": source, "seconds": round(time.perf_counter() - t0, 1),
-                           "teacher_passes": int(logits.shape[0]), "path": str(path)}
+        source = "computed"
+    return views, blob["logits"], {"source": source, "seconds": blob["seconds"],
+                                   "threads": blob["threads"],
+                                   "teacher_passes": int(blob["logits"].shape[0]),
+                                   "path": str(path)}
+
+
+def cache_views(budget: str = "full") -> dict:
+    """Compute (or find) the cached teacher logits of the views alone; return their record."""
+    s = settings_for(budget)
+    x, _ = kd.data.mnist("train")
+    return _views(s, x[:s["n_train"]], kd.teacher.load_teacher(device="cpu"))[2]
 
 
 def _train(s: dict, seed: int, data, loss, epochs: int, val, teacher_logits=None) -> tuple:
@@ -212,9 +227,14 @@ def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
 def main(argv=None) -> None:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds of the distilled student")
+    p.add_argument("--cache-views-only", action="store_true",
+                   help="only compute the teacher's logits of the views into the cache")
     a = p.parse_args(argv)
     set_threads(a.threads)
-    run(a.budget, a.out, a.seeds)
+    if a.cache_views_only:
+        print(cache_views(a.budget))
+    else:
+        run(a.budget, a.out, a.seeds)
 
 
 if __name__ == "__main__":

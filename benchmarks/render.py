@@ -284,6 +284,15 @@ SECTIONS = [("hinton", _hinton), ("hinton_mlp_teacher", _hinton_mlp_teacher),
             ("course", _course), ("throughput", _throughput), ("threads", _threads), ("grading", _grading)]
 
 
+def _view_logits(v: dict | None) -> str:
+    """How the teacher's logits of the views were made, for the conditions line."""
+    if not v:
+        return "teacher logits of the views not recorded"
+    made = (f"teacher logits of the {v['teacher_passes']:,} views computed in {v['seconds']:.0f} s "
+            f"with {v['threads']} thread(s)")
+    return made + (" (read from the cache in this run)" if v["source"] == "cache" else "")
+
+
 def _conditions(name: str, d: dict) -> str:
     e, ld = d["env"], d["load"]
     shared = "shared machine, timings inflated" if d["load_note"].startswith("machine shared") \
@@ -311,8 +320,7 @@ def _conditions(name: str, d: dict) -> str:
         extra = (f" {s['views']} views ({s['shift']}), view seed {s['view_seed']}; "
                  f"{s['optimizer']} lr {s['lr']:g} one-cycle, batch {s['batch_size']}, "
                  f"T {s['T']:g}, alpha {s['alpha']:g}; seeds {s['seeds']} (labels on views: "
-                 f"{s['labels_seeds']}); teacher logits of the views: "
-                 f"{d['results'].get('view_logits', {}).get('seconds', '-')} s;")
+                 f"{s['labels_seeds']}); {_view_logits(d['results'].get('view_logits'))};")
     if name == "hinton_variants":
         extra = (f" {len(d['results'])} students of {d['settings']['baseline']['epochs']} epochs"
                  f" (x2 for 'epochs x2'), seed {d['settings']['seed']};")

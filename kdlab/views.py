@@ -97,12 +97,13 @@ class Jittered:
 
 
 def jittered(x: torch.Tensor, k: int, pixels: float = 2, seed: int = 0,
-             integer: bool = True, chunk: int = 10_000) -> torch.Tensor:
+             integer: bool = False, chunk: int = 10_000) -> torch.Tensor:
     """K fixed jittered views of every image.
 
     Inputs: x (N, 1, H, W) normalised; k >= 1 views; pixels: the largest shift; seed: the
-    views depend only on (x, k, pixels, seed, integer), and the first j views of k are the
-    views of j; chunk: images shifted at a time.
+    views depend only on (x, k, pixels, seed, integer, chunk), and the first j views of k are the
+    views of j; integer: whole-pixel shifts instead of bilinear ones (see ``shift``); chunk:
+    images shifted at a time.
     Returns: (k, N, 1, H, W) float32; view v of image i is [v, i].
     """
     if k < 1:

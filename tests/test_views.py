@@ -43,9 +43,11 @@ def test_integer_shift_stays_within_pixels_and_is_seeded():
 
 def test_jittered_views_are_fixed_and_nested():
     x = _digits(5)
-    v4 = views.jittered(x, 4, seed=3, chunk=2)
+    v4 = views.jittered(x, 4, seed=3, chunk=2, integer=True)
     assert v4.shape == (4, 5, 1, 8, 8)
-    assert torch.equal(views.jittered(x, 2, seed=3), v4[:2])  # the first j views of k
+    assert torch.equal(views.jittered(x, 2, seed=3, integer=True), v4[:2])  # first j of k
+    bilinear = views.jittered(x, 3, seed=3, chunk=2)
+    assert torch.equal(views.jittered(x, 2, seed=3), bilinear[:2])
     assert not torch.equal(v4[0], v4[1])
     assert not torch.equal(views.jittered(x, 2, seed=4), v4[:2])
     with pytest.raises(ValueError, match="k \\(views per image\\) must be >= 1"):
