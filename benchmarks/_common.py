@@ -81,17 +81,33 @@ def env() -> dict:
 SETTLE_SECONDS = 240  # the longest a full-budget benchmark waits for an idle machine
 
 
-def load_note(start: list[float], end: list[float]) -> str:
+# benchmarks whose own processes (notebook kernels, make test) add load beyond their threads:
+# the end load says nothing about other work for them
+SPAWNING = ("course", "grading")
+
+
+def own_threads(name: str, threads: int) -> int | None:
+    """The load a benchmark itself adds (its threads), or None if it spawns other processes."""
+    return None if name in SPAWNING else threads
+
+
+def load_note(start: list[float], end: list[float], threads: int | None = None) -> str:
     """Say whether the timings are trustworthy, from the 1-minute load before and after.
 
     The load at the start is other people's work (ours has not begun); a value above a
-    quarter of the cores means the run shared the CPU and its timings are inflated.
+    quarter of the cores means the run shared the CPU and its timings are inflated. At the
+    end the load counts our own `threads` too: more than that plus a quarter of the cores
+    means other work joined during the run.
     """
     cores = os.cpu_count() or 1
     if start[0] > 0.25 * cores:
         return (f"machine shared with other work: 1-min load {start[0]:.1f} at start on "
                 f"{cores} cores (end {end[0]:.1f}), so wall times are inflated relative to an "
                 "idle machine")
+    if threads is not None and end[0] > threads + 0.25 * cores:
+        return (f"machine shared with other work during the run: 1-min load {end[0]:.1f} at the "
+                f"end on {cores} cores, above this run's {threads} thread(s) (start "
+                f"{start[0]:.1f}), so wall times are inflated relative to an idle machine")
     return f"machine quiet at start (1-min load {start[0]:.1f} on {cores} cores)"
 
 
@@ -151,7 +167,8 @@ class Run:
             "env": self.env,
             "load": {"start": [round(v, 2) for v in self.load_start],
                      "end": [round(v, 2) for v in load_end]},
-            "load_note": load_note(self.load_start, load_end),
+            "load_note": load_note(self.load_start, load_end,
+                                   own_threads(self.name, self.env["threads"])),
         }
         self.path = write(self.out, self.name, payload)
         return self.path

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import hinton, kd_cost
-from ._common import RESULTS, ROOT
+from ._common import RESULTS, ROOT, load_note, own_threads
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 README = ROOT / "README.md"
@@ -295,7 +295,9 @@ def _view_logits(v: dict | None) -> str:
 
 def _conditions(name: str, d: dict) -> str:
     e, ld = d["env"], d["load"]
-    shared = "shared machine, timings inflated" if d["load_note"].startswith("machine shared") \
+    # judged again from the recorded loads and threads (notes of older runs ignored the end load)
+    note = load_note(ld["start"], ld["end"], own_threads(name, e["threads"]))
+    shared = "shared machine, timings inflated" if note.startswith("machine shared") \
         else "quiet machine"
     budget = "" if d["budget"] == "full" else f" **{d['budget']} budget**,"
     if not d.get("complete", True):
@@ -311,7 +313,7 @@ def _conditions(name: str, d: dict) -> str:
         te = d["results"].get("teacher", {})
         extra = (f" teacher: {t['optimizer']} lr {t['lr']:g} one-cycle, batch {t['batch_size']}, "
                  f"{_n(t['epochs'], 'epoch')}, seed {t['seed']}, "
-                 + (f"trained in {te['train_seconds'] / 60:.1f} min ({te['threads']} threads)"
+                 + (f"trained in {te['train_seconds'] / 60:.1f} min ({te['threads']} thread(s))"
                     + (", reused from the cache" if te.get("source") == "cache" else "")
                     if "train_seconds" in te else "not trained")
                  + f"; students: the recipe of hinton.json, seeds {st['seeds']};")

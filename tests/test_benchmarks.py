@@ -125,6 +125,13 @@ def test_threads_times_each_setting(tiny):
     assert "2 threads vs 1" in render._threads(d)[0][0]
 
 
+def test_load_note_sees_work_that_joined_during_the_run():
+    from benchmarks._common import load_note
+    assert load_note([0.1, 0, 0], [1.2, 0, 0], threads=1).startswith("machine quiet")
+    assert load_note([0.1, 0, 0], [2.9, 0, 0], threads=1).startswith("machine shared")
+    assert load_note([1.5, 0, 0], [1.0, 0, 0], threads=1).startswith("machine shared")
+
+
 def test_teacher_verdict_follows_the_numbers():
     mlp = {"mean": 70.0, "std": 2.0}
     assert "support the hypothesis" in render._teacher_verdict(mlp, {"mean": 91.7, "std": 2.1})
