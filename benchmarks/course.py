@@ -7,12 +7,19 @@ the files in solutions/ are not modified.
 
     python -m benchmarks.course [--budget tiny|full] [--notebooks a.ipynb ...]
                                 [--budgets quick full] [--skip-make-test]
+                                [--update] [--save-outputs]
 
 ``--budget tiny`` executes a one-cell notebook instead of the labs (a smoke test of the
-machinery) and skips ``make test``.
+machinery) and skips ``make test``. ``--update`` re-measures only what is asked (the given
+notebooks and budgets, and ``make test`` unless skipped) and keeps the other measurements of
+the existing course.json; every measurement records its own date and load.
+``--save-outputs`` writes each full-budget notebook back with its outputs (the saved outputs
+of solutions/ then come from the timed run).
 """
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import os
 import subprocess
 import sys
@@ -37,13 +44,23 @@ def _tiny_notebook(folder: Path) -> Path:
     return path
 
 
-def execute(path: Path, quick: bool, timeout: int = 1800, kernel_threads=None) -> dict:
+def _stamp() -> dict:
+    """When and at what load a measurement was taken (kept per row by --update)."""
+    return {"measured": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "load_before": round(os.getloadavg()[0], 2)}
+
+
+def execute(path: Path, quick: bool, timeout: int = 1800, kernel_threads=None,
+            save: bool = False) -> dict:
     """Execute the notebook at `path` in memory with KDLAB_QUICK set or unset.
 
     kernel_threads: if given, OMP_NUM_THREADS for the kernel (torch's thread count).
+    save: write the executed notebook (with its outputs) back to `path` if it ran without error.
 
-    Returns {"seconds": float, "ok": bool, "error": str or None, "cells": int}.
+    Returns {"seconds": float, "ok": bool, "error": str or None, "cells": int, "measured",
+    "load_before"}.
     """
+    stamp = _stamp()
     nb = nbformat.read(path, as_version=4)
     old = os.environ.get("KDLAB_QUICK")
     old_omp = os.environ.get("OMP_NUM_THREADS")
@@ -66,8 +83,10 @@ def execute(path: Path, quick: bool, timeout: int = 1800, kernel_threads=None) -
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    if save and error is None:
+        nbformat.write(nb, path)
     return {"seconds": round(time.perf_counter() - t0, 1), "ok": error is None, "error": error,
-            "cells": sum(c.cell_type == "code" for c in nb.cells)}
+            "cells": sum(c.cell_type == "code" for c in nb.cells), **stamp}
 
 
 def make_test(cwd: Path = ROOT) -> dict:
@@ -76,6 +95,7 @@ def make_test(cwd: Path = ROOT) -> dict:
     Returns seconds, exit code, pytest's summary line, the failed tests and pytest's ten
     slowest test phases ("12.34s call tests/...") to show where the time goes.
     """
+    stamp = _stamp()
     t0 = time.perf_counter()
     env = {**os.environ, "PYTEST_ADDOPTS": f"{os.environ.get('PYTEST_ADDOPTS', '')} --durations=10"}
     p = subprocess.run(MAKE_TEST, cwd=cwd, capture_output=True, text=True, env=env)
@@ -88,7 +108,7 @@ def make_test(cwd: Path = ROOT) -> dict:
             "summary": lines[-1].strip("= ") if lines else p.stderr.strip()[-300:],
             "failed": [ln.split(" - ")[0][len("FAILED "):] for ln in lines
                        if ln.startswith("FAILED ")],
-            "slowest_tests": slowest, "command": " ".join(MAKE_TEST)}
+            "slowest_tests": slowest, "command": " ".join(MAKE_TEST), **stamp}
 
 
 def _goals(res: dict) -> None:
@@ -103,23 +123,47 @@ def _goals(res: dict) -> None:
                                           <= 60 * GOALS["quick_suite_minutes"])
 
 
+def _previous(out: Path) -> dict:
+    """The results of the existing course.json in `out` (complete runs only), or {}."""
+    path = Path(out) / "course.json"
+    if not path.exists():
+        return {}
+    d = json.loads(path.read_text())
+    if not (d.get("complete") and d.get("budget") == "full"):
+        return {}
+    earlier = d["results"].get("earlier_run") or {"date": d["env"]["date"], "load": d["load"],
+                                                  "load_note": d["load_note"]}
+    return {**d["results"], "earlier_run": earlier}
+
+
 def run(budget: str = "full", out=RESULTS, notebooks=None, budgets=("quick", "full"),
-        skip_make_test: bool = False, kernel_threads=None) -> dict:
+        skip_make_test: bool = False, kernel_threads=None, update: bool = False,
+        save_outputs: bool = False) -> dict:
     """Time the notebooks (and make test) and write course.json; return the results."""
     tmp = None
     if notebooks is None and budget == "tiny":
         tmp = tempfile.TemporaryDirectory()
         notebooks = [_tiny_notebook(Path(tmp.name))]
         budgets, skip_make_test = ("quick",), True
+    all_notebooks = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
     if notebooks is None:
-        notebooks = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+        notebooks = all_notebooks
     notebooks = [Path(n) for n in notebooks]
-    s = {"notebooks": [n.name for n in notebooks], "budgets": list(budgets),
-         "runner": "nbclient, kernel python3, in memory (files untouched)",
-         "make_test": None if skip_make_test else " ".join(MAKE_TEST), "goals": GOALS,
-         "kernel_threads": kernel_threads or "torch default"}
+    kept = _previous(out) if update else {}
+    s = {"notebooks": [n.name for n in (all_notebooks if kept else notebooks)],
+         "budgets": sorted(set(budgets) | {b for b in ("quick", "full") if b in kept}),
+         "runner": "nbclient, kernel python3, in memory (files untouched"
+                   + ("; full-budget notebooks then saved with their outputs)" if save_outputs
+                      else ")"),
+         "make_test": None if skip_make_test and "make_test" not in kept else " ".join(MAKE_TEST),
+         "goals": GOALS, "kernel_threads": kernel_threads or "torch default",
+         "updated": bool(kept)}
     with Run("course", budget, s, out=out, title="Course run time") as r:
         res = r.results
+        res.update(kept)
+        if kept:
+            res["remeasured"] = ([] if skip_make_test else ["make test"]) + [
+                f"{b} {n.stem}" for b in budgets for n in notebooks]
         # make test first, while benchmarks/results/course.json still holds the finished run
         # the README was rendered from: the checkpoints below would make the README test fail
         if not skip_make_test:
@@ -128,16 +172,17 @@ def run(budget: str = "full", out=RESULTS, notebooks=None, budgets=("quick", "fu
                   f"{res['make_test']['summary']}", flush=True)
             r.save(complete=False)
         for b in budgets:
-            rows = {}
+            rows = dict(res.get(b, {}).get("notebooks", {})) if kept else {}
             for nb in notebooks:
-                rows[nb.stem] = execute(nb, quick=(b == "quick"), kernel_threads=kernel_threads)
+                rows[nb.stem] = execute(nb, quick=(b == "quick"), kernel_threads=kernel_threads,
+                                        save=save_outputs and b == "full")
                 print(f"{b:5s} {nb.name}: {rows[nb.stem]['seconds']:.0f} s"
                       f"{'' if rows[nb.stem]['ok'] else ' FAILED ' + rows[nb.stem]['error']}",
                       flush=True)
-                res[b] = {"notebooks": rows,
+                res[b] = {"notebooks": dict(sorted(rows.items())),
                           "total_seconds": round(sum(v["seconds"] for v in rows.values()), 1),
                           "all_ok": all(v["ok"] for v in rows.values()),
-                          "all_run": len(rows) == len(notebooks)}
+                          "all_run": len(rows) == len(s["notebooks"])}
                 _goals(res)
                 r.save(complete=False)  # a checkpoint after every notebook
     if tmp is not None:
@@ -153,9 +198,14 @@ def main(argv=None) -> None:
     p.add_argument("--skip-make-test", action="store_true", help="do not time make test")
     p.add_argument("--kernel-threads", type=int, default=None,
                    help="OMP_NUM_THREADS of the notebook kernels (default: torch's choice)")
+    p.add_argument("--update", action="store_true",
+                   help="re-measure only what is asked; keep the rest of the existing course.json")
+    p.add_argument("--save-outputs", action="store_true",
+                   help="write each full-budget notebook back with its outputs")
     a = p.parse_args(argv)
     set_threads(a.threads)
-    run(a.budget, a.out, a.notebooks, a.budgets, a.skip_make_test, a.kernel_threads)
+    run(a.budget, a.out, a.notebooks, a.budgets, a.skip_make_test, a.kernel_threads, a.update,
+        a.save_outputs)
 
 
 if __name__ == "__main__":

@@ -328,6 +328,11 @@ def _conditions(name: str, d: dict) -> str:
                  f" (x2 for 'epochs x2'), seed {d['settings']['seed']};")
     if name == "course":
         extra = f" notebook kernels: threads {d['settings'].get('kernel_threads', 'torch default')};"
+        if d["results"].get("remeasured"):
+            er = d["results"]["earlier_run"]
+            extra += (f" this run re-measured {', '.join(d['results']['remeasured'])}; the other "
+                      f"rows come from the run of {er['date'][:16].replace('T', ' ')} UTC (load "
+                      f"{er['load']['start'][0]:.1f} → {er['load']['end'][0]:.1f});")
     if name == "throughput":
         s = d["settings"]
         if "training_timed" in s:

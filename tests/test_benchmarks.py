@@ -358,3 +358,25 @@ def test_course_runs_make_test_before_it_checkpoints(tmp_path, monkeypatch):
     course.run("tiny", out, notebooks=[nb], budgets=("quick",))
     assert seen == [("make_test", True), ("execute", "a.ipynb")]
     assert _read(out, "course")["results"]["make_test"]["summary"] == "1 passed"
+
+
+def test_course_update_remeasures_only_what_is_asked(tmp_path, monkeypatch):
+    from benchmarks import _common
+    monkeypatch.setattr(_common, "SETTLE_SECONDS", 0)
+    earlier = {"benchmark": "course", "budget": "full", "complete": True,
+               "settings": {"notebooks": ["01_a.ipynb"], "goals": course.GOALS},
+               "results": {"make_test": {"seconds": 250.0, "returncode": 0, "summary": "9 passed"},
+                           "full": {"notebooks": {"01_a": {"seconds": 7.0, "ok": True}},
+                                    "total_seconds": 7.0, "all_ok": True}},
+               "env": {"date": "2026-01-02T03:04:05Z"}, "load": {"start": [0.1], "end": [0.2]},
+               "load_note": "machine quiet at start"}
+    (tmp_path / "course.json").write_text(json.dumps(earlier))
+    nb = course._tiny_notebook(tmp_path)
+    r = course.run("full", tmp_path, notebooks=[nb], budgets=("quick",), skip_make_test=True,
+                   update=True)
+    assert r["make_test"] == earlier["results"]["make_test"]  # kept, not re-run
+    assert r["full"]["notebooks"] == earlier["results"]["full"]["notebooks"]
+    assert list(r["quick"]["notebooks"]) == ["tiny"] and r["quick"]["notebooks"]["tiny"]["ok"]
+    assert r["quick"]["notebooks"]["tiny"]["measured"].startswith("20")
+    assert r["remeasured"] == ["quick tiny"] and r["earlier_run"]["date"] == "2026-01-02T03:04:05Z"
+    assert json.loads((tmp_path / "course.json").read_text())["complete"]
