@@ -127,30 +127,35 @@ def _hinton_mlp_teacher(d: dict, resnet: dict | None = None) -> list[tuple]:
 
 
 def _hinton_consistent(d: dict) -> list[tuple]:
+    """The rows of the consistent-views run; a run not finished shows the parts it measured."""
     r, s = d["results"], d["settings"]
-    if "epoch_cost" not in r:
-        return []
     k, ep = s["views"], s["epochs"]
-    curve_k = "; ".join(f"K = {q['views']}: {q['errors']}" for q in r["k_curve"])
-    curve_e = "; ".join(f"{_n(q['epochs'], 'epoch')}: {q['errors']}" for q in r["epochs_curve"])
-    c = r["epoch_cost"]
-    n = len(c["ratio_by_round"])
-    rounds = (f"median of {n} rounds, each views ÷ cached of the same round: "
-              f"{_ratios(c['ratio_by_round'])}" if n > 1 else "1 round")
-    med_v = statistics.median(c["seconds"]["views"])
-    med_c = statistics.median(c["seconds"]["cached"])
-    return [
-        (f"800-800 MLP distilled on {k} cached jittered views per image (consistent), T = "
-         f"{s['T']:g}, {_n(ep, 'epoch')}", f"≤ {r['goal_errors']} (goal; paper 74)", _pm(r["kd"]),
-         _goal(r["within_goal_errors"])),
-        (f"same MLP on the labels of the same views, {_n(ep, 'epoch')}", "-", _pm(r["labels"]), "-"),
-        (f"consistent views: errors vs views K (seed 0, {_n(s['k_curve_epochs'], 'epoch')})", "-",
-         curve_k, "-"),
-        (f"consistent views: errors vs epochs (seed 0, K = {k})", "-", curve_e, "-"),
-        (f"epoch on {k} cached views vs cached-KD epoch (un-jittered images)",
-         f"≤ {c['goal']:.1f}×", f"{c['ratio']:.2f}× ({rounds}; median epoch {med_v:.1f} s vs "
-         f"{med_c:.1f} s)", _goal(c["within_goal"])),
-    ]
+    rows = []
+    if "kd" in r:
+        rows.append((f"800-800 MLP distilled on {k} cached jittered views per image (consistent), "
+                     f"T = {s['T']:g}, {_n(ep, 'epoch')}", f"≤ {r['goal_errors']} (goal; paper 74)",
+                     _pm(r["kd"]), _goal(r["within_goal_errors"])))
+    if "labels" in r:
+        rows.append((f"same MLP on the labels of the same views, {_n(ep, 'epoch')}", "-",
+                     _pm(r["labels"]), "-"))
+    if "k_curve" in r:
+        rows.append((f"consistent views: errors vs views K (seed 0, {_n(s['k_curve_epochs'], 'epoch')})",
+                     "-", "; ".join(f"K = {q['views']}: {q['errors']}" for q in r["k_curve"]), "-"))
+    if "epochs_curve" in r:
+        rows.append((f"consistent views: errors vs epochs (seed 0, K = {k})", "-",
+                     "; ".join(f"{_n(q['epochs'], 'epoch')}: {q['errors']}" for q in r["epochs_curve"]),
+                     "-"))
+    if "epoch_cost" in r:
+        c = r["epoch_cost"]
+        n = len(c["ratio_by_round"])
+        rounds = (f"median of {n} rounds, each views ÷ cached of the same round: "
+                  f"{_ratios(c['ratio_by_round'])}" if n > 1 else "1 round")
+        med_v = statistics.median(c["seconds"]["views"])
+        med_c = statistics.median(c["seconds"]["cached"])
+        rows.append((f"epoch on {k} cached views vs cached-KD epoch (un-jittered images)",
+                     f"≤ {c['goal']:.1f}×", f"{c['ratio']:.2f}× ({rounds}; median epoch "
+                     f"{med_v:.1f} s vs {med_c:.1f} s)", _goal(c["within_goal"])))
+    return rows
 
 
 def _hinton_variants(d: dict) -> list[tuple]:
