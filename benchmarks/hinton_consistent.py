@@ -25,6 +25,7 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -168,9 +169,30 @@ def plot(res: dict, s: dict, path) -> None:
     plt.close(fig)
 
 
+def _resumable(out, s: dict) -> dict:
+    """Runs finished by an interrupted run with the same settings: {"name/seed/K/epochs": run}.
+
+    Read from the checkpoint that run left (hinton_consistent.json with "complete": false)."""
+    path = Path(out) / "hinton_consistent.json"
+    if not path.exists():
+        return {}
+    d = json.loads(path.read_text())
+    if d.get("complete", True) or d["settings"] != json.loads(json.dumps(s)):
+        return {}
+    r = d["results"]
+    done = dict(r.get("finished_runs", {}))
+    for name in ("kd", "labels"):  # checkpoints written before finished_runs existed
+        for q in r.get(name, {}).get("runs", []):
+            done.setdefault(f"{name}/{q['seed']}/{q['views']}/{q['epochs']}", q)
+    return done
+
+
 def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
-    """Run every measurement and write hinton_consistent.json; return the results."""
+    """Run every measurement and write hinton_consistent.json; return the results.
+
+    An interrupted run resumes: runs its checkpoint records (same settings) are reused."""
     s = settings_for(budget, seeds)
+    reuse = _resumable(out, s)
     title = "Consistent views: the 800-800 MLP distilled from K cached jittered views"
     with Run("hinton_consistent", budget, s, out=out, title=title) as r:
         res = r.results
@@ -185,7 +207,15 @@ def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
               f"in {res['view_logits']['seconds']} s; teacher {res['teacher_errors']} errors",
               flush=True)
 
+        res["finished_runs"], res["resumed_runs"] = {}, []
+
         def student(name, seed, k=s["views"], epochs=s["epochs"]):
+            key = f"{name}/{seed}/{k}/{epochs}"
+            if key in reuse:
+                print(f"{key}: {reuse[key]['errors']} errors (from the interrupted run)", flush=True)
+                res["finished_runs"][key] = reuse[key]
+                res["resumed_runs"].append(key)
+                return reuse[key]
             data = kd.views.ViewBatches(views[:k], y, s["batch_size"], seed=seed)
             if name == "labels":
                 model, h = _train(s, seed, data, F.cross_entropy, epochs, (xt, yt))
@@ -194,10 +224,12 @@ def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
             e = kd.train.evaluate(model, xt, yt)["errors"]
             print(f"{name} K={k} {epochs} epochs seed {seed}: {e} errors "
                   f"({sum(h['epoch_time']):.0f} s)", flush=True)
-            r.save(complete=False)
-            return {"seed": seed, "views": k, "epochs": epochs, "errors": e,
-                    "val_errors": h["val_errors"], "seconds": round(sum(h["epoch_time"]), 1),
-                    "epoch_seconds": round(statistics.median(h["epoch_time"]), 3)}
+            res["finished_runs"][key] = {
+                "seed": seed, "views": k, "epochs": epochs, "errors": e,
+                "val_errors": h["val_errors"], "seconds": round(sum(h["epoch_time"]), 1),
+                "epoch_seconds": round(statistics.median(h["epoch_time"]), 3)}
+            r.save(complete=False)  # a checkpoint: an interrupted run resumes from here
+            return res["finished_runs"][key]
 
         runs = [student("kd", q) for q in s["seeds"]]
         res["kd"] = {**_summary([q["errors"] for q in runs]), "runs": runs}

@@ -380,3 +380,24 @@ def test_course_update_remeasures_only_what_is_asked(tmp_path, monkeypatch):
     assert r["quick"]["notebooks"]["tiny"]["measured"].startswith("20")
     assert r["remeasured"] == ["quick tiny"] and r["earlier_run"]["date"] == "2026-01-02T03:04:05Z"
     assert json.loads((tmp_path / "course.json").read_text())["complete"]
+
+
+def test_hinton_consistent_resumes_an_interrupted_run(tmp_path, monkeypatch):
+    """The checkpoint an interrupted run leaves is reused, run by run, with the same settings."""
+    monkeypatch.setenv("KDLAB_CACHE", str(tmp_path / "cache"))
+    first = hinton_consistent.run("tiny", tmp_path)
+    path = tmp_path / "hinton_consistent.json"
+    d = json.loads(path.read_text())
+    d["complete"] = False  # as if stopped after the distilled students
+    for part in ("labels", "k_curve", "epochs_curve", "epoch_cost"):
+        d["results"].pop(part)
+    for key in [k for k in d["results"]["finished_runs"] if not k.startswith("kd/0/2/2")]:
+        del d["results"]["finished_runs"][key]
+    path.write_text(json.dumps(d))
+    again = hinton_consistent.run("tiny", tmp_path)
+    assert again["resumed_runs"] == ["kd/0/2/2"]
+    assert again["kd"] == first["kd"] and again["labels"]["errors"] == first["labels"]["errors"]
+    d["settings"]["epochs"] += 1  # other settings: nothing is reused
+    d["complete"] = False
+    path.write_text(json.dumps(d))
+    assert hinton_consistent.run("tiny", tmp_path)["resumed_runs"] == []
