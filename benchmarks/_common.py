@@ -81,9 +81,9 @@ def env() -> dict:
 SETTLE_SECONDS = 240  # the longest a full-budget benchmark waits for an idle machine
 
 
-# benchmarks whose own processes (notebook kernels, make test) add load beyond their threads:
-# the end load says nothing about other work for them
-SPAWNING = ("course", "grading")
+# benchmarks whose own processes (notebook kernels, make test, busy spinners) add load beyond
+# their threads: the end load says nothing about other work for them
+SPAWNING = ("course", "grading", "threads")
 
 
 def own_threads(name: str, threads: int) -> int | None:
