@@ -3,7 +3,7 @@
 Beyer et al. (2022): the student and the teacher should see the same augmented view. A live
 teacher on fresh jittered views costs a teacher pass per step (``benchmarks.kd_cost``: about
 5x a labels-only epoch). Here the ResNet teacher sees K fixed jittered views of every training
-image once (``kd.views.jittered``, whole-pixel shifts of up to 2 px); the student trains on a
+image once (``kd.views.jittered``, bilinear shifts of up to 2 px); the student trains on a
 random one of the K views of each image per epoch, with the cached logits of that same view
 (``kd.views.ViewBatches`` + ``kd.train.fit(..., teacher_logits=...)``, the course's one loop).
 
@@ -13,7 +13,12 @@ Measures (test errors out of 10,000, the un-jittered test set):
 - the same MLP trained on the labels of the same views (so the gain is distillation, not
   augmentation alone);
 - errors vs K (1, 2, 4, K) and vs the number of epochs, seed 0;
-- the epoch-time ratio, paired per round like ``benchmarks.kd_cost``.
+- the epoch-time ratio, paired per round like ``benchmarks.kd_cost``;
+- the distilled MLP on K elastic views instead (Simard et al. 2003: a smooth random
+  displacement field, then the shift; ``kd.views.elastic``), 3 seeds, same recipe otherwise.
+
+Every student is checkpointed in the results file; a run with the same recipe reuses the runs
+an interrupted run finished (also when it asks for more runs, e.g. the elastic ones).
 
     python -m benchmarks.hinton_consistent [--budget tiny|full] [--seeds 0 1 2]
 """
@@ -67,19 +72,27 @@ def settings_for(budget: str, seeds=None) -> dict:
         "k_curve_epochs": pick(budget, 30, 1),
         "epochs_curve": pick(budget, [30, 80, 160], [1, 2]),
         "cost_rounds": pick(budget, 3, 1),
+        "elastic_field": [34.0, 4.0],
+        "elastic": "per view: a displacement uniform in [-1, 1] px per pixel and axis, smoothed "
+                   "by a Gaussian of sigma 4 px, times alpha 34 (Simard et al. 2003), then the shift",
+        "elastic_seeds": pick(budget, [0, 1, 2], [0]),
     }
     if seeds is not None:
         s["seeds"] = list(seeds)
     return s
 
 
-def _views(s: dict, x: torch.Tensor, teacher) -> tuple:
-    """The K views and their teacher logits; the logits are cached on disk (keyed by the
-    checkpoint and the views), with the seconds and threads of their computation."""
-    views = kd.views.jittered(x, s["views"], s["pixels"], s["view_seed"], s["integer_shift"])
+def _views(s: dict, x: torch.Tensor, teacher, elastic: bool = False) -> tuple:
+    """The K views (shifts, or elastic distortions and shifts) and their teacher logits; the
+    logits are cached on disk (keyed by the checkpoint and the views), with the seconds and
+    threads of their computation."""
+    field = tuple(s["elastic_field"]) if elastic else None
+    views = kd.views.jittered(x, s["views"], s["pixels"], s["view_seed"], s["integer_shift"],
+                              elastic_field=field)
     sha = kd.teacher.metadata()["sha256"]
-    key = hashlib.sha256(json.dumps([sha, s["n_train"], s["views"], s["pixels"], s["view_seed"],
-                                     s["integer_shift"]]).encode()).hexdigest()[:16]
+    recipe = [sha, s["n_train"], s["views"], s["pixels"], s["view_seed"], s["integer_shift"]]
+    key = hashlib.sha256(json.dumps(recipe + ([list(field)] if elastic else [])).encode()
+                         ).hexdigest()[:16]
     path = kd.data.cache_dir() / "view-logits" / f"{key}.pt"
     blob = torch.load(path, weights_only=True) if path.exists() else None
     if blob is not None and tuple(blob["logits"].shape) == (len(views) * len(x), 10):
@@ -99,11 +112,11 @@ def _views(s: dict, x: torch.Tensor, teacher) -> tuple:
                                    "path": str(path)}
 
 
-def cache_views(budget: str = "full") -> dict:
+def cache_views(budget: str = "full", elastic: bool = False) -> dict:
     """Compute (or find) the cached teacher logits of the views alone; return their record."""
     s = settings_for(budget)
     x, _ = kd.data.mnist("train")
-    return _views(s, x[:s["n_train"]], kd.teacher.load_teacher(device="cpu"))[2]
+    return _views(s, x[:s["n_train"]], kd.teacher.load_teacher(device="cpu"), elastic)[2]
 
 
 def _train(s: dict, seed: int, data, loss, epochs: int, val, teacher_logits=None) -> tuple:
@@ -136,7 +149,8 @@ def _epoch_cost(s: dict, x, y, t_plain, views, t_views, loss) -> dict:
 
 
 def plot(res: dict, s: dict, path) -> None:
-    """Errors vs K and vs epochs (seed 0), with the labels-only student, the goal and the paper."""
+    """Errors vs K and vs epochs (seed 0), with the labels-only student, the goal, the paper and
+    the students of the elastic views."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,6 +175,10 @@ def plot(res: dict, s: dict, path) -> None:
         if key == "views":
             ax.set_xscale("log", base=2)
             ax.set_xticks([q[key] for q in runs], [str(q[key]) for q in runs])
+    if "kd_elastic" in res:
+        el = res["kd_elastic"]["runs"]
+        axes[1].plot([q["epochs"] for q in el], [q["errors"] for q in el], "D", color="C4",
+                     mfc="none", label=f"KD, elastic views (seeds {', '.join(str(q['seed']) for q in el)})")
     axes[0].set_ylabel(f"test errors (of {s['n_test']:,}), seed 0")
     axes[1].legend(fontsize=7, loc="upper right")
     fig.suptitle("800-800 MLP distilled from cached jittered views of the ResNet teacher", fontsize=10)
@@ -169,18 +187,33 @@ def plot(res: dict, s: dict, path) -> None:
     plt.close(fig)
 
 
-def _resumable(out, s: dict) -> dict:
-    """Runs finished by an interrupted run with the same settings: {"name/seed/K/epochs": run}.
+# settings that only choose which runs to make (a run's key names its seed, K and epochs)
+_CHOICE = ("seeds", "labels_seeds", "k_curve", "k_curve_epochs", "epochs_curve", "cost_rounds",
+           "elastic_seeds")
+_ELASTIC = ("elastic_field", "elastic")  # the recipe of the elastic runs only
 
-    Read from the checkpoint that run left (hinton_consistent.json with "complete": false)."""
+
+def _recipe(s: dict, elastic: bool) -> dict:
+    """The settings a run's result depends on."""
+    return {k: v for k, v in json.loads(json.dumps(s)).items()
+            if k not in _CHOICE and (elastic or k not in _ELASTIC)}
+
+
+def _resumable(out, s: dict) -> dict:
+    """Runs finished by an interrupted run with the same recipe: {"name/seed/K/epochs": run}.
+
+    Read from the checkpoint that run left (hinton_consistent.json with "complete": false); it
+    may have asked for other runs (seeds, curves). Elastic runs also need the same field."""
     path = Path(out) / "hinton_consistent.json"
     if not path.exists():
         return {}
     d = json.loads(path.read_text())
-    if d.get("complete", True) or d["settings"] != json.loads(json.dumps(s)):
+    if d.get("complete", True) or _recipe(d["settings"], False) != _recipe(s, False):
         return {}
     r = d["results"]
-    done = dict(r.get("finished_runs", {}))
+    elastic_ok = _recipe(d["settings"], True) == _recipe(s, True)
+    done = {k: q for k, q in r.get("finished_runs", {}).items()
+            if elastic_ok or not k.startswith("kd_elastic/")}
     for name in ("kd", "labels"):  # checkpoints written before finished_runs existed
         for q in r.get(name, {}).get("runs", []):
             done.setdefault(f"{name}/{q['seed']}/{q['views']}/{q['epochs']}", q)
@@ -209,6 +242,8 @@ def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
 
         res["finished_runs"], res["resumed_runs"] = {}, []
 
+        cur = {"views": views, "logits": t_views}  # the views the students train on now
+
         def student(name, seed, k=s["views"], epochs=s["epochs"]):
             key = f"{name}/{seed}/{k}/{epochs}"
             if key in reuse:
@@ -216,11 +251,11 @@ def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
                 res["finished_runs"][key] = reuse[key]
                 res["resumed_runs"].append(key)
                 return reuse[key]
-            data = kd.views.ViewBatches(views[:k], y, s["batch_size"], seed=seed)
+            data = kd.views.ViewBatches(cur["views"][:k], y, s["batch_size"], seed=seed)
             if name == "labels":
                 model, h = _train(s, seed, data, F.cross_entropy, epochs, (xt, yt))
             else:
-                model, h = _train(s, seed, data, soft, epochs, (xt, yt), t_views[:k * n])
+                model, h = _train(s, seed, data, soft, epochs, (xt, yt), cur["logits"][:k * n])
             e = kd.train.evaluate(model, xt, yt)["errors"]
             print(f"{name} K={k} {epochs} epochs seed {seed}: {e} errors "
                   f"({sum(h['epoch_time']):.0f} s)", flush=True)
@@ -251,10 +286,19 @@ def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
         c = res["epoch_cost"]
         print(f"epoch: views {c['seconds']['views']} s vs cached {c['seconds']['cached']} s, "
               f"ratio {c['ratio']} (goal <= {GOAL_EPOCH_RATIO})", flush=True)
+        cur.clear()
+        del views, t_views  # 3 GB: make room for the elastic views
+        cur["views"], cur["logits"], res["elastic_view_logits"] = _views(s, x, teacher, elastic=True)
+        print(f"elastic views: teacher logits {res['elastic_view_logits']['source']} in "
+              f"{res['elastic_view_logits']['seconds']} s", flush=True)
+        el = [student("kd_elastic", q) for q in s["elastic_seeds"]]
+        res["kd_elastic"] = {**_summary([q["errors"] for q in el]), "runs": el,
+                             "within_goal_errors": statistics.mean(q["errors"] for q in el)
+                             <= GOAL_ERRORS}
         plot(res, s, r.out / "hinton_consistent.png")
         print(f"distilled, {s['views']} views: {res['kd']['errors']} errors (mean "
-              f"{res['kd']['mean']:.1f}); labels on the same views: {res['labels']['errors']}",
-              flush=True)
+              f"{res['kd']['mean']:.1f}); labels on the same views: {res['labels']['errors']}; "
+              f"elastic views: {res['kd_elastic']['errors']}", flush=True)
     return r.results
 
 
@@ -263,10 +307,12 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds of the distilled student")
     p.add_argument("--cache-views-only", action="store_true",
                    help="only compute the teacher's logits of the views into the cache")
+    p.add_argument("--elastic", action="store_true",
+                   help="with --cache-views-only: the elastic views' logits")
     a = p.parse_args(argv)
     set_threads(a.threads)
     if a.cache_views_only:
-        print(cache_views(a.budget))
+        print(cache_views(a.budget, a.elastic))
     else:
         run(a.budget, a.out, a.seeds)
 

@@ -155,6 +155,12 @@ def _hinton_consistent(d: dict) -> list[tuple]:
         rows.append((f"epoch on {k} cached views vs cached-KD epoch (un-jittered images)",
                      f"≤ {c['goal']:.1f}×", f"{c['ratio']:.2f}× ({rounds}; median epoch "
                      f"{med_v:.1f} s vs {med_c:.1f} s)", _goal(c["within_goal"])))
+    if "kd_elastic" in r:
+        alpha, sigma = s["elastic_field"]
+        rows.append((f"800-800 MLP distilled on {k} cached elastic views per image (consistent: "
+                     f"field alpha {alpha:g}, sigma {sigma:g} px, then the shift), same recipe",
+                     f"≤ {r['goal_errors']} (goal; paper 74)", _pm(r["kd_elastic"]),
+                     _goal(r["kd_elastic"]["within_goal_errors"])))
     return rows
 
 

@@ -5,6 +5,7 @@ consistent") shows the student and the teacher the *same* augmented view of an i
 teacher on fresh views costs one teacher forward pass per student step. The cheap version
 here: the teacher sees K fixed jittered views of every training image once; the student then
 trains on a random one of the K views of each image per epoch, with the logits of that view.
+The views are shifts of up to 2 px, or elastic distortions and shifts (``elastic``).
 
     views = kd.views.jittered(x, k=8, pixels=2, seed=0)        # (8, N, 1, 28, 28)
     logits = kd.views.teacher_logits(teacher, views)           # (8 * N, 10): row k * N + i
@@ -55,6 +56,40 @@ def shift(x: torch.Tensor, pixels: float, generator: torch.Generator,
     return F.grid_sample(x - _black(), grid, align_corners=False) + _black()
 
 
+def elastic(x: torch.Tensor, generator: torch.Generator, alpha: float = 34.0, sigma: float = 4.0,
+            pixels: float = 2) -> torch.Tensor:
+    """Distort each image by its own random elastic field, then shift it (Simard et al. 2003).
+
+    The field: a displacement uniform in [-1, 1] px per pixel and axis, smoothed by a Gaussian
+    of width `sigma` px and scaled by `alpha`; each image is also shifted by a real offset of up
+    to `pixels` in x and y. Sampled bilinearly, the border black.
+
+    Inputs:
+    - x: (N, 1, H, W) normalised images
+    - generator: the torch.Generator of the fields and offsets (seeded: repeatable)
+    - alpha > 0: the field's scale; sigma > 0: its smoothness; pixels >= 0: the largest shift
+    Returns: (N, 1, H, W).
+    """
+    if not (alpha > 0 and sigma > 0 and pixels >= 0):
+        raise ValueError(f"elastic needs alpha > 0, sigma > 0 and pixels >= 0, "
+                         f"got alpha={alpha}, sigma={sigma}, pixels={pixels}")
+    n, _, h, w = x.shape
+    field = torch.rand(n * 2, 1, h, w, generator=generator) * 2 - 1
+    r = int(2 * sigma)
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    g = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    g = g / g.sum()
+    field = F.conv2d(field, g.view(1, 1, 1, -1), padding=(0, r))
+    field = F.conv2d(field, g.view(1, 1, -1, 1), padding=(r, 0)).view(n, 2, h, w) * alpha
+    offs = (torch.rand(n, 2, generator=generator) * 2 - 1) * pixels
+    field = field + offs.view(n, 2, 1, 1)
+    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                                torch.arange(w, dtype=torch.float32), indexing="ij")
+    src_x, src_y = cols + field[:, 0], rows + field[:, 1]  # pixel (r, c) reads from here, as in shift
+    grid = torch.stack([(2 * src_x + 1) / w - 1, (2 * src_y + 1) / h - 1], dim=-1)
+    return F.grid_sample(x - _black(), grid, align_corners=False) + _black()
+
+
 def shift_by(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Translate image i by the whole-pixel offset offsets[i] = (dx, dy); dx > 0 moves right.
 
@@ -97,22 +132,27 @@ class Jittered:
 
 
 def jittered(x: torch.Tensor, k: int, pixels: float = 2, seed: int = 0,
-             integer: bool = False, chunk: int = 10_000) -> torch.Tensor:
+             integer: bool = False, chunk: int = 10_000, elastic_field=None) -> torch.Tensor:
     """K fixed jittered views of every image.
 
     Inputs: x (N, 1, H, W) normalised; k >= 1 views; pixels: the largest shift; seed: the
-    views depend only on (x, k, pixels, seed, integer, chunk), and the first j views of k are the
-    views of j; integer: whole-pixel shifts instead of bilinear ones (see ``shift``); chunk:
-    images shifted at a time.
+    views depend only on (x, k, pixels, seed, integer, chunk, elastic_field), and the first j
+    views of k are the views of j; integer: whole-pixel shifts instead of bilinear ones (see
+    ``shift``); chunk: images shifted at a time; elastic_field: None (shifts only) or
+    (alpha, sigma), an elastic distortion before the shift (see ``elastic``).
     Returns: (k, N, 1, H, W) float32; view v of image i is [v, i].
     """
     if k < 1:
         raise ValueError(f"k (views per image) must be >= 1, got {k}")
+    if elastic_field is not None and integer:
+        raise ValueError("elastic views are sampled bilinearly: use integer=False")
     out = torch.empty((k, *x.shape), dtype=x.dtype)
     for v in range(k):
         g = torch.Generator().manual_seed(seed * 1_000_003 + v)
         for s in range(0, len(x), chunk):
-            out[v, s:s + chunk] = shift(x[s:s + chunk], pixels, g, integer)
+            part = x[s:s + chunk]
+            out[v, s:s + chunk] = (shift(part, pixels, g, integer) if elastic_field is None else
+                                   elastic(part, g, *elastic_field, pixels=pixels))
     return out
 
 

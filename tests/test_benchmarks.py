@@ -101,7 +101,13 @@ def test_hinton_consistent_results(tiny):
     assert r["within_goal_errors"] == (r["kd"]["mean"] <= hinton_consistent.GOAL_ERRORS)
     assert [q["views"] for q in r["k_curve"]] == s["k_curve"]
     assert [q["epochs"] for q in r["epochs_curve"]] == s["epochs_curve"]
-    for q in r["kd"]["runs"] + r["labels"]["runs"] + r["k_curve"] + r["epochs_curve"]:
+    el = r["kd_elastic"]
+    assert [q["seed"] for q in el["runs"]] == s["elastic_seeds"]
+    assert el["errors"] == [q["errors"] for q in el["runs"]]
+    assert el["within_goal_errors"] == (el["mean"] <= hinton_consistent.GOAL_ERRORS)
+    assert r["elastic_view_logits"]["path"] != r["view_logits"]["path"]
+    assert r["elastic_view_logits"]["teacher_passes"] == s["views"] * s["n_train"]
+    for q in r["kd"]["runs"] + r["labels"]["runs"] + r["k_curve"] + r["epochs_curve"] + el["runs"]:
         assert len(q["val_errors"]) == q["epochs"] and q["errors"] == q["val_errors"][-1]
     c = r["epoch_cost"]
     want = [v / k for v, k in zip(c["seconds"]["views"], c["seconds"]["cached"])]
@@ -109,7 +115,8 @@ def test_hinton_consistent_results(tiny):
     assert c["within_goal"] == (sorted(want)[len(want) // 2] <= hinton_consistent.GOAL_EPOCH_RATIO)
     assert (tiny / "hinton_consistent.png").stat().st_size > 10_000  # the figure of the curves
     rows = render._hinton_consistent(d)
-    assert rows[0][2].startswith(f"{r['kd']['mean']:.0f}") and "views ÷ cached" not in rows[-1][2]
+    assert rows[0][2].startswith(f"{r['kd']['mean']:.0f}") and "views ÷ cached" not in rows[-2][2]
+    assert "elastic" in rows[-1][0] and rows[-1][2].startswith(f"{el['mean']:.0f}")
 
 
 def test_threads_times_each_setting(tiny):
@@ -382,8 +389,17 @@ def test_course_update_remeasures_only_what_is_asked(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "course.json").read_text())["complete"]
 
 
-def test_hinton_consistent_resumes_an_interrupted_run(tmp_path, monkeypatch):
-    """The checkpoint an interrupted run leaves is reused, run by run, with the same settings."""
+@pytest.fixture
+def one_thread():
+    """torch on one thread for tiny runs (as the tiny fixture), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_hinton_consistent_resumes_an_interrupted_run(tmp_path, monkeypatch, one_thread):
+    """The checkpoint an interrupted run leaves is reused, run by run, with the same recipe."""
     monkeypatch.setenv("KDLAB_CACHE", str(tmp_path / "cache"))
     first = hinton_consistent.run("tiny", tmp_path)
     path = tmp_path / "hinton_consistent.json"
@@ -397,7 +413,23 @@ def test_hinton_consistent_resumes_an_interrupted_run(tmp_path, monkeypatch):
     again = hinton_consistent.run("tiny", tmp_path)
     assert again["resumed_runs"] == ["kd/0/2/2"]
     assert again["kd"] == first["kd"] and again["labels"]["errors"] == first["labels"]["errors"]
-    d["settings"]["epochs"] += 1  # other settings: nothing is reused
+    # a checkpoint from before the elastic runs (no elastic settings) that asked for other
+    # seeds: its runs of the same recipe are reused, and the elastic ones are made
+    d = json.loads(path.read_text())
     d["complete"] = False
+    for k in ("elastic_field", "elastic", "elastic_seeds"):
+        d["settings"].pop(k)
+    d["settings"]["seeds"] = [7]
+    d["results"]["finished_runs"] = {k: q for k, q in d["results"]["finished_runs"].items()
+                                     if not k.startswith("kd_elastic/")}
+    path.write_text(json.dumps(d))
+    third = hinton_consistent.run("tiny", tmp_path)
+    assert third["resumed_runs"] == [k for k in d["results"]["finished_runs"]]
+    assert third["kd_elastic"]["errors"] == again["kd_elastic"]["errors"]  # made again, seeded
+    s = hinton_consistent.settings_for("tiny")
+    field = {**s, "elastic_field": [30.0, 4.0]}  # another field: only the elastic runs differ
+    assert hinton_consistent._recipe(field, False) == hinton_consistent._recipe(s, False)
+    assert hinton_consistent._recipe(field, True) != hinton_consistent._recipe(s, True)
+    d["settings"]["epochs"] += 1  # other settings: nothing is reused
     path.write_text(json.dumps(d))
     assert hinton_consistent.run("tiny", tmp_path)["resumed_runs"] == []

@@ -54,6 +54,26 @@ def test_jittered_views_are_fixed_and_nested():
         views.jittered(x, 0)
 
 
+def test_elastic_without_a_field_is_the_bilinear_shift_and_is_seeded():
+    """With a vanishing field (alpha ~ 0) an elastic view is exactly shift()'s bilinear view with
+    the same offsets: the two share one coordinate convention."""
+    x = _digits(7, 12, 10)
+    g_el, g_sh = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    torch.rand(7 * 2, 1, 12, 10, generator=g_sh)  # the draws of the field come first
+    still = views.elastic(x, g_el, alpha=1e-9, sigma=2)
+    assert torch.allclose(still, views.shift(x, 2, g_sh), atol=1e-5)
+    a = views.elastic(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, views.elastic(x, torch.Generator().manual_seed(1)))
+    assert (a - x).abs().mean() > 0.1  # a real distortion, not the image
+    nested = views.jittered(x, 3, seed=2, elastic_field=(34.0, 4.0))
+    assert torch.equal(views.jittered(x, 2, seed=2, elastic_field=(34.0, 4.0)), nested[:2])
+    for bad in ({"alpha": 0}, {"sigma": -1}, {"pixels": -2}):
+        with pytest.raises(ValueError, match="elastic needs alpha > 0, sigma > 0 and pixels >= 0"):
+            views.elastic(x, torch.Generator(), **bad)
+    with pytest.raises(ValueError, match="elastic views are sampled bilinearly"):
+        views.jittered(x, 2, integer=True, elastic_field=(34.0, 4.0))
+
+
 def test_view_batches_cover_each_image_once_per_epoch_in_a_random_view():
     x, y = _digits(10), torch.arange(10)
     v = views.jittered(x, 3, seed=0)
