@@ -144,6 +144,7 @@ class Run:
         self.name, self.budget, self.settings, self.out = name, budget, settings, Path(out)
         self.title = title
         self.results: dict = {}
+        self.complete = True  # a run may leave a checkpoint instead (complete: false)
 
     def __enter__(self):
         if self.budget == "full":
@@ -176,7 +177,8 @@ class Run:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             return False
-        print(f"wrote {self.save(complete=True)}")
+        path = self.save(complete=self.complete)
+        print(f"wrote {path}" + ("" if self.complete else " (a checkpoint, not a complete run)"))
         return False
 
 

@@ -199,15 +199,22 @@ def _recipe(s: dict, elastic: bool) -> dict:
             if k not in _CHOICE and (elastic or k not in _ELASTIC)}
 
 
-def _resumable(out, s: dict) -> dict:
-    """Runs finished by an interrupted run with the same recipe: {"name/seed/K/epochs": run}.
+def _resumable(out, s: dict, reuse_from=()) -> dict:
+    """Runs finished by interrupted runs with the same recipe: {"name/seed/K/epochs": run}.
 
-    Read from the checkpoint that run left (hinton_consistent.json with "complete": false); it
-    may have asked for other runs (seeds, curves). Elastic runs also need the same field."""
-    path = Path(out) / "hinton_consistent.json"
-    if not path.exists():
-        return {}
-    d = json.loads(path.read_text())
+    Read from the checkpoint a run left (hinton_consistent.json with "complete": false) in
+    `out` and in the files `reuse_from` (checkpoints of runs made in parallel, each with
+    ``--part``); they may have asked for other runs (seeds, curves). Elastic runs also need the
+    same field."""
+    done = {}
+    for path in [Path(out) / "hinton_consistent.json", *map(Path, reuse_from)]:
+        if path.exists():
+            done.update(_finished(json.loads(path.read_text()), s))
+    return done
+
+
+def _finished(d: dict, s: dict) -> dict:
+    """The finished runs of one checkpoint `d` that a run with settings `s` may reuse."""
     if d.get("complete", True) or _recipe(d["settings"], False) != _recipe(s, False):
         return {}
     r = d["results"]
@@ -220,12 +227,20 @@ def _resumable(out, s: dict) -> dict:
     return done
 
 
-def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
+PARTS = ("all", "shift", "elastic")
+
+
+def run(budget: str = "full", out=RESULTS, seeds=None, part: str = "all", reuse_from=()) -> dict:
     """Run every measurement and write hinton_consistent.json; return the results.
 
-    An interrupted run resumes: runs its checkpoint records (same settings) are reused."""
+    An interrupted run resumes: runs its checkpoint records (same recipe) are reused, also
+    those of the checkpoints `reuse_from`. part: "all"; or "shift" (all but the elastic
+    students) or "elastic" (the distilled students and the elastic ones), which leave a
+    checkpoint, for two processes in parallel that a last "all" run combines."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     s = settings_for(budget, seeds)
-    reuse = _resumable(out, s)
+    reuse = _resumable(out, s, reuse_from)
     title = "Consistent views: the 800-800 MLP distilled from K cached jittered views"
     with Run("hinton_consistent", budget, s, out=out, title=title) as r:
         res = r.results
@@ -271,30 +286,39 @@ def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
         res["seeds"], res["errors"] = s["seeds"], res["kd"]["errors"]
         res["goal_errors"] = GOAL_ERRORS
         res["within_goal_errors"] = res["kd"]["mean"] <= GOAL_ERRORS
-        lab = [student("labels", q) for q in s["labels_seeds"]]
-        res["labels"] = {**_summary([q["errors"] for q in lab]), "runs": lab}
-        main0 = {q["seed"]: q for q in runs}.get(0)
-        res["k_curve"] = [student("kd", 0, k=k, epochs=s["k_curve_epochs"]) for k in s["k_curve"]]
-        res["epochs_curve"] = [
-            main0 if main0 is not None and e == s["epochs"] else
-            next((q for q in res["k_curve"] if q["views"] == s["views"] and q["epochs"] == e), None)
-            or student("kd", 0, epochs=e) for e in s["epochs_curve"]]
-        # the plain images' logits: the course's disk cache, not another teacher pass
-        t_plain = kd.teacher.mnist_logits("train", indices=torch.arange(n), progress=False,
-                                          verbose=False)
-        res["epoch_cost"] = _epoch_cost(s, x, y, t_plain, views, t_views, soft)
-        c = res["epoch_cost"]
-        print(f"epoch: views {c['seconds']['views']} s vs cached {c['seconds']['cached']} s, "
-              f"ratio {c['ratio']} (goal <= {GOAL_EPOCH_RATIO})", flush=True)
-        cur.clear()
-        del views, t_views  # 3 GB: make room for the elastic views
-        cur["views"], cur["logits"], res["elastic_view_logits"] = _views(s, x, teacher, elastic=True)
-        print(f"elastic views: teacher logits {res['elastic_view_logits']['source']} in "
-              f"{res['elastic_view_logits']['seconds']} s", flush=True)
-        el = [student("kd_elastic", q) for q in s["elastic_seeds"]]
-        res["kd_elastic"] = {**_summary([q["errors"] for q in el]), "runs": el,
-                             "within_goal_errors": statistics.mean(q["errors"] for q in el)
-                             <= GOAL_ERRORS}
+        if part != "elastic":
+            lab = [student("labels", q) for q in s["labels_seeds"]]
+            res["labels"] = {**_summary([q["errors"] for q in lab]), "runs": lab}
+            main0 = {q["seed"]: q for q in runs}.get(0)
+            res["k_curve"] = [student("kd", 0, k=k, epochs=s["k_curve_epochs"])
+                              for k in s["k_curve"]]
+            res["epochs_curve"] = [
+                main0 if main0 is not None and e == s["epochs"] else
+                next((q for q in res["k_curve"] if q["views"] == s["views"] and q["epochs"] == e),
+                     None) or student("kd", 0, epochs=e) for e in s["epochs_curve"]]
+            # the plain images' logits: the course's disk cache, not another teacher pass
+            t_plain = kd.teacher.mnist_logits("train", indices=torch.arange(n), progress=False,
+                                              verbose=False)
+            res["epoch_cost"] = _epoch_cost(s, x, y, t_plain, views, t_views, soft)
+            c = res["epoch_cost"]
+            print(f"epoch: views {c['seconds']['views']} s vs cached {c['seconds']['cached']} s, "
+                  f"ratio {c['ratio']} (goal <= {GOAL_EPOCH_RATIO})", flush=True)
+        if part != "shift":
+            cur.clear()
+            del views, t_views  # 3 GB: make room for the elastic views
+            cur["views"], cur["logits"], res["elastic_view_logits"] = _views(s, x, teacher, True)
+            print(f"elastic views: teacher logits {res['elastic_view_logits']['source']} in "
+                  f"{res['elastic_view_logits']['seconds']} s", flush=True)
+            el = [student("kd_elastic", q) for q in s["elastic_seeds"]]
+            res["kd_elastic"] = {**_summary([q["errors"] for q in el]), "runs": el,
+                                 "within_goal_errors": statistics.mean(q["errors"] for q in el)
+                                 <= GOAL_ERRORS}
+        # the students' own seconds in the earlier runs this one reused (not in its wall time)
+        res["reused_seconds"] = round(sum(res["finished_runs"][k]["seconds"]
+                                          for k in res["resumed_runs"]), 1)
+        if part != "all":
+            r.complete = False  # a checkpoint for the run that combines the parts
+            return r.results
         plot(res, s, r.out / "hinton_consistent.png")
         print(f"distilled, {s['views']} views: {res['kd']['errors']} errors (mean "
               f"{res['kd']['mean']:.1f}); labels on the same views: {res['labels']['errors']}; "
@@ -309,12 +333,17 @@ def main(argv=None) -> None:
                    help="only compute the teacher's logits of the views into the cache")
     p.add_argument("--elastic", action="store_true",
                    help="with --cache-views-only: the elastic views' logits")
+    p.add_argument("--part", choices=PARTS, default="all",
+                   help="shift: all but the elastic students; elastic: the distilled and the "
+                        "elastic students (each leaves a checkpoint, to run the two in parallel)")
+    p.add_argument("--reuse-from", type=Path, nargs="+", default=(),
+                   help="checkpoints of other runs whose finished students are reused")
     a = p.parse_args(argv)
     set_threads(a.threads)
     if a.cache_views_only:
         print(cache_views(a.budget, a.elastic))
     else:
-        run(a.budget, a.out, a.seeds)
+        run(a.budget, a.out, a.seeds, a.part, a.reuse_from)
 
 
 if __name__ == "__main__":

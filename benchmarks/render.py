@@ -361,7 +361,14 @@ def _conditions(name: str, d: dict) -> str:
             f"torch {e['torch']}, threads {e['threads']}, {e['cpu_count']} CPUs ({e['machine']}), "
             f"{cpu}, "
             f"load {ld['start'][0]:.1f} → {ld['end'][0]:.1f} ({shared}), "
-            f"{d['wall_seconds'] / 60:.1f} min in all")
+            f"{_wall(d) / 60:.1f} min in all" + (
+                f" ({d['results']['reused_seconds'] / 60:.1f} min of it the students of the earlier "
+                "runs it resumed)" if d["results"].get("reused_seconds") else ""))
+
+
+def _wall(d: dict) -> float:
+    """Seconds a run took, with the students it reused from earlier (interrupted or parallel) runs."""
+    return d["wall_seconds"] + d["results"].get("reused_seconds", 0)
 
 
 def render(results: Path = RESULTS) -> str:
@@ -383,7 +390,7 @@ def render(results: Path = RESULTS) -> str:
             lines += ["", f"![{what}](benchmarks/results/{png})"]
     lines += ["", "Conditions of each run (from the JSON files in `benchmarks/results/`):", ""]
     lines += notes
-    full = [d["wall_seconds"] for name, d in data.items() if d.get("budget") == "full"]
+    full = [_wall(d) for name, d in data.items() if d.get("budget") == "full"]
     lines += ["", f"`make bench` on the full budget: {_min(sum(full))} in all (the sum of the "
                   f"wall times of the {len(full)} runs above, without each run's wait for a quiet "
                   "machine)."]

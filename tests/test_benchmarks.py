@@ -433,3 +433,25 @@ def test_hinton_consistent_resumes_an_interrupted_run(tmp_path, monkeypatch, one
     d["settings"]["epochs"] += 1  # other settings: nothing is reused
     path.write_text(json.dumps(d))
     assert hinton_consistent.run("tiny", tmp_path)["resumed_runs"] == []
+
+
+def test_hinton_consistent_parts_in_parallel_combine(tmp_path, monkeypatch, one_thread):
+    """--part shift and --part elastic leave checkpoints; an "all" run reusing both trains no
+    student again, writes the complete file, and counts the reused students' seconds."""
+    monkeypatch.setenv("KDLAB_CACHE", str(tmp_path / "cache"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    shift = hinton_consistent.run("tiny", a, part="shift")
+    elastic = hinton_consistent.run("tiny", b, part="elastic")
+    assert "kd_elastic" not in shift and "labels" not in elastic and "k_curve" not in elastic
+    for folder in (a, b):
+        assert json.loads((folder / "hinton_consistent.json").read_text())["complete"] is False
+    both = hinton_consistent.run("tiny", a, reuse_from=[b / "hinton_consistent.json"])
+    d = json.loads((a / "hinton_consistent.json").read_text())
+    assert d["complete"] is True and set(both["resumed_runs"]) == set(d["results"]["finished_runs"])
+    assert both["kd_elastic"]["errors"] == elastic["kd_elastic"]["errors"]
+    assert both["labels"]["errors"] == shift["labels"]["errors"]
+    assert both["reused_seconds"] == pytest.approx(
+        sum(q["seconds"] for q in d["results"]["finished_runs"].values()), abs=0.2)
+    assert f"{render._wall(d) / 60:.1f} min in all" in render._conditions("hinton_consistent", d)
+    with pytest.raises(ValueError, match="part must be one of"):
+        hinton_consistent.run("tiny", a, part="half")
