@@ -11,6 +11,8 @@ def pytest_collection_finish(session):
     """Start tests/test_grading.py's gradings (sandboxed kernels, minutes of CPU) in the
     background right after collection, when a selected test needs them: they then run beside
     the rest of the suite, which leaves a core idle most of the time."""
+    if session.config.option.collectonly:
+        return
     wanted = {"graded": "hostile", "course_graded": "course"}
     modules: dict = {}
     for item in session.items:
