@@ -334,6 +334,9 @@ def _conditions(name: str, d: dict) -> str:
                  f"{s['optimizer']} lr {s['lr']:g} one-cycle, batch {s['batch_size']}, "
                  f"T {s['T']:g}, alpha {s['alpha']:g}; seeds {s['seeds']} (labels on views: "
                  f"{s['labels_seeds']}); {_view_logits(d['results'].get('view_logits'))};")
+        if "elastic_view_logits" in d["results"]:
+            extra += (f" elastic views: {s['elastic']}, seeds {s['elastic_seeds']}, "
+                      f"{_view_logits(d['results']['elastic_view_logits'])};")
     if name == "hinton_variants":
         extra = (f" {len(d['results'])} students of {d['settings']['baseline']['epochs']} epochs"
                  f" (x2 for 'epochs x2'), seed {d['settings']['seed']};")

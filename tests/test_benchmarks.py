@@ -117,6 +117,7 @@ def test_hinton_consistent_results(tiny):
     rows = render._hinton_consistent(d)
     assert rows[0][2].startswith(f"{r['kd']['mean']:.0f}") and "views ÷ cached" not in rows[-2][2]
     assert "elastic" in rows[-1][0] and rows[-1][2].startswith(f"{el['mean']:.0f}")
+    assert f"elastic views: {s['elastic']}" in render._conditions("hinton_consistent", d)
 
 
 def test_threads_times_each_setting(tiny):
