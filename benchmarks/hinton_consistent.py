@@ -43,6 +43,7 @@ from ._common import RESULTS, Run, parser, pick, set_threads
 
 GOAL_ERRORS = 50
 GOAL_EPOCH_RATIO = 1.2
+ELASTIC_FIELD = (34.0, 4.0)  # (alpha, sigma) of kd.views.elastic
 
 
 def settings_for(budget: str, seeds=None) -> dict:
@@ -72,9 +73,10 @@ def settings_for(budget: str, seeds=None) -> dict:
         "k_curve_epochs": pick(budget, 30, 1),
         "epochs_curve": pick(budget, [30, 80, 160], [1, 2]),
         "cost_rounds": pick(budget, 3, 1),
-        "elastic_field": [34.0, 4.0],
+        "elastic_field": list(ELASTIC_FIELD),
         "elastic": "per view: a displacement uniform in [-1, 1] px per pixel and axis, smoothed "
-                   "by a Gaussian of sigma 4 px, times alpha 34 (Simard et al. 2003), then the shift",
+                   f"by a Gaussian of sigma {ELASTIC_FIELD[1]:g} px, times alpha "
+                   f"{ELASTIC_FIELD[0]:g} (Simard et al. 2003), then the shift",
         "elastic_seeds": pick(budget, [0, 1, 2], [0]),
     }
     if seeds is not None:
