@@ -1,6 +1,7 @@
-"""Test-suite default: the quick budget, set before any notebook kernel starts (nbval's
-kernels inherit it). Students get the full budget: they do not run pytest. And the grading
-tests' gradings start in the background once the tests are collected.
+"""Test-suite default: the quick budget, set before any notebook kernel starts (kernels
+inherit it). Students get the full budget: they do not run pytest. And the grading tests'
+gradings start in the background once the tests are collected: the course grading is also the
+suite's one run of the solution notebooks (testpaths leave out solutions/).
 """
 import os
 

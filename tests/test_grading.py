@@ -5,6 +5,7 @@ then reads its student's rows. Every submitted file must be byte-identical after
 """
 import csv
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -580,35 +581,66 @@ def test_unsandboxed_rows_say_so(tmp_path):
 
 
 def grade_course(tmp: Path):
-    """Every lab's solution and its unfilled lab, graded in one sandboxed run (2 at a time)."""
-    subs = tmp / "submissions"
-    for solution in SOLUTIONS:
-        lab = ROOT / "labs" / solution.name
-        assert lab.exists(), f"{lab} missing: run make labs"
-        for who, src in (("solution", solution), ("blank", lab)):
-            (subs / who).mkdir(parents=True, exist_ok=True)
+    """Every lab's solution and its unfilled lab, graded in the sandbox (2 at a time).
+
+    This is also the suite's only run of the solution notebooks (pytest's testpaths leave out
+    solutions/): the solutions' executed copies are kept, and their cell records returned.
+    Returns (gradebook rows, {lab: (cell records, number of code cells)}).
+    """
+    rows, cells = [], {}
+    for who, folder in (("solution", ROOT / "solutions"), ("blank", ROOT / "labs")):
+        subs = tmp / who / "submissions"
+        (subs / who).mkdir(parents=True)
+        for solution in SOLUTIONS:
+            src = folder / solution.name
+            assert src.exists(), f"{src} missing: run make labs"
             shutil.copyfile(src, subs / who / solution.name)
-    return grade_submissions(subs, labs_dir=ROOT / "labs", out=tmp / "gradebook.csv",
-                             solutions_dir=ROOT / "solutions", jobs=2, log=lambda *a: None,
-                             cell_timeout=600, timeout=1200)
+        rows += grade_submissions(subs, labs_dir=ROOT / "labs", out=tmp / who / "gradebook.csv",
+                                  solutions_dir=ROOT / "solutions", jobs=2, log=lambda *a: None,
+                                  cell_timeout=600, timeout=1200, keep=who == "solution",
+                                  work_root=tmp / who / "work")
+    for nb_path in (tmp / "solution" / "work").glob("kdlab-grade-*/*.ipynb"):
+        report = nb_path.with_name("cells.jsonl")
+        records = ([json.loads(line) for line in report.read_text().splitlines()]
+                   if report.exists() else [])
+        nb = nbformat.read(str(nb_path), as_version=4)
+        cells[nb_path.stem] = (records, sum(c.cell_type == "code" for c in nb.cells))
+    return rows, cells
 
 
 @pytest.fixture(scope="module")
 def course_graded(tmp_path_factory):
-    """The gradebook rows of the course's solutions and unfilled labs."""
+    """(rows, cell records) of the grading of the course's solutions and unfilled labs."""
     return _result("course", tmp_path_factory)
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
 def test_course_solution_full_marks_and_lab_zero(solution, course_graded):
     """Grading solutions/NN gives every check its points; grading the unfilled labs/NN, 0."""
-    checks = [r for r in course_graded if r[2] != "TOTAL" and r[1] == solution.stem]
+    rows, _ = course_graded
+    checks = [r for r in rows if r[2] != "TOTAL" and r[1] == solution.stem]
     assert {r[0] for r in checks} == {"solution", "blank"}, "the lab has no check cells"
     for r in checks:
         if r[0] == "solution":
             assert (r[3], r[5]) == (r[4], "passed"), f"solution {r[1]} {r[2]}: {r[6]}"
         else:
             assert (r[3], r[5]) == (0, "failed"), f"blank {r[1]} {r[2]}: {r[5]} {r[6]}"
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
+def test_course_solution_runs_every_cell(solution, course_graded):
+    """Every code cell of solutions/NN runs without error (quick budget, in the sandbox).
+
+    The suite's run of each solution notebook: the course grading above executes it with
+    nbval, so pytest does not execute solutions/ a second time (testpaths = tests)."""
+    records, n_code = course_graded[1].get(solution.stem, ([], None))
+    assert n_code is not None, f"{solution.name} was not graded"
+    failed = [f"cell {r['cell']} (id {r['id']!r}) raised "
+              + (f"{r['ename']}: {r['evalue']}" if r["ename"] else r["error"])[:500]
+              for r in records if not r["ok"]]
+    assert not failed, f"{solution.name}: " + "; ".join(failed)
+    assert len(records) == n_code, (f"{solution.name}: {len(records)} of {n_code} code cells "
+                                    "ran; the run stopped early")
 
 
 def test_sandbox_binds_only_the_python_installation(tmp_path, monkeypatch):
