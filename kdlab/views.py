@@ -28,6 +28,11 @@ def _black() -> float:
     return -data.MEAN / data.STD
 
 
+def _sample(x: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """x (N, 1, H, W) read bilinearly at grid (N, H, W, 2) in [-1, 1] coordinates; black outside."""
+    return F.grid_sample(x - _black(), grid, align_corners=False) + _black()
+
+
 def shift(x: torch.Tensor, pixels: float, generator: torch.Generator,
           integer: bool = False) -> torch.Tensor:
     """Translate each image by its own random offset of up to `pixels` in x and y.
@@ -53,7 +58,7 @@ def shift(x: torch.Tensor, pixels: float, generator: torch.Generator,
     theta[:, 0, 2] = offs[:, 0] * 2 / w
     theta[:, 1, 2] = offs[:, 1] * 2 / h
     grid = F.affine_grid(theta, x.shape, align_corners=False)
-    return F.grid_sample(x - _black(), grid, align_corners=False) + _black()
+    return _sample(x, grid)
 
 
 def elastic(x: torch.Tensor, generator: torch.Generator, alpha: float = 34.0, sigma: float = 4.0,
@@ -87,7 +92,7 @@ def elastic(x: torch.Tensor, generator: torch.Generator, alpha: float = 34.0, si
                                 torch.arange(w, dtype=torch.float32), indexing="ij")
     src_x, src_y = cols + field[:, 0], rows + field[:, 1]  # pixel (r, c) reads from here, as in shift
     grid = torch.stack([(2 * src_x + 1) / w - 1, (2 * src_y + 1) / h - 1], dim=-1)
-    return F.grid_sample(x - _black(), grid, align_corners=False) + _black()
+    return _sample(x, grid)
 
 
 def shift_by(x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
