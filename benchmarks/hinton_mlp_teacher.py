@@ -47,7 +47,7 @@ def recipe_for(budget: str) -> dict:
         "lr": 1e-3,
         "schedule": "OneCycleLR to lr (cosine), per step",
         "batch_size": 128,
-        "epochs": pick(budget, 150, 1),
+        "epochs": pick(budget, 300, 1),
         "seed": 0,
         "n_train": pick(budget, 60_000, 300),
     }

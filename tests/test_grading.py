@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import nbformat
@@ -293,9 +293,10 @@ def checks_digest():
 
 # The two gradings below take most of this module's time, in sandboxed kernels: conftest.py
 # starts them in the background as soon as the tests are collected (the rest of the suite
-# leaves a core idle most of the time); a fixture waits for its grading's result.
-_POOL = ThreadPoolExecutor(max_workers=2)
-_RUNS: dict = {}
+# leaves a core idle most of the time); a fixture waits for its grading's result. They run in
+# daemon threads, and conftest.py calls stop_gradings() when the session ends: a session
+# stopped early (Ctrl-C, -x) does not wait for them.
+_RUNS: dict = {}  # name -> (Future, folder)
 
 
 def start_gradings(names, base: Path) -> None:
@@ -304,12 +305,79 @@ def start_gradings(names, base: Path) -> None:
         if name not in _RUNS:
             tmp = base / name
             tmp.mkdir(parents=True)
-            _RUNS[name] = _POOL.submit({"hostile": grade_hostile, "course": grade_course}[name], tmp)
+            fn = {"hostile": grade_hostile, "course": grade_course}[name]
+            future = Future()
+
+            def work(fn=fn, tmp=tmp, future=future):
+                try:
+                    future.set_result(fn(tmp))
+                except BaseException as e:  # noqa: BLE001 - the waiting fixture re-raises it
+                    future.set_exception(e)
+
+            threading.Thread(target=work, name=f"grading-{name}", daemon=True).start()
+            _RUNS[name] = (future, tmp)
+
+
+def _processes_under(folder: Path) -> list:
+    """The processes whose working folder is inside `folder` (graded notebooks, kernels)."""
+    found = []
+    for p in psutil.process_iter(["cwd", "status"]):
+        if (p.info["cwd"] or "").startswith(str(folder)) and p.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(p)
+    return found
+
+
+def stop_gradings() -> list:
+    """Kill what unfinished gradings left running (their daemon threads end with the session).
+
+    Returns the names of the gradings that were stopped."""
+    stopped = [name for name, (future, _) in _RUNS.items() if not future.done()]
+    empty = 0
+    for _ in range(20):  # a grading thread may start its next notebook meanwhile
+        procs = [p for name in stopped for p in _processes_under(_RUNS[name][1])]
+        empty = 0 if procs else empty + 1
+        if empty == 2:
+            break
+        for p in procs:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=1)  # our own killed children stay zombies
+        time.sleep(0.2)
+    return stopped
+
+
+def test_stop_gradings_kills_what_an_unfinished_grading_runs(tmp_path, monkeypatch):
+    """A session that ends before a background grading does is not kept waiting by it: its
+    notebook runs are killed, the next one it starts too, and nothing is left running."""
+    monkeypatch.setattr(sys.modules[__name__], "_RUNS", {})
+    started = []
+
+    def slow_grading(tmp):  # three "notebooks" one after the other, each a minute long
+        for _ in range(3):
+            p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=tmp)
+            started.append(p)
+            p.wait()
+        return "finished"
+
+    monkeypatch.setattr(sys.modules[__name__], "grade_course", slow_grading)
+    start_gradings(["course"], tmp_path)
+    deadline = time.time() + 10
+    while not started and time.time() < deadline:
+        time.sleep(0.05)
+    t0 = time.time()
+    assert stop_gradings() == ["course"]
+    assert time.time() - t0 < 15
+    assert not _processes_under(tmp_path), "a grading process survived stop_gradings"
+    assert all(p.poll() is not None for p in started)
+    assert _RUNS["course"][0].result(timeout=5) == "finished"  # its thread ran to the end
+    assert stop_gradings() == []  # nothing left to stop
 
 
 def _result(name: str, tmp_path_factory):
     start_gradings([name], tmp_path_factory.mktemp("gradings"))  # if conftest did not
-    return _RUNS[name].result()
+    return _RUNS[name][0].result()
 
 
 @pytest.fixture(scope="module")
