@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent import futures
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import kdlab.checks
 from kdlab.grading import generator, make_labs, notebook_io, restore
-from kdlab.grading.gradebook import COLUMNS, grade_submissions
+from kdlab.grading.gradebook import COLUMNS, GradingCancelled, grade_submissions
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob(generator.NOTEBOOK_GLOB))
@@ -296,7 +297,7 @@ def checks_digest():
 # leaves a core idle most of the time); a fixture waits for its grading's result. They run in
 # daemon threads, and conftest.py calls stop_gradings() when the session ends: a session
 # stopped early (Ctrl-C, -x) does not wait for them.
-_RUNS: dict = {}  # name -> (Future, folder)
+_RUNS: dict = {}  # name -> (Future, folder, cancel event)
 
 
 def start_gradings(names, base: Path) -> None:
@@ -306,16 +307,16 @@ def start_gradings(names, base: Path) -> None:
             tmp = base / name
             tmp.mkdir(parents=True)
             fn = {"hostile": grade_hostile, "course": grade_course}[name]
-            future = Future()
+            future, cancel = Future(), threading.Event()
 
-            def work(fn=fn, tmp=tmp, future=future):
+            def work(fn=fn, tmp=tmp, future=future, cancel=cancel):
                 try:
-                    future.set_result(fn(tmp))
+                    future.set_result(fn(tmp, cancel))
                 except BaseException as e:  # noqa: BLE001 - the waiting fixture re-raises it
                     future.set_exception(e)
 
             threading.Thread(target=work, name=f"grading-{name}", daemon=True).start()
-            _RUNS[name] = (future, tmp)
+            _RUNS[name] = (future, tmp, cancel)
 
 
 def _processes_under(folder: Path) -> list:
@@ -328,10 +329,12 @@ def _processes_under(folder: Path) -> list:
 
 
 def stop_gradings() -> list:
-    """Kill what unfinished gradings left running (their daemon threads end with the session).
+    """Cancel the unfinished gradings and kill whatever they still run.
 
     Returns the names of the gradings that were stopped."""
-    stopped = [name for name, (future, _) in _RUNS.items() if not future.done()]
+    stopped = [name for name, (future, _, _) in _RUNS.items() if not future.done()]
+    for name in stopped:
+        _RUNS[name][2].set()
     empty = 0
     for _ in range(20):  # a grading thread may start its next notebook meanwhile
         procs = [p for name in stopped for p in _processes_under(_RUNS[name][1])]
@@ -345,6 +348,7 @@ def stop_gradings() -> list:
                 pass
         psutil.wait_procs(procs, timeout=1)  # our own killed children stay zombies
         time.sleep(0.2)
+    futures.wait([_RUNS[name][0] for name in stopped], timeout=10)
     return stopped
 
 
@@ -354,7 +358,7 @@ def test_stop_gradings_kills_what_an_unfinished_grading_runs(tmp_path, monkeypat
     monkeypatch.setattr(sys.modules[__name__], "_RUNS", {})
     started = []
 
-    def slow_grading(tmp):  # three "notebooks" one after the other, each a minute long
+    def slow_grading(tmp, cancel):  # three "notebooks" of a minute each; ignores `cancel`
         for _ in range(3):
             p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=tmp)
             started.append(p)
@@ -386,7 +390,7 @@ def graded(tmp_path_factory):
     return _result("hostile", tmp_path_factory)
 
 
-def grade_hostile(tmp: Path):
+def grade_hostile(tmp: Path, cancel=None):
     """Grade every hostile submission once; return ({student: {check: row}}, tmp, extras)."""
     (tmp / "solutions").mkdir()
     sol = tiny_solution()
@@ -412,7 +416,7 @@ def grade_hostile(tmp: Path):
                                  solutions_dir=tmp / "solutions", jobs=4, log=lambda *a: None,
                                  cell_timeout=CELL_TIMEOUT, timeout=NB_TIMEOUT,
                                  max_output=MAX_OUTPUT, work_root=tmp / "work",
-                                 memory=2 * 1024 ** 3)
+                                 memory=2 * 1024 ** 3, cancel=cancel)
     finally:
         secret = os.environ.pop(SECRET_ENV)
         listener.close()
@@ -648,7 +652,79 @@ def test_unsandboxed_rows_say_so(tmp_path):
     assert [r[3] for r in rows if r[2] != "TOTAL"] == [2, 1]
 
 
-def grade_course(tmp: Path):
+def _sleepy_class(tmp_path, students=3):
+    """A tiny lab and `students` submissions that each sleep 60 s after the first check."""
+    sol = tiny_solution()
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(sol, str(tmp_path / "solutions" / f"{LAB}.ipynb"))
+    assert make_labs(tmp_path / "solutions", tmp_path / "labs", log=lambda *a: None) == 0
+    sleepy = cells_with(sol, insert_after={"check-softmax": ["import time\ntime.sleep(60)"]})
+    for i in range(students):
+        (tmp_path / "subs" / f"s{i}").mkdir(parents=True)
+        nbformat.write(sleepy, str(tmp_path / "subs" / f"s{i}" / f"{LAB}.ipynb"))
+    return {p: sha(p) for p in (tmp_path / "subs").rglob("*.ipynb")}
+
+
+def _wait_for_kernel(folder: Path, limit: float = 60) -> None:
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if any("ipykernel" in " ".join(p.cmdline()) for p in _processes_under(folder)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no kernel started under {folder} within {limit} s")
+
+
+def test_cancelled_grading_stops_its_notebooks_and_writes_nothing(tmp_path):
+    """Setting the cancel event kills the running notebook, starts no other, raises
+    GradingCancelled, writes no gradebook and leaves the submissions as they were."""
+    before = _sleepy_class(tmp_path)
+    cancel = threading.Event()
+    work = tmp_path / "work"
+    t0 = time.time()
+
+    def cancel_when_running():
+        _wait_for_kernel(work)
+        cancel.set()
+
+    threading.Thread(target=cancel_when_running, daemon=True).start()
+    with pytest.raises(GradingCancelled, match="no gradebook"):
+        grade_submissions(tmp_path / "subs", labs_dir=tmp_path / "labs", out=tmp_path / "g.csv",
+                          solutions_dir=tmp_path / "solutions", jobs=1, log=lambda *a: None,
+                          sandbox=False, cancel=cancel, work_root=work)
+    assert time.time() - t0 < 45, "the grading ran on after it was cancelled"
+    assert not _processes_under(work), "a notebook of the cancelled grading is still running"
+    assert not (tmp_path / "g.csv").exists()
+    assert {p: sha(p) for p in (tmp_path / "subs").rglob("*.ipynb")} == before
+
+
+def test_ctrl_c_on_the_grader_stops_at_once(tmp_path):
+    """Ctrl-C (SIGINT) on `python -m kdlab.grading grade` kills the running notebooks instead
+    of grading the rest of the class: exit code 130, a message, nothing left running."""
+    import signal
+    before = _sleepy_class(tmp_path)
+    work = tmp_path / "subs"  # the unsandboxed kernels run in the system temp folder
+    cmd = [sys.executable, "-m", "kdlab.grading", "grade", str(tmp_path / "subs"), "--out",
+           str(tmp_path / "g.csv"), "--labs", str(tmp_path / "labs"), "--solutions",
+           str(tmp_path / "solutions"), "--jobs", "1", "--no-sandbox", "--keep"]
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        _wait_for_kernel(tmp_path / "tmp")
+        t0 = time.time()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert time.time() - t0 < 20, "the grader went on grading after Ctrl-C"
+    assert proc.returncode == 130, out
+    assert "interrupted" in out and "no gradebook was written" in out, out
+    assert not _processes_under(tmp_path / "tmp"), "a notebook is still running after Ctrl-C"
+    assert not (tmp_path / "g.csv").exists()
+    assert {p: sha(p) for p in work.rglob("*.ipynb")} == before
+
+
+def grade_course(tmp: Path, cancel=None):
     """Every lab's solution and its unfilled lab, graded in the sandbox (2 at a time).
 
     This is also the suite's only run of the solution notebooks (pytest's testpaths leave out
@@ -666,7 +742,7 @@ def grade_course(tmp: Path):
         rows += grade_submissions(subs, labs_dir=ROOT / "labs", out=tmp / who / "gradebook.csv",
                                   solutions_dir=ROOT / "solutions", jobs=2, log=lambda *a: None,
                                   cell_timeout=600, timeout=1200, keep=who == "solution",
-                                  work_root=tmp / who / "work")
+                                  work_root=tmp / who / "work", cancel=cancel)
     for nb_path in (tmp / "solution" / "work").glob("kdlab-grade-*/*.ipynb"):
         report = nb_path.with_name("cells.jsonl")
         records = ([json.loads(line) for line in report.read_text().splitlines()]

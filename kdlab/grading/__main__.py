@@ -81,6 +81,9 @@ def main(argv=None) -> int:
     except SandboxError as e:
         print(f"error: cannot grade in the sandbox: {e}")
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the running notebooks were stopped; no gradebook was written")
+        return 130
     except (NotebookError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}")
         return 2

@@ -22,6 +22,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -58,6 +59,11 @@ class Options:
     sandbox: bool = True  # run kernels under bubblewrap (sandbox.py)
     memory: int = _DEFAULT_MEMORY  # bytes of data memory per sandboxed kernel
     kdlab_site: Path | None = None  # the copy of kdlab the sandbox sees (made per run)
+    cancel: threading.Event | None = None  # set it to stop the grading (GradingCancelled)
+
+
+class GradingCancelled(RuntimeError):
+    """The grading was stopped (Ctrl-C, or its cancel event set): no gradebook was written."""
 
 
 def load_labs(labs_dir, solutions_dir=None) -> dict:
@@ -206,6 +212,8 @@ def grade_notebook(student: str, lab: Lab, path, opts: Options):
 
 
 def _grade_notebook(student: str, lab: Lab, path, opts: Options):
+    if opts.cancel is not None and opts.cancel.is_set():
+        return _rows(student, lab, "error", "not graded: the grading was cancelled"), 0.0
     if path is None:
         return _rows(student, lab, "missing", f"no notebook {lab.name}.ipynb submitted"), 0.0
     try:
@@ -229,7 +237,8 @@ def _grade_notebook(student: str, lab: Lab, path, opts: Options):
             argv = sandbox.kernel_argv(work / "rt", opts.kdlab_site,
                                        kernel_env(opts.quick, opts.threads), opts.memory)
         run = run_notebook(work / f"{lab.name}.ipynb", opts.cell_timeout, opts.timeout,
-                           opts.max_output, opts.quick, opts.threads, kernel_argv=argv)
+                           opts.max_output, opts.quick, opts.threads, kernel_argv=argv,
+                           cancel=opts.cancel)
     finally:
         if not opts.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -243,8 +252,11 @@ def grade_submissions(submissions, labs_dir="labs", out="gradebook.csv", feedbac
 
     lab_names: the labs to grade (default: every lab some student submitted); jobs: notebooks
     graded at once (default: the number of CPU cores); limits: fields of Options
-    (cell_timeout, timeout, max_output, quick, keep, work_root, sandbox, memory). Returns the
-    rows. With sandbox=True (the default) raises sandbox.SandboxError if bubblewrap cannot run.
+    (cell_timeout, timeout, max_output, quick, keep, work_root, sandbox, memory, cancel).
+    Returns the rows. With sandbox=True (the default) raises sandbox.SandboxError if bubblewrap
+    cannot run. Ctrl-C (KeyboardInterrupt) or setting `cancel` (a threading.Event) kills the
+    notebooks running, starts no other and raises (KeyboardInterrupt, or GradingCancelled):
+    no gradebook is written, and no submitted file is touched.
     """
     submissions = Path(submissions)
     if not submissions.is_dir():
@@ -278,12 +290,19 @@ def grade_submissions(submissions, labs_dir="labs", out="gradebook.csv", feedbac
     log(f"grading {len(tasks)} notebooks ({len(students)} students x {len(chosen)} labs), "
         f"{jobs} at a time")
     start = time.monotonic()
+    opts.cancel = opts.cancel or threading.Event()
+    pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            results = list(pool.map(lambda t: grade_notebook(*t, opts), tasks))
+        results = list(pool.map(lambda t: grade_notebook(*t, opts), tasks))
+    except BaseException:  # Ctrl-C: kill the running notebooks instead of finishing the queue
+        opts.cancel.set()
+        raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if site_tmp is not None:
             shutil.rmtree(site_tmp, ignore_errors=True)
+    if opts.cancel.is_set():
+        raise GradingCancelled("the grading was cancelled; no gradebook was written")
     wall = time.monotonic() - start
     rows = []
     for (student, lab, _), (lab_rows, secs) in zip(tasks, results):

@@ -26,6 +26,7 @@ class RunResult:
     """What came out of running one notebook."""
     cells: list = field(default_factory=list)  # the plugin's records, one per code cell run
     timed_out: bool = False  # killed at the per-notebook time limit
+    cancelled: bool = False  # killed because the grading was cancelled (see `cancel`)
     returncode: int | None = None
     seconds: float = 0.0
     log: str = ""  # the tail of pytest's output, for diagnosing the grader itself
@@ -64,13 +65,14 @@ def kernel_env(quick: bool, threads: int) -> dict:
 
 def run_notebook(nb_path, cell_timeout: float = 300, timeout: float = 1200,
                  max_output: int = 20_000_000, quick: bool = True, threads: int = 1,
-                 kernel_argv: list | None = None) -> RunResult:
+                 kernel_argv: list | None = None, cancel=None) -> RunResult:
     """Run the notebook at `nb_path` (in its own folder) with nbval --nbval-lax.
 
     cell_timeout / timeout: seconds per cell / for the whole notebook; max_output: bytes of
     output allowed; quick: run with KDLAB_QUICK=1; threads: torch/OpenMP threads per kernel;
     kernel_argv: the kernel's command line (see sandbox.kernel_argv; it runs with a runtime
-    folder ``rt/`` next to the notebook), default: a kernel of this Python.
+    folder ``rt/`` next to the notebook), default: a kernel of this Python; cancel: a
+    threading.Event: once it is set, the run is killed (RunResult.cancelled).
     Returns a RunResult with one record per code cell that ran (see nbval_plugin).
     """
     nb_path = Path(nb_path).resolve()
@@ -101,7 +103,7 @@ def run_notebook(nb_path, cell_timeout: float = 300, timeout: float = 1200,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         root = psutil.Process(proc.pid)
         seen = {proc.pid: root}
-        timed_out = False
+        timed_out = cancelled = False
         while True:
             try:
                 proc.wait(timeout=0.5)
@@ -113,13 +115,14 @@ def run_notebook(nb_path, cell_timeout: float = 300, timeout: float = 1200,
                     seen.setdefault(child.pid, child)
             except psutil.NoSuchProcess:
                 pass
-            if time.monotonic() - start > timeout:
-                timed_out = True
+            cancelled = cancel is not None and cancel.is_set()
+            if cancelled or time.monotonic() - start > timeout:
+                timed_out = not cancelled
                 _kill_tree(list(seen.values()))
                 proc.wait()
                 break
     _kill_tree([p for p in seen.values() if p.pid != proc.pid])  # e.g. an orphaned kernel
-    result = RunResult(timed_out=timed_out, returncode=proc.returncode,
+    result = RunResult(timed_out=timed_out, cancelled=cancelled, returncode=proc.returncode,
                        seconds=time.monotonic() - start)
     if report.exists():
         for line in report.read_text(encoding="utf-8", errors="replace").splitlines():
