@@ -10,7 +10,8 @@ of a submission), ``runner`` (execute that copy with nbval under time and output
 folder of submissions in parallel; write the CSV and the feedback files).
 """
 from .generator import MarkerError, generate_lab, make_labs
-from .gradebook import grade_submissions
+from .gradebook import GradingCancelled, grade_submissions
 from .notebook_io import NotebookError
 
-__all__ = ["make_labs", "generate_lab", "grade_submissions", "MarkerError", "NotebookError"]
+__all__ = ["make_labs", "generate_lab", "grade_submissions", "GradingCancelled", "MarkerError",
+           "NotebookError"]
