@@ -13,6 +13,7 @@ its recipe: a rerun reuses it) and distils the student from it with exactly the 
 teacher.
 
     python -m benchmarks.hinton_mlp_teacher [--budget tiny|full] [--seeds 0 1 2]
+                                            [--teacher-epochs N]
 """
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ from ._common import RESULTS, Run, parser, pick, set_threads
 GOAL_TEACHER_ERRORS = hinton.PAPER["teacher_errors"]
 
 
-def recipe_for(budget: str) -> dict:
-    """The teacher's recipe for a budget."""
+def recipe_for(budget: str, epochs: int | None = None) -> dict:
+    """The teacher's recipe for a budget (epochs: override the budget's number of epochs)."""
     return {
         "architecture": "kd.models.HintonMLP(hidden=1200, dropout_in=0.2, dropout=0.5)",
         "hidden": 1200,
@@ -47,18 +48,18 @@ def recipe_for(budget: str) -> dict:
         "lr": 1e-3,
         "schedule": "OneCycleLR to lr (cosine), per step",
         "batch_size": 128,
-        "epochs": pick(budget, 300, 1),
+        "epochs": epochs or pick(budget, 150, 1),
         "seed": 0,
         "n_train": pick(budget, 60_000, 300),
     }
 
 
-def settings_for(budget: str, seeds=None) -> dict:
+def settings_for(budget: str, seeds=None, teacher_epochs=None) -> dict:
     """The run's settings: the teacher's recipe and the students' (those of benchmarks.hinton)."""
     st = hinton.settings_for(budget, seeds=seeds)
     keep = ("student", "n_train", "n_test", "epochs", "batch_size", "optimizer", "lr", "schedule",
             "T", "alpha", "loss_soft", "seeds")
-    return {"teacher": recipe_for(budget),
+    return {"teacher": recipe_for(budget, teacher_epochs),
             "students": {**{k: st[k] for k in keep},
                          "data": "the un-jittered training images (as the paper)"}}
 
@@ -100,9 +101,11 @@ def teacher(recipe: dict, x, y, xt, yt) -> tuple:
     return model, info
 
 
-def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
+def run(budget: str = "full", out=RESULTS, seeds=None, teacher_epochs=None) -> dict:
     """Train (or reuse) the MLP teacher, distil the students; write hinton_mlp_teacher.json."""
-    s = settings_for(budget, seeds)
+    if teacher_epochs is not None and teacher_epochs < 1:
+        raise ValueError(f"teacher_epochs must be >= 1, got {teacher_epochs}")
+    s = settings_for(budget, seeds, teacher_epochs)
     st = s["students"]
     title = "The paper's teacher (1200-1200 MLP, dropout, max-norm, jitter) and its T = 20 students"
     with Run("hinton_mlp_teacher", budget, s, out=out, title=title) as r:
@@ -133,9 +136,11 @@ def run(budget: str = "full", out=RESULTS, seeds=None) -> dict:
 def main(argv=None) -> None:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds of the students")
+    p.add_argument("--teacher-epochs", type=int, default=None,
+                   help="train the teacher this many epochs (default: 150, tiny budget 1)")
     a = p.parse_args(argv)
     set_threads(a.threads)
-    run(a.budget, a.out, a.seeds)
+    run(a.budget, a.out, a.seeds, a.teacher_epochs)
 
 
 if __name__ == "__main__":

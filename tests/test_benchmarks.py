@@ -93,6 +93,17 @@ def test_hinton_mlp_teacher_results(tiny, tmp_path, monkeypatch):
     assert again["teacher"]["errors"] == t["errors"] and again["errors"] == r["errors"]
 
 
+def test_hinton_mlp_teacher_epochs_option(tmp_path, monkeypatch):
+    """--teacher-epochs trains (and caches) the teacher that long and records it; < 1 is refused."""
+    monkeypatch.setenv("KDLAB_CACHE", str(tmp_path / "cache"))
+    r = hinton_mlp_teacher.run("tiny", tmp_path, seeds=[0], teacher_epochs=2)
+    d = _read(tmp_path, "hinton_mlp_teacher")
+    assert d["settings"]["teacher"]["epochs"] == 2 and len(r["teacher"]["val_errors"]) == 2
+    assert "hinton-mlp-teacher" in r["teacher"]["checkpoint"]
+    with pytest.raises(ValueError, match="teacher_epochs must be >= 1, got 0"):
+        hinton_mlp_teacher.run("tiny", tmp_path, teacher_epochs=0)
+
+
 def test_hinton_consistent_results(tiny):
     d = _read(tiny, "hinton_consistent")
     r, s = d["results"], d["settings"]
