@@ -13,7 +13,7 @@ its recipe: a rerun reuses it) and distils the student from it with exactly the 
 teacher.
 
     python -m benchmarks.hinton_mlp_teacher [--budget tiny|full] [--seeds 0 1 2]
-                                            [--teacher-epochs N]
+                                            [--teacher-epochs N] [--teacher-optimizer sgd]
 """
 from __future__ import annotations
 
@@ -33,8 +33,15 @@ from ._common import RESULTS, Run, parser, pick, set_threads
 GOAL_TEACHER_ERRORS = hinton.PAPER["teacher_errors"]
 
 
-def recipe_for(budget: str, epochs: int | None = None) -> dict:
-    """The teacher's recipe for a budget (epochs: override the budget's number of epochs)."""
+OPTIMIZERS = {"adam": {"optimizer": "Adam", "lr": 1e-3},
+              "sgd": {"optimizer": "SGD", "lr": 0.1, "momentum": 0.9}}
+
+
+def recipe_for(budget: str, epochs: int | None = None, optimizer: str = "adam") -> dict:
+    """The teacher's recipe for a budget (epochs: override the budget's number of epochs;
+    optimizer: "adam" or "sgd", see OPTIMIZERS)."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     return {
         "architecture": "kd.models.HintonMLP(hidden=1200, dropout_in=0.2, dropout=0.5)",
         "hidden": 1200,
@@ -44,8 +51,7 @@ def recipe_for(budget: str, epochs: int | None = None) -> dict:
         "max_norm_applies_to": "each unit's incoming weight vector, after every optimizer step",
         "jitter": "whole-pixel shifts in -2..2 in x and y, fresh for every image at every step",
         "pixels": 2,
-        "optimizer": "Adam",
-        "lr": 1e-3,
+        **OPTIMIZERS[optimizer],
         "schedule": "OneCycleLR to lr (cosine), per step",
         "batch_size": 128,
         "epochs": epochs or pick(budget, 150, 1),
@@ -54,12 +60,12 @@ def recipe_for(budget: str, epochs: int | None = None) -> dict:
     }
 
 
-def settings_for(budget: str, seeds=None, teacher_epochs=None) -> dict:
+def settings_for(budget: str, seeds=None, teacher_epochs=None, optimizer="adam") -> dict:
     """The run's settings: the teacher's recipe and the students' (those of benchmarks.hinton)."""
     st = hinton.settings_for(budget, seeds=seeds)
     keep = ("student", "n_train", "n_test", "epochs", "batch_size", "optimizer", "lr", "schedule",
             "T", "alpha", "loss_soft", "seeds")
-    return {"teacher": recipe_for(budget, teacher_epochs),
+    return {"teacher": recipe_for(budget, teacher_epochs, optimizer),
             "students": {**{k: st[k] for k in keep},
                          "data": "the un-jittered training images (as the paper)"}}
 
@@ -83,7 +89,10 @@ def teacher(recipe: dict, x, y, xt, yt) -> tuple:
     kd.train.seed(recipe["seed"])
     batches = kd.views.Jittered(kd.data.Batches(x, y, recipe["batch_size"], seed=recipe["seed"]),
                                 recipe["pixels"], recipe["seed"], integer=True)
-    opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
+    if recipe["optimizer"] == "SGD":
+        opt = torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"])
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     opt.register_step_post_hook(lambda *_: model.max_norm_(recipe["max_norm"]))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe["lr"],
                                                 total_steps=recipe["epochs"] * len(batches))
@@ -101,11 +110,12 @@ def teacher(recipe: dict, x, y, xt, yt) -> tuple:
     return model, info
 
 
-def run(budget: str = "full", out=RESULTS, seeds=None, teacher_epochs=None) -> dict:
+def run(budget: str = "full", out=RESULTS, seeds=None, teacher_epochs=None,
+        optimizer: str = "adam") -> dict:
     """Train (or reuse) the MLP teacher, distil the students; write hinton_mlp_teacher.json."""
     if teacher_epochs is not None and teacher_epochs < 1:
         raise ValueError(f"teacher_epochs must be >= 1, got {teacher_epochs}")
-    s = settings_for(budget, seeds, teacher_epochs)
+    s = settings_for(budget, seeds, teacher_epochs, optimizer)
     st = s["students"]
     title = "The paper's teacher (1200-1200 MLP, dropout, max-norm, jitter) and its T = 20 students"
     with Run("hinton_mlp_teacher", budget, s, out=out, title=title) as r:
@@ -138,9 +148,11 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds of the students")
     p.add_argument("--teacher-epochs", type=int, default=None,
                    help="train the teacher this many epochs (default: 150, tiny budget 1)")
+    p.add_argument("--teacher-optimizer", choices=sorted(OPTIMIZERS), default="adam",
+                   help="the teacher's optimiser (default adam; sgd: momentum 0.9, lr 0.1)")
     a = p.parse_args(argv)
     set_threads(a.threads)
-    run(a.budget, a.out, a.seeds, a.teacher_epochs)
+    run(a.budget, a.out, a.seeds, a.teacher_epochs, a.teacher_optimizer)
 
 
 if __name__ == "__main__":

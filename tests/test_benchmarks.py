@@ -102,6 +102,12 @@ def test_hinton_mlp_teacher_epochs_option(tmp_path, monkeypatch):
     assert "hinton-mlp-teacher" in r["teacher"]["checkpoint"]
     with pytest.raises(ValueError, match="teacher_epochs must be >= 1, got 0"):
         hinton_mlp_teacher.run("tiny", tmp_path, teacher_epochs=0)
+    sgd = hinton_mlp_teacher.run("tiny", tmp_path / "sgd", seeds=[0], optimizer="sgd")
+    s = _read(tmp_path / "sgd", "hinton_mlp_teacher")["settings"]["teacher"]
+    assert (s["optimizer"], s["momentum"]) == ("SGD", 0.9) and sgd["teacher"]["source"] == "trained"
+    assert sgd["teacher"]["checkpoint"] != r["teacher"]["checkpoint"]  # its own cache entry
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        hinton_mlp_teacher.run("tiny", tmp_path, optimizer="rmsprop")
 
 
 def test_hinton_consistent_results(tiny):
