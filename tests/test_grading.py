@@ -5,7 +5,6 @@ then reads its student's rows. Every submitted file must be byte-identical after
 """
 import csv
 import hashlib
-import json
 import os
 import secrets
 import shutil
@@ -15,7 +14,6 @@ import sys
 import threading
 import time
 from concurrent import futures
-from concurrent.futures import Future
 from pathlib import Path
 
 import nbformat
@@ -26,6 +24,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 import kdlab.checks
 from kdlab.grading import generator, make_labs, notebook_io, restore
 from kdlab.grading.gradebook import COLUMNS, GradingCancelled, grade_submissions
+from kdlab.grading.runner import read_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob(generator.NOTEBOOK_GLOB))
@@ -66,6 +65,15 @@ def tiny_solution():
              new_markdown_cell("## Summary", id="summary")]
     return new_notebook(cells=cells, metadata={"kernelspec": {
         "name": "python3", "display_name": "Python 3", "language": "python"}})
+
+
+def tiny_course(folder: Path):
+    """Write the tiny solution to folder/solutions and generate folder/labs; return it."""
+    (folder / "solutions").mkdir()
+    sol = tiny_solution()
+    nbformat.write(sol, str(folder / "solutions" / f"{LAB}.ipynb"))
+    assert make_labs(folder / "solutions", folder / "labs", log=lambda *a: None) == 0
+    return sol
 
 
 def cells_with(nb, replace=None, insert_after=None, delete=()):
@@ -307,7 +315,7 @@ def start_gradings(names, base: Path) -> None:
             tmp = base / name
             tmp.mkdir(parents=True)
             fn = {"hostile": grade_hostile, "course": grade_course}[name]
-            future, cancel = Future(), threading.Event()
+            future, cancel = futures.Future(), threading.Event()
 
             def work(fn=fn, tmp=tmp, future=future, cancel=cancel):
                 try:
@@ -392,10 +400,7 @@ def graded(tmp_path_factory):
 
 def grade_hostile(tmp: Path, cancel=None):
     """Grade every hostile submission once; return ({student: {check: row}}, tmp, extras)."""
-    (tmp / "solutions").mkdir()
-    sol = tiny_solution()
-    nbformat.write(sol, str(tmp / "solutions" / f"{LAB}.ipynb"))
-    assert make_labs(tmp / "solutions", tmp / "labs", log=lambda *a: None) == 0
+    sol = tiny_course(tmp)
     lab = nbformat.read(str(tmp / "labs" / f"{LAB}.ipynb"), as_version=4)
     subs = tmp / "submissions"
     listener = Listener()
@@ -639,10 +644,7 @@ def test_grader_refuses_without_bubblewrap(tmp_path, monkeypatch):
 
 
 def test_unsandboxed_rows_say_so(tmp_path):
-    sol = tiny_solution()
-    (tmp_path / "solutions").mkdir()
-    nbformat.write(sol, str(tmp_path / "solutions" / f"{LAB}.ipynb"))
-    assert make_labs(tmp_path / "solutions", tmp_path / "labs", log=lambda *a: None) == 0
+    sol = tiny_course(tmp_path)
     (tmp_path / "subs" / "ann").mkdir(parents=True)
     nbformat.write(sol, str(tmp_path / "subs" / "ann" / f"{LAB}.ipynb"))
     rows = grade_submissions(tmp_path / "subs", labs_dir=tmp_path / "labs", out=tmp_path / "g.csv",
@@ -654,10 +656,7 @@ def test_unsandboxed_rows_say_so(tmp_path):
 
 def _sleepy_class(tmp_path, students=3):
     """A tiny lab and `students` submissions that each sleep 60 s after the first check."""
-    sol = tiny_solution()
-    (tmp_path / "solutions").mkdir()
-    nbformat.write(sol, str(tmp_path / "solutions" / f"{LAB}.ipynb"))
-    assert make_labs(tmp_path / "solutions", tmp_path / "labs", log=lambda *a: None) == 0
+    sol = tiny_course(tmp_path)
     sleepy = cells_with(sol, insert_after={"check-softmax": ["import time\ntime.sleep(60)"]})
     for i in range(students):
         (tmp_path / "subs" / f"s{i}").mkdir(parents=True)
@@ -702,10 +701,10 @@ def test_ctrl_c_on_the_grader_stops_at_once(tmp_path):
     of grading the rest of the class: exit code 130, a message, nothing left running."""
     import signal
     before = _sleepy_class(tmp_path)
-    work = tmp_path / "subs"  # the unsandboxed kernels run in the system temp folder
     cmd = [sys.executable, "-m", "kdlab.grading", "grade", str(tmp_path / "subs"), "--out",
            str(tmp_path / "g.csv"), "--labs", str(tmp_path / "labs"), "--solutions",
-           str(tmp_path / "solutions"), "--jobs", "1", "--no-sandbox", "--keep"]
+           str(tmp_path / "solutions"), "--jobs", "1", "--no-sandbox"]
+    # the executed copies (and so the kernels' folders) go to the system temp folder: here
     env = {**os.environ, "TMPDIR": str(tmp_path / "tmp")}
     (tmp_path / "tmp").mkdir()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -721,7 +720,7 @@ def test_ctrl_c_on_the_grader_stops_at_once(tmp_path):
     assert "interrupted" in out and "no gradebook was written" in out, out
     assert not _processes_under(tmp_path / "tmp"), "a notebook is still running after Ctrl-C"
     assert not (tmp_path / "g.csv").exists()
-    assert {p: sha(p) for p in work.rglob("*.ipynb")} == before
+    assert {p: sha(p) for p in (tmp_path / "subs").rglob("*.ipynb")} == before
 
 
 def grade_course(tmp: Path, cancel=None):
@@ -744,11 +743,9 @@ def grade_course(tmp: Path, cancel=None):
                                   cell_timeout=600, timeout=1200, keep=who == "solution",
                                   work_root=tmp / who / "work", cancel=cancel)
     for nb_path in (tmp / "solution" / "work").glob("kdlab-grade-*/*.ipynb"):
-        report = nb_path.with_name("cells.jsonl")
-        records = ([json.loads(line) for line in report.read_text().splitlines()]
-                   if report.exists() else [])
         nb = nbformat.read(str(nb_path), as_version=4)
-        cells[nb_path.stem] = (records, sum(c.cell_type == "code" for c in nb.cells))
+        cells[nb_path.stem] = (read_cells(nb_path.with_name("cells.jsonl")),
+                               sum(c.cell_type == "code" for c in nb.cells))
     return rows, cells
 
 

@@ -63,6 +63,21 @@ def kernel_env(quick: bool, threads: int) -> dict:
     return env
 
 
+def read_cells(report) -> list:
+    """The per-cell records of a run's report file (``cells.jsonl`` beside the executed
+    notebook; see nbval_plugin), [] if there is none; a line cut by a kill is skipped."""
+    report = Path(report)
+    if not report.exists():
+        return []
+    cells = []
+    for line in report.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            cells.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # a line cut by the kill
+    return cells
+
+
 def run_notebook(nb_path, cell_timeout: float = 300, timeout: float = 1200,
                  max_output: int = 20_000_000, quick: bool = True, threads: int = 1,
                  kernel_argv: list | None = None, cancel=None) -> RunResult:
@@ -124,12 +139,7 @@ def run_notebook(nb_path, cell_timeout: float = 300, timeout: float = 1200,
     _kill_tree([p for p in seen.values() if p.pid != proc.pid])  # e.g. an orphaned kernel
     result = RunResult(timed_out=timed_out, cancelled=cancelled, returncode=proc.returncode,
                        seconds=time.monotonic() - start)
-    if report.exists():
-        for line in report.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                result.cells.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass  # a line cut by the kill
+    result.cells = read_cells(report)
     with open(log_path, "rb") as f:
         f.seek(max(0, log_path.stat().st_size - 4000))
         result.log = f.read().decode("utf-8", errors="replace")
