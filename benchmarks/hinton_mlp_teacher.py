@@ -42,6 +42,8 @@ def recipe_for(budget: str, epochs: int | None = None, optimizer: str = "adam") 
     optimizer: "adam" or "sgd", see OPTIMIZERS)."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"teacher_epochs must be >= 1, got {epochs}")
     return {
         "architecture": "kd.models.HintonMLP(hidden=1200, dropout_in=0.2, dropout=0.5)",
         "hidden": 1200,
@@ -54,7 +56,7 @@ def recipe_for(budget: str, epochs: int | None = None, optimizer: str = "adam") 
         **OPTIMIZERS[optimizer],
         "schedule": "OneCycleLR to lr (cosine), per step",
         "batch_size": 128,
-        "epochs": epochs or pick(budget, 150, 1),
+        "epochs": pick(budget, 150, 1) if epochs is None else epochs,
         "seed": 0,
         "n_train": pick(budget, 60_000, 300),
     }
@@ -89,10 +91,8 @@ def teacher(recipe: dict, x, y, xt, yt) -> tuple:
     kd.train.seed(recipe["seed"])
     batches = kd.views.Jittered(kd.data.Batches(x, y, recipe["batch_size"], seed=recipe["seed"]),
                                 recipe["pixels"], recipe["seed"], integer=True)
-    if recipe["optimizer"] == "SGD":
-        opt = torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"])
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
+    options = {k: recipe[k] for k in ("lr", "momentum") if k in recipe}  # see OPTIMIZERS
+    opt = getattr(torch.optim, recipe["optimizer"])(model.parameters(), **options)
     opt.register_step_post_hook(lambda *_: model.max_norm_(recipe["max_norm"]))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe["lr"],
                                                 total_steps=recipe["epochs"] * len(batches))
@@ -113,8 +113,6 @@ def teacher(recipe: dict, x, y, xt, yt) -> tuple:
 def run(budget: str = "full", out=RESULTS, seeds=None, teacher_epochs=None,
         optimizer: str = "adam") -> dict:
     """Train (or reuse) the MLP teacher, distil the students; write hinton_mlp_teacher.json."""
-    if teacher_epochs is not None and teacher_epochs < 1:
-        raise ValueError(f"teacher_epochs must be >= 1, got {teacher_epochs}")
     s = settings_for(budget, seeds, teacher_epochs, optimizer)
     st = s["students"]
     title = "The paper's teacher (1200-1200 MLP, dropout, max-norm, jitter) and its T = 20 students"
