@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .data import Batches
+from .runtime import refuse_in_check
 
 
 def quick() -> bool:
@@ -163,6 +164,7 @@ def fit(model: nn.Module, data, loss_fn, epochs: int = 1, *, teacher: nn.Module 
     before using it; ``evaluate`` and ``predict_logits`` switch to eval mode themselves). A
     live `teacher` is moved to `dev` and set to eval mode, and stays so after the call.
     """
+    refuse_in_check("kd.train.fit")
     if teacher is not None and teacher_logits is not None:
         raise ValueError("give either teacher= (run live) or teacher_logits= (cached), not both")
     data = _as_batches(data)
@@ -225,6 +227,38 @@ def fit(model: nn.Module, data, loss_fn, epochs: int = 1, *, teacher: nn.Module 
         if bar is not None:
             bar.close()
     return hist
+
+
+def distillation(T: float = 4.0, alpha: float = 0.9):
+    """The distillation loss the labs train with after Lab 03, for ``fit`` with a teacher.
+
+    Returns loss_fn(student_logits (B, C), teacher_logits (B, C), labels (B,)) -> scalar:
+    (1 - alpha) * cross-entropy with the labels + alpha * T**2 * cross-entropy of the
+    student's softened outputs with the teacher's soft targets softmax(teacher_logits / T)
+    (which differs from the KL form by the teacher's entropy, a constant for the student,
+    so it trains the same). The teacher gets no gradient. Use it in ``fit``:
+    ``fit(student, batches, kd.train.distillation(T=4, alpha=0.9), teacher_logits=...)``.
+    It refuses to run inside a check: an exercise must be your own code.
+    """
+    if not (isinstance(T, (int, float)) and not isinstance(T, bool) and T > 0 and T < float("inf")):
+        raise ValueError(f"distillation: T must be a finite number > 0, got {T!r}")
+    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
+        raise ValueError(f"distillation: alpha must be a number in [0, 1], got {alpha!r}")
+    T, alpha = float(T), float(alpha)
+
+    def loss_fn(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                labels: torch.Tensor) -> torch.Tensor:
+        refuse_in_check("kd.train.distillation")
+        if student_logits.shape != teacher_logits.shape:
+            raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
+                             f"{tuple(teacher_logits.shape)} must have the same shape (B, C)")
+        targets = torch.softmax(teacher_logits.detach() / T, dim=-1)
+        soft = nn.functional.cross_entropy(student_logits / T, targets)
+        hard = nn.functional.cross_entropy(student_logits, labels) if alpha < 1 else 0.0
+        return (1 - alpha) * hard + alpha * T * T * soft
+
+    loss_fn.__name__ = loss_fn.__qualname__ = f"distillation(T={T:g}, alpha={alpha:g})"
+    return loss_fn
 
 
 @torch.no_grad()
