@@ -5,6 +5,7 @@ item nbval runs, one JSON line is appended (and flushed) to FILE, so the results
 cells that ran survive if the whole run is killed at the notebook time limit:
 
     {"cell": code-cell number, "id": cell id, "kdlab": cell metadata "kdlab",
+     "grader": cell metadata "kdlab_grader" (set by the grader on the probe cells only),
      "ok": bool, "error": short message, "ename": ..., "evalue": ..., "text": stdout,
      "timed_out": bool, "kernel_died": bool, "dead_at_start": bool, "output_limit": bool,
      "seconds": float}
@@ -15,8 +16,10 @@ see ``kdlab.checks._registry.emit``) as JSON texts.
 It also makes nbval notice a dead kernel (``os._exit``, a crash) within a second instead of
 waiting for the cell timeout, stops the kernel once a notebook has printed more than
 ``--kdlab-max-output`` bytes, and with ``--kdlab-kernel-argv`` starts the kernel with the
-given command line (the grader's sandbox) talking over Unix sockets in ``--kdlab-runtime-dir``
-(a kernel in its own network namespace cannot reach TCP ports on the host's loopback).
+given command line (the grader's sandbox) talking over Unix sockets under
+``--kdlab-runtime-dir`` (a kernel in its own network namespace cannot reach TCP ports on the
+host's loopback; a sandboxed kernel makes its sockets in its own /tmp, reached through
+/proc/<pid>/root).
 """
 from __future__ import annotations
 
@@ -55,10 +58,41 @@ def pytest_addoption(parser):
                     help="JSON list: the kernel's command line, with {connection_file}")
     group.addoption("--kdlab-runtime-dir", default=None,
                     help="folder for the kernel's connection file and Unix sockets")
+    group.addoption("--kdlab-sandbox-runtime", default=None,
+                    help="the sandboxed kernel's socket folder inside its namespaces")
 
 
-def _patch_kernel_start(argv: list, runtime_dir: str) -> None:
-    """Start nbval's kernels with `argv`, over Unix sockets in `runtime_dir`."""
+def _inner_process(pid: int, timeout: float = 30.0) -> int:
+    """The first process under `pid` that lives in another mount namespace (the sandbox's)."""
+    import os
+
+    import psutil
+
+    mine = os.readlink("/proc/self/ns/mnt")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            for child in psutil.Process(pid).children(recursive=True):
+                try:
+                    if os.readlink(f"/proc/{child.pid}/ns/mnt") != mine:
+                        return child.pid
+                except OSError:
+                    continue
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    raise RuntimeError("the sandboxed kernel did not start (no process in its namespaces)")
+
+
+def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> None:
+    """Start nbval's kernels with `argv`, over Unix sockets under `runtime_dir`/k.
+
+    inside: for a sandboxed kernel, the folder of its sockets inside its own /tmp: once it
+    runs, `runtime_dir`/k becomes a link to it through /proc/<pid>/root (nothing of the
+    grader's disk is writable for the kernel). None: `runtime_dir`/k is a plain folder.
+    """
+    import os
+
     import nbval.kernel
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     from jupyter_client.manager import KernelManager
@@ -71,9 +105,12 @@ def _patch_kernel_start(argv: list, runtime_dir: str) -> None:
 
     def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
         km = KernelManager(kernel_name="kdlab-grading", kernel_spec_manager=SpecManager(),
-                           transport="ipc", ip=f"{runtime_dir}/kernel",
+                           transport="ipc", ip=f"{runtime_dir}/k/kernel",
                            connection_file=f"{runtime_dir}/kernel.json")
         km.start_kernel(**kwargs)
+        if inside is not None:
+            pid = _inner_process(km.provisioner.process.pid)
+            os.symlink(f"/proc/{pid}/root{inside}", f"{runtime_dir}/k")
         kc = km.client()
         kc.start_channels()
         try:
@@ -153,7 +190,8 @@ def pytest_configure(config):
         _patch_nbval(config.getoption("--kdlab-max-output"))
     if config.getoption("--kdlab-kernel-argv"):
         _patch_kernel_start(json.loads(config.getoption("--kdlab-kernel-argv")),
-                            config.getoption("--kdlab-runtime-dir"))
+                            config.getoption("--kdlab-runtime-dir"),
+                            config.getoption("--kdlab-sandbox-runtime"))
 
 
 def _outputs(item):
@@ -201,6 +239,7 @@ def pytest_runtest_makereport(item, call):
     record = {
         "cell": getattr(item, "cell_num", None), "id": cell.get("id"),
         "kdlab": dict(cell.get("metadata", {}).get("kdlab", {}) or {}),
+        "grader": dict(cell.get("metadata", {}).get("kdlab_grader", {}) or {}),
         "ok": exc is None and call.when == "call", "error": error,
         "ename": ename, "evalue": evalue[:4000], "text": text, "probes": probes,
         "timed_out": bool(getattr(parent, "timed_out", False))
