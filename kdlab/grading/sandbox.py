@@ -312,6 +312,7 @@ def kernel_argv(runtime_dir, kdlab_site, env: dict, limits: Limits | None = None
              "--setenv", "PYTHONPATH", MOUNT_KDLAB, "--setenv", "KDLAB_CACHE", f"{MOUNT_KDLAB}/{DATA_CACHE}"]
     for k, v in sorted(env.items()):
         args += ["--setenv", k, str(v)]
+    args += ["--remount-ro", "/"]  # the sandbox's own root (a tmpfs) is not a place to fill
     prlimit = shutil.which("prlimit")
     limit = [prlimit, f"--data={int(limits.memory)}", f"--fsize={int(limits.tmp)}"] if prlimit else []
     if prlimit and cgroup is None and os.geteuid() != 0:

@@ -35,7 +35,7 @@ ALLOWED_MODULES = {
     "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch.optim.lr_scheduler",
     "torch.utils", "torch.utils.data", "torch.nn.init", "torch.linalg", "torch.special",
     "numpy", "math", "random", "time", "copy", "functools", "itertools", "collections",
-    "dataclasses", "typing", "statistics", "string", "textwrap", "operator", "numbers",
+    "dataclasses", "typing", "statistics", "string", "textwrap", "numbers",
     "matplotlib", "matplotlib.pyplot", "matplotlib.ticker", "matplotlib.colors",
     "tqdm", "tqdm.auto", "IPython.display", "warnings",
     "kdlab", "kdlab.checks", "kdlab.compress", "kdlab.data", "kdlab.models", "kdlab.plot",
