@@ -373,7 +373,7 @@ def softmax_with_temperature(logits, T=1.0):
                   "ex-entropy": "def entropy(p):\n    raise ValueError('```\\n\\n# FORGED full marks\\n\\n```')"},
 }
 # folder names a file system allows and a gradebook must survive (the first starts a formula)
-ODD_NAMES = {"g1_formula": "=cmd|' /C calc'!A0", "g3_latin1": os.fsdecode(b"caf\xe9-g3"),
+ODD_NAMES = {"g1_formula": "=cmd|' -C calc'!A0", "g3_latin1": os.fsdecode(b"caf\xe9-g3"),
              "g4_long": "g4" + "x" * 252, "g5_space": "ann b", "g5_underscore": "ann_b"}
 
 
@@ -411,6 +411,8 @@ def hostile(sol, lab, port=0):
         if "+softmax" in cells:
             extra["check-softmax"] = [cells.pop("+softmax")]
         subs[name] = cells_with(lab, replace=cells, insert_after=extra, meta=cells.pop("meta", None))
+    for name in ODD_NAMES:  # honest students whose folder names are odd
+        subs.setdefault(name, cells_with(lab, replace=ok))
     for who, nb in subs.items():  # every student's notebook carries a text of its own
         if not isinstance(nb, str):
             nb.cells.append(new_markdown_cell(f"private note of {who}: secret-{who}-text", id="note"))
@@ -784,15 +786,15 @@ ATTACK_REASONS = {  # what the reason of each attack must say (readable, not a c
     "a7_solutions": "import pathlib",
     "a8_rewrite_checks": "import pathlib",
     "a9_spy": "import os",
-    "b1_alias": "the attribute _probe",
+    "b1_alias": "the attribute _is_reference_code",
     "b2_thread": "import concurrent.futures",
     "b3_mock": "from unittest import mock",
     "b4_asyncio": "import asyncio",
-    "b5_time_magic": "the attribute _probe",
+    "b5_time_magic": "the attribute _is_reference_code",
     "b6_config": "the magic %config",
-    "b7_check_metadata": "the attribute _probe",
+    "b7_check_metadata": "the attribute _is_reference_code",
     "b8_transformer_manager": "the name get_ipython",
-    "b9_get_parent": "the name get_ipython",
+    "b9_get_parent": "import ast",
     "l1_leak": "import pathlib",
 }
 

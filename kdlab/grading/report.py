@@ -85,7 +85,7 @@ def write_csv(rows: list, path) -> None:
 
 def read_csv(path) -> list:
     """The check rows (not the totals) of a gradebook written by ``write_csv``."""
-    out = []
+    out, seconds = [], {}
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -93,12 +93,17 @@ def read_csv(path) -> list:
             raise ValueError(f"{path} is not a gradebook of this grader (columns {header})")
         for cells in reader:
             d = dict(zip(COLUMNS, cells))
-            if d["check"] == TOTAL:
-                continue
             d = {k: (v[1:] if isinstance(v, str) and v.startswith("'") and v[1:].startswith(_FORMULA)
                      else v) for k, v in d.items()}
+            if d["check"] == TOTAL:
+                m = re.fullmatch(r"graded in ([0-9.]+) s", d["reason"])
+                if m:
+                    seconds[(d["student"], d["lab"])] = float(m.group(1))
+                continue
             d["points"], d["max_points"] = int(d["points"]), int(d["max_points"])
             out.append(Row(**d))
+    for r in out:  # the grading time lives in each lab's TOTAL row
+        r.seconds = seconds.get((r.student, r.lab), 0.0)
     return out
 
 
