@@ -1221,3 +1221,51 @@ def test_sandbox_data_cache_is_readable_and_read_only(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "test images 10000" in p.stdout and "read-only: 30" in p.stdout, p.stdout
     assert (tmp_path / "site" / sandbox.DATA_CACHE / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+
+
+def test_probe_data_counts_only_from_its_finished_grader_cell():
+    """A probe's result is judged only if it comes from the check's own grader-marked cell,
+    carries the token the grader gave it, appears once, and that cell ran to its end (a
+    forged display followed by a BaseException earns nothing)."""
+    import json
+
+    from kdlab.checks import CHECKS
+    from kdlab.checks._registry import probe_data
+    from kdlab.grading import course, runner, scoring
+    sol = tiny_solution()
+    lab_nb = generator.generate_lab(notebook_io.loads(nbformat.writes(sol)), "tiny")
+    checks = restore.canonical_checks(lab_nb, "tiny")
+    lab = course.Lab(LAB, checks, lab_nb, {})
+    draws = {c.name: restore.draw(c) for c in checks}
+
+    def payload(d, fn):
+        from kdlab.checks._probe import decode
+        data = probe_data(CHECKS[d.probe.check], fn, inputs=decode(json.loads(d.inputs)))
+        return json.dumps({"check": d.probe.check, "token": d.token, "data": data})
+
+    right = {"softmax_with_temperature": lambda z, T=1.0: (_ for _ in ()).throw(ValueError("T"))
+             if not (T > 0 and T < float("inf")) else torch.softmax(z / T, -1),
+             "entropy": lambda p: -torch.xlogy(p, p).sum(-1)}
+
+    def record(name, cell, probes, ename="", ok=True, grader=True):
+        return {"cell": cell, "id": name, "kdlab": {"check": name}, "grader": {"check": name} if grader else {},
+                "ok": ok, "error": "" if ok else "AssertionError", "ename": ename, "evalue": "",
+                "text": "", "probes": probes, "timed_out": False, "kernel_died": False,
+                "dead_at_start": False, "output_limit": False, "seconds": 0.1}
+
+    def points(records):
+        run = runner.RunResult(cells=records)
+        return {r.check: r.points for r in scoring.score("ann", lab, run, {}, draws, "")}
+
+    honest = [record(n, i, [payload(d, right[n]) for d in draws[n]]) for i, n in enumerate(right)]
+    assert points(honest) == {"softmax_with_temperature": 2, "entropy": 1}
+    raised = [record(n, i, [payload(d, right[n]) for d in draws[n]], ename="Stop", ok=False)
+              for i, n in enumerate(right)]
+    assert points(raised) == {"softmax_with_temperature": 0, "entropy": 0}
+    unmarked = [record(n, i, [payload(d, right[n]) for d in draws[n]], grader=False) for i, n in enumerate(right)]
+    assert points(unmarked) == {"softmax_with_temperature": 0, "entropy": 0}
+    twice = [record(n, i, [payload(d, right[n]) for d in draws[n]] * 2) for i, n in enumerate(right)]
+    assert points(twice) == {"softmax_with_temperature": 0, "entropy": 0}
+    other_token = {n: [restore.Draw(d.probe, "0" * 16, d.seed, d.inputs) for d in ds] for n, ds in draws.items()}
+    forged = [record(n, i, [payload(d, right[n]) for d in other_token[n]]) for i, n in enumerate(right)]
+    assert points(forged) == {"softmax_with_temperature": 0, "entropy": 0}
