@@ -755,7 +755,7 @@ def test_graded_check_cell_holds_inputs_not_seeds():
 
     from kdlab.checks import CHECKS
     from kdlab.checks._probe import decode
-    chk = restore.Check("entropy", 1, {"source": "kd.checks.check_entropy(entropy)"},
+    chk = restore.CheckCell("entropy", 1, {"source": "kd.checks.check_entropy(entropy)"},
                         hidden=restore.parse_calls("kd.checks.check_entropy(entropy)", "hidden"))
     draws = restore.draw(chk)
     src = restore.graded_source(chk, draws)

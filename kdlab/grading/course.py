@@ -24,7 +24,7 @@ class CourseError(ValueError):
 class Lab:
     """A lab as the grader sees it: file name, canonical checks, notebook, check-code digests."""
     name: str  # e.g. "01_softmax_temperature"
-    checks: list  # restore.Check, in notebook order
+    checks: list  # restore.CheckCell, in notebook order
     nb: dict  # the lab notebook (the canonical cells and their order)
     check_sha256: dict  # check name -> digest of the code that judges it (probe, verdict, key)
 

@@ -10,8 +10,8 @@ cells that ran survive if the whole run is killed at the notebook time limit:
      "timed_out": bool, "kernel_died": bool, "dead_at_start": bool, "output_limit": bool,
      "seconds": float}
 
-"probes" lists the probe results the cell displayed (MIME ``application/vnd.kdlab.probe+json``,
-see ``kdlab.checks._registry.emit``) as JSON texts.
+"probes" lists the probe results the cell displayed (the MIME type given by ``--kdlab-probe-mime``:
+``kdlab.checks._probe.MIME``, see ``kdlab.checks.probe_cell``) as JSON texts.
 
 It also makes nbval notice a dead kernel (``os._exit``, a crash) within a second instead of
 waiting for the cell timeout, stops the kernel once a notebook has printed more than
@@ -37,7 +37,6 @@ import pytest
 sys.modules.setdefault("rfc3987_syntax", None)
 
 TEXT_LIMIT = 20_000  # characters of a cell's output kept in the report
-PROBE_MIME = "application/vnd.kdlab.probe+json"
 PROBE_LIMIT = 4_000_000  # characters of one probe result kept
 
 
@@ -58,6 +57,8 @@ def pytest_addoption(parser):
                     help="JSON list: the kernel's command line, with {connection_file}")
     group.addoption("--kdlab-runtime-dir", default=None,
                     help="folder for the kernel's connection file and Unix sockets")
+    group.addoption("--kdlab-probe-mime", default=None,
+                    help="the MIME type of the probes' displayed results")
     group.addoption("--kdlab-sandbox-runtime", default=None,
                     help="the sandboxed kernel's socket folder inside its namespaces")
 
@@ -194,7 +195,7 @@ def pytest_configure(config):
                             config.getoption("--kdlab-sandbox-runtime"))
 
 
-def _outputs(item):
+def _outputs(item, mime):
     text, ename, evalue, probes = [], "", "", []
     for out in getattr(item, "test_outputs", None) or []:
         if out.get("output_type") == "stream":
@@ -203,8 +204,8 @@ def _outputs(item):
             ename, evalue = out.get("ename", ""), out.get("evalue", "")
         elif out.get("output_type") in ("display_data", "execute_result"):
             data = out.get("data") or {}
-            if isinstance(data.get(PROBE_MIME), str):
-                probes.append(data[PROBE_MIME][:PROBE_LIMIT])
+            if mime and isinstance(data.get(mime), str):
+                probes.append(data[mime][:PROBE_LIMIT])
     text = "".join(text)
     if len(text) > TEXT_LIMIT:
         text = text[:TEXT_LIMIT // 2] + "\n[... output truncated ...]\n" + text[-TEXT_LIMIT // 2:]
@@ -229,7 +230,7 @@ def pytest_runtest_makereport(item, call):
     if call.when == "teardown":
         return
     exc = call.excinfo.value if call.excinfo is not None else None
-    text, ename, evalue, probes = _outputs(item)
+    text, ename, evalue, probes = _outputs(item, item.config.getoption("--kdlab-probe-mime"))
     parent = getattr(item, "parent", None)
     error = ""
     if exc is not None:

@@ -31,7 +31,7 @@ class Probe:
 
 
 @dataclass
-class Check:
+class CheckCell:
     """One canonical check cell of a lab."""
     name: str
     points: int
@@ -89,10 +89,10 @@ class Restored:
 
 
 def canonical_checks(lab_nb: dict, name: str = "lab", solution_nb: dict | None = None) -> list:
-    """The Check list of a lab notebook (dict), in notebook order; validates the metadata.
+    """The CheckCell list of a lab notebook (dict), in notebook order; validates the metadata.
 
     solution_nb: the solution notebook; hidden tests in its check cells (same cell id) are
-    attached to the Check so that grading runs them too.
+    attached to the CheckCell so that grading runs them too.
     """
     hidden = {}
     for cell in (solution_nb or {}).get("cells", []):
@@ -120,7 +120,7 @@ def canonical_checks(lab_nb: dict, name: str = "lab", solution_nb: dict | None =
             raise NotebookError(f"{where}: a check cell calls exactly kd.checks.check_{cname}(...), "
                                 "the check its metadata names")
         seen.add(cname)
-        checks.append(Check(cname, points, cell, hidden.get(cell.get("id"), [])))
+        checks.append(CheckCell(cname, points, cell, hidden.get(cell.get("id"), [])))
     return checks
 
 
@@ -204,7 +204,7 @@ class Draw:
     inputs: str
 
 
-def draw(chk: Check) -> list:
+def draw(chk: CheckCell) -> list:
     """Fresh secret draws for every probe of `chk` (public first, then hidden).
 
     The inputs are made here, in the grader, from a seed that never leaves it; the kernel
@@ -227,7 +227,7 @@ def draw(chk: Check) -> list:
     return out
 
 
-def graded_source(chk: Check, draws: list) -> str:
+def graded_source(chk: CheckCell, draws: list) -> str:
     """The source run in place of a check cell: each probe on the inputs the grader drew.
 
     draws: ``draw(chk)``. No seed and no verdict code: the verdicts run in the grader.

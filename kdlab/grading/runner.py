@@ -148,7 +148,9 @@ def _run(nb_path: Path, cell_timeout, timeout, max_output, quick, threads, kerne
            "-p", PLUGIN, "--nbval-lax", "--nbval-current-env",
            f"--nbval-cell-timeout={cell_timeout}", f"--kdlab-report={report}",
            f"--kdlab-max-output={int(max_output)}"]
-    cmd += [f"--kdlab-kernel-argv={json.dumps(kernel_argv)}", f"--kdlab-runtime-dir={runtime}"]
+    from kdlab.checks._probe import MIME
+    cmd += [f"--kdlab-kernel-argv={json.dumps(kernel_argv)}", f"--kdlab-runtime-dir={runtime}",
+            f"--kdlab-probe-mime={MIME}"]
     if inside:
         cmd.append(f"--kdlab-sandbox-runtime={inside}")
     env = dict(os.environ)
