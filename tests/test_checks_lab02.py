@@ -324,7 +324,7 @@ def test_explorer_rejects_bad_input(fake_teacher):
 
 from kdlab.checks import CHECKS  # noqa: E402
 from kdlab.checks import lab02 as _lab02  # noqa: E402
-from kdlab.checks._registry import judge, probe_data  # noqa: E402
+from kdlab.checks._registry import answer_key, judge, probe_data  # noqa: E402
 
 SEEDS = [0, 1, 7, 12345]
 
@@ -408,25 +408,36 @@ def test_functions_that_change_their_inputs_are_rejected(name, fn, message):
         _grade(name, fn, 5)
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")  # the probe called as an answer indexes oddly
+@pytest.mark.filterwarnings("ignore")  # public functions called as answers misuse their inputs
 def test_public_modules_hold_no_reference():
-    """The references live only in the instructor-only kdlab.grading.keys: no function of the
-    public check module, nor a course helper wrapped as the answer, passes a Lab 02 check."""
+    """The references live only in the instructor-only kdlab.grading.keys: the old reference is
+    gone from the public check module, and no function of the public tensor modules (the check
+    modules, losses, compress, models, views), nor a course helper wrapped as the answer,
+    passes a Lab 02 check."""
+    import importlib
     import inspect
+    import pkgutil
 
+    import kdlab
     from kdlab import losses
 
     for old in ("_reference_similarity", "_complete", "_call_probe"):
         assert not hasattr(_lab02, old), old
-    own = [f for f in vars(_lab02).values()
-           if inspect.isfunction(f) and f.__module__ == _lab02.__name__]
-    assert len(own) >= 6
+    names = [m.name for m in pkgutil.walk_packages(kdlab.__path__, "kdlab.")
+             if m.name.startswith("kdlab.checks")] + ["kdlab.losses", "kdlab.compress",
+                                                      "kdlab.models", "kdlab.views"]
+    public = []
+    for name in names:
+        mod = importlib.import_module(name)
+        public += [f for f in vars(mod).values() if inspect.isfunction(f) and f.__module__ == name]
+    assert sum(f.__module__ == _lab02.__name__ for f in public) >= 6
     wrapped = [lambda p, y: losses.soft_targets(p, 1.0),
                lambda p, y: 1 - losses.soft_targets(p, 1.0)[torch.arange(len(y)), y]]
-    for name in ("class_similarity", "dark_knowledge"):
-        for fn in own + wrapped:
-            with pytest.raises(AssertionError, match=f"check_{name}"):
-                _grade(name, fn)
+    for check in (CHECKS["class_similarity"], CHECKS["dark_knowledge"]):
+        inp, key = check.inputs(None), answer_key(check)  # what judge() uses, made once
+        for fn in public + wrapped:
+            with pytest.raises(AssertionError, match=check.title):
+                check.verdict(probe_data(check, fn, inputs=inp), inp, key)
 
 
 @pytest.mark.parametrize("n_classes", [3, 7])

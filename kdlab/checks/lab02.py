@@ -30,19 +30,20 @@ def _probs(counts, g: torch.Generator, wrong: int):
     labels = labels[torch.randperm(len(labels), generator=g)]
     logits = torch.randn(len(labels), C, generator=g) * 1.5
     logits[torch.arange(len(labels)), labels] += 4.0
-    for i in range(max(1, min(int(wrong), len(labels) - 1))):  # the teacher's top class is not the label
+    for i in range(max(1, min(int(wrong), len(labels) - 1))):  # top class is not the label
         logits[i, (labels[i] + 1 + i % (C - 1)) % C] = logits[i].max() + 2.0
     return F.softmax(logits, dim=1), labels
 
 
 def _n_classes(n_classes) -> int:
+    """The number of classes of the second case (a parameter of both checks): an int >= 3."""
     if int(n_classes) < 3:
         raise ValueError(f"n_classes must be >= 3, got {n_classes}")
     return int(n_classes)
 
 
 def cases_probe(fn, inp) -> dict:
-    """The probe of both checks: call fn(probs, labels) on copies of each case; record the outcomes."""
+    """The probe of both checks: fn(probs, labels) on copies of each case; the outcomes."""
     return {"cases": [_p.call(fn, probs.clone(), labels.clone())[0]
                       for _, probs, labels in inp["cases"]]}
 
@@ -58,8 +59,9 @@ def _result(title: str, out: dict, probs: torch.Tensor) -> torch.Tensor:
 
 
 def _row_sums(m: torch.Tensor) -> str:
-    sums = m.detach().double().sum(1)
-    return "[" + ", ".join(f"{v:.3g}" for v in sums[:4].tolist()) + (", ...]" if len(sums) > 4 else "]")
+    """The first row sums of a (C, C) matrix, for messages: "[1, 0.98, 1.2, 1, ...]"."""
+    sums = m.detach().double().sum(1).tolist()
+    return "[" + ", ".join(f"{v:.3g}" for v in sums[:4]) + (", ...]" if len(sums) > 4 else "]")
 
 
 # ------------------------------------------------------------------ class_similarity
@@ -111,8 +113,9 @@ def similarity_inputs(seed=None, n_classes: int = 10, wrong: int | None = None) 
         C1, counts2, w1, w2 = 4, list(range(1, C2 + 1)), 3, 6
     else:
         C1 = int(torch.randint(3, 6, (1,), generator=g))
-        counts2 = (torch.randperm(C2, generator=g) + 1 + int(torch.randint(0, 3, (1,), generator=g))).tolist()
-        w1, w2 = int(torch.randint(1, C1, (1,), generator=g)), int(torch.randint(2, C2, (1,), generator=g))
+        counts2 = torch.randperm(C2, generator=g) + 1
+        counts2 = (counts2 + int(torch.randint(0, 3, (1,), generator=g))).tolist()
+        w1, w2 = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((1, C1), (2, C2)))
     # equal counts (N = C * C): a mean over the classes gives a (C, C) result too;
     # unequal counts: sums, wrong normalisers and column-wise divisions show up
     return {"cases": [(f"{C1} classes, {C1} digits each", *_probs([C1] * C1, g, w1)),
@@ -183,10 +186,10 @@ def dark_inputs(seed=None, n_classes: int = 10, wrong: int | None = None) -> dic
     if seed is None:
         counts1, counts2, w1, w2 = [3] * 4, [2 + c % 2 for c in range(C2)], 3, 5
     else:
-        counts1 = torch.randint(2, 5, (int(torch.randint(3, 7, (1,), generator=g)),), generator=g).tolist()
+        C1 = int(torch.randint(3, 7, (1,), generator=g))
+        counts1 = torch.randint(2, 5, (C1,), generator=g).tolist()
         counts2 = torch.randint(2, 4, (C2,), generator=g).tolist()
-        w1 = int(torch.randint(1, len(counts1), (1,), generator=g))
-        w2 = int(torch.randint(2, 6, (1,), generator=g))
+        w1, w2 = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((1, C1), (2, 6)))
     cases = []
     for counts, w in ((counts1, w1), (counts2, w2 if wrong is None else int(wrong))):
         if sum(counts) == len(counts):  # N = C would hide a reduction over the wrong axis
