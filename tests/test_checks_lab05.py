@@ -351,6 +351,15 @@ def fq_levels(w, bits):
     return torch.clamp(torch.round(w.detach() / _scale(w, qmax)), -qmax, qmax)
 
 
+def fq_no_abs(w, bits):
+    _valid_bits(bits)
+    qmax = 2 ** (bits - 1) - 1
+    v = w.detach()
+    amax = v.flatten(1).amax(1).view(-1, *[1] * (w.dim() - 1))
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    return w + (torch.clamp(torch.round(v / scale), -qmax, qmax) * scale - v).detach()
+
+
 def fq_float64(w, bits):
     return fq_ste(w.double(), bits)
 
@@ -373,6 +382,7 @@ QUANT_WRONG = [
     (fq_levels, "integer levels"),
     (fq_float64, "dtype is float64, expected float32"),
     (lambda w, b: w.clone(), "nothing was quantized"),
+    (fq_no_abs, r"largest VALUE of each channel, max\(w\)"),
 ]
 
 

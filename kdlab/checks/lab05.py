@@ -248,6 +248,9 @@ QUANT_MISTAKES = [
     Mistake("asymmetric_tensor", "your quantization is asymmetric (min-max with a zero point) "
                                  "AND per tensor",
             "symmetric, per output channel: scale = max|w| of the channel / (2**(bits-1) - 1)"),
+    Mistake("no_abs", "your scale is the largest VALUE of each channel, max(w), not the largest "
+                      "magnitude max|w|: where the largest |w| is negative, weights are clipped",
+            "scale = w.abs().reshape(w.shape[0], -1).amax(dim=1) / qmax, reshaped to broadcast"),
     Mistake("floor", "you rounded down (floor) instead of to the nearest level",
             "torch.round(w / scale)"),
     Mistake("trunc", "you truncated toward zero (int conversion) instead of rounding to the "
@@ -257,8 +260,9 @@ QUANT_MISTAKES = [
 
 def _quant_weight(shape, g, dtype, zero_row: int | None, bits_list) -> torch.Tensor:
     """Random weight whose channels (dim 0) differ in scale up to 1000x, one channel all zero,
-    and no w / (max|w| / d) within 1e-3 of a rounding tie (x.5) for the scales of every bit
-    width (d = 2**(b-1) - 1, 2**(b-1), 2**b - 1), per channel, tensor and column."""
+    the largest |w| positive in some channels and negative in others, and no w / (max|w| / d)
+    within 1e-3 of a rounding tie (x.5) for the scales of every bit width (d = 2**(b-1) - 1,
+    2**(b-1), 2**b - 1), per channel, tensor and column."""
     ones = (1,) * (len(shape) - 1)
     for _ in range(100):
         scales = 10 ** (torch.rand(shape[0], generator=g, dtype=torch.float64) * 3 - 2)
@@ -271,7 +275,9 @@ def _quant_weight(shape, g, dtype, zero_row: int | None, bits_list) -> torch.Ten
                   a.amax(dim=[i for i in range(a.dim()) if i != 1], keepdim=True)]
         x = torch.stack([w.double() / torch.where(m > 0, m / d, torch.ones_like(m)) for m in amaxes
                          for b in bits_list for d in (2 ** (b - 1) - 1, 2 ** (b - 1), 2 ** b - 1)])
-        if not bool(((x - x.floor() - 0.5).abs() < 1e-3).any()):
+        flat = w.reshape(shape[0], -1)
+        lead = flat.gather(1, flat.abs().argmax(1, keepdim=True))  # each channel's max-|w| entry
+        if (lead > 0).any() and (lead < 0).any() and not ((x - x.floor() - 0.5).abs() < 1e-3).any():
             return w
     raise RuntimeError("could not draw a weight without rounding ties")  # pragma: no cover
 

@@ -126,22 +126,23 @@ def prune_key(inp: dict) -> dict:
 
 # ------------------------------------------------------------------ fake_quantize
 
-def _quant(w, bits, per="channel", qmax=None, qmin=None, rnd=torch.round, denom=None):
+def _quant(w, bits, per="channel", qmax=None, qmin=None, rnd=torch.round, denom=None, mag=torch.abs):
     """Symmetric fake quantization (values as float64) with knobs that give the mistakes.
 
     Computed in w's dtype, as the student's code computes it. per: "channel" (dim 0),
     "tensor" or "dim1" (the wrong axis); qmax / qmin: the clamp's range (default
-    [-(2**(bits-1) - 1), 2**(bits-1) - 1]); denom: what max|w| is divided by (default qmax).
+    [-(2**(bits-1) - 1), 2**(bits-1) - 1]); denom: what max|w| is divided by (default qmax);
+    mag: what the max is taken of (default |w|).
     """
     qm = 2 ** (bits - 1) - 1 if qmax is None else qmax
     lo = -qm if qmin is None else qmin
     shape = (-1,) + (1,) * (w.dim() - 1)
     if per == "tensor":
-        amax = w.abs().max().expand(w.shape[0]).reshape(shape)
+        amax = mag(w).max().expand(w.shape[0]).reshape(shape)
     elif per == "dim1":
-        amax = w.abs().amax(dim=[i for i in range(w.dim()) if i != 1], keepdim=True)
+        amax = mag(w).amax(dim=[i for i in range(w.dim()) if i != 1], keepdim=True)
     else:
-        amax = w.abs().reshape(w.shape[0], -1).amax(1).reshape(shape)
+        amax = mag(w).reshape(w.shape[0], -1).amax(1).reshape(shape)
     scale = torch.where(amax > 0, amax / (qm if denom is None else denom), torch.ones_like(amax))
     return (torch.clamp(rnd(w / scale), lo, qm) * scale).double()
 
@@ -174,6 +175,7 @@ def _quant_case(w: torch.Tensor, bits: int) -> dict:
               ("two_pow_b", _quant(w, bits, qmax=u, qmin=-2 ** bits, denom=2 ** bits)),
               ("asymmetric", _asymmetric(w, bits)),
               ("asymmetric_tensor", _asymmetric(w, bits, per_tensor=True)),
+              ("no_abs", _quant(w, bits, mag=lambda x: x)),
               ("floor", _quant(w, bits, rnd=torch.floor)),
               ("trunc", _quant(w, bits, rnd=torch.trunc))]
     return {"expected": fake_quantize(w, bits).detach().double(),
