@@ -115,6 +115,7 @@ def prune_probe(fn, inp) -> dict:
 
 
 def _describe(w: torch.Tensor, s: float, kind: str) -> str:
+    """Which case, for messages: the kind of weight, its shape and the sparsity."""
     what = {"conv": "a conv weight", "param": "an nn.Parameter (requires_grad=True)",
             "ties": "a weight whose |w| repeat (ties at the threshold)"}.get(kind, "a weight")
     return f"{what} of shape {tuple(w.shape)}, sparsity={s:.4g}"
@@ -405,7 +406,8 @@ def quant_verdict(data, inp, key) -> str:
              "use the straight-through estimator: return w + (w_q - w).detach()")
     grad, up = decode(gr).double(), key["grad"]
     if tuple(grad.shape) != tuple(up.shape):
-        fail(title, f"{where}: the gradient has shape {tuple(grad.shape)}, expected {tuple(up.shape)}")
+        fail(title, f"{where}: the gradient has shape {tuple(grad.shape)}, expected {tuple(up.shape)}",
+             "return a tensor of w's shape computed from w: w + (w_q - w).detach()")
     if bool((grad.abs() < 1e-12).all()):
         fail(title, f"{where}: the gradient with respect to w is zero everywhere: round() has "
                     "zero gradient almost everywhere, so training could not change the weights",
