@@ -539,8 +539,8 @@ def test_distill_step_swapped_without_detach_is_named():
 
 def test_distill_step_gaps_of_the_old_check_are_closed():
     """Two steps the check used to accept: the teacher run with gradient tracking on (its
-    logits detached afterwards), and no student.train() (the student was handed over in
-    train mode). Both are now rejected, each naming its fix."""
+    logits detached afterwards), and no student.train() (the probe used to hand the student
+    over in train mode). Both are now rejected, each naming its fix."""
     with pytest.raises(AssertionError) as err:
         kd.checks.check_distill_step(step_detached_teacher)
     assert "kept every activation of the teacher in memory" in str(err.value)
@@ -588,11 +588,8 @@ def test_notebook_verdict_predicts_the_grade(seed):
     """Every mutant the notebook rejects is rejected on fresh seeds through the grader's path
     (probe data as JSON, the key computed for the seed), with the same message; every right
     answer passes there."""
-    for name, fn, message, params in GRADED_MUTANTS:
+    for name, fn, message, params in GRADED_MUTANTS:  # each rejected in the notebook above
         check = CHECKS[name]
-        with pytest.raises(AssertionError, match=check.title) as err:
-            kd.checks.__dict__[check.title](fn, **params)
-        assert message in str(err.value), (fn, str(err.value))
         with pytest.raises(AssertionError) as err:
             judge(check, probe_data(check, fn, seed, params), seed, params)
         assert message in str(err.value), (fn, seed, params, str(err.value))

@@ -237,8 +237,7 @@ def distill_step_inputs(seed=None, N: int = 16, C: int = 5, T: float = 4.0,
 
 
 def step_models(inp) -> tuple:
-    """(student, teacher, SGD over the student): fresh models with the inputs' weights, both in
-    train mode as built."""
+    """Fresh (student, teacher, SGD over the student) with the inputs' weights, in train mode."""
     student, teacher = _mlp(_D, _H_S, inp["C"]), _mlp(_D, _H_T, inp["C"])
     student.load_state_dict(inp["student"])
     teacher.load_state_dict(inp["teacher"])
@@ -256,9 +255,11 @@ def _state(model: nn.Module) -> dict:
 
 
 def distill_step_probe(fn, inp) -> dict:
-    """Two calls of fn on a fresh student (handed over in eval mode, as after evaluate()), a
-    teacher in train mode (both with batch norm) and SGD; records the states, the student's
-    batch-norm mode and the grad mode of the teacher's forward passes."""
+    """Call fn twice on a fresh student (in eval mode), teacher (train mode) and SGD; record.
+
+    Recorded per step: the call, the student's state, its batch norm's mode and the grad mode
+    of the teacher's forward passes (hooks); then the teacher's state and .grad.
+    """
     student, teacher, opt = step_models(inp)
     student.eval()  # as after evaluate(): the step must call student.train()
     seen = {"student_modes": [], "teacher_grad_modes": []}
@@ -279,8 +280,10 @@ def distill_step_probe(fn, inp) -> dict:
 
 
 def _vec(state: dict, names, like: dict):
-    """The entries `names` of a recorded state as one float32 vector; None if one is missing
-    or its shape differs from that entry in `like` (the inputs' state)."""
+    """The entries `names` of a recorded state as one float32 vector (None if malformed).
+
+    like: the inputs' state; an entry missing or of another shape than there gives None.
+    """
     parts = [decode(state[k]) if isinstance(state.get(k), dict) and state[k].get("kind") == "tensor"
              else None for k in names]
     if any(v is None or tuple(v.shape) != tuple(like[k].shape) for v, k in zip(parts, names)):

@@ -25,9 +25,10 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     Inputs: student_logits (N, C), teacher_logits (N, C), labels (N,) int64, T > 0 (a real
     number or a 0-dim real tensor), alpha in [0, 1]. Returns: a scalar tensor.
     """
-    if torch.is_tensor(T) and (T.dim() or T.dtype == torch.bool or T.is_complex()) or not (
-            torch.is_tensor(T) or isinstance(T, numbers.Real) and not isinstance(T, bool)):
-        raise TypeError(f"temperature T must be a real number, got {type(T).__name__} {T!r}")
+    real_tensor = torch.is_tensor(T) and T.dim() == 0 and T.dtype != torch.bool and not T.is_complex()
+    if not (real_tensor or isinstance(T, numbers.Real) and not isinstance(T, bool)):
+        raise TypeError(f"temperature T must be a real number or a 0-dim real tensor, got "
+                        f"{type(T).__name__} {T!r}")
     T = float(T)
     if not (T > 0 and math.isfinite(T)):
         raise ValueError(f"temperature T must be a finite number > 0, got {T!r}")
@@ -105,9 +106,12 @@ def teacher_entropy_term(t, T, a) -> torch.Tensor:
 
 
 def kd_loss_key(inp: dict) -> dict:
-    """The right gradients and loss values (KL and soft-target CE forms) at every setting of
-    ``kd_loss_inputs``, the gradients of every mistake at the diagnostic settings (stacked,
-    (settings, N, C)), and the right gradient on the confident logits."""
+    """Right gradients and losses at every setting, and every mistake's gradients.
+
+    settings: per (T, alpha) the gradient (N, C) and the loss in the KL and soft-target CE
+    forms; diagnostic and mistakes: the right and each mistake's gradients at the first
+    n_diagnostic settings, stacked (n_diagnostic, N, C); confident: the gradient (N, C) there.
+    """
     s, t, y = inp["s"], inp["t"], inp["y"]
     diag = inp["settings"][:inp["n_diagnostic"]]
 
@@ -128,10 +132,9 @@ def kd_loss_key(inp: dict) -> dict:
 # ------------------------------------------------------------------ distill_step
 
 def _reference_run(inp, variant: str = "right") -> list:
-    """[{"student": state after the step, "loss", "loss_ce"}] for both steps of the check,
-    done right or as `variant`.
+    """The check's two steps done right or as `variant`: [{"student", "loss", "loss_ce"}] * 2.
 
-    variants: "right", "no_zero_grad" (gradients accumulate), "swapped" and "swapped_ce" (the
+    student: the student's state dict after the step (float entries); variants: "right", "no_zero_grad" (gradients accumulate), "swapped" and "swapped_ce" (the
     loss, KL or soft-target cross-entropy form, with the teacher's and the student's logits
     exchanged and the student's side not detached). loss_ce: the soft-target cross-entropy
     form of the right loss (the KL form plus the teacher's entropy term).
@@ -163,9 +166,12 @@ def _reference_run(inp, variant: str = "right") -> list:
 
 
 def distill_step_key(inp: dict) -> dict:
-    """Two reference steps (the student's parameters and running statistics as flat vectors,
-    in the order of ``step_entries``, and the loss in both forms) and the parameters of the
-    named mistakes: no update and the swapped loss (after step 1), no zero_grad (after step 2)."""
+    """Two reference steps and the student's parameters after the named mistakes' steps.
+
+    steps: per step the student's parameters and running statistics (flat float32 vectors, in
+    the order of ``step_entries``) and the loss in both forms; step1_mistakes: no update, the
+    loss with teacher and student swapped; step2_mistakes: no zero_grad.
+    """
     params, stats = step_entries(inp["student"])
 
     def flat(state, names):
