@@ -160,14 +160,10 @@ def _rewrite(lines):
                     .replace("entropy,", "kd.losses.entropy,"))
     return src.splitlines(True)
 ip.input_transformer_manager.cleanup_transforms.insert(0, _rewrite)"""
-LEAK = """import pathlib, sys
+LEAK = """import pathlib
 root = pathlib.Path(kd.__file__).parent
 leak = [str(p) + ": " + p.read_text()[:400] for p in sorted(root.glob("grading/*.py"))]
-leak += [sys.executable, str(sys.path)]
-try:
-    leak.append(get_ipython().kernel.get_parent()["content"]["code"])
-except Exception as e:
-    leak.append(repr(e))
+leak += [kd.__file__, torch.__file__, str(pathlib.Path.home())]
 class AssertionError(BaseException):
     pass
 def softmax_with_temperature(logits, T=1.0):
@@ -176,7 +172,7 @@ FILL = """written = {}
 for where in ("/tmp", "/dev/shm"):
     n = 0
     try:
-        for i in range(48):  # 3 GB in 64 MB files
+        for i in range(24):  # 1.5 GB in 64 MB files
             torch.save(torch.zeros(16 * 1024 ** 2), f"{where}/fill-{i}.pt")
             n += 64
     except Exception:
@@ -197,15 +193,15 @@ FORK = """import time
 ctx = torch.multiprocessing.get_context("fork")
 procs = []
 try:
-    for i in range(400):
-        p = ctx.Process(target=time.sleep, args=(20,))
+    for i in range(300):
+        p = ctx.Process(target=time.sleep, args=(2,))
         p.start()
         procs.append(p)
 except Exception:
     pass
 written = {"processes": len(procs)}
 for p in procs:
-    p.kill()"""
+    p.join()"""
 REPORT = "def entropy(p):\n    raise RuntimeError(f'WROTE {written}')"
 ATTACKS = {
     # 1. a patched torch.allclose, with wrong answers
