@@ -574,15 +574,15 @@ class PerPositionLinear(nn.Module):
 NEIGHBOURHOOD_MISTAKES = [
     (PoolThen1x1, r"HintRegressor\(16, 48, hint_size=\(7, 7\)\) regresses each output position "
                   r"from its own place only: the output at \(3, 3\) depends on rows 6-7, columns "
-                  r"6-7 of the student's 14x14 map .*\(its convolutions: proj 1x1\)\. The lab asks "
+                  r"6-7 of the student's 14x14 map .*\(its convolutions are 1x1: proj\)\. The lab asks "
                   r"for a 3x3 convolution, so that each regressed position sees a neighbourhood"
                   r"(?s:.*)Hint: apply nn.Conv2d\(student_channels, teacher_channels, kernel_size=3, "
                   r"padding=1\)"),
-    (Conv1x1ThenPool, r"from its own place only.*\(its convolutions: conv 1x1\).*lab asks for a 3x3 "
+    (Conv1x1ThenPool, r"from its own place only.*\(its convolutions are 1x1: conv\).*lab asks for a 3x3 "
                       r"convolution"),
     (PerPositionLinear, r"from its own place only: the output at \(3, 3\) depends on rows 6-7, "
-                        r"columns 6-7 of the student's 14x14 map \(the positions the resizing brings "
-                        r"there\) and on nothing around them\. The lab asks for a 3x3 convolution"),
+                        r"columns 6-7 of the student's 14x14 map \(the place it stands for\) "
+                        r"and on nothing around them\. The lab asks for a 3x3 convolution"),
 ]
 
 
@@ -609,7 +609,7 @@ class SameSizeOnly1x1(ConvThenPool):
 def test_regressor_rejects_a_1x1_conv_on_the_same_size_pairs():
     with pytest.raises(AssertionError, match=r"hint_size=\(14, 14\)\) regresses each output position "
                                              r"from its own place only: the output at \(7, 7\) "
-                                             r"depends on rows 7, columns 7 "):
+                                             r"depends on row 7, column 7 "):
         kd.checks.check_hint_regressor(SameSizeOnly1x1)
 
 
@@ -634,6 +634,7 @@ def test_regressor_accepts_other_right_answers(cls, capsys):
 
 # ------------------------------------------------------------------ no answer in the public package
 
+# kdlab.grading is the instructor's; kdlab.losses holds the losses of labs still on the old checks
 PUBLIC_MODULES = sorted(m.name for m in pkgutil.walk_packages(kdlab.__path__, "kdlab.")
                         if not m.name.startswith(("kdlab.grading", "kdlab.losses")))
 
@@ -715,3 +716,10 @@ def test_shipped_keys_are_the_instructor_keys(name):
     check = CHECKS[name]
     shipped = json.loads((KEYS_DIR / f"{name}.json").read_text(encoding="utf-8"))
     assert shipped == json.loads(keys.public_text(name, check.inputs(None)))
+
+
+@pytest.mark.parametrize("seed", GRADE_SEEDS)
+@pytest.mark.parametrize("cls", [cls for cls, _ in NEIGHBOURHOOD_MISTAKES] + [SameSizeOnly1x1])
+def test_regressor_names_the_missing_neighbourhood_on_fresh_inputs(cls, seed):
+    with pytest.raises(AssertionError, match="from its own place only.*The lab asks for a 3x3 convolution"):
+        _grade_as_grader("hint_regressor", cls, seed)
