@@ -36,6 +36,36 @@ def _check_logits(vals: list[float]) -> list[float]:
     return vals
 
 
+def _explorer(children, shown, css: str, **parts):
+    """The explorer box: a VBox of `children` that also carries `shown`'s PNG when displayed
+    (for viewers without a kernel), with CSS class `css` and `parts` as attributes."""
+    import base64
+
+    import ipywidgets as W
+
+    class Explorer(W.VBox):
+        def _repr_mimebundle_(self, **kwargs):
+            """The live widget, plus its current picture for viewers without a kernel."""
+            data = super()._repr_mimebundle_(**kwargs)
+            data["image/png"] = base64.b64encode(bytes(shown.value)).decode("ascii")
+            return data
+
+    box = Explorer(children)
+    box.add_class(css)
+    for name, widget in parts.items():
+        setattr(box, name, widget)
+    return box
+
+
+def _png(fig) -> bytes:
+    """The figure as PNG bytes (the explorers swap them in place: no flicker)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
 def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     """Slide the temperature T (0.1 to 100, log scale) and watch softmax(logits / T) flatten.
 
@@ -53,7 +83,6 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     Displayed, it also carries its first picture as a static PNG, which notebook viewers
     without a kernel (or without the widget state) show instead of the sliders.
     """
-    import io
     import math
 
     import ipywidgets as W
@@ -111,9 +140,7 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
             bar.set_color("#d62728" if i == int(p.argmax()) else "#6baed6")
             bar.set_edgecolor("k")
         ax.set_title(f"softmax(logits / T) at T = {t:.3g}", fontsize=10)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        picture.value = buf.getvalue()  # swapping the bytes redraws in place, without flicker
+        picture.value = _png(fig)
         h = float(plot._entropy(p))
         hmax = math.log(len(p))
         ent.value = (f'entropy <span class="kd-value" data-value="{h:.6f}">{h:.3f}</span> nats '
@@ -135,20 +162,9 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     slider.observe(redraw, "value")
     box.observe(on_logits, "value")
     redraw()
-    class Explorer(W.VBox):
-        def _repr_mimebundle_(self, **kwargs):
-            """The live widget, plus its current picture for viewers without a kernel."""
-            import base64
-
-            data = super()._repr_mimebundle_(**kwargs)
-            data["image/png"] = base64.b64encode(bytes(picture.value)).decode("ascii")
-            return data
-
-    out = Explorer([W.HBox([slider, ent]), W.HBox([box, pmax]), err, picture])
-    out.add_class("kd-temperature-explorer")
-    out.T, out.logits, out.entropy, out.max_prob, out.error, out.picture = (
-        slider, box, ent, pmax, err, picture)
-    return out
+    return _explorer([W.HBox([slider, ent]), W.HBox([box, pmax]), err, picture], picture,
+                     "kd-temperature-explorer", T=slider, logits=box, entropy=ent,
+                     max_prob=pmax, error=err, picture=picture)
 
 
 # ---------------------------------------------------------------- Lab 02: dark knowledge
@@ -169,7 +185,6 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     Displayed, it also carries its first picture as a static PNG, which notebook viewers
     without a kernel (or without the widget state) show instead of the controls.
     """
-    import io
 
     import ipywidgets as W
     import numpy as np
@@ -229,9 +244,7 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
         plot.draw_soft_targets(ax_img, ax_bar, images[i], logits[i].numpy(), y, Ts,
                                caption=f"#{i}: label {y}")
         ax_bar.set_xlabel("class (true class in red)")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        picture.value = buf.getvalue()  # swapping the bytes redraws in place, without flicker
+        picture.value = _png(fig)
         verdict = "right" if pred == y else "wrong"
         rank = state["rank"]
         where = f" · ambiguous {rank + 1} of {len(ambiguous)}" if rank >= 0 else ""
@@ -257,16 +270,6 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     nxt.on_click(on_next)
     redraw()
 
-    class Explorer(W.VBox):
-        def _repr_mimebundle_(self, **kwargs):
-            """The live widget, plus its current picture for viewers without a kernel."""
-            import base64
-
-            data = super()._repr_mimebundle_(**kwargs)
-            data["image/png"] = base64.b64encode(bytes(picture.value)).decode("ascii")
-            return data
-
-    box = Explorer([W.HBox([idx_box, nxt, t_slider]), info, picture])
-    box.add_class("kd-soft-target-explorer")
-    box.index, box.next_button, box.T, box.info, box.picture = idx_box, nxt, t_slider, info, picture
-    return box
+    return _explorer([W.HBox([idx_box, nxt, t_slider]), info, picture], picture,
+                     "kd-soft-target-explorer", index=idx_box, next_button=nxt, T=t_slider,
+                     info=info, picture=picture)
