@@ -471,3 +471,28 @@ def test_failed_check_in_a_notebook_shows_the_message_not_the_checker():
     assert err.ename == "AssertionError"
     assert "the minus sign is missing" in tb and "kd.checks.check_entropy(entropy)" in tb
     assert "kdlab/checks" not in tb and "_registry" not in tb and len(tb.splitlines()) <= 8, tb
+
+
+def _cases(test) -> list:
+    """The (fn, message) or fn cases of a parametrized test of this file."""
+    return [c if isinstance(c, tuple) else (c, None) for c in test.pytestmark[0].args[1]]
+
+
+_LAB01 = [("softmax_with_temperature", test_softmax_accepts, test_softmax_rejects),
+          ("entropy", test_entropy_accepts, test_entropy_rejects),
+          ("gradient_scale", test_gradient_scale_accepts, test_gradient_scale_rejects)]
+
+
+@pytest.mark.parametrize("name, accepts, rejects", _LAB01, ids=[n for n, _, _ in _LAB01])
+def test_the_notebook_predicts_the_grade(name, accepts, rejects):
+    """Every answer the notebook's check rejects is rejected on fresh seeds through the
+    grader's path, with the same message; every answer it accepts passes them."""
+    from kdlab.checks import CHECKS
+    check = CHECKS[name]
+    for seed in (1, 2, 3):
+        for fn, _ in _cases(accepts):
+            assert judge(check, probe_data(check, fn, seed), seed)
+        for fn, message in _cases(rejects):
+            with pytest.raises(AssertionError) as e:
+                judge(check, probe_data(check, fn, seed), seed)
+            assert message in str(e.value), (fn.__name__, seed, str(e.value))
