@@ -190,13 +190,17 @@ except OSError:
     pass
 written = {"runtime": n}"""
 FORK = """import time
-import concurrent.futures
-pool = concurrent.futures.ThreadPoolExecutor(max_workers=400)
-started = []
-for i in range(400):  # each task holds a thread: 400 threads (a pids cgroup counts them)
-    pool.submit(lambda: (started.append(1), time.sleep(3)))
-time.sleep(1)
-written = {"threads": len(started)}"""
+written = {"processes": 0}
+ctx = torch.multiprocessing.get_context("fork")
+procs = []
+try:
+    for i in range(300):
+        p = ctx.Process(target=time.sleep, args=(30,))
+        p.start()
+        procs.append(p)
+        written["processes"] = len(procs)
+except Exception:
+    pass"""
 REPORT = "def entropy(p):\n    raise RuntimeError(f'WROTE {written}')"
 ATTACKS = {
     # 1. a patched torch.allclose, with wrong answers
@@ -883,10 +887,10 @@ def test_nothing_of_the_graders_disk_is_writable(graded):
 
 
 def test_processes_are_capped(graded):
-    """Neither threads nor processes without bound (the sandbox's own cap is tested below)."""
+    """No processes without bound (the sandbox's own cap is tested below, past the screen)."""
     table, _, _ = graded
     got = _written(table, "d3_fork")
-    assert got.get("threads", 0) <= 256, got
+    assert got.get("processes", 0) <= 256, got
 
 
 def test_csv_cells_are_not_formulas(graded):
