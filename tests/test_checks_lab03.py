@@ -578,7 +578,7 @@ GRADED_MUTANTS = (
     + [("distill_step", fn, m, {}) for fn, m in STEP_MISTAKES]
     + [("distill_step", step_swapped_no_detach, "teacher and the student swapped", {})]
     + [("distill_step", _step(zero_grad=False), "zero_grad", p) for p in STEP_PARAMS])
-GRADE_SEEDS = [11, 29, 2024]
+GRADE_SEEDS = [11, 2024]
 
 
 @pytest.mark.filterwarnings("ignore:reduction. 'mean' divides")
