@@ -154,3 +154,34 @@ def test_budget_switch(monkeypatch):
 def test_device_override(monkeypatch):
     monkeypatch.setenv("KDLAB_DEVICE", "cpu")
     assert kd.train.device() == torch.device("cpu")
+
+
+def test_train_once_trains_then_reads_the_cache(tmp_path, monkeypatch, small):
+    monkeypatch.setenv("KDLAB_CACHE", str(tmp_path))
+    monkeypatch.delenv("KDLAB_QUICK", raising=False)
+    calls = []
+
+    def train_fn(m):
+        calls.append(1)
+        kd.train.seed(0)
+        h = kd.train.fit(m, kd.data.Batches(*small, batch_size=32, seed=0), F.cross_entropy,
+                         1, progress=False)
+        return {"loss": h["loss"]}
+
+    recipe = {"n": len(small[0]), "epochs": 1}
+    m1, info1 = kd.train.train_once("tiny", recipe, kd.models.TinyCNN, train_fn, verbose=False)
+    m2, info2 = kd.train.train_once("tiny", recipe, kd.models.TinyCNN, train_fn, verbose=False)
+    assert calls == [1] and info1["source"] == "trained" and info2["source"] == "cache"
+    assert info2["extra"] == info1["extra"] and not m2.training
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    kd.train.train_once("tiny", {**recipe, "epochs": 2}, kd.models.TinyCNN, train_fn, verbose=False)
+    assert len(calls) == 2  # another recipe: another file
+    path = info1["path"]
+    blob = torch.load(path, weights_only=True)
+    blob["state"]["fc.bias"] += 1  # corrupted: retrained, not trusted
+    torch.save(blob, path)
+    _, info3 = kd.train.train_once("tiny", recipe, kd.models.TinyCNN, train_fn, verbose=False)
+    assert info3["source"] == "trained" and len(calls) == 3
+    monkeypatch.setenv("KDLAB_QUICK", "1")  # the quick budget neither reads nor writes
+    _, info4 = kd.train.train_once("tiny", recipe, kd.models.TinyCNN, train_fn, verbose=False)
+    assert info4["source"] == "trained" and len(calls) == 4
