@@ -688,8 +688,12 @@ def sparsity_curves(sparsities, curves: dict, reference: dict | None = None, ax=
     return fig
 
 
-def _front(xs, ys) -> list[int]:
-    """Indices of the points no other point beats on both x and y (lower is better), by x."""
+def pareto_front(xs, ys) -> list[int]:
+    """The Pareto front of points where lower is better on both axes (e.g. cost and errors).
+
+    Inputs: xs, ys: (N,) numbers. Returns: the indices of the points that no other point
+    beats on both x and y (ties on x keep the lowest y), in order of increasing x.
+    """
     order = sorted(range(len(xs)), key=lambda i: (xs[i], ys[i]))
     out, best = [], float("inf")
     for i in order:
@@ -720,7 +724,7 @@ def pareto_fronts(cost: dict, errors: dict, xlabel: str = "MACs per image (log s
             single = len(np.atleast_1d(per_cand[n])) == 1
             ax.errorbar([x], [m], yerr=[s] if not single else None, fmt=markers[k % 4], ms=7,
                         capsize=3, color=color, mfc="white" if single else color)
-        f = _front(xs, ys)
+        f = pareto_front(xs, ys)
         ax.plot([xs[i] for i in f], [ys[i] for i in f], "-", color=color, lw=1.5,
                 label=f"{method} (front: {len(f)} of {len(xs)})")
         if k == 0:
@@ -751,7 +755,7 @@ def size_tradeoff(points: dict, ax=None, title: str = ""):
     order = sorted(points, key=lambda k: points[k][0])
     variants = list(dict.fromkeys(v for k in order for v in points[k][1]))
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(
-        figsize=(7.2, 0.9 + 0.62 * len(order) + 0.12 * len(variants) * len(order)))
+        figsize=(7.2, 1.4 + 0.2 * len(variants) * len(order) ** 0.5 + 0.55 * len(order)))
     step = 0.8 / max(1, len(variants))
     seen, all_x, yticks = set(), [], []
     for row, form in enumerate(order):
@@ -789,5 +793,34 @@ def size_tradeoff(points: dict, ax=None, title: str = ""):
               ncol=min(4, len(variants)), frameon=False)
     if title:
         ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def step_curves(steps, panels: dict, ylabel: str = "test errors", title: str = ""):
+    """Test errors measured along training, one panel per setting, mean ± std band -> Figure.
+
+    steps: (K,) the step counts at which the errors were measured; panels: {panel title:
+    {label: runs}}, runs a list of (K,) error curves, one per seed. A line is the mean over
+    seeds, its band the sample std (no band for a single run); every panel shares the y axis.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False,
+                             sharey=True)
+    steps = np.asarray(steps, dtype=float)
+    for ax, (name, curves) in zip(axes[0], panels.items()):
+        for k, (label, runs) in enumerate(curves.items()):
+            r = np.atleast_2d(np.asarray(runs, dtype=float))
+            mean = r.mean(0)
+            ax.plot(steps, mean, marker="o", ms=3, color=f"C{k}", label=label)
+            if len(r) > 1:
+                sd = r.std(0, ddof=1)
+                ax.fill_between(steps, mean - sd, mean + sd, color=f"C{k}", alpha=0.2, lw=0)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("recovery steps")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
