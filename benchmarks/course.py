@@ -6,15 +6,22 @@ quick-budget suite (all notebooks with KDLAB_QUICK=1) <= 5 min. The notebooks ru
 the files in solutions/ are not modified.
 
     python -m benchmarks.course [--budget tiny|full] [--notebooks a.ipynb ...]
-                                [--budgets quick full] [--skip-make-test]
-                                [--update] [--save-outputs]
+                                [--budgets quick full full-1thread] [--skip-make-test]
+                                [--update] [--save-outputs] [--fresh-cache]
 
 ``--budget tiny`` executes a one-cell notebook instead of the labs (a smoke test of the
 machinery) and skips ``make test``. ``--update`` re-measures only what is asked (the given
 notebooks and budgets, and ``make test`` unless skipped) and keeps the other measurements of
 the existing course.json; every measurement records its own date and load.
 ``--save-outputs`` writes each full-budget notebook back with its outputs (the saved outputs
-of solutions/ then come from the timed run).
+of solutions/ then come from the timed run; with both full budgets, from the last one run).
+
+Budgets: ``quick`` (KDLAB_QUICK=1), ``full`` (torch's default number of threads, or
+``--kernel-threads``) and ``full-1thread`` (the full budget with KDLAB_THREADS=1 and
+OMP_NUM_THREADS=1, as on a busy or single-core machine): the course map gives students both.
+``--fresh-cache`` runs each budget's notebooks, in order, with a new empty kdlab cache folder
+(KDLAB_CACHE): what a student's first pass through the course costs, teacher logits and
+cached models included (each lab pays for the caches it is the first to need).
 """
 from __future__ import annotations
 
@@ -33,6 +40,8 @@ from nbclient import NotebookClient
 from ._common import RESULTS, ROOT, Run, parser, set_threads
 
 GOALS = {"lab_full_minutes": 10, "course_full_minutes": 25, "quick_suite_minutes": 5}
+BUDGETS = ("quick", "full", "full-1thread")
+FULL = ("full", "full-1thread")  # the budgets students get (default threads, one thread)
 MAKE_TEST = ["make", "-o", ".venv/.installed", "test"]  # the test recipe, without reinstalling
 
 
@@ -51,19 +60,21 @@ def _stamp() -> dict:
 
 
 def execute(path: Path, quick: bool, timeout: int = 1800, kernel_threads=None,
-            save: bool = False) -> dict:
+            save: bool = False, env: dict | None = None) -> dict:
     """Execute the notebook at `path` in memory with KDLAB_QUICK set or unset.
 
     kernel_threads: if given, OMP_NUM_THREADS for the kernel (torch's thread count).
     save: write the executed notebook (with its outputs) back to `path` if it ran without error.
+    env: more environment variables for the kernel (e.g. KDLAB_THREADS, KDLAB_CACHE).
 
     Returns {"seconds": float, "ok": bool, "error": str or None, "cells": int, "measured",
     "load_before"}.
     """
     stamp = _stamp()
     nb = nbformat.read(path, as_version=4)
-    old = os.environ.get("KDLAB_QUICK")
-    old_omp = os.environ.get("OMP_NUM_THREADS")
+    env = dict(env or {})
+    saved = {k: os.environ.get(k) for k in ("KDLAB_QUICK", "OMP_NUM_THREADS", *env)}
+    os.environ.update(env)
     if kernel_threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(kernel_threads)
     if quick:
@@ -78,7 +89,7 @@ def execute(path: Path, quick: bool, timeout: int = 1800, kernel_threads=None,
     except Exception as e:  # a failing notebook is recorded, the others still run
         error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
     finally:
-        for key, value in (("KDLAB_QUICK", old), ("OMP_NUM_THREADS", old_omp)):
+        for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
@@ -113,11 +124,11 @@ def make_test(cwd: Path = ROOT) -> dict:
 
 def _goals(res: dict) -> None:
     """Add the goal verdicts to the results of the notebooks run so far."""
-    if "full" in res:
-        worst = max((v["seconds"] for v in res["full"]["notebooks"].values()), default=0)
-        res["full"]["lab_goal_met"] = worst <= 60 * GOALS["lab_full_minutes"]
-        res["full"]["course_goal_met"] = (res["full"]["total_seconds"]
-                                          <= 60 * GOALS["course_full_minutes"])
+    for b in FULL:
+        if b in res:
+            worst = max((v["seconds"] for v in res[b]["notebooks"].values()), default=0)
+            res[b]["lab_goal_met"] = worst <= 60 * GOALS["lab_full_minutes"]
+            res[b]["course_goal_met"] = res[b]["total_seconds"] <= 60 * GOALS["course_full_minutes"]
     if "quick" in res:
         res["quick"]["suite_goal_met"] = (res["quick"]["total_seconds"]
                                           <= 60 * GOALS["quick_suite_minutes"])
@@ -138,7 +149,7 @@ def _previous(out: Path) -> dict:
 
 def run(budget: str = "full", out=RESULTS, notebooks=None, budgets=("quick", "full"),
         skip_make_test: bool = False, kernel_threads=None, update: bool = False,
-        save_outputs: bool = False) -> dict:
+        save_outputs: bool = False, fresh_cache: bool = False) -> dict:
     """Time the notebooks (and make test) and write course.json; return the results."""
     tmp = None
     if notebooks is None and budget == "tiny":
@@ -151,12 +162,15 @@ def run(budget: str = "full", out=RESULTS, notebooks=None, budgets=("quick", "fu
     notebooks = [Path(n) for n in notebooks]
     kept = _previous(out) if update else {}
     s = {"notebooks": [n.name for n in (all_notebooks if kept else notebooks)],
-         "budgets": sorted(set(budgets) | {b for b in ("quick", "full") if b in kept}),
+         "budgets": sorted(set(budgets) | {b for b in BUDGETS if b in kept}),
          "runner": "nbclient, kernel python3, in memory (files untouched"
                    + ("; full-budget notebooks then saved with their outputs)" if save_outputs
                       else ")"),
          "make_test": None if skip_make_test and "make_test" not in kept else " ".join(MAKE_TEST),
          "goals": GOALS, "kernel_threads": kernel_threads or "torch default",
+         "kernel_threads_full_1thread": 1, "cpu_count": os.cpu_count(),
+         "cache": ("a new empty kdlab cache per budget, notebooks in order" if fresh_cache
+                   else "the user's kdlab cache (teacher logits and models of earlier runs)"),
          "updated": bool(kept)}
     with Run("course", budget, s, out=out, title="Course run time") as r:
         res = r.results
@@ -173,9 +187,14 @@ def run(budget: str = "full", out=RESULTS, notebooks=None, budgets=("quick", "fu
             r.save(complete=False)
         for b in budgets:
             rows = dict(res.get(b, {}).get("notebooks", {})) if kept else {}
+            cache = tempfile.TemporaryDirectory(prefix="kdlab-cache-") if fresh_cache else None
+            env = {"KDLAB_CACHE": cache.name} if cache else {}
+            threads = kernel_threads
+            if b == "full-1thread":
+                env["KDLAB_THREADS"], threads = "1", 1
             for nb in notebooks:
-                rows[nb.stem] = execute(nb, quick=(b == "quick"), kernel_threads=kernel_threads,
-                                        save=save_outputs and b == "full")
+                rows[nb.stem] = execute(nb, quick=(b == "quick"), kernel_threads=threads,
+                                        save=save_outputs and b in FULL, env=env)
                 print(f"{b:5s} {nb.name}: {rows[nb.stem]['seconds']:.0f} s"
                       f"{'' if rows[nb.stem]['ok'] else ' FAILED ' + rows[nb.stem]['error']}",
                       flush=True)
@@ -185,6 +204,8 @@ def run(budget: str = "full", out=RESULTS, notebooks=None, budgets=("quick", "fu
                           "all_run": len(rows) == len(s["notebooks"])}
                 _goals(res)
                 r.save(complete=False)  # a checkpoint after every notebook
+            if cache is not None:
+                cache.cleanup()
     if tmp is not None:
         tmp.cleanup()
     return r.results
@@ -194,7 +215,7 @@ def main(argv=None) -> None:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--notebooks", type=Path, nargs="+", default=None,
                    help="default: solutions/NN_*.ipynb")
-    p.add_argument("--budgets", nargs="+", choices=("quick", "full"), default=["quick", "full"])
+    p.add_argument("--budgets", nargs="+", choices=BUDGETS, default=["quick", "full"])
     p.add_argument("--skip-make-test", action="store_true", help="do not time make test")
     p.add_argument("--kernel-threads", type=int, default=None,
                    help="OMP_NUM_THREADS of the notebook kernels (default: torch's choice)")
@@ -202,10 +223,12 @@ def main(argv=None) -> None:
                    help="re-measure only what is asked; keep the rest of the existing course.json")
     p.add_argument("--save-outputs", action="store_true",
                    help="write each full-budget notebook back with its outputs")
+    p.add_argument("--fresh-cache", action="store_true",
+                   help="each budget's notebooks run in order with a new empty kdlab cache")
     a = p.parse_args(argv)
     set_threads(a.threads)
     run(a.budget, a.out, a.notebooks, a.budgets, a.skip_make_test, a.kernel_threads, a.update,
-        a.save_outputs)
+        a.save_outputs, a.fresh_cache)
 
 
 if __name__ == "__main__":

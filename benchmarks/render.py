@@ -214,17 +214,19 @@ def _course(d: dict) -> list[tuple]:
         done = "" if len(v["notebooks"]) == n_all else f", only {len(v['notebooks'])} of {n_all} run"
         return done + ("" if v["all_ok"] else ", with failures")
 
-    if "full" in r:
-        nbs = r["full"]["notebooks"]
+    for b, how in (("full", ""), ("full-1thread", ", 1 thread")):
+        if b not in r:
+            continue
+        nbs = r[b]["notebooks"]
         slow = max(nbs, key=lambda k: nbs[k]["seconds"])
         complete = len(nbs) == n_all
-        met = r["full"]["lab_goal_met"]
-        rows.append(("Slowest lab, full budget", f"≤ {goals['lab_full_minutes']} min",
-                     f"{_min(nbs[slow]['seconds'])} ({slow}{status('full')})",
+        met = r[b]["lab_goal_met"]
+        rows.append((f"Slowest lab, full budget{how}", f"≤ {goals['lab_full_minutes']} min",
+                     f"{_min(nbs[slow]['seconds'])} ({slow}{status(b)})",
                      _goal(met) if complete or not met else "not measured"))
-        rows.append(("Whole course, full budget", f"≤ {goals['course_full_minutes']} min",
-                     _min(r["full"]["total_seconds"]) + status("full"),
-                     _goal(r["full"]["course_goal_met"] and r["full"]["all_ok"]) if complete
+        rows.append((f"Whole course, full budget{how}", f"≤ {goals['course_full_minutes']} min",
+                     _min(r[b]["total_seconds"]) + status(b),
+                     _goal(r[b]["course_goal_met"] and r[b]["all_ok"]) if complete
                      else "not measured"))
     if "quick" in r:
         complete = len(r["quick"]["notebooks"]) == n_all
@@ -341,7 +343,11 @@ def _conditions(name: str, d: dict) -> str:
         extra = (f" {len(d['results'])} students of {d['settings']['baseline']['epochs']} epochs"
                  f" (x2 for 'epochs x2'), seed {d['settings']['seed']};")
     if name == "course":
-        extra = f" notebook kernels: threads {d['settings'].get('kernel_threads', 'torch default')};"
+        st = d["settings"]
+        extra = f" notebook kernels: threads {st.get('kernel_threads', 'torch default')}"
+        if "full-1thread" in d["results"]:
+            extra += " (full budget), 1 (full budget, 1 thread: KDLAB_THREADS=1)"
+        extra += ";" + (f" kdlab cache: {st['cache']};" if "cache" in st else "")
         if d["results"].get("remeasured"):
             er = d["results"]["earlier_run"]
             extra += (f" this run re-measured {', '.join(d['results']['remeasured'])}; the other "
@@ -408,9 +414,10 @@ def _duration(seconds: float) -> str:
 
 
 def lab_time(course: dict, stem: str) -> str:
-    """The course-map cell for notebook `stem`: full-budget and quick-budget wall time."""
+    """The course-map cell for notebook `stem`: full-budget (default threads, then 1 thread)
+    and quick-budget wall time."""
     parts = []
-    for budget, label in (("full", ""), ("quick", "quick budget ")):
+    for budget, label in (("full", ""), ("full-1thread", "1 thread "), ("quick", "quick budget ")):
         nb = course["results"].get(budget, {}).get("notebooks", {}).get(stem)
         if nb is not None:
             parts.append(f"{label}{_duration(nb['seconds'])}" + ("" if nb["ok"] else " (failed)"))

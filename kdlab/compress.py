@@ -2,7 +2,8 @@
 
 - ``global_prune(model, sparsity, mask_fn)``: one magnitude threshold across all conv and
   linear weights, applied with ``torch.nn.utils.prune`` so the masks stay applied while the
-  network is fine-tuned (the optimizer updates ``weight_orig``; ``weight = weight_orig * mask``).
+  network is fine-tuned (the optimizer updates ``weight_orig``; ``weight = weight_orig * mask``);
+  ``apply_masks(model, {layer: mask})`` applies masks chosen per layer, by any rule.
 - ``quantize_weights(model, bits, quant_fn)``: fake-quantized (simulated) weights in every
   forward pass, for quantization-aware fine-tuning; composes with ``global_prune``.
 - ``pack`` / ``unpack`` (``PackedTensor``): real storage of an already fake-quantized weight as
@@ -42,6 +43,41 @@ def _weight(m: nn.Module) -> torch.Tensor:
     return m.weight_orig * m.weight_mask if hasattr(m, "weight_mask") else m.weight
 
 
+def apply_masks(model: nn.Module, masks: dict) -> dict:
+    """Prune each named conv/linear layer with the bool mask given for it (any rule you like).
+
+    Inputs:
+    - model: changed in place, as by ``global_prune``: each masked layer gets ``weight_orig``
+      and a buffer ``weight_mask`` (combined with an earlier mask by AND), and the pruned
+      weights stay zero while the model is fine-tuned
+    - masks: {layer name (as in ``prunable(model)``): bool tensor of that layer's weight shape,
+      True where the weight is kept}; layers left out are not pruned. Build them with your own
+      rule, e.g. one magnitude threshold per layer:
+      ``{n: prune_mask(effective_weight(m), 0.9) for n, m in prunable(model)}``
+    Returns: {layer name: fraction of its weights removed} for the layers in `masks`.
+    """
+    layers = dict(prunable(model))
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no Conv2d or Linear layer to prune")
+    unknown = [n for n in masks if n not in layers]
+    if unknown:
+        raise ValueError(f"no conv or linear layer named {unknown} in {type(model).__name__}; "
+                         f"the names are {list(layers)} (kd.compress.prunable(model))")
+    for name, mask in masks.items():
+        shape = tuple(_weight(layers[name]).shape)
+        if not torch.is_tensor(mask) or mask.dtype != torch.bool or tuple(mask.shape) != shape:
+            raise ValueError(f"the mask of layer {name!r} must be a bool tensor of shape {shape}, "
+                             f"got {getattr(mask, 'dtype', type(mask).__name__)} "
+                             f"{tuple(getattr(mask, 'shape', ()))}")
+    out = {}
+    for name, mask in masks.items():
+        m = layers[name]
+        prune.custom_from_mask(m, "weight", mask.to(_weight(m).device))  # AND with an earlier mask
+        out[name] = 1 - m.weight_mask.float().mean().item()
+        _refresh(m)
+    return out
+
+
 def global_prune(model: nn.Module, sparsity: float, mask_fn) -> dict:
     """Prune the smallest-|w| fraction of ALL conv and linear weights together (one threshold).
 
@@ -53,6 +89,7 @@ def global_prune(model: nn.Module, sparsity: float, mask_fn) -> dict:
     - mask_fn: your ``prune_mask(weight, sparsity) -> bool mask`` (the lab's exercise), applied
       to all weights concatenated into one 1-D tensor
     Returns: {layer name: fraction of its weights removed}.
+    For a mask chosen per layer (or by any other rule), use ``apply_masks``.
     """
     if not callable(mask_fn):
         raise TypeError(f"mask_fn must be your prune_mask(weight, sparsity), got {mask_fn!r}")
@@ -65,15 +102,12 @@ def global_prune(model: nn.Module, sparsity: float, mask_fn) -> dict:
     if not torch.is_tensor(mask) or mask.dtype != torch.bool or mask.shape != flat.shape:
         raise ValueError(f"mask_fn must return a bool tensor of shape {tuple(flat.shape)}, got "
                          f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
-    out, i = {}, 0
+    masks, i = {}, 0
     for name, m in layers:
-        n = m.weight.numel() if not hasattr(m, "weight_orig") else m.weight_orig.numel()
-        part = mask[i:i + n].reshape(_weight(m).shape).to(_weight(m).device)
+        n = _weight(m).numel()
+        masks[name] = mask[i:i + n].reshape(_weight(m).shape)
         i += n
-        prune.custom_from_mask(m, "weight", part)  # combines with an earlier mask (AND)
-        out[name] = 1 - m.weight_mask.float().mean().item()
-        _refresh(m)
-    return out
+    return apply_masks(model, masks)
 
 
 def sparsity(model: nn.Module) -> float:

@@ -11,6 +11,7 @@ Typical use::
     x_train, y_train = kd.data.mnist("train")   # (60000, 1, 28, 28) float32, (60000,) int64
     for x, y, idx in kd.data.Batches(x_train, y_train, batch_size=128, seed=0):
         ...
+    kd.data.Steps(kd.data.Batches(x_small, y_small), 300)   # exactly 300 batches, any set size
 """
 from __future__ import annotations
 
@@ -224,3 +225,33 @@ class Batches:
             idx = order[start:start + self.batch_size]
             yield self.x[idx], self.y[idx], idx
 
+
+
+class Steps:
+    """A fixed number of mini-batches from `batches`, over as many epochs as that takes.
+
+    Inputs: batches: e.g. ``Batches`` (each pass over it is one epoch, reshuffled by its own
+    seed); steps: how many batches to yield in all. Iterating yields the batches of `batches`
+    unchanged ((x, y, idx) for ``Batches``), `steps` of them; ``len`` is `steps`. Use it with
+    ``kd.train.fit(model, Steps(batches, 300), loss_fn, epochs=1)`` to give runs on data sets
+    of different sizes the same number of optimizer steps.
+    """
+
+    def __init__(self, batches, steps: int):
+        if steps < 1:
+            raise ValueError(f"steps must be at least 1, got {steps}")
+        if hasattr(batches, "__len__") and len(batches) == 0:
+            raise ValueError("batches is empty: no step to take")
+        self.batches, self.steps = batches, int(steps)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        n = 0
+        while True:
+            for batch in self.batches:
+                yield batch
+                n += 1
+                if n >= self.steps:
+                    return

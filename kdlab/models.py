@@ -1,7 +1,7 @@
 """The course's networks: the teacher ResNet, three students, feature access and cost counts.
 
 - ``Teacher``: a small ResNet for 28x28 digits (three stages of two residual blocks).
-- ``TinyCNN``: a ~9k-parameter CNN, the student that is too small to gain much from KD.
+- ``TinyCNN``: a ~9k-parameter CNN (two conv stages); widths and depth are arguments.
 - ``HintonMLP``: the 784-800-800-10 ReLU MLP of Hinton, Vinyals & Dean (2015).
 - ``ThinDeepCNN``: a deep, thin plain CNN (no residuals, no batch norm), the kind of student
   FitNets (Romero et al. 2015) guide with hints.
@@ -65,20 +65,31 @@ class Teacher(nn.Module):
 
 
 class TinyCNN(nn.Module):
-    """A ~9k-parameter CNN: two conv-pool stages and a linear classifier.
+    """A small CNN: two stages of 3x3 conv + ReLU, each ending in a 2x2 max-pool, then linear.
 
+    Inputs: c1, c2: channels of the two stages; depth: conv layers per stage (default 1: the
+    ~9k-parameter student of Lab 03; Lab 05 searches widths and depths).
     Input x: (N, 1, 28, 28). Returns logits (N, 10).
     """
 
-    def __init__(self, c1: int = 8, c2: int = 16, num_classes: int = 10):
+    def __init__(self, c1: int = 8, c2: int = 16, num_classes: int = 10, depth: int = 1):
         super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth (conv layers per stage) must be >= 1, got {depth}")
         self.conv1 = nn.Conv2d(1, c1, 3, padding=1)
         self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
+        if depth > 1:  # the same widths, more layers; depth 1 keeps the modules of Lab 03's student
+            self.more1 = nn.Sequential(*[m for _ in range(depth - 1)
+                                         for m in (nn.Conv2d(c1, c1, 3, padding=1), nn.ReLU())])
+            self.more2 = nn.Sequential(*[m for _ in range(depth - 1)
+                                         for m in (nn.Conv2d(c2, c2, 3, padding=1), nn.ReLU())])
         self.fc = nn.Linear(c2 * 7 * 7, num_classes)
 
     def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.conv1(x))
+        x = F.max_pool2d(self.more1(x) if hasattr(self, "more1") else x, 2)
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(self.more2(x) if hasattr(self, "more2") else x, 2)
         return self.fc(torch.flatten(x, 1))
 
 

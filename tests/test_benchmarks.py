@@ -473,3 +473,36 @@ def test_hinton_consistent_parts_in_parallel_combine(tmp_path, monkeypatch, one_
     assert f"{render._wall(d) / 60:.1f} min in all" in render._conditions("hinton_consistent", d)
     with pytest.raises(ValueError, match="part must be one of"):
         hinton_consistent.run("tiny", a, part="half")
+
+
+def test_course_full_1thread_budget_and_fresh_cache(tmp_path, monkeypatch):
+    """full-1thread runs the kernels with KDLAB_THREADS=1; --fresh-cache gives each budget's
+    notebooks one new kdlab cache folder; the course map shows both full-budget times."""
+    from benchmarks import _common
+    monkeypatch.setattr(_common, "SETTLE_SECONDS", 0)
+    seen = []
+
+    def fake_execute(path, quick, kernel_threads=None, save=False, env=None, **kw):
+        seen.append((path.stem, quick, kernel_threads, dict(env or {})))
+        return {"seconds": 61.0 if kernel_threads == 1 else 30.0, "ok": True, "error": None,
+                "cells": 1}
+
+    monkeypatch.setattr(course, "execute", fake_execute)
+    nbs = []
+    for name in ("01_a", "02_b"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+        nbs.append(tmp_path / f"{name}.ipynb")
+    r = course.run("full", tmp_path, notebooks=nbs, budgets=("full", "full-1thread"),
+                   skip_make_test=True, fresh_cache=True)
+    full = [s for s in seen if s[2] is None]
+    one = [s for s in seen if s[2] == 1]
+    assert [s[0] for s in full] == ["01_a", "02_b"] and [s[0] for s in one] == ["01_a", "02_b"]
+    assert all(s[3].get("KDLAB_THREADS") == "1" for s in one)
+    assert all("KDLAB_THREADS" not in s[3] for s in full)
+    caches = {s[3]["KDLAB_CACHE"] for s in full}, {s[3]["KDLAB_CACHE"] for s in one}
+    assert len(caches[0]) == 1 and len(caches[1]) == 1 and caches[0] != caches[1]
+    assert r["full-1thread"]["lab_goal_met"] and r["full"]["lab_goal_met"]
+    cell = render.lab_time(_read(tmp_path, "course"), "02_b")
+    assert cell == "30 s; 1 thread 61 s"
+    rows = render._course(_read(tmp_path, "course"))
+    assert any(row[0] == "Slowest lab, full budget, 1 thread" for row in rows)

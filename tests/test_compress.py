@@ -103,6 +103,41 @@ def test_global_prune_uses_the_given_mask_fn_and_checks_its_result():
         C.global_prune(mlp(), 0.5, None)
 
 
+def test_apply_masks_per_layer_masks_survive_training_and_are_checked():
+    model = mlp()
+    masks = {n: K.prune_mask(m.weight, s) for (n, m), s in zip(C.prunable(model), (0.25, 0.8))}
+    per_layer = C.apply_masks(model, masks)
+    assert per_layer == pytest.approx({"1": 0.25, "3": 0.8})
+    for (n, m) in C.prunable(model):
+        assert torch.equal(m.weight_mask.bool(), masks[n])
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(32, 12), torch.randint(0, 5, (32,))
+    for _ in range(2):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    model(x)
+    assert bool((model[3].weight[~masks["3"]] == 0).all())
+    only = mlp()  # a layer left out of the dict is not pruned
+    C.apply_masks(only, {"3": masks["3"]})
+    assert not hasattr(only[1], "weight_mask") and hasattr(only[3], "weight_mask")
+    with pytest.raises(ValueError, match="no conv or linear layer named"):
+        C.apply_masks(mlp(), {"fc9": masks["1"]})
+    with pytest.raises(ValueError, match="bool tensor of shape"):
+        C.apply_masks(mlp(), {"1": masks["1"].float()})
+    with pytest.raises(ValueError, match="bool tensor of shape"):
+        C.apply_masks(mlp(), {"1": masks["3"]})
+
+
+def test_global_prune_equals_apply_masks_of_its_slices():
+    a, b = mlp(), mlp()
+    C.global_prune(a, 0.6, K.prune_mask)
+    flat = K.prune_mask(torch.cat([m.weight.reshape(-1) for _, m in C.prunable(b)]), 0.6)
+    C.apply_masks(b, {"1": flat[:192].reshape(16, 12), "3": flat[192:].reshape(5, 16)})
+    x = torch.randn(4, 12)
+    assert torch.equal(a(x), b(x))
+
+
 def test_quantize_weights_composes_with_pruning_and_finalize_keeps_outputs():
     model = mlp()
     C.global_prune(model, 0.5, K.prune_mask)
@@ -197,8 +232,8 @@ def test_sparse_model_matches_and_latency_reports():
     assert torch.allclose(sp(x), model(x), atol=1e-5)
     lat = C.latency(sp, x[:1], repeats=3, warmup=1)
     assert lat["median_ms"] > 0 and lat["per_image_ms"] == lat["median_ms"]
-    assert C.latency(model, x, repeats=3)["per_image_ms"] == pytest.approx(
-        C.latency(model, x, repeats=3)["median_ms"] / 5, rel=10)
+    batch = C.latency(model, x, repeats=3)  # one call: two calls' timings differ under load
+    assert batch["per_image_ms"] == pytest.approx(batch["median_ms"] / 5)
 
 
 def test_mean_std():

@@ -150,3 +150,15 @@ def test_batches_cover_each_example_once_and_repeat_by_seed():
         assert torch.equal(yb, ib) and torch.equal(xb.flatten().long(), ib)
     with pytest.raises(ValueError, match="differ in length"):
         kd.data.Batches(x, y[:5])
+
+
+def test_steps_gives_a_fixed_number_of_batches_over_epochs():
+    x, y = torch.arange(10.0).reshape(10, 1), torch.arange(10) % 3
+    b = kd.data.Batches(x, y, batch_size=4, seed=0)  # 3 batches per epoch
+    s = kd.data.Steps(b, 7)
+    got = list(s)
+    assert len(s) == 7 and len(got) == 7
+    assert sorted(torch.cat([g[2] for g in got[:3]]).tolist()) == list(range(10))  # epoch 1 whole
+    assert not torch.equal(got[0][2], got[3][2])  # the next epoch is reshuffled
+    with pytest.raises(ValueError, match="at least 1"):
+        kd.data.Steps(b, 0)

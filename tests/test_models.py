@@ -57,3 +57,21 @@ def test_cost_restores_training_mode():
     kd.models.cost(m)
     assert m.training
     assert all(torch.equal(m.state_dict()[k], v) for k, v in stats.items())
+
+
+def test_tiny_cnn_widths_and_depth():
+    base = kd.models.TinyCNN()
+    assert list(base.state_dict()) == ["conv1.weight", "conv1.bias", "conv2.weight",
+                                       "conv2.bias", "fc.weight", "fc.bias"]
+    deep = kd.models.TinyCNN(4, 8, depth=3)
+    convs = [m for m in deep.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 6 and deep(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    c = kd.models.cost(kd.models.TinyCNN(8, 16, depth=2))
+    assert c["macs"] == base_macs(8, 16) + 8 * 8 * 9 * 28 * 28 + 16 * 16 * 9 * 14 * 14
+    with pytest.raises(ValueError, match="depth"):
+        kd.models.TinyCNN(depth=0)
+
+
+def base_macs(c1, c2):
+    """MACs of the depth-1 TinyCNN: conv1 at 28x28, conv2 at 14x14, the linear layer."""
+    return c1 * 9 * 28 * 28 + c2 * c1 * 9 * 14 * 14 + c2 * 7 * 7 * 10

@@ -154,3 +154,42 @@ def test_budget_switch(monkeypatch):
 def test_device_override(monkeypatch):
     monkeypatch.setenv("KDLAB_DEVICE", "cpu")
     assert kd.train.device() == torch.device("cpu")
+
+
+def test_train_once_trains_then_reads_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KDLAB_CACHE", str(tmp_path))
+    monkeypatch.delenv("KDLAB_QUICK", raising=False)
+    calls = []
+
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Linear(4, 3)
+
+    def train_fn(m):
+        calls.append(1)
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        x, y = torch.randn(16, 4, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 3
+        for _ in range(3):
+            opt.zero_grad()
+            F.cross_entropy(m(x), y).backward()
+            opt.step()
+        return {"steps": 3}
+
+    recipe = {"n": 16, "steps": 3}
+    m1, info1 = kd.train.train_once("lin", recipe, make, train_fn, verbose=False)
+    m2, info2 = kd.train.train_once("lin", recipe, make, train_fn, verbose=False)
+    assert calls == [1] and info1["source"] == "trained" and info2["source"] == "cache"
+    assert info2["extra"] == info1["extra"] == {"steps": 3} and not m2.training
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+    assert not torch.equal(m1.weight, make().weight)  # trained, not the fresh model
+    kd.train.train_once("lin", {**recipe, "steps": 4}, make, train_fn, verbose=False)
+    assert len(calls) == 2  # another recipe: another file
+    path = info1["path"]
+    blob = torch.load(path, weights_only=True)
+    blob["state"]["bias"] += 1  # corrupted: retrained, not trusted
+    torch.save(blob, path)
+    _, info3 = kd.train.train_once("lin", recipe, make, train_fn, verbose=False)
+    assert info3["source"] == "trained" and len(calls) == 3
+    monkeypatch.setenv("KDLAB_QUICK", "1")  # the quick budget neither reads nor writes
+    _, info4 = kd.train.train_once("lin", recipe, make, train_fn, verbose=False)
+    assert info4["source"] == "trained" and len(calls) == 4
