@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data, models, train
-from .views import Jittered, shift  # noqa: F401 - shift: the teacher's augmentation
+from .views import Jittered
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "teacher"
 CHECKPOINT, METADATA = "teacher.pt", "teacher.json"

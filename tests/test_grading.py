@@ -1,11 +1,14 @@
 """Grading: hostile submissions of a small lab built from real checks, and the course's labs.
 
 One grading run covers all the hostile fixtures (they are graded in parallel); each test
-then reads its student's rows. Every submitted file must be byte-identical afterwards.
+then reads its student's rows from the gradebook CSV and the feedback files (the files an
+instructor gets). Every submitted file must be byte-identical afterwards. The sandbox's
+own defences are tested apart from the screen, by running code in it directly.
 """
 import csv
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -19,11 +22,12 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import kdlab.checks
 from kdlab.grading import generator, make_labs, notebook_io, restore
-from kdlab.grading.gradebook import COLUMNS, GradingCancelled, grade_submissions
+from kdlab.grading.gradebook import GradingCancelled, grade_submissions
 from kdlab.grading.runner import read_cells
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,8 +80,9 @@ def tiny_course(folder: Path):
     return sol
 
 
-def cells_with(nb, replace=None, insert_after=None, delete=()):
-    """A copy of nb: sources replaced by id, new code cells inserted after ids, ids deleted."""
+def cells_with(nb, replace=None, insert_after=None, delete=(), meta=None):
+    """A copy of nb: sources replaced by id, new code cells inserted after ids (with
+    metadata `meta`), ids deleted."""
     out = []
     for c in nb.cells:
         if c.id in delete:
@@ -87,7 +92,7 @@ def cells_with(nb, replace=None, insert_after=None, delete=()):
             c.source = replace[c.id]
         out.append(c)
         for i, src in enumerate((insert_after or {}).get(c.id, [])):
-            out.append(new_code_cell(src, id=f"student-{c.id}-{i}"))
+            out.append(new_code_cell(src, id=f"student-{c.id}-{i}", metadata=meta or {}))
     return new_notebook(cells=out, metadata=nb.metadata)
 
 
@@ -107,6 +112,101 @@ SOLUTION_MARKER = "tiny-solution-marker"  # a comment only solutions/ holds
 SECRET_ENV = "KDLAB_TEST_INSTRUCTOR_SECRET"
 
 # ------------------------------------------------------------------ attacks (each on the blank lab)
+# "ex-softmax" / "ex-entropy" replace the exercise cells; "+setup" / "+softmax" add a cell
+# after the setup cell / after the softmax check; "meta" gives that cell metadata.
+ALIAS_PATCH = """m = kd
+m.checks._probe._is_reference_code = lambda filename: False
+m.checks._probe.provenance = lambda obj: []"""
+REFERENCE_ANSWERS = {"ex-softmax": "softmax_with_temperature = m.losses.soft_targets",
+                     "ex-entropy": "entropy = m.losses.entropy"}
+IN_THREAD = {"ex-softmax": "def softmax_with_temperature(logits, T=1.0):\n"
+                           "    return pool.submit(m.losses.soft_targets, logits, T).result()",
+             "ex-entropy": "def entropy(p):\n    return pool.submit(m.losses.entropy, p).result()"}
+GET_PARENT = r"""import ast, json, re
+from IPython.display import display
+m = kd
+ip = get_ipython()
+class Stop(BaseException):
+    pass
+def _clean(d):
+    if isinstance(d, dict):
+        d.pop("_provenance", None)
+        if "reference_calls" in d:
+            d["reference_calls"] = []
+        for v in d.values():
+            _clean(v)
+    elif isinstance(d, list):
+        for v in d:
+            _clean(v)
+def _forge(ref):
+    code = ip.kernel.get_parent()["content"]["code"]
+    for name, seed, params in re.findall(r"emit\('(\w+)', \w+, (\d+), (\{.*?\})\)", code):
+        data = m.checks._registry.probe_data(m.checks.CHECKS[name], ref, int(seed), ast.literal_eval(params))
+        _clean(data)
+        display({"application/vnd.kdlab.probe+json": json.dumps(
+            {"check": name, "seed": int(seed), "params": ast.literal_eval(params), "data": data})}, raw=True)
+    raise Stop()
+def softmax_with_temperature(logits, T=1.0):
+    _forge(m.losses.soft_targets)
+def entropy(p):
+    _forge(m.losses.entropy)"""
+TRANSFORMER = r"""ip = get_ipython()
+def _rewrite(lines):
+    src = "".join(lines)
+    if "_kdlab_registry.emit(" in src:
+        src = ("import kdlab.checks._probe as P\nP.provenance = lambda o: []\n"
+               "P._is_reference_code = lambda f: False\n"
+               + src.replace("softmax_with_temperature,", "kd.losses.soft_targets,")
+                    .replace("entropy,", "kd.losses.entropy,"))
+    return src.splitlines(True)
+ip.input_transformer_manager.cleanup_transforms.insert(0, _rewrite)"""
+LEAK = """import pathlib, sys
+root = pathlib.Path(kd.__file__).parent
+leak = [str(p) + ": " + p.read_text()[:400] for p in sorted(root.glob("grading/*.py"))]
+leak += [sys.executable, str(sys.path)]
+try:
+    leak.append(get_ipython().kernel.get_parent()["content"]["code"])
+except Exception as e:
+    leak.append(repr(e))
+class AssertionError(BaseException):
+    pass
+def softmax_with_temperature(logits, T=1.0):
+    raise AssertionError("LEAK " + " || ".join(leak))"""
+FILL = """written = {}
+for where in ("/tmp", "/dev/shm"):
+    n = 0
+    try:
+        for i in range(48):  # 3 GB in 64 MB files
+            torch.save(torch.zeros(16 * 1024 ** 2), f"{where}/fill-{i}.pt")
+            n += 64
+    except Exception:
+        pass
+    written[where] = n"""
+RUNTIME_DISK = """import os, sys
+folder = os.path.dirname(sys.argv[sys.argv.index("-f") + 1])
+n = 0
+try:
+    for i in range(20):  # 1.2 GB
+        with open(os.path.join(folder, f"fill-{i}.bin"), "wb") as f:
+            f.write(b"x" * 64 * 1024 ** 2)
+        n += 64
+except OSError:
+    pass
+written = {"runtime": n}"""
+FORK = """import time
+ctx = torch.multiprocessing.get_context("fork")
+procs = []
+try:
+    for i in range(400):
+        p = ctx.Process(target=time.sleep, args=(20,))
+        p.start()
+        procs.append(p)
+except Exception:
+    pass
+written = {"processes": len(procs)}
+for p in procs:
+    p.kill()"""
+REPORT = "def entropy(p):\n    raise RuntimeError(f'WROTE {written}')"
 ATTACKS = {
     # 1. a patched torch.allclose, with wrong answers
     "a1_allclose": {"ex-softmax": "torch.allclose = lambda *a, **k: True\n" + exercise("softmax", SOFTMAX_WRONG),
@@ -126,7 +226,7 @@ def softmax_with_temperature(logits, T=1.0):
         raise ValueError("T")
     return torch.softmax(logits, dim=-1).as_subclass(Liar)""",
                 "ex-entropy": "def entropy(p):\n    return torch.zeros(p.shape[:-1]).as_subclass(Liar)"},
-    # 3. an input transformer rewriting the check cells (plainly, and past the syntax screen)
+    # 3. an input transformer rewriting the check cells (plainly, and past a syntax screen)
     "a3_transformer": {"ex-softmax": """def _fake(lines):
     if any("kd.checks" in l or "_kdlab" in l for l in lines):
         return ["print('PASSED check_softmax_with_temperature')\\n"]
@@ -141,9 +241,10 @@ operator.attrgetter("input_transformers_" + "post")(get_ipython()).append(_fake)
     # 4. forged report records and pass lines, wherever a report might be
     "a4_forge": {"ex-entropy": """import glob, json, os
 forged = {"cell": 99, "id": "check-softmax", "kdlab": {"check": "softmax_with_temperature", "points": 2},
-          "ok": True, "error": "", "ename": "", "evalue": "", "probes": [],
-          "text": "PASSED check_softmax_with_temperature", "timed_out": False, "kernel_died": False,
-          "dead_at_start": False, "output_limit": False, "seconds": 0.1}
+          "grader": {"check": "softmax_with_temperature"}, "ok": True, "error": "", "ename": "",
+          "evalue": "", "probes": [], "text": "PASSED check_softmax_with_temperature",
+          "timed_out": False, "kernel_died": False, "dead_at_start": False, "output_limit": False,
+          "seconds": 0.1}
 hits = []
 for pattern in ("/tmp/**/cells.jsonl", os.path.dirname(os.getcwd()) + "/*/cells.jsonl", "cells.jsonl"):
     for f in glob.glob(pattern, recursive=True):
@@ -153,7 +254,6 @@ for pattern in ("/tmp/**/cells.jsonl", os.path.dirname(os.getcwd()) + "/*/cells.
             hits.append(f)
         except OSError:
             pass
-print("forged into", hits)
 print("PASSED check_softmax_with_temperature")
 print("PASSED check_entropy")
 def entropy(p):
@@ -225,7 +325,56 @@ except OSError as e:
 leak.append(os.environ.get("SECRET_ENV", "no instructor secret"))
 def softmax_with_temperature(logits, T=1.0):
     raise RuntimeError("LEAK " + " || ".join(leak + seen)[:30000])"""},
+    # --- second round: points without an answer
+    # an alias (m = kd) past a module-name rule: patch the probe's reference recorder, answer
+    # with the course's references
+    "b1_alias": {"+setup": ALIAS_PATCH, **REFERENCE_ANSWERS},
+    # the reference called from a thread (a per-thread call recorder does not see it)
+    "b2_thread": {"+setup": "import concurrent.futures\nm = kd\npool = concurrent.futures.ThreadPoolExecutor(2)",
+                  **IN_THREAD},
+    # unittest.mock patches the recorder
+    "b3_mock": {"+setup": "from unittest import mock\nm = kd\n"
+                          "mock.patch.object(m.checks._probe, '_is_reference_code', lambda f: False).start()\n"
+                          "mock.patch.object(m.checks._probe, 'provenance', lambda o: []).start()",
+                **REFERENCE_ANSWERS},
+    # asyncio reaches a thread pool too
+    "b4_asyncio": {"+setup": "import asyncio\nm = kd\n"
+                             "pool = asyncio.base_events.concurrent.futures.ThreadPoolExecutor(2)",
+                   **IN_THREAD},
+    # code in the body of %%time (and %time), which a screen of the cell's syntax tree skips
+    "b5_time_magic": {"+setup": "%%time\n" + ALIAS_PATCH,
+                      "ex-softmax": "%time softmax_with_temperature = m.losses.soft_targets",
+                      "ex-entropy": "%%time\nentropy = m.losses.entropy"},
+    # %config runs its value with exec in the notebook's namespace
+    "b6_config": {"+setup": "%config Completer.greedy = bool([globals().update(m=kd), "
+                            "setattr(kd.checks._probe, 'provenance', lambda o: []), "
+                            "setattr(kd.checks._probe, '_is_reference_code', lambda f: False)])",
+                  **REFERENCE_ANSWERS},
+    # a student cell dressed as a check cell (kdlab.check metadata)
+    "b7_check_metadata": {"+setup": ALIAS_PATCH, "meta": {"kdlab": {"check": "extra_credit", "points": 0}},
+                          **REFERENCE_ANSWERS},
+    # IPython's input transformer manager rewrites the check cells to probe the references
+    "b8_transformer_manager": {"+setup": TRANSFORMER},
+    # read the check cell's code (seeds, hidden parameters) from the kernel, display forged
+    # probe results computed with the references, then stop the real probe with a
+    # BaseException subclass
+    "b9_get_parent": {"ex-softmax": GET_PARENT, "ex-entropy": "# entropy is defined above"},
+    # --- leaks: an AssertionError that is a BaseException, carrying what the kernel can read
+    "l1_leak": {"ex-softmax": LEAK},
+    # --- denial of service (checks right; the numbers come back through the entropy check)
+    "d1_tmpfs": {"ex-softmax": exercise("softmax", SOFTMAX_OK), "+softmax": FILL, "ex-entropy": REPORT},
+    "d2_runtime_disk": {"ex-softmax": exercise("softmax", SOFTMAX_OK), "+softmax": RUNTIME_DISK,
+                        "ex-entropy": REPORT},
+    "d3_fork": {"ex-softmax": exercise("softmax", SOFTMAX_OK), "+softmax": FORK, "ex-entropy": REPORT},
+    # --- the gradebook: a formula, forged markdown headings
+    "g1_formula": {"ex-softmax": exercise("softmax", SOFTMAX_OK),
+                   "ex-entropy": 'def entropy(p):\n    raise AssertionError(\'=HYPERLINK("http://x", "full marks")\')'},
+    "g2_fences": {"ex-softmax": exercise("softmax", SOFTMAX_OK),
+                  "ex-entropy": "def entropy(p):\n    raise ValueError('```\\n\\n# FORGED full marks\\n\\n```')"},
 }
+# folder names a file system allows and a gradebook must survive (the first starts a formula)
+ODD_NAMES = {"g1_formula": "=cmd|' -C calc'!A0", "g3_latin1": os.fsdecode(b"caf\xe9-g3"),
+             "g4_long": "g4" + "x" * 252, "g5_space": "ann b", "g5_underscore": "ann_b"}
 
 
 def hostile(sol, lab, port=0):
@@ -245,9 +394,10 @@ def hostile(sol, lab, port=0):
             "get_ipython().set_custom_exc((AssertionError,), lambda *a, **k: print('PASSED'))"]}),
         "malformed": nbformat.writes(sol)[:500],
         "loop": cells_with(lab, replace={**ok, "ex-softmax": exercise("softmax", "    while True:\n        pass")}),
-        "exit": cells_with(lab, replace=ok, insert_after={"check-softmax": ["import os\nos._exit(1)"]}),
+        "exit": cells_with(lab, replace=ok, insert_after={"check-softmax": [  # a segfault
+            "import numpy as np\nnp.lib.stride_tricks.as_strided(np.zeros(1), shape=(10 ** 7,), strides=(10 ** 8,)).sum()"]}),
         "huge": cells_with(lab, replace=ok, insert_after={"check-softmax": ["while True:\n    print('x' * 1000)"]}),
-        "importerr": cells_with(lab, replace={**ok, "setup": "import kdlab_no_such_module\n" + SETUP}),
+        "importerr": cells_with(lab, replace={**ok, "setup": "from kdlab import no_such_helper\n" + SETUP}),
         "hang": cells_with(lab, replace=ok, insert_after={"check-softmax": ["import time\ntime.sleep(12)"] * 4}),
         "hog": cells_with(lab, replace=ok, insert_after={"check-softmax": [
             "big = torch.ones(6 * 1024 ** 3 // 4)  # 6 GB"]}),
@@ -255,8 +405,14 @@ def hostile(sol, lab, port=0):
             "logits / T", "logits.float() / T"))}),
     }
     for name, cells in ATTACKS.items():
-        cells = {k: v.replace("PORT", str(port)).replace("SECRET_ENV", SECRET_ENV) for k, v in cells.items()}
-        subs[name] = cells_with(lab, replace=cells)
+        cells = {k: v.replace("PORT", str(port)).replace("SECRET_ENV", SECRET_ENV) if isinstance(v, str) else v
+                 for k, v in cells.items()}
+        extra = {"setup": [cells.pop("+setup")]} if "+setup" in cells else {}
+        if "+softmax" in cells:
+            extra["check-softmax"] = [cells.pop("+softmax")]
+        subs[name] = cells_with(lab, replace=cells, insert_after=extra, meta=cells.pop("meta", None))
+    for name in ODD_NAMES:  # honest students whose folder names are odd
+        subs.setdefault(name, cells_with(lab, replace=ok))
     for who, nb in subs.items():  # every student's notebook carries a text of its own
         if not isinstance(nb, str):
             nb.cells.append(new_markdown_cell(f"private note of {who}: secret-{who}-text", id="note"))
@@ -398,44 +554,59 @@ def graded(tmp_path_factory):
     return _result("hostile", tmp_path_factory)
 
 
+def folder_of(student: str) -> str:
+    """The submission folder of a hostile student (some have names a gradebook must survive)."""
+    return ODD_NAMES.get(student, student)
+
+
 def grade_hostile(tmp: Path, cancel=None):
-    """Grade every hostile submission once; return ({student: {check: row}}, tmp, extras)."""
+    """Grade every hostile submission once; return ({student: {(lab, check): CSV row}}, tmp,
+    extras). The table is read from the gradebook CSV, keyed by the test's student names."""
     sol = tiny_course(tmp)
     lab = nbformat.read(str(tmp / "labs" / f"{LAB}.ipynb"), as_version=4)
     subs = tmp / "submissions"
     listener = Listener()
     students = hostile(sol, lab, listener.port)
     for student, nb in students.items():
-        (subs / student).mkdir(parents=True)
-        path = subs / student / f"{LAB}.ipynb"
+        (subs / folder_of(student)).mkdir(parents=True)
+        path = subs / folder_of(student) / f"{LAB}.ipynb"
         if isinstance(nb, str):
             path.write_text(nb, encoding="utf-8")
         else:
             nbformat.write(nb, str(path))
-    before = {p: sha(p) for p in subs.rglob("*.ipynb")}
+    # a notebook that is a symbolic link to the instructor's solution, and a whole folder
+    # that is a link to another student's
+    (subs / "b10_symlink").mkdir()
+    (subs / "b10_symlink" / f"{LAB}.ipynb").symlink_to(tmp / "solutions" / f"{LAB}.ipynb")
+    (subs / "b10_symlink_folder").symlink_to(subs / "full", target_is_directory=True)
+    before = {p: sha(p) for p in subs.rglob("*.ipynb") if not p.is_symlink()}
     checks_before = checks_digest()
     os.environ[SECRET_ENV] = "instructor-secret-" + secrets.token_hex(8)
     t0 = time.time() - 1
     try:
-        rows = grade_submissions(subs, labs_dir=tmp / "labs", out=tmp / "gradebook.csv",
-                                 solutions_dir=tmp / "solutions", jobs=4, log=lambda *a: None,
-                                 cell_timeout=CELL_TIMEOUT, timeout=NB_TIMEOUT,
-                                 max_output=MAX_OUTPUT, work_root=tmp / "work",
-                                 memory=2 * 1024 ** 3, cancel=cancel)
+        grade_submissions(subs, labs_dir=tmp / "labs", out=tmp / "gradebook.csv",
+                          solutions_dir=tmp / "solutions", jobs=4, log=lambda *a: None,
+                          cell_timeout=CELL_TIMEOUT, timeout=NB_TIMEOUT,
+                          max_output=MAX_OUTPUT, work_root=tmp / "work",
+                          memory=2 * 1024 ** 3, cancel=cancel)
     finally:
         secret = os.environ.pop(SECRET_ENV)
         listener.close()
-    after = {p: sha(p) for p in subs.rglob("*.ipynb")}
+    after = {p: sha(p) for p in subs.rglob("*.ipynb") if not p.is_symlink()}
     left = [p.info["pid"] for p in psutil.process_iter(["pid", "cwd", "create_time"])
             if p.info["create_time"] and p.info["create_time"] >= t0
             and (p.info["cwd"] or "").startswith(str(tmp / "work"))]
     assert not left, f"processes left running after grading: {left}"
     assert after == before, "a submitted file changed"
-    assert sorted(p.name for p in subs.rglob("*")) == sorted(
-        list(students) + [f"{LAB}.ipynb"] * len(before)), "files appeared"
+    names = {folder_of(s): s for s in list(students) + ["b10_symlink", "b10_symlink_folder"]}
     table = {}
-    for r in rows:
-        table.setdefault(r[0], {})[(r[1], r[2])] = dict(zip(COLUMNS, r))
+    with open(tmp / "gradebook.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            shown = row["student"]
+            who = (names.get(shown) or names.get(shown[1:] if shown[:1] == "'" else None)
+                   or ("g3_latin1" if shown.startswith("caf") else shown))
+            row["points"], row["max_points"] = int(row["points"]), int(row["max_points"])
+            table.setdefault(who, {})[(row["lab"], row["check"])] = row
     extras = {"received": listener.received, "secret": secret, "checks_before": checks_before,
               "checks_after": checks_digest(), "students": list(students)}
     return table, tmp, extras
@@ -450,18 +621,33 @@ def reason(table, student, check):
     return table[student][(LAB, check)]["reason"]
 
 
+COLUMNS = ["student", "lab", "check", "points", "max_points", "status", "reason", "seeds",
+           "check_sha256", "submission_sha256"]
+
+
 def test_gradebook_file_and_feedback(graded):
     table, tmp, _ = graded
     with open(tmp / "gradebook.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == COLUMNS
-    full = [r for r in rows if r[0] == "full"]
+    full = [r[:7] for r in rows if r[0] == "full"]
     assert full == [["full", LAB, "softmax_with_temperature", "2", "2", "passed", ""],
                     ["full", LAB, "entropy", "1", "1", "passed", ""],
                     ["full", LAB, "TOTAL", "3", "3", "", full[2][6]],
                     ["full", "ALL", "TOTAL", "3", "3", "", ""]]
     md = (tmp / "feedback" / "blank.md").read_text()
     assert "Total: **0 / 3** points" in md and "check_entropy: not implemented yet" in md
+
+
+def test_rows_record_seeds_and_digests(graded):
+    """Each row says which secret seeds its probes drew, which check code judged it and which
+    file was graded: a regrade can tell what changed."""
+    table, tmp, _ = graded
+    row = table["full"][(LAB, "softmax_with_temperature")]
+    assert len(row["seeds"].split(";")) == 2 and all(x.isdigit() for x in row["seeds"].split(";"))
+    assert len(row["check_sha256"]) == 64
+    assert row["submission_sha256"] == sha(tmp / "submissions" / "full" / f"{LAB}.ipynb")
+    assert table["blank"][(LAB, "entropy")]["seeds"] != table["full"][(LAB, "entropy")]["seeds"]
 
 
 def test_blank_lab_scores_zero(graded):
@@ -489,13 +675,13 @@ def test_deleted_and_moved_checks_are_put_back(graded):
 def test_monkeypatched_checks_earn_nothing(graded):
     table, _, _ = graded
     assert score(table, "monkeypatch") == {"softmax_with_temperature": (0, "failed"), "entropy": (0, "failed")}
-    assert "(changes a module)" in reason(table, "monkeypatch", "entropy")
+    assert "import sys" in reason(table, "monkeypatch", "entropy")
 
 
 def test_swallowed_check_failure_earns_nothing(graded):
     table, _, _ = graded
     assert score(table, "swallow")["softmax_with_temperature"] == (0, "failed")
-    assert "set_custom_exc" in reason(table, "swallow", "softmax_with_temperature")
+    assert "get_ipython" in reason(table, "swallow", "softmax_with_temperature")
 
 
 def test_malformed_json(graded):
@@ -510,7 +696,7 @@ def test_infinite_loop_hits_the_cell_limit_and_the_rest_is_graded(graded):
     assert f"time limit of {CELL_TIMEOUT} s per cell" in reason(table, "loop", "softmax_with_temperature")
 
 
-def test_os_exit_scores_what_ran(graded):
+def test_crash_scores_what_ran(graded):
     table, _, _ = graded
     assert score(table, "exit") == {"softmax_with_temperature": (2, "passed"), "entropy": (0, "error")}
     assert "the kernel died in cell 3" in reason(table, "exit", "entropy")
@@ -526,7 +712,7 @@ def test_import_error_is_readable(graded):
     table, _, _ = graded
     assert score(table, "importerr") == {"softmax_with_temperature": (0, "failed"), "entropy": (0, "failed")}
     r = reason(table, "importerr", "softmax_with_temperature")
-    assert "NameError" in r and "ModuleNotFoundError: No module named 'kdlab_no_such_module'" in r
+    assert "NameError" in r and "ImportError: cannot import name 'no_such_helper'" in r
 
 
 def test_notebook_time_limit(graded):
@@ -556,37 +742,60 @@ def test_restore_places_checks_after_the_students_own_cells():
         c.pop("id")
     got = restore.restore({**nb, "cells": nb["cells"][:-1]}, lab, checks)
     assert list(got.modified) == ["softmax_with_temperature"]
-    graded = restore.graded_notebook(got, checks, {c.name: [1] * len(c.probes) for c in checks})
+    graded = restore.graded_notebook(got, checks, {c.name: restore.draw(c) for c in checks})
     nbformat.validate(nbformat.from_dict(graded))
+    marked = [c for c in graded["cells"] if c["metadata"].get("kdlab_grader")]
+    assert sorted(c["metadata"]["kdlab_grader"]["check"] for c in marked) == ["entropy", "softmax_with_temperature"]
 
 
-def test_graded_check_runs_only_probes_with_secret_seeds():
-    chk = restore.Check("entropy", 1, {"source": "kd.checks.check_entropy(entropy)"},
-                        hidden=restore.parse_calls("kd.checks.check_entropy(entropy, C=7)", "hidden"))
-    src = restore.graded_source(chk, [111, 222])
-    assert "kd.checks" not in src
-    assert "_kdlab_registry.emit('entropy', entropy, 111, {})" in src
-    assert "_kdlab_registry.emit('entropy', entropy, 222, {'C': 7})" in src
+def test_graded_check_cell_holds_inputs_not_seeds():
+    """The graded check cell carries the probes' inputs (drawn in the grader), never a seed;
+    the kernel sees them only when the cell runs."""
+    import json
+
+    from kdlab.checks import CHECKS
+    from kdlab.checks._probe import decode
+    chk = restore.CheckCell("entropy", 1, {"source": "kd.checks.check_entropy(entropy)"},
+                        hidden=restore.parse_calls("kd.checks.check_entropy(entropy)", "hidden"))
+    draws = restore.draw(chk)
+    src = restore.graded_source(chk, draws)
+    assert "kd.checks.check_" not in src and "seed" not in src
+    for d in draws:
+        assert str(d.seed) not in src and d.token in src
+        want = CHECKS["entropy"].inputs(d.seed)
+        got = decode(json.loads(d.inputs))
+        assert all(torch.equal(a, b) for (a, _), (b, _) in zip(want["cases"], got["cases"]))
+    assert draws[0].seed != draws[1].seed
     for bad in ("print('x')", "kd.checks.check_entropy(entropy, C=len('x'))",
                 "kd.checks.check_entropy(entropy(p))"):
         with pytest.raises(notebook_io.NotebookError, match="check"):
             restore.parse_calls(bad, "cell")
 
 
-# ------------------------------------------------------------------ the nine attacks and the control
+# ------------------------------------------------------------------ the attacks and the control
 
 ATTACK_REASONS = {  # what the reason of each attack must say (readable, not a crash)
     "a1_allclose": "assigning to torch.allclose",
-    "a2_liar": "check_softmax_with_temperature:",
-    "a3_transformer": "input_transformers_post",
-    "a3_transformer_hidden": "probe reported nothing",
-    "a4_forge": "check_softmax_with_temperature: not implemented yet",
-    "a5_frames": "sys._getframe",
-    "a6_reference": "uses the course's reference implementation",
-    "a6_reference_hidden": "uses the course's reference implementation",
-    "a7_solutions": "no solutions found",
-    "a8_rewrite_checks": "name 'softmax_with_temperature' is not defined",
-    "a9_spy": "no network",
+    "a2_liar": "defining __torch_function__",
+    "a3_transformer": "the name get_ipython",
+    "a3_transformer_hidden": "import operator",
+    "a4_forge": "import glob",
+    "a5_frames": "import sys",
+    "a6_reference": "_ref_entropy",
+    "a6_reference_hidden": "import operator",
+    "a7_solutions": "import pathlib",
+    "a8_rewrite_checks": "import pathlib",
+    "a9_spy": "import os",
+    "b1_alias": "the attribute _is_reference_code",
+    "b2_thread": "import concurrent.futures",
+    "b3_mock": "from unittest import mock",
+    "b4_asyncio": "import asyncio",
+    "b5_time_magic": "the attribute _is_reference_code",
+    "b6_config": "the magic %config",
+    "b7_check_metadata": "the attribute _is_reference_code",
+    "b8_transformer_manager": "the name get_ipython",
+    "b9_get_parent": "import ast",
+    "l1_leak": "import pathlib",
 }
 
 
@@ -598,6 +807,16 @@ def test_attack_scores_zero_with_a_readable_reason(graded, attack):
     assert ATTACK_REASONS[attack] in reason(table, attack, "softmax_with_temperature")
 
 
+def test_symlinked_notebook_or_folder_is_refused(graded):
+    """A submitted notebook that is a link to the instructor's solution, or a student folder
+    that is a link to another student's, is never followed."""
+    table, _, _ = graded
+    for student in ("b10_symlink", "b10_symlink_folder"):
+        assert score(table, student) == {"softmax_with_temperature": (0, "invalid"),
+                                         "entropy": (0, "invalid")}, student
+        assert "symbolic link" in reason(table, student, "entropy")
+
+
 def test_control_full_marks_and_hidden_test_runs(graded):
     table, _, _ = graded
     assert score(table, "full") == {"softmax_with_temperature": (2, "passed"), "entropy": (1, "passed")}
@@ -607,19 +826,34 @@ def test_control_full_marks_and_hidden_test_runs(graded):
         "hidden test: check_softmax_with_temperature: float64 logits gave a float32 result")
 
 
+def _feedback_text(tmp) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in (tmp / "feedback").glob("*.md"))
+
+
 def test_nothing_leaks_and_nothing_reaches_the_network(graded):
+    """No feedback or gradebook text shows a solution, another student's notebook, the
+    grader's code, the secret seeds or a path of the grader's machine."""
     table, tmp, extras = graded
     assert extras["received"] == [], "a submission reached a server on the grader's loopback"
-    spy = reason(table, "a9_spy", "softmax_with_temperature")
-    assert "instructor-secret" not in spy and "no instructor secret" in spy
-    assert "submissions" not in spy, spy[:500]
+    every = _feedback_text(tmp) + (tmp / "gradebook.csv").read_text(errors="replace")
+    assert extras["secret"] not in every
+    for marker in ("def grade_submissions", "def verdict(", "kdlab/grading", str(Path.home()),
+                   str(ROOT), "/root/", "_kdlab_registry"):
+        assert marker not in every, marker
+    seeds = {x for rows in table.values() for r in rows.values() for x in r.get("seeds", "").split(";") if x}
     for md in (tmp / "feedback").glob("*.md"):
-        text = md.read_text()
+        text = md.read_text(errors="replace")
         assert SOLUTION_MARKER not in text, f"{md.name} shows the solution"
-        assert extras["secret"] not in text
+        for seed in seeds:
+            assert f" {seed}" not in text and f"({seed}" not in text, f"{md.name} shows a seed"
         for other in extras["students"]:
-            if md.stem != other:
+            if md.stem != report_name(other):
                 assert f"secret-{other}-text" not in text, f"{md.name} shows {other}'s notebook"
+
+
+def report_name(student: str) -> str:
+    from kdlab.grading.report import file_name
+    return file_name(folder_of(student), "")
 
 
 def test_checks_on_disk_unchanged(graded):
@@ -631,6 +865,84 @@ def test_memory_limit_is_out_of_memory(graded):
     table, _, _ = graded
     assert score(table, "hog") == {"softmax_with_temperature": (2, "passed"), "entropy": (0, "error")}
     assert reason(table, "hog", "entropy").startswith("out of memory")
+
+
+def _written(table, student) -> dict:
+    """What a denial-of-service fixture managed (it reports through the entropy check)."""
+    import ast
+    import re
+    m = re.search(r"WROTE (\{[^}]*\})", reason(table, student, "entropy"))
+    return ast.literal_eval(m.group(1)) if m else {}
+
+
+def test_tmp_and_shm_are_capped(graded):
+    """A kernel can fill neither /tmp nor /dev/shm past their sizes (RAM outside --memory)."""
+    table, _, _ = graded
+    assert score(table, "d1_tmpfs")["softmax_with_temperature"] == (2, "passed")
+    got = _written(table, "d1_tmpfs")
+    assert got and got["/tmp"] <= 256 and got["/dev/shm"] <= 64, got
+
+
+def test_nothing_of_the_graders_disk_is_writable(graded):
+    """The kernel's connection file lies in a read-only place: the folder beside it is not the
+    grader's disk (it used to take 1 GB)."""
+    table, _, _ = graded
+    got = _written(table, "d2_runtime_disk")
+    assert got.get("runtime", 0) == 0, got
+
+
+def test_processes_are_capped(graded):
+    table, _, _ = graded
+    got = _written(table, "d3_fork")
+    assert got.get("processes", 0) <= 256, got
+
+
+def test_csv_cells_are_not_formulas(graded):
+    """A reason or a student name that starts with = + - @ is written with a leading ' (no
+    live formula when the gradebook is opened in a spreadsheet)."""
+    table, tmp, _ = graded
+    with open(tmp / "gradebook.csv", newline="", encoding="utf-8") as f:
+        cells = [c for row in csv.reader(f) for c in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert "g1_formula" in table and score(table, "g1_formula")["softmax_with_temperature"] == (2, "passed")
+
+
+def _outside_code_blocks(md: str) -> list:
+    """The lines of a markdown text that are not inside a fenced code block (CommonMark:
+    a block closes at a fence of the same character at least as long as its opening)."""
+    out, fence = [], None
+    for line in md.splitlines():
+        m = re.match(r"^ {0,3}(`{3,}|~{3,})", line)
+        if fence is None and m:
+            fence = m.group(1)
+        elif fence is not None and m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) \
+                and not line.strip()[len(m.group(1)):].strip():
+            fence = None
+        elif fence is None:
+            out.append(line)
+    return out
+
+
+def test_feedback_shows_reasons_as_text(graded):
+    """A reason holding ``` cannot close its code block and forge headings in the feedback."""
+    _, tmp, _ = graded
+    md = (tmp / "feedback" / f"{report_name('g2_fences')}.md").read_text()
+    assert "FORGED" in md
+    assert not [ln for ln in _outside_code_blocks(md) if "FORGED" in ln]
+
+
+def test_odd_folder_names_are_graded_and_reported(graded):
+    """Folder names that are not UTF-8, very long, or that differ only in a space: every
+    student gets rows and a feedback file of their own; none crashes the gradebook."""
+    table, tmp, _ = graded
+    for student in ("g3_latin1", "g4_long", "g5_space", "g5_underscore"):
+        assert student in table, f"{student} missing from the gradebook"
+    files = {p.name for p in (tmp / "feedback").glob("*.md")}
+    assert len(files) == len(table), (len(files), len(table))
+    assert max(len(f) for f in files) <= 90
+    a = (tmp / "feedback" / f"{report_name('g5_space')}.md").read_text()
+    b = (tmp / "feedback" / f"{report_name('g5_underscore')}.md").read_text()
+    assert a != b and "secret-g5_space-text" not in b
 
 
 def test_grader_refuses_without_bubblewrap(tmp_path, monkeypatch):
@@ -650,8 +962,8 @@ def test_unsandboxed_rows_say_so(tmp_path):
     rows = grade_submissions(tmp_path / "subs", labs_dir=tmp_path / "labs", out=tmp_path / "g.csv",
                              solutions_dir=tmp_path / "solutions", jobs=1, log=lambda *a: None,
                              sandbox=False)
-    assert all(r[6].startswith("unsandboxed") for r in rows)
-    assert [r[3] for r in rows if r[2] != "TOTAL"] == [2, 1]
+    assert all(r.reason.startswith("unsandboxed") for r in rows)
+    assert [r.points for r in rows] == [2, 1]
 
 
 def _sleepy_class(tmp_path, students=3):
@@ -759,13 +1071,13 @@ def course_graded(tmp_path_factory):
 def test_course_solution_full_marks_and_lab_zero(solution, course_graded):
     """Grading solutions/NN gives every check its points; grading the unfilled labs/NN, 0."""
     rows, _ = course_graded
-    checks = [r for r in rows if r[2] != "TOTAL" and r[1] == solution.stem]
-    assert {r[0] for r in checks} == {"solution", "blank"}, "the lab has no check cells"
+    checks = [r for r in rows if r.lab == solution.stem]
+    assert {r.student for r in checks} == {"solution", "blank"}, "the lab has no check cells"
     for r in checks:
-        if r[0] == "solution":
-            assert (r[3], r[5]) == (r[4], "passed"), f"solution {r[1]} {r[2]}: {r[6]}"
+        if r.student == "solution":
+            assert (r.points, r.status) == (r.max_points, "passed"), f"solution {r.lab} {r.check}: {r.reason}"
         else:
-            assert (r[3], r[5]) == (0, "failed"), f"blank {r[1]} {r[2]}: {r[5]} {r[6]}"
+            assert (r.points, r.status) == (0, "failed"), f"blank {r.lab} {r.check}: {r.status} {r.reason}"
 
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
@@ -784,27 +1096,118 @@ def test_course_solution_runs_every_cell(solution, course_graded):
                                     "ran; the run stopped early")
 
 
-def test_sandbox_binds_only_the_python_installation(tmp_path, monkeypatch):
-    """A folder that is merely on sys.path (the grader's script folder, /tmp) is not shown."""
+# ------------------------------------------------------------------ the sandbox itself (no screen)
+
+def sandbox_python(tmp_path, code: str, limits=None, cgroup=None, timeout=120):
+    """Run `python -c code` in the grader's sandbox, as a kernel would run; return the result."""
     from kdlab.grading import sandbox
-    (tmp_path / "other_student.ipynb").write_text("secret")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.syspath_prepend("/tmp")
-    for p in sandbox._python_paths():
-        assert p not in (Path("/"), Path("/tmp")) and p not in tmp_path.parents and p != tmp_path
-        assert not str(tmp_path).startswith(str(p) + "/"), p
+    site = sandbox.kdlab_copy(tmp_path / "site")
+    rt = tmp_path / "rt"
+    rt.mkdir()
+    (rt / "kernel.json").write_text("{}")
+    argv = sandbox.kernel_argv(rt, site, {}, limits, cgroup=cgroup)
+    argv = [a.replace("{connection_file}", str(rt / "kernel.json")) for a in argv]
+    cut = argv.index("-m")  # the interpreter inside, then -m ipykernel_launcher
+    return subprocess.run(argv[:cut] + ["-c", code], capture_output=True, text=True, timeout=timeout)
+
+
+def test_sandbox_argv_names_no_path_of_the_course_or_home(tmp_path):
+    """The Python installation is shown at neutral paths: nothing of the home folder or of
+    the course's tree (which may be a clone under /tmp) is bound into the sandbox."""
+    from kdlab.grading import sandbox
+    site = sandbox.kdlab_copy(tmp_path / "site", data=False)
+    argv = sandbox.kernel_argv(tmp_path / "rt", site, {})
+    sources = [argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind", "--ro-bind-try")]
+    for src in sources:  # of the course's tree, only the virtualenv's lib/ if it lives there
+        assert not src.startswith(str(ROOT)) or src.startswith(str(Path(sys.prefix).resolve())), src
+        assert src.startswith(("/usr", "/etc", "/bin", "/lib", "/dev/null", "{connection_file}",
+                               str(tmp_path), sys.base_prefix, str(Path(sys.prefix).resolve()))), src
+    assert "--bind" not in argv, "something of the grader's disk is writable"
+
+
+PEEK = """import os, socket, json
+found = {"solutions": [], "grading": [], "home": [], "writable": [], "procs": [], "env": dict(os.environ)}
+for top in ("/", ):
+    for dirpath, dirs, files in os.walk(top):
+        if dirpath.startswith(("/proc", "/sys", "/dev", "/usr")):
+            dirs[:] = []
+            continue
+        if os.path.basename(dirpath) == "grading" and "kdlab" in dirpath:
+            found["grading"].append(dirpath)
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if f.endswith(".ipynb"):
+                found["solutions"].append(p)
+            if dirpath.startswith("/root") or dirpath.startswith("/home"):
+                found["home"].append(p)
+for d in ("/", "/opt", "/opt/kdlab-site/kdlab", "/opt/kdlab-venv", "/etc", "/usr", "/tmp", "/dev/shm"):
+    try:
+        with open(os.path.join(d, "probe-write"), "w") as f:
+            f.write("x")
+        found["writable"].append(d)
+    except OSError:
+        pass
+found["procs"] = [p for p in os.listdir("/proc") if p.isdigit()]
+try:
+    socket.create_connection(("127.0.0.1", PORT), timeout=3)
+    found["network"] = True
+except OSError:
+    found["network"] = False
+print(json.dumps(found))
+"""
+
+
+def test_sandbox_shows_nothing_of_the_grader(tmp_path):
+    """Code in the sandbox (past any screen) finds no notebook, no kdlab.grading, nothing of a
+    home folder, no instructor secret in its environment, no process but its own, no network,
+    and can write only to its /tmp and /dev/shm."""
+    import json
+    listener = Listener()
+    os.environ[SECRET_ENV] = "instructor-secret-x"
+    try:
+        p = sandbox_python(tmp_path, PEEK.replace("PORT", str(listener.port)))
+    finally:
+        os.environ.pop(SECRET_ENV)
+        listener.close()
+    assert p.returncode == 0, p.stderr[-2000:]
+    found = json.loads(p.stdout)
+    assert found["solutions"] == [] and found["grading"] == [] and found["home"] == [], found
+    assert sorted(found["writable"]) == ["/dev/shm", "/tmp"], found["writable"]
+    assert SECRET_ENV not in found["env"] and not any("instructor-secret" in v for v in found["env"].values())
+    assert len(found["procs"]) <= 3, found["procs"]
+    assert found["network"] is False and listener.received == []
+
+
+def test_sandbox_caps_processes_and_memory_with_a_cgroup(tmp_path):
+    """In a cgroup (root or delegated v2), forks stop at the pids limit and memory written to
+    a tmpfs counts against the memory limit."""
+    from kdlab.grading import sandbox
+    limits = sandbox.Limits(memory=512 * 1024 ** 2, shm=2 * 1024 ** 3, pids=64)
+    cg = sandbox.Cgroup.create(limits)
+    if cg is None:
+        pytest.skip("no cgroup can be made on this machine (not root, no delegated cgroup v2)")
+    try:
+        code = ("import os, time\nn = 0\ntry:\n    for i in range(500):\n        if os.fork() == 0:\n"
+                "            time.sleep(30)\n            os._exit(0)\n        n += 1\nexcept OSError:\n    pass\n"
+                "print('forked', n, flush=True)\n"
+                "for i in range(32):\n    open(f'/dev/shm/fill{i}', 'wb').write(b'x' * 32 * 1024 ** 2)\n"
+                "    print('shm', (i + 1) * 32, flush=True)\n")
+        p = sandbox_python(tmp_path, code, limits, cgroup=cg)
+        forked = int(re.search(r"forked (\d+)", p.stdout).group(1))
+        shm = [int(x) for x in re.findall(r"shm (\d+)", p.stdout)]
+        assert forked < 64, p.stdout
+        assert max(shm, default=0) < 512, p.stdout[-500:]
+        assert cg.oom_killed()
+    finally:
+        from kdlab.grading.runner import _kill_cgroup
+        _kill_cgroup(cg)
+        cg.remove()
 
 
 def test_sandbox_data_cache_is_readable_and_read_only(tmp_path):
     """Kernels read MNIST from the grader's prepared cache (no extraction per notebook), and no
     submission can write into it (it would be what the next submission reads)."""
     from kdlab.grading import sandbox
-    site = sandbox.kdlab_copy(tmp_path / "site")
-    assert (site / sandbox.DATA_CACHE / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
-    rt = tmp_path / "rt"
-    rt.mkdir()
-    argv = sandbox.kernel_argv(rt, site, {})
-    cut = argv.index("--", argv.index("--clearenv"))
     code = ("import os, time, kdlab as kd\n"
             "t0 = time.perf_counter(); x, y = kd.data.mnist('test')\n"
             "print('test images', len(x), 'in', round(time.perf_counter() - t0, 2))\n"
@@ -814,7 +1217,55 @@ def test_sandbox_data_cache_is_readable_and_read_only(tmp_path):
             "    print('WROTE the cache')\n"
             "except OSError as e:\n"
             "    print('read-only:', e.errno)\n")
-    p = subprocess.run(argv[:cut + 1] + [sys.executable, "-c", code], capture_output=True,
-                       text=True, timeout=120)
+    p = sandbox_python(tmp_path, code)
     assert p.returncode == 0, p.stderr
     assert "test images 10000" in p.stdout and "read-only: 30" in p.stdout, p.stdout
+    assert (tmp_path / "site" / sandbox.DATA_CACHE / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+
+
+def test_probe_data_counts_only_from_its_finished_grader_cell():
+    """A probe's result is judged only if it comes from the check's own grader-marked cell,
+    carries the token the grader gave it, appears once, and that cell ran to its end (a
+    forged display followed by a BaseException earns nothing)."""
+    import json
+
+    from kdlab.checks import CHECKS
+    from kdlab.checks._registry import probe_data
+    from kdlab.grading import course, runner, scoring
+    sol = tiny_solution()
+    lab_nb = generator.generate_lab(notebook_io.loads(nbformat.writes(sol)), "tiny")
+    checks = restore.canonical_checks(lab_nb, "tiny")
+    lab = course.Lab(LAB, checks, lab_nb, {})
+    draws = {c.name: restore.draw(c) for c in checks}
+
+    def payload(d, fn):
+        from kdlab.checks._probe import decode
+        data = probe_data(CHECKS[d.probe.check], fn, inputs=decode(json.loads(d.inputs)))
+        return json.dumps({"check": d.probe.check, "token": d.token, "data": data})
+
+    right = {"softmax_with_temperature": lambda z, T=1.0: (_ for _ in ()).throw(ValueError("T"))
+             if not (T > 0 and T < float("inf")) else torch.softmax(z / T, -1),
+             "entropy": lambda p: -torch.xlogy(p, p).sum(-1)}
+
+    def record(name, cell, probes, ename="", ok=True, grader=True):
+        return {"cell": cell, "id": name, "kdlab": {"check": name}, "grader": {"check": name} if grader else {},
+                "ok": ok, "error": "" if ok else "AssertionError", "ename": ename, "evalue": "",
+                "text": "", "probes": probes, "timed_out": False, "kernel_died": False,
+                "dead_at_start": False, "output_limit": False, "seconds": 0.1}
+
+    def points(records):
+        run = runner.RunResult(cells=records)
+        return {r.check: r.points for r in scoring.score("ann", lab, run, {}, draws, "")}
+
+    honest = [record(n, i, [payload(d, right[n]) for d in draws[n]]) for i, n in enumerate(right)]
+    assert points(honest) == {"softmax_with_temperature": 2, "entropy": 1}
+    raised = [record(n, i, [payload(d, right[n]) for d in draws[n]], ename="Stop", ok=False)
+              for i, n in enumerate(right)]
+    assert points(raised) == {"softmax_with_temperature": 0, "entropy": 0}
+    unmarked = [record(n, i, [payload(d, right[n]) for d in draws[n]], grader=False) for i, n in enumerate(right)]
+    assert points(unmarked) == {"softmax_with_temperature": 0, "entropy": 0}
+    twice = [record(n, i, [payload(d, right[n]) for d in draws[n]] * 2) for i, n in enumerate(right)]
+    assert points(twice) == {"softmax_with_temperature": 0, "entropy": 0}
+    other_token = {n: [restore.Draw(d.probe, "0" * 16, d.seed, d.inputs) for d in ds] for n, ds in draws.items()}
+    forged = [record(n, i, [payload(d, right[n]) for d in other_token[n]]) for i, n in enumerate(right)]
+    assert points(forged) == {"softmax_with_temperature": 0, "entropy": 0}

@@ -1,28 +1,17 @@
-"""The grader's syntax screen: honest code passes, reference use and tampering are named."""
+"""The grader's screen: an allow-list of what a graded notebook may use, read from the syntax
+tree after IPython's rewriting (magic bodies included), in a process with a time limit."""
+import time
+
 import pytest
 
-from kdlab.grading import restore, screen
+from kdlab.grading import screen
 
-LAB = {"cells": [
-    {"cell_type": "code", "id": "setup", "metadata": {},
-     "source": "import kdlab as kd\nimport torch\nimport torch.nn.functional as F"},
-    {"cell_type": "code", "id": "ex", "metadata": {"kdlab": {"exercise": "kd_loss"}},
-     "source": "def kd_loss(s, t, y, T, alpha):\n    raise NotImplementedError"},
-    {"cell_type": "code", "id": "chk", "metadata": {"kdlab": {"check": "kd_loss", "points": 3}},
-     "source": "kd.checks.check_kd_loss(kd_loss)"},
-    {"cell_type": "code", "id": "train", "metadata": {},
-     "source": "fn = kd.losses.kd_loss\nkd.train.fit(model, data, fn, 1)"}]}
-CHECKS = restore.canonical_checks(LAB)
+LAB = ["import kdlab as kd\nimport torch\nimport torch.nn.functional as F\nimport os",
+       "print(os.getloadavg())\nfn = kd.train.distillation(4.0, 0.9)"]
 
 
-def run(exercise, extra=None, edit_train=None):
-    cells = [dict(c) for c in LAB["cells"]]
-    cells[1] = dict(cells[1], source=exercise)
-    if edit_train is not None:
-        cells[3] = dict(cells[3], source=edit_train)
-    if extra:
-        cells.insert(2, {"cell_type": "code", "id": "mine", "metadata": {}, "source": extra})
-    return screen.screen(cells, LAB, CHECKS)
+def run(src, canonical=None):
+    return screen.screen_cells([("cell 1 (id 'x')", src, canonical)], LAB)
 
 
 HONEST = [
@@ -33,49 +22,91 @@ HONEST = [
     "        super().__init__()\n        self.fc = torch.nn.Linear(2, 2)\n"
     "model = M()\nmodel.eval()\nprint(type(model).__name__, getattr(model, 'fc'))",
     "import numpy as np\nx = np.zeros(3)\nx[0] = 1\nd = {}\nd['a'] = kd.data.mnist",
+    "%%time\nfor _ in range(3):\n    y = torch.ones(2)",
+    "%timeit -n 3 -r 2 torch.ones(2)",
+    "%%capture out\nprint('quiet')",
+    "kd.compress.global_prune??",
+    "from IPython.display import Markdown, display\ndisplay(Markdown('**done**'))",
+    "import functools, copy, itertools, collections\nf = functools.partial(print, 1)",
+    "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    print(e)",
 ]
 
 
 @pytest.mark.parametrize("src", HONEST)
 def test_honest_code_is_not_flagged(src):
-    got = run(src)
-    assert got.reference == {} and got.tampering == ""
+    assert run(src) == ""
 
 
-def test_editing_a_lab_cell_that_uses_references_is_fine():
-    got = run(HONEST[0], edit_train="fn = kd.losses.kd_loss\nkd.train.fit(model, data, fn, 3)")
-    assert got.reference == {} and got.tampering == ""
-
-
-@pytest.mark.parametrize("src,extra", [
-    ("kd_loss = kd.losses.kd_loss", None),
-    ("from kdlab.losses import kd_loss", None),
-    ("import kdlab.losses as L\ndef kd_loss(*a):\n    return L.kd_loss(*a)", None),
-    ("def kd_loss(*a):\n    return helper(*a)", "def helper(*a):\n    return kd.losses.kd_loss(*a)"),
-    ("def kd_loss(*a):\n    raise NotImplementedError", "kd_loss = kd.checks.lab03.reference"),
-    ("def kd_loss(*a):\n    return kd.compress.fake_quantize(*a)", None),
-])
-def test_reference_use_is_named(src, extra):
-    got = run(src, extra)
-    assert "uses the course's reference implementation" in got.reference.get("kd_loss", "")
+def test_only_the_statements_a_student_adds_to_a_lab_cell_are_read():
+    """A lab cell that imports os stays usable when edited; a new use of os is not."""
+    assert run(LAB[1] + "\nprint(fn)", canonical=LAB[1]) == ""
+    assert "the name os" in run(LAB[1] + "\nos.system('ls')", canonical=LAB[1])
+    assert "the name os" in run("os.listdir('/')")
 
 
 @pytest.mark.parametrize("src,construct", [
     ("torch.allclose = lambda *a, **k: True", "assigning to torch.allclose"),
-    ("from kdlab.checks import _probe\n_probe.tensor = None", "assigning to _probe.tensor"),
-    ("import sys\nsys.modules['x'] = 1", "sys.modules"),
-    ("f = sys._getframe(1).f_back", "sys._getframe"),
-    ("exec('1')", "exec()"),
-    ("setattr(kd, 'x', 1)", "setattr()"),
-    ("getattr(kd, 'lo' + 'sses')", "getattr(kd, <computed name>)"),
-    ("get_ipython().input_transformers_post.append(f)", "input_transformers_post"),
-    ("ip = get_ipython()\nip.events.register('pre_run_cell', f)", "the IPython attribute events"),
+    ("from kdlab.checks import _probe\n_probe.tensor = None", "from kdlab.checks import _probe"),
+    ("m = kd\nm.checks._probe.provenance = None", "the attribute _probe"),
+    ("import sys\nsys.modules['x'] = 1", "import sys"),
+    ("exec('1')", "the name exec"),
+    ("e = eval\ne('1')", "the name eval"),
+    ("setattr(kd, 'x', 1)", "the name setattr"),
+    ("getattr(kd, 'lo' + 'sses')", "getattr(..., <computed name>)"),
+    ("getattr(kd.checks, '_registry')", "getattr(..., '_registry')"),
+    ("get_ipython().input_transformers_post.append(f)", "get_ipython"),
+    ("ip = get_ipython()\nip.kernel.get_parent()", "the name get_ipython"),
+    ("x = In[-1]", "the name In"),
+    ("x = _ih[-1]", "the name _ih"),
     ("%run evil.py", "the magic %run"),
+    ("%config Completer.greedy = bool(kd)", "the magic %config"),
     ("!cat /etc/passwd", "get_ipython().system"),
-    ("import subprocess", "import subprocess"),
+    ("%time import subprocess", "import subprocess"),
+    ("%%time\nkd.checks._registry.emit = print", "assigning to kd.checks._registry.emit"),
+    ("%%timeit -n 1 import os\nx = 1", "import os"),
+    ("%%capture out\nimport ctypes", "import ctypes"),
+    ("import concurrent.futures", "import concurrent.futures"),
+    ("from unittest import mock", "from unittest import mock"),
+    ("import asyncio", "import asyncio"),
+    ("import mmap", "import mmap"),
+    ("import threading", "import threading"),
+    ("import operator", "import operator"),
     ("x = kd.__dict__", "the attribute __dict__"),
-    ("import os\nos.system('ls')", "os.system"),
+    ("x = __builtins__", "the name __builtins__"),
+    ("torch.os.system('ls')", "the attribute os"),
+    ("torch.multiprocessing.Process", "the attribute multiprocessing"),
+    ("g = (i for i in [])\nf = g.gi_frame", "the interpreter attribute gi_frame"),
+    ("class T(torch.Tensor):\n    def __torch_function__(cls, *a):\n        pass", "defining __torch_function__"),
+    ("/exec 'import os'", "the name exec"),
+    ("x = open('/etc/passwd')", "the name open"),
 ])
-def test_tampering_is_named(src, construct):
-    got = run("def kd_loss(*a):\n    raise NotImplementedError", src)
-    assert construct in got.tampering, got.tampering
+def test_each_construct_is_named(src, construct):
+    got = run(src)
+    assert construct in got, got
+
+
+def test_a_cell_dressed_as_a_check_is_read_too():
+    """The screen reads every cell it is given; the grader gives it every cell that is not
+    the lab's own (metadata does not exempt a cell)."""
+    from kdlab.grading.gradebook import _student_cells
+    lab_nb = {"cells": [{"cell_type": "code", "id": "c", "metadata": {"kdlab": {"check": "x", "points": 1}},
+                         "source": "kd.checks.check_x(x)"}]}
+    cells = [{"cell_type": "code", "id": "mine", "metadata": {"kdlab": {"check": "extra", "points": 0}},
+              "source": "import sys"}, lab_nb["cells"][0]]
+    got = _student_cells(cells, lab_nb)
+    assert [w for w, _, _ in got] == ["cell 0 (id 'mine')"]
+
+
+def test_the_screen_has_a_time_limit():
+    """A notebook built to be slow to parse (many magics in a long cell) is refused after the
+    time limit instead of holding the grader for hours."""
+    src = "%time x = 1\n" * 100 + "y = 2\n" * 20000
+    t0 = time.monotonic()
+    got = screen.run([("cell 0 (id 'slow')", src, None)], LAB, timeout=5)
+    assert time.monotonic() - t0 < 30
+    assert "took longer than 5 s" in got
+
+
+def test_too_much_code_is_refused():
+    got = screen.screen_cells([("c", "x = 1\n" * 200_000, None)], LAB)
+    assert "more than the" in got

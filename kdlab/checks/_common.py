@@ -1,14 +1,41 @@
-"""Shared machinery of the autograder checks: calling student code, comparing, reporting.
+"""The verdict side of the checks: compare recorded outcomes with the answer key, name mistakes.
 
-A check either prints one pass line (``passed``) or raises ``AssertionError`` with what is
-wrong (got vs expected, shapes) and a hint. Student code that still raises
-``NotImplementedError`` fails with "not implemented yet".
+A verdict reads only plain data: what the probe recorded (``_probe``) and the check's answer
+key (the right values and each named mistake's values on the same inputs; see
+``_registry.answer_key``). It never computes an answer itself. It either returns the detail
+of the one-line pass message, or raises ``AssertionError`` (``fail``) with what is wrong
+(got vs expected, shapes), the mistake it recognised, and a hint. Student code that still
+raises ``NotImplementedError`` fails with "not implemented yet".
 """
 from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
 
 import torch
 
 PASS_MARK = "PASSED"
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A common wrong answer of an exercise: its key name, what it is, how to fix it.
+
+    `what` and `hint` may hold ``{fields}`` filled from the answer key (e.g. ``{dim}``).
+    """
+    name: str
+    what: str
+    hint: str
+
+
+def rng(check: str, seed=None, part: str = "") -> torch.Generator:
+    """The random generator of a check's inputs: seed None gives the notebook's fixed cases,
+    an int the grader's fresh ones; each check (and part) draws from its own stream.
+
+    check: the check's name; part: a sub-stream name, for a second independent draw.
+    """
+    base = zlib.crc32(f"{check}/{part}".encode()) & 0x7FFFFFFF
+    return torch.Generator().manual_seed(base if seed is None else base ^ (int(seed) * 2654435761 % 2 ** 31) or 1)
 
 
 def fail(check: str, what: str, hint: str = "") -> None:
@@ -19,58 +46,14 @@ def fail(check: str, what: str, hint: str = "") -> None:
     raise AssertionError(msg)
 
 
-def call(check: str, fn, *args, **kwargs):
-    """Call the student's `fn`; turn NotImplementedError and crashes into clear failures."""
-    if not callable(fn):
-        fail(check, f"expected a function, got {type(fn).__name__}",
-             "pass the function itself, e.g. check(my_fn), not check(my_fn(...))")
-    try:
-        return fn(*args, **kwargs)
-    except NotImplementedError:
-        fail(check, "not implemented yet",
-             "write your code in the exercise cell above and remove `raise NotImplementedError`")
-    except AssertionError:
-        raise
-    except Exception as e:  # the student's code crashed: say where and with what
-        shapes = ", ".join(f"{tuple(a.shape)}" for a in args if torch.is_tensor(a))
-        fail(check, f"your function raised {type(e).__name__}: {e}"
-             + (f" (called with tensors of shapes {shapes})" if shapes else ""),
-             "run the exercise cell again and read the traceback of a small example")
-
-
-def as_tensor(check: str, value, what: str = "the result") -> torch.Tensor:
-    """Insist on a tensor (not a float, list or numpy array)."""
-    if not torch.is_tensor(value):
-        fail(check, f"{what} should be a torch.Tensor, got {type(value).__name__}",
-             "use torch operations all the way and return the tensor")
-    return value
-
-
-def cmp(check: str, got, expected: torch.Tensor, what: str = "the result",
-        atol: float = 1e-5, rtol: float = 1e-4, hint: str = "") -> None:
-    """Compare a student tensor with the expected one: shape first, then values.
-
-    On a mismatch the message shows got vs expected shapes, or the max abs difference and
-    the first few values of each (Karpathy's cmp: exact / approx / maxdiff).
-    """
-    got = as_tensor(check, got, what)
-    expected = expected.detach()
-    if tuple(got.shape) != tuple(expected.shape):
-        fail(check, f"{what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}",
-             hint or "check which dimension you reduce or sum over")
-    got = got.detach().to(expected.dtype)
-    if not torch.isfinite(got).all() and torch.isfinite(expected).all():
-        fail(check, f"{what} contains nan or inf: {short(got)}",
-             hint or "look for an overflow (exp of a large number) or a log of zero")
-    if not torch.allclose(got, expected, atol=atol, rtol=rtol):
-        maxdiff = (got - expected).abs().max().item()
-        fail(check, f"{what} is wrong: max abs difference {maxdiff:.3g}\n"
-                    f"    got      {short(got)}\n    expected {short(expected)}", hint)
+def passed(check: str, detail: str = "") -> None:
+    """Print the one-line pass message of a check."""
+    print(f"{PASS_MARK} {check}" + (f": {detail}" if detail else ""))
 
 
 def close(got: torch.Tensor, ref: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
     """True when `got` has the shape of `ref` and finite values close to it (ref's dtype)."""
-    if tuple(got.shape) != tuple(ref.shape):
+    if not torch.is_tensor(got) or tuple(got.shape) != tuple(ref.shape):
         return False
     got = got.detach().to(ref.dtype)
     return bool(torch.isfinite(got).all()) and bool(torch.allclose(got, ref, atol=atol, rtol=rtol))
@@ -83,12 +66,37 @@ def short(t: torch.Tensor, n: int = 6) -> str:
     return f"[{vals}{', ...' if flat.numel() > n else ''}] (shape {tuple(t.shape)})"
 
 
-def passed(check: str, detail: str = "") -> None:
-    """Print the one-line pass message of a check."""
-    print(f"{PASS_MARK} {check}" + (f": {detail}" if detail else ""))
+def cmp(check: str, got: torch.Tensor, expected: torch.Tensor, what: str = "the result",
+        atol: float = 1e-5, rtol: float = 1e-4, hint: str = "") -> None:
+    """Fail unless `got` matches `expected`: shape first, then values (got vs expected, maxdiff)."""
+    if tuple(got.shape) != tuple(expected.shape):
+        fail(check, f"{what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}",
+             hint or "check which dimension you reduce or sum over")
+    g = got.detach().to(expected.dtype)
+    if not torch.isfinite(g).all() and torch.isfinite(expected).all():
+        fail(check, f"{what} contains nan or inf: {short(g)}",
+             hint or "look for an overflow (exp of a large number) or a log of zero")
+    if not torch.allclose(g, expected, atol=atol, rtol=rtol):
+        maxdiff = (g - expected).abs().max().item()
+        fail(check, f"{what} is wrong: max abs difference {maxdiff:.3g}\n"
+                    f"    got      {short(g)}\n    expected {short(expected)}", hint)
 
 
-# ------------------------------------------------------------------ reading probe data (verdicts)
+def name_mistake(check, got: torch.Tensor, candidates, where: str = "", **tol) -> None:
+    """Fail with the first mistake of `candidates` whose values `got` matches, if any.
+
+    check: the Check (its title and MISTAKES); candidates: the answer key's list of
+    [mistake name, values, {fields}]; where: which input, prefixed to the message.
+    """
+    table = {m.name: m for m in check.mistakes}
+    for name, ref, fields in candidates:
+        if close(got, ref, **tol):
+            m = table[name]
+            fail(check.title, (f"{where}: " if where else "") + m.what.format(**fields),
+                 m.hint.format(**fields))
+
+
+# ------------------------------------------------------------------ reading probe data
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
            "float64": torch.float64, "int64": torch.int64, "int32": torch.int32,
@@ -105,14 +113,13 @@ def type_name(v: dict) -> str:
 def decode(v: dict) -> torch.Tensor:
     """The tensor recorded by ``_probe.tensor``: its values, shape and dtype (float64 if unknown)."""
     vals = torch.tensor([float(x) for x in v["values"]], dtype=torch.float64)
-    shape = [int(s) for s in v["shape"]]
-    out = vals.reshape(shape)
+    out = vals.reshape([int(s) for s in v["shape"]])
     dtype = _DTYPES.get(str(v.get("dtype")))
     return out.to(dtype) if dtype is not None else out
 
 
 def raised(check: str, out: dict, shapes: str = "", where: str = "") -> None:
-    """Fail as ``call`` does if the recorded call was not possible or raised.
+    """Fail if the recorded call was not possible or raised.
 
     shapes: the argument shapes, for the message; where: which input (prefixes the message).
     """
@@ -125,8 +132,12 @@ def raised(check: str, out: dict, shapes: str = "", where: str = "") -> None:
     if r["type"] == "NotImplementedError":
         fail(check, "not implemented yet",
              "write your code in the exercise cell above and remove `raise NotImplementedError`")
+    if r["type"] == "HelperInCheck":
+        fail(check, f"your function calls a course helper: {r['message']}",
+             "an exercise must be your own code: write its steps with torch operations")
     if r["type"] == "AssertionError":
-        raise AssertionError(r["message"])
+        fail(check, f"your function raised AssertionError: {r['message']}",
+             "an assert in your code failed on the check's inputs: read its message")
     if where:
         fail(check, f"{where}: your function raised {r['type']}: {r['message']}",
              "run the exercise cell again on a small example of this kind and read the traceback")
@@ -156,7 +167,7 @@ def expects_value_error(check: str, out: dict, what: str, hint: str,
 
 
 def result(check: str, out: dict, what: str = "the result", shapes: str = "") -> torch.Tensor:
-    """The tensor a recorded call returned; fail as ``call`` + ``as_tensor`` would otherwise."""
+    """The tensor a recorded call returned; fail if the call raised or returned no tensor."""
     raised(check, out, shapes)
     v = out["value"]
     if v.get("kind") != "tensor":
@@ -188,15 +199,17 @@ def unchanged(check: str, out: dict, names) -> None:
              _CHANGE_HINTS.get(what, "leave the caller's tensors as they are"))
 
 
-def paired(expected, recorded):
-    """zip(expected cases, recorded outcomes), failing unless every case was recorded once.
+def paired(*columns):
+    """zip(...) of expected cases, key entries and recorded outcomes, failing unless every
+    column has the same length.
 
     A verdict must never pass on probe data with cases left out (a probe or its output that
-    was tampered with), so it pairs inputs and outcomes through this, never through zip.
+    was tampered with), so it pairs inputs, keys and outcomes through this, never through zip.
     """
-    expected, recorded = list(expected), list(recorded) if isinstance(recorded, list) else None
-    if recorded is None or len(recorded) != len(expected):
-        fail("check", f"the probe's data is incomplete ({0 if recorded is None else len(recorded)} "
-                      f"outcomes for {len(expected)} cases): the check cell or its output was "
-                      "tampered with", "run the check cell as it is in the lab")
-    return zip(expected, recorded)
+    cols = [list(c) if isinstance(c, (list, tuple)) else None for c in columns]
+    n = len(cols[0]) if cols[0] is not None else 0
+    if any(c is None or len(c) != n for c in cols):
+        got = [None if c is None else len(c) for c in cols]
+        fail("check", f"the probe's data is incomplete (lengths {got} for {n} cases): the check "
+                      "cell or its output was tampered with", "run the check cell as it is in the lab")
+    return zip(*cols)

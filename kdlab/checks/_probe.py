@@ -1,86 +1,40 @@
 """The probe side of the checks: call the student's object and return plain data only.
 
 A check is a *probe* and a *verdict* (see ``_registry``). The probe runs where the student's
-code runs (the notebook's kernel, in grading a sandboxed one): it calls the student's object on
-given inputs and records what happened as plain data (dicts, lists, str, int, float, bool,
-None): returned values as float64 lists with dtype and shape, raised exception types,
-gradients, whether the inputs were changed. The verdict reads only that data, so nothing the
-student's code patches or returns (a patched ``torch.allclose``, a tensor subclass that lies)
-can do more than produce numbers, and only correct numbers pass.
+code runs (the notebook's kernel; in grading, a sandboxed one that holds no answer key and
+no reference implementation): it calls the student's object on given inputs and records
+what happened as plain data (dicts, lists, str, int, float, bool, None): returned values as
+float64 lists with dtype and shape, raised exception types, gradients, whether the inputs
+were changed. The verdict reads only that data, so nothing the student's code patches or
+returns (a patched ``torch.allclose``, a tensor subclass that lies) can do more than produce
+numbers, and only correct numbers pass.
 
-Every call of student code goes through ``call``, which also records calls into the course's
-reference implementations (``kdlab.losses``, ``kdlab.compress``, ``kdlab.checks``) made while
-it runs.
+Every call of student code goes through ``call``: while it runs the course's own helpers
+refuse to work (``kdlab.runtime.checking``), and whatever it raises, ``BaseException``
+subclasses included, is recorded rather than let through (a ``KeyboardInterrupt`` from the
+grader's time limit still stops the cell).
+
+``encode`` / ``decode`` turn inputs and answer keys (tensors with their dtype, tuples, dtypes)
+into JSON-safe data and back.
 """
 from __future__ import annotations
 
 import json
-import math
-import sys
-from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 
+from ..runtime import checking
+
 MIME = "application/vnd.kdlab.probe+json"
-_KDLAB = Path(__file__).resolve().parent.parent
-# code in these files is the course's reference implementations; student code may not call it
-_REFERENCE_FILES = (str(_KDLAB / "losses.py"), str(_KDLAB / "compress.py"), str(_KDLAB / "checks"))
-REFERENCE_MODULES = ("kdlab.losses", "kdlab.compress", "kdlab.checks")
 MAX_TEXT = 500  # characters kept of an exception message or a repr
 
 
-def _is_reference_code(filename: str) -> bool:
-    if filename == __file__ or filename == str(Path(__file__).resolve()):
-        return False  # this module's own machinery
-    return any(filename == f or filename.startswith(f + "/") for f in _REFERENCE_FILES)
-
-
-@contextmanager
-def _watch_reference_calls(found: list):
-    """Record (module, function) of every Python call into reference code while active."""
-    previous = sys.getprofile()
-
-    def hook(frame, event, arg):
-        if event == "call" and _is_reference_code(frame.f_code.co_filename):
-            where = (frame.f_globals.get("__name__", "?"), frame.f_code.co_name)
-            if where not in found:
-                found.append(where)
-
-    sys.setprofile(hook)
-    try:
-        yield
-    finally:
-        sys.setprofile(previous)
-
-
-def provenance(obj) -> list:
-    """[(module, name)] if `obj` itself is (or wraps) a course reference implementation."""
-    out = []
-    seen = set()
-    stack = [obj]
-    while stack:
-        o = stack.pop()
-        if id(o) in seen:
-            continue
-        seen.add(id(o))
-        mod = getattr(o, "__module__", None)
-        name = getattr(o, "__qualname__", getattr(o, "__name__", type(o).__name__))
-        code = getattr(o, "__code__", None)
-        if isinstance(mod, str) and any(mod == m or mod.startswith(m + ".") for m in REFERENCE_MODULES):
-            out.append((mod, str(name)))
-        elif code is not None and _is_reference_code(code.co_filename):
-            out.append((mod or "?", str(name)))
-        for attr in ("func", "__wrapped__", "__func__"):  # functools.partial, wraps, methods
-            inner = getattr(o, attr, None)
-            if inner is not None:
-                stack.append(inner)
-    return out
-
-
 def text(s, limit: int = MAX_TEXT) -> str:
-    """A string cut to `limit` characters (for exception messages and reprs)."""
-    s = str(s)
+    """A string cut to `limit` characters (for exception messages and reprs); never raises."""
+    try:
+        s = str(s)
+    except BaseException:  # noqa: BLE001 - a hostile __str__
+        return "?"
     return s if len(s) <= limit else s[:limit] + " ..."
 
 
@@ -114,48 +68,59 @@ def value(x) -> dict:
         return {"kind": "none"}
     if isinstance(x, (tuple, list)) and len(x) <= 16:
         return {"kind": type(x).__name__, "items": [value(v) for v in x]}
+    return {"kind": "other", "type": text(type(x).__name__, 100), "repr": text(_repr(x), 200)}
+
+
+def _repr(x) -> str:
     try:
-        r = repr(x)
-    except Exception:  # noqa: BLE001 - a hostile __repr__
-        r = "?"
-    return {"kind": "other", "type": type(x).__name__, "repr": text(r, 200)}
+        return repr(x)
+    except BaseException:  # noqa: BLE001 - a hostile __repr__
+        return "?"
 
 
 def call(fn, *args, **kwargs) -> tuple[dict, object]:
     """Call student code; return (plain outcome, the raw result or None).
 
     outcome: {"callable": bool, "raised": None | {"type", "message", "bases"}, "value":
-    value(result), "reference_calls": [[module, function], ...], "changed": [[argument
-    index, what], ...]} where "changed" lists the tensor arguments the call modified (their
-    values, requires_grad flag or .grad). The raw result is for the probe's own further use
-    (autograd, calling a returned module); it never reaches a verdict.
+    value(result), "changed": [[argument index, what], ...]} where "changed" lists the tensor
+    arguments the call modified (their values, requires_grad flag or .grad). The raw result
+    is for the probe's own further use (autograd, calling a returned module); it never
+    reaches a verdict.
     """
-    out = {"callable": callable(fn), "raised": None, "value": {"kind": "none"},
-           "reference_calls": []}
+    out = {"callable": callable(fn), "raised": None, "value": {"kind": "none"}}
     if not callable(fn):
-        out["type"] = type(fn).__name__
+        out["type"] = text(type(fn).__name__, 100)
         return out, None
-    found = []
     result = None
     before = [(i, a, snapshot(a)) for i, a in enumerate(args) if torch.is_tensor(a)]
     try:
-        with _watch_reference_calls(found):
+        with checking():
             result = fn(*args, **kwargs)
-        out["value"] = value(result)
-    except Exception as e:  # noqa: BLE001 - the student's code may raise anything
-        out["raised"] = {"type": type(e).__name__, "message": text(e),
-                         "bases": [c.__name__ for c in type(e).__mro__]}
-    out["reference_calls"] = [list(w) for w in found]
+            out["value"] = value(result)
+    except BaseException as e:  # noqa: BLE001 - the student's code may raise anything
+        if type(e) is KeyboardInterrupt:  # the grader's time limit: stop the cell
+            raise
+        out["raised"] = raised(e)
+        result = None
     out["changed"] = [[i, w] for i, a, snap in before for w in changes(snap, a)]
     return out, result
+
+
+def raised(e: BaseException) -> dict:
+    """Plain data of an exception: its type's name, message and the names of its bases."""
+    return {"type": text(type(e).__name__, 100), "message": text(e),
+            "bases": [text(c.__name__, 100) for c in type(e).__mro__]}
 
 
 def grads(outputs, inputs) -> list:
     """Gradients of the scalar tensor `outputs` w.r.t. each of `inputs` (None if unused)."""
     try:
-        gs = torch.autograd.grad(outputs, inputs, allow_unused=True)
-    except Exception as e:  # noqa: BLE001 - a graph the student broke
-        return [{"kind": "error", "type": type(e).__name__, "message": text(e)}] * len(inputs)
+        with checking():
+            gs = torch.autograd.grad(outputs, inputs, allow_unused=True)
+    except BaseException as e:  # noqa: BLE001 - a graph the student broke
+        if type(e) is KeyboardInterrupt:
+            raise
+        return [{"kind": "error", "type": text(type(e).__name__, 100), "message": text(e)}] * len(inputs)
     return [tensor(g) if g is not None else {"kind": "none"} for g in gs]
 
 
@@ -177,8 +142,50 @@ def changes(before: dict, t: torch.Tensor) -> list:
     return out
 
 
-def finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
+# ------------------------------------------------------------------ inputs and keys as JSON
+
+_TAG = "__kd__"
+
+
+def encode(x):
+    """JSON-safe data of inputs or an answer key: tensors keep dtype, shape and exact values.
+
+    Handles tensors, dtypes, tuples, lists, dicts with string keys, numbers, str, bool, None.
+    """
+    if torch.is_tensor(x):
+        t = x.detach().cpu()
+        return {_TAG: "tensor", "dtype": str(t.dtype).replace("torch.", ""),
+                "shape": list(t.shape), "values": t.reshape(-1).tolist()}
+    if isinstance(x, torch.dtype):
+        return {_TAG: "dtype", "name": str(x).replace("torch.", "")}
+    if isinstance(x, tuple):
+        return {_TAG: "tuple", "items": [encode(v) for v in x]}
+    if isinstance(x, list):
+        return [encode(v) for v in x]
+    if isinstance(x, dict):
+        if not all(isinstance(k, str) for k in x):
+            raise TypeError(f"encode: dict keys must be str, got {[type(k).__name__ for k in x]}")
+        return {k: encode(v) for k, v in x.items()}
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    raise TypeError(f"encode: cannot encode a {type(x).__name__}")
+
+
+def decode(x):
+    """The inverse of ``encode``."""
+    if isinstance(x, list):
+        return [decode(v) for v in x]
+    if isinstance(x, dict):
+        tag = x.get(_TAG)
+        if tag == "tensor":
+            dtype = getattr(torch, str(x["dtype"]))
+            return torch.tensor(x["values"], dtype=dtype).reshape([int(s) for s in x["shape"]])
+        if tag == "dtype":
+            return getattr(torch, str(x["name"]))
+        if tag == "tuple":
+            return tuple(decode(v) for v in x["items"])
+        return {k: decode(v) for k, v in x.items()}
+    return x
 
 
 def to_json(data) -> str:

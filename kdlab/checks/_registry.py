@@ -1,32 +1,39 @@
-"""Checks as probe + verdict: the registry, the in-notebook runner and the grader's probe cell.
+"""Checks as probe + answer key + verdict: the registry, the notebook's runner, the grader's probe.
 
-A check is three functions of its lab module:
+A check is four things, named in its lab module's ``register(...)`` call:
 
-- ``inputs(seed=None, **params) -> dict``: the inputs. ``seed=None`` gives the fixed inputs a
-  student sees in the notebook; the grader draws a fresh secret seed for every run. ``params``
-  are literal keyword arguments an instructor may pass in a hidden test (e.g. other sizes).
+- ``inputs(seed=None, **params) -> dict``: the inputs. ``seed=None`` gives the fixed cases a
+  student sees in the notebook, of the same kinds as those the grader draws from a fresh secret
+  seed; ``params`` are literal keyword arguments of an instructor's hidden test.
 - ``probe(obj, inputs) -> dict``: calls the student's object (always through ``_probe.call``)
   and returns plain data only (see ``_probe``). It runs where the student's code runs.
-- ``verdict(data, inputs) -> str``: reads only the plain data and the inputs, raises
-  AssertionError (``_common.fail``) naming the mistake, or returns the detail of the pass line.
+- the answer key: the right values and each named mistake's values on those inputs. For the
+  notebook's fixed cases it ships as data (``keys/<check>.json``); for any other inputs it is
+  computed by the instructor-only ``kdlab.grading.keys``, which neither the student release
+  nor the grading sandbox contains. No reference implementation is in the public package.
+- ``verdict(data, inputs, key) -> str``: reads only the plain data, the inputs and the key,
+  raises AssertionError (``_common.fail``) naming the mistake (from the check's ``MISTAKES``
+  table), or returns the detail of the pass line.
 
-In the notebook, ``kd.checks.check_<name>(obj)`` runs all three in the kernel (the data goes
-through JSON first, so the verdict sees exactly what a grader would). In grading, the check
-cell runs only the probe (``emit``) in the sandboxed kernel; the grader runs the verdict
-(``judge``) in its own process on the JSON the probe displayed.
+In the notebook, ``kd.checks.check_<name>(obj)`` runs the probe in the kernel, sends its data
+through JSON (so the verdict sees exactly what a grader would) and judges it there against
+the shipped key. In grading, the check cell runs only ``probe_cell`` on inputs the grader drew
+and wrote into the cell; the grader judges the displayed JSON in its own process.
 """
 from __future__ import annotations
 
+import json
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from . import _probe
-from ._common import fail, passed
+from ._common import Mistake, passed
 
 CHECKS: dict = {}
 _HERE = str(Path(__file__).resolve().parent)
+KEYS_DIR = Path(__file__).resolve().parent / "keys"
 
 
 class CheckFailed(AssertionError):
@@ -43,63 +50,77 @@ class CheckFailed(AssertionError):
 CheckFailed.__name__ = CheckFailed.__qualname__ = "AssertionError"  # what nbval and students see
 
 
+class NoAnswerKey(RuntimeError):
+    """The answer key for these inputs is not available here (student release, sandbox)."""
+
+
 @dataclass(frozen=True)
 class Check:
-    """One registered check: its name (the exercise's) and its three functions."""
+    """One registered check: its name (the exercise's), its functions and its mistakes."""
     name: str
     inputs: Callable
     probe: Callable
     verdict: Callable
+    mistakes: tuple = field(default=())
+    legacy: bool = False  # a verdict(data, inputs) not yet converted to answer keys
 
     @property
     def title(self) -> str:
         return f"check_{self.name}"
 
 
-def _reference_verdict(title: str, data) -> None:
-    """Fail if the probe saw the student's object be, or call, a reference implementation."""
-    found = []
-    if isinstance(data, dict):
-        found += [tuple(w) for w in data.get("_provenance", []) if isinstance(w, (list, tuple))]
-        stack = [data]
-        while stack:
-            d = stack.pop()
-            if isinstance(d, dict):
-                calls = d.get("reference_calls")
-                if isinstance(calls, list):
-                    found += [tuple(w) for w in calls if isinstance(w, (list, tuple))]
-                stack += list(d.values())
-            elif isinstance(d, list):
-                stack += d
-    if found:
-        names = sorted({".".join(str(p) for p in w) for w in found})
-        fail(title, "uses the course's reference implementation: your code is or calls "
-                    + ", ".join(names[:3]),
-             "write the exercise yourself with torch operations; the course's own versions "
-             "(kd.losses, kd.compress, kd.checks) are for the labs' other cells, not for the "
-             "exercises")
+def answer_key(check: Check, seed=None, params=None) -> dict:
+    """The answer key of `check` for the inputs of (seed, params), as plain decoded data.
+
+    The notebook's fixed inputs (seed None, no params): the shipped ``keys/<name>.json``.
+    Anything else: computed by the instructor-only ``kdlab.grading.keys``; NoAnswerKey where
+    that is not installed (the student release, the grading sandbox).
+    """
+    params = dict(params or {})
+    if check.legacy:
+        return {}
+    path = KEYS_DIR / f"{check.name}.json"
+    if seed is None and not params and path.is_file():
+        return _probe.decode(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        from kdlab.grading import keys
+    except ImportError:
+        raise NoAnswerKey(
+            f"{check.title}: no answer key for these inputs here (seed {seed}, parameters "
+            f"{params}): the course ships keys only for the notebook's own cases") from None
+    return keys.make(check.name, check.inputs(seed, **params))
 
 
 def judge(check: Check, data, seed=None, params=None) -> str:
     """The verdict on probe data (plain, e.g. parsed JSON): the pass detail, or AssertionError.
 
-    Inputs are made again here from (seed, params), never taken from the probe's side.
+    Inputs and key are made again here from (seed, params), never taken from the probe's side.
     """
     __tracebackhide__ = True
-    _reference_verdict(check.title, data)
-    return check.verdict(data, check.inputs(seed, **(params or {})))
+    if not isinstance(data, dict):
+        raise AssertionError(f"{check.title}: the probe's data is not a record (got "
+                             f"{type(data).__name__}): the check cell or its output was tampered with")
+    inp = check.inputs(seed, **(params or {}))
+    return check.verdict(data, inp, answer_key(check, seed, params))
 
 
-def probe_data(check: Check, obj, seed=None, params=None) -> dict:
+def probe_data(check: Check, obj, seed=None, params=None, inputs=None) -> dict:
     """Run the probe of `check` on the student's `obj`: plain data, as JSON would carry it."""
-    data = check.probe(obj, check.inputs(seed, **(params or {})))
-    data["_provenance"] = [list(w) for w in _probe.provenance(obj)]
-    return _probe.from_json(_probe.to_json(data))
+    inp = inputs if inputs is not None else check.inputs(seed, **(params or {}))
+    return _probe.from_json(_probe.to_json(check.probe(obj, inp)))
 
 
-def register(name: str, inputs: Callable, probe: Callable, verdict: Callable) -> Callable:
+def register(name: str, inputs: Callable, probe: Callable, verdict: Callable,
+             mistakes=None) -> Callable:
     """Register a check; return the function the notebook calls, ``check_<name>(obj, **params)``."""
-    check = Check(name, inputs, probe, verdict)
+    if mistakes is None:  # legacy
+        check = Check(name, inputs, probe, lambda data, inp, key: verdict(data, inp), (), True)
+        mistakes = ()
+    else:
+        check = Check(name, inputs, probe, verdict, tuple(mistakes))
+    names = [m.name for m in check.mistakes]
+    if len(set(names)) != len(names) or not all(isinstance(m, Mistake) for m in check.mistakes):
+        raise ValueError(f"check {name}: MISTAKES must be Mistake entries with distinct names")
     CHECKS[name] = check
 
     def run(obj, **params) -> None:
@@ -117,17 +138,20 @@ def register(name: str, inputs: Callable, probe: Callable, verdict: Callable) ->
     return run
 
 
-def emit(name: str, obj, seed: int, params: dict | None = None) -> None:
-    """Grading: run the probe of check `name` on `obj` and display its JSON (MIME ``_probe.MIME``).
+def probe_cell(name: str, obj, token: str, inputs_json: str) -> None:
+    """Grading: run the probe of check `name` on `obj` with the inputs the grader wrote into
+    the cell; display the data as JSON (MIME ``_probe.MIME``) for the grader to judge.
 
-    The grader reads the displayed JSON and runs the verdict in its own process.
+    token: the grader's label of this probe (matches the display to the probe it asked for).
     """
     from IPython.display import display
 
     check = CHECKS[name]
     try:
-        data = probe_data(check, obj, seed, params)
-    except Exception as e:  # noqa: BLE001 - the probe itself broke on hostile input
+        inp = _probe.decode(json.loads(inputs_json))
+        data = probe_data(check, obj, inputs=inp)
+    except BaseException as e:  # noqa: BLE001 - the probe itself broke on hostile input
+        if type(e) is KeyboardInterrupt:
+            raise
         data = {"_probe_error": f"{type(e).__name__}: {_probe.text(e)}"}
-    display({_probe.MIME: _probe.to_json({"check": name, "seed": seed, "params": params or {},
-                                          "data": data})}, raw=True)
+    display({_probe.MIME: _probe.to_json({"check": name, "token": token, "data": data})}, raw=True)

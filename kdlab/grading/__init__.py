@@ -1,13 +1,17 @@
-"""Instructor tooling: generate labs/ from solutions/ and grade submissions into a gradebook.
+"""Instructor tooling: generate labs/ from solutions/, answer keys, and grading.
 
-    python -m kdlab.grading make-labs [--check]
-    python -m kdlab.grading grade SUBMISSIONS_DIR --out gradebook.csv
+    python -m kdlab.grading make-labs | make-keys | grade | export | release
 
-Modules: ``notebook_io`` (read, validate, write notebooks byte-for-byte deterministically),
-``generator`` (solutions -> labs), ``restore`` (put the canonical check cells back into a copy
-of a submission), ``runner`` (execute that copy with nbval under time and output limits),
-``nbval_plugin`` (the pytest plugin that reports per-cell results), ``gradebook`` (grade a
-folder of submissions in parallel; write the CSV and the feedback files).
+Modules, in the order a grading uses them: ``course`` (where the labs and solutions are; each
+lab's checks), ``notebook_io`` (read, validate, write notebooks deterministically),
+``restore`` (put the canonical check cells back into a copy of a submission; draw the
+probes' secret inputs), ``screen`` (what a graded notebook may use), ``sandbox`` and
+``runner`` (execute that copy with nbval in a sandboxed kernel under limits), ``nbval_plugin``
+(the pytest plugin that reports per-cell results), ``scoring`` (judge each check in the
+grader's process: typed rows), ``report`` (the CSV, feedback files, LMS exports);
+``gradebook`` runs that pipeline over a folder of submissions. ``keys`` holds the answer keys
+(reference implementations and mistakes); ``generator`` and ``release`` make what students get.
+Neither the student release nor the grading sandbox contains this package.
 """
 from .generator import MarkerError, generate_lab, make_labs
 from .gradebook import GradingCancelled, grade_submissions

@@ -1,5 +1,11 @@
-"""Command line: ``python -m kdlab.grading make-labs [--check]``, ``... grade DIR --out CSV``
-and ``... release OUT`` (what an instructor hands to students)."""
+"""Command line of the instructor tooling.
+
+    python -m kdlab.grading make-labs [--check]        labs/ from solutions/
+    python -m kdlab.grading make-keys [--check]        the answer keys of the notebooks' cases
+    python -m kdlab.grading grade SUBMISSIONS [--out gradebook.csv] [--student NAME] [--resume]
+    python -m kdlab.grading export gradebook.csv --format canvas --roster roster.csv --out lms.csv
+    python -m kdlab.grading release OUT                what an instructor hands to students
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,33 +15,47 @@ from pathlib import Path
 # see nbval_plugin.py: jsonschema's optional rfc3987_syntax costs seconds on import, unused
 sys.modules.setdefault("rfc3987_syntax", None)
 
+from .course import CourseError, find_course  # noqa: E402
 from .generator import make_labs  # noqa: E402
-from .gradebook import grade_submissions  # noqa: E402
+from .gradebook import GradingCancelled, grade_submissions  # noqa: E402
 from .notebook_io import NotebookError  # noqa: E402
 from .release import make_release  # noqa: E402
+from .report import FORMATS, export  # noqa: E402
 from .sandbox import SandboxError, parse_memory  # noqa: E402
 
 
-def main(argv=None) -> int:
-    """Parse the command line and run make-labs or grade; return the exit code."""
-    ap = argparse.ArgumentParser(prog="python -m kdlab.grading", description=__doc__)
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m kdlab.grading", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     mk = sub.add_parser("make-labs", help="write labs/ from solutions/")
     mk.add_argument("--solutions", default="solutions", help="folder of solution notebooks")
     mk.add_argument("--labs", default="labs", help="folder to write the lab notebooks to")
     mk.add_argument("--check", action="store_true",
                     help="write nothing; exit 1 if labs/ differ from what solutions/ generate")
+    ky = sub.add_parser("make-keys", help="write kdlab/checks/keys/*.json (the notebooks' cases)")
+    ky.add_argument("--check", action="store_true",
+                    help="write nothing; exit 1 if a shipped key is missing or out of date")
     gr = sub.add_parser("grade", help="grade SUBMISSIONS/<student>/<lab>.ipynb into a gradebook")
     gr.add_argument("submissions", help="folder with one folder per student")
     gr.add_argument("--out", default="gradebook.csv", help="the gradebook CSV to write")
     gr.add_argument("--feedback", default=None,
                     help="folder for <student>.md feedback (default: feedback/ next to --out)")
-    gr.add_argument("--labs", default="labs", help="folder of the canonical lab notebooks")
-    gr.add_argument("--solutions", default="solutions",
-                    help="folder of the solution notebooks (hidden tests in check cells)")
+    gr.add_argument("--labs", default=None,
+                    help="folder of the canonical lab notebooks (default: the installed course's)")
+    gr.add_argument("--solutions", default=None,
+                    help="folder of the solution notebooks, whose check cells hold the hidden "
+                         "tests (default: the installed course's)")
+    gr.add_argument("--no-hidden-tests", action="store_true",
+                    help="grade the public checks only (no solutions/ needed)")
     gr.add_argument("--lab", action="append", default=None,
                     help="grade only this lab, e.g. 01_softmax_temperature (repeatable; "
                          "default: every lab some student submitted)")
+    gr.add_argument("--student", action="append", default=None,
+                    help="grade only this student's folder and update their rows in an "
+                         "existing --out gradebook and their feedback (repeatable)")
+    gr.add_argument("--resume", action="store_true",
+                    help="keep the results of an interrupted grading with the same --out")
     gr.add_argument("--jobs", type=int, default=None, help="notebooks at once (default: CPU cores)")
     gr.add_argument("--cell-timeout", type=float, default=300, help="seconds per cell (300)")
     gr.add_argument("--timeout", type=float, default=1200, help="seconds per notebook (1200)")
@@ -45,23 +65,51 @@ def main(argv=None) -> int:
                     help="run the notebooks with the students' full budget (default: quick)")
     gr.add_argument("--keep", action="store_true", help="keep the executed copies (debugging)")
     gr.add_argument("--memory", default="4G",
-                    help="data memory each sandboxed kernel may use (4G); more is 'out of memory'")
+                    help="memory each sandboxed kernel may use (4G); more is 'out of memory'")
     gr.add_argument("--no-sandbox", action="store_true",
                     help="run student code WITHOUT bubblewrap (trusted code only; every "
                          "gradebook row then says 'unsandboxed')")
+    ex = sub.add_parser("export", help="a gradebook as the wide CSV an LMS imports")
+    ex.add_argument("gradebook", help="the gradebook CSV written by grade")
+    ex.add_argument("--format", required=True, choices=sorted(FORMATS))
+    ex.add_argument("--roster", required=True,
+                    help="CSV with a 'folder' column (submission folder) and the LMS's identity "
+                         "columns (see INSTRUCTORS.md)")
+    ex.add_argument("--out", required=True, help="the CSV to write")
     rl = sub.add_parser("release", help="write the student release (labs/, kdlab, README) to OUT")
     rl.add_argument("out", help="folder to create (must not exist or be empty)")
     rl.add_argument("--labs", default="labs", help="folder of the lab notebooks")
-    args = ap.parse_args(argv)
-    if args.cmd == "make-labs":
-        return make_labs(args.solutions, args.labs, check=args.check)
-    if args.cmd == "release":
-        try:
+    return ap
+
+
+def main(argv=None) -> int:
+    """Parse the command line and run the command; return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "make-labs":
+            return make_labs(args.solutions, args.labs, check=args.check)
+        if args.cmd == "make-keys":
+            from . import keys
+            stale = keys.write_public(check=args.check)
+            if args.check and stale:
+                print(f"answer keys out of date: {stale}; run python -m kdlab.grading make-keys")
+                return 1
+            print(f"answer keys: {'up to date' if not stale else 'wrote ' + ', '.join(stale)}")
+            return 0
+        if args.cmd == "release":
             make_release(args.out, labs_dir=args.labs)
-        except (NotebookError, ValueError, FileNotFoundError, FileExistsError) as e:
-            print(f"error: {e}")
-            return 2
-        return 0
+            return 0
+        if args.cmd == "export":
+            path = export(args.gradebook, args.format, args.roster, args.out)
+            print(f"wrote {path} ({args.format})")
+            return 0
+        return _grade(args)
+    except (NotebookError, CourseError, ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"error: {e}")
+        return 2
+
+
+def _grade(args) -> int:
     try:
         memory = parse_memory(args.memory)
     except ValueError as e:
@@ -70,23 +118,22 @@ def main(argv=None) -> int:
     if not Path(args.submissions).is_dir():
         print(f"error: {args.submissions} is not a folder (expected one folder per student)")
         return 2
-    solutions = args.solutions if Path(args.solutions).is_dir() else None
+    labs, solutions = find_course(args.labs, args.solutions, hidden=not args.no_hidden_tests)
     try:
-        grade_submissions(args.submissions, labs_dir=args.labs, out=args.out,
+        grade_submissions(args.submissions, labs_dir=labs, out=args.out,
                           feedback_dir=args.feedback, solutions_dir=solutions,
-                          lab_names=args.lab, jobs=args.jobs, cell_timeout=args.cell_timeout,
+                          lab_names=args.lab, jobs=args.jobs, students=args.student,
+                          resume=args.resume, cell_timeout=args.cell_timeout,
                           timeout=args.timeout, max_output=args.max_output,
                           quick=not args.full_budget, keep=args.keep,
                           sandbox=not args.no_sandbox, memory=memory)
     except SandboxError as e:
         print(f"error: cannot grade in the sandbox: {e}")
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: the running notebooks were stopped; no gradebook was written")
+    except (KeyboardInterrupt, GradingCancelled):
+        print("interrupted: the running notebooks were stopped; no gradebook was written. The "
+              "notebooks graded so far are kept: run the same command with --resume to finish")
         return 130
-    except (NotebookError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}")
-        return 2
     return 0
 
 

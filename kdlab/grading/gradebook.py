@@ -1,52 +1,43 @@
 """Grade a folder of submissions into gradebook.csv and one feedback markdown per student.
 
-SUBMISSIONS_DIR/<student>/<NN_lab>.ipynb -> for each student and lab: validate, restore the
-check cells (restore.py), screen the student's code (screen.py), execute a copy whose check
-cells run only the checks' probes on secret inputs, in a sandboxed kernel (runner.py,
-sandbox.py), and score each check by running its verdict here, in the grader's process, on
-the numbers the probes displayed. Nothing else the student's kernel prints or writes counts.
-Notebooks are graded in parallel (``jobs`` at a time, each in its own pytest + kernel).
+SUBMISSIONS_DIR/<student>/<NN_lab>.ipynb -> for each student and lab, the pipeline
 
-gradebook.csv columns: student,lab,check,points,max_points,status,reason. status is one of
-passed, failed (the check ran and rejected the code, or the code crashed), error (the check
-could not run: time limit, dead kernel, too much output), invalid (the notebook file is not
-a valid notebook), missing (no notebook for that lab). Totals are rows too: check=TOTAL for
-each student and lab, and lab=ALL, check=TOTAL for each student's grand total. Graded with
-``sandbox=False``, every row's reason starts with "unsandboxed".
+    read (never through a symbolic link) -> restore the check cells (restore.py)
+    -> screen the student's code (screen.py) -> draw the probes' secret inputs and execute the
+    notebook in a sandboxed kernel (restore.draw, runner.py, sandbox.py)
+    -> score each check in this process (scoring.py)
+
+and then the report (report.py): the CSV and the feedback files. Notebooks are graded in
+parallel (``jobs`` at a time, each in its own pytest + kernel); each finished notebook's rows
+go to a journal beside the gradebook, so an interrupted grading resumes where it stopped
+(``resume=True``), and ``students=[...]`` regrades some students into an existing gradebook.
 """
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import os
-import secrets
 import shutil
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import notebook_io, restore, sandbox, screen
-from .generator import NOTEBOOK_GLOB
-from .notebook_io import NotebookError
-from .runner import RunResult, kernel_env, run_notebook
+from . import notebook_io, report, restore
+from . import screen as _screen
+from . import sandbox as _sandbox
+from .course import SubmissionError, find_notebook, load_labs, read_submission
+from .notebook_io import NotebookError, kdlab_meta
+from .runner import run_notebook
+from .scoring import COLUMNS, Row, rows_for, score
 
-COLUMNS = ["student", "lab", "check", "points", "max_points", "status", "reason"]
 UNSANDBOXED = "unsandboxed"
-_DEFAULT_MEMORY = sandbox.DEFAULT_MEMORY
+__all__ = ["COLUMNS", "Options", "GradingCancelled", "grade_notebook", "grade_submissions"]
 
 
-@dataclass
-class Lab:
-    """A lab as the grader sees it: file name and canonical checks."""
-    name: str  # e.g. "01_softmax_temperature"
-    checks: list
-    nb: dict  # the lab notebook (the canonical cells and their order)
-
-
-@dataclass
+@dataclass(frozen=True)
 class Options:
     """Grading limits, locations and the sandbox."""
     cell_timeout: float = 300
@@ -57,299 +48,255 @@ class Options:
     keep: bool = False
     work_root: Path | None = None  # where the executed copies go (default: the system temp)
     sandbox: bool = True  # run kernels under bubblewrap (sandbox.py)
-    memory: int = _DEFAULT_MEMORY  # bytes of data memory per sandboxed kernel
-    kdlab_site: Path | None = None  # the copy of kdlab the sandbox sees (made per run)
+    memory: int = _sandbox.DEFAULT_MEMORY  # bytes of memory per sandboxed kernel
+    screen_timeout: float = _screen.TIME_LIMIT  # seconds the screen may read a notebook
     cancel: threading.Event | None = None  # set it to stop the grading (GradingCancelled)
+
+    def fingerprint(self) -> str:
+        """What makes two gradings of the same notebook comparable (for resuming)."""
+        keep = ("cell_timeout", "timeout", "max_output", "quick", "sandbox", "memory")
+        return json.dumps({k: getattr(self, k) for k in keep}, sort_keys=True)
 
 
 class GradingCancelled(RuntimeError):
     """The grading was stopped (Ctrl-C, or its cancel event set): no gradebook was written."""
 
 
-def load_labs(labs_dir, solutions_dir=None) -> dict:
-    """{lab name: Lab} for labs/NN_*.ipynb (hidden tests from solutions/ if given)."""
-    labs = {}
-    for path in sorted(Path(labs_dir).glob(NOTEBOOK_GLOB)):
-        sol = Path(solutions_dir) / path.name if solutions_dir else None
-        sol_nb = notebook_io.read(sol) if sol is not None and sol.exists() else None
-        lab_nb = notebook_io.read(path)
-        labs[path.stem] = Lab(path.stem, restore.canonical_checks(lab_nb, str(path), sol_nb), lab_nb)
-    return labs
-
-
-def find_notebook(folder: Path, lab: str):
-    """The student's notebook for `lab` in `folder`: the exact name, else the first NN_*.ipynb."""
-    exact = folder / f"{lab}.ipynb"
-    if exact.is_file():
-        return exact
-    cands = sorted(p for p in folder.rglob(f"{lab[:3]}*.ipynb")
-                   if ".ipynb_checkpoints" not in p.parts and p.is_file())
-    return cands[0] if cands else None
-
-
-def _rows(student, lab, status, reason):
-    return [[student, lab.name, c.name, 0, c.points, status, reason] for c in lab.checks]
-
-
-def _oom(r) -> bool:
-    return r.get("ename") == "MemoryError" or "can't allocate memory" in r.get("evalue", "") or (
-        "out of memory" in r.get("evalue", "").lower())
-
-
-def _event(cells, opts=None):
-    """The first cell that stopped the notebook: (record, sentence) or (None, "")."""
-    for r in cells:
-        where = f"cell {r['cell']} (id {r['id']!r})"
-        if r["timed_out"]:
-            return r, f"{where} exceeded the time limit per cell"
-        if _oom(r):
-            limit = f" of {opts.memory / 1024 ** 3:.3g} GB" if opts is not None and opts.sandbox else ""
-            return r, f"out of memory: {where} exceeded the memory limit{limit}"
-        if r["kernel_died"]:
-            return r, f"the kernel died in {where} (the code exited or crashed, e.g. os._exit)"
-        if r["output_limit"]:
-            return r, f"{where} printed too much output and the kernel was stopped"
-    return None, ""
-
-
-def _payloads(r) -> list:
+def _student_cells(cells: list, lab_nb: dict) -> list:
+    """[(where, source, canonical source or None)] of the cells the screen reads: every code
+    cell that is not identical to a code cell of the lab (exercise cells always)."""
+    lab_code = {c.get("id"): c.get("source", "") for c in lab_nb["cells"]
+                if c.get("cell_type") == "code"}
+    canonical = {src.strip() for cid, src in lab_code.items()}
+    exercises = {c.get("id") for c in lab_nb["cells"] if "exercise" in kdlab_meta(c)}
     out = []
-    for text in r.get("probes", []):
-        try:
-            d = json.loads(text)
-        except (ValueError, RecursionError):
+    for i, c in enumerate(cells):
+        src = c.get("source", "")
+        src = "".join(src) if isinstance(src, list) else str(src)
+        if c.get("cell_type") != "code":
             continue
-        if isinstance(d, dict):
-            out.append(d)
+        if src.strip() in canonical and c.get("id") not in exercises:
+            continue
+        out.append((f"cell {i} (id {str(c.get('id'))[:64]!r})", src,
+                    lab_code.get(c.get("id")) if c.get("id") not in exercises else None))
     return out
 
 
-def _verdicts(chk, r, seeds) -> str:
-    """'' if every probe of the check passed its verdict, else the reason it failed."""
-    from kdlab.checks import CHECKS
-    from kdlab.checks._registry import judge
+def grade_notebook(student: str, lab, path, opts: Options, site=None) -> list:
+    """The rows of one student's notebook of one lab (never raises).
 
-    payloads = _payloads(r)
-    for k, (probe, seed) in enumerate(zip(chk.probes, seeds)):
-        label = "hidden test: " if k > 0 else ""
-        mine = [d for d in payloads if d.get("seed") == seed and d.get("check") == probe.check]
-        if not mine:
-            if r["ename"]:
-                return label + (r["evalue"] if r["ename"] == "AssertionError"
-                                else f"{r['ename']}: {r['evalue']}")
-            return (label + "the check cell ran but its probe reported nothing (was the cell's "
-                    "code or output rewritten?)")
-        if len(mine) > 1:
-            return label + "the probe's result appeared more than once: the check cell's output was tampered with"
-        check = CHECKS.get(probe.check)
-        if check is None:
-            return f"the course has no check named {probe.check!r} (update kdlab)"
-        try:
-            judge(check, mine[0].get("data"), seed, dict(probe.params))
-        except AssertionError as e:
-            return label + str(e)
-        except Exception as e:  # noqa: BLE001 - data that is not what the probe writes
-            return (label + f"the probe's result could not be read ({type(e).__name__}: "
-                    f"{str(e)[:200]}): was the probe or its output tampered with?")
-    return ""
-
-
-def score(lab: Lab, run: RunResult, modified: dict, seeds: dict, opts: Options,
-          finding: screen.Finding | None = None):
-    """Rows [check, points, max_points, status, reason] for one executed notebook."""
-    finding = finding or screen.Finding()
-    by_check = {r["kdlab"].get("check"): r for r in run.cells if r.get("kdlab", {}).get("check")}
-    event, event_text = _event(run.cells, opts)
-    out = []
-    for chk in lab.checks:
-        r = by_check.get(chk.name)
-        earlier = [x for x in run.cells if r is not None and x["cell"] < r["cell"]
-                   and not x["ok"] and x["ename"] not in ("", "NotImplementedError")
-                   and not x.get("kdlab", {}).get("check")]
-        points, status = 0, "failed"
-        if r is None:
-            status = "error"
-            if event is not None:
-                reason = f"not run: {event_text}"
-            elif run.timed_out:
-                reason = f"not run: the notebook exceeded its time limit of {opts.timeout:g} s"
-            else:
-                reason = "not run: the notebook could not be executed (" + (
-                    run.log.strip().splitlines() or ["no output"])[-1][:300] + ")"
-        elif event is not None and _oom(event) and event["cell"] <= r["cell"]:
-            status, reason = "error", event_text
-        elif r["timed_out"]:
-            status, reason = "error", f"the check exceeded the time limit of {opts.cell_timeout:g} s per cell"
-        elif r["kernel_died"] or r["output_limit"]:
-            status, reason = "error", r["error"].split(": ", 1)[-1]
-        elif r.get("dead_at_start"):
-            status, reason = "error", f"not run: {event_text or 'the kernel had stopped'}"
-        else:
-            reason = _verdicts(chk, r, seeds[chk.name])
-            if not reason:
-                points, status = chk.points, "passed"
-        if chk.name in finding.reference:
-            points, status, reason = 0, "failed", finding.reference[chk.name]
-        if status == "failed" and earlier and chk.name not in finding.reference:
-            e = earlier[0]
-            what = f"{e['ename']}: {e['evalue'][:300]}" if e["evalue"] else e["ename"]
-            reason += f" (an earlier cell failed: cell {e['cell']} (id {e['id']!r}): {what})"
-        if status == "failed" and event is not None and event is not r and not _oom(event):
-            reason += f" (earlier: {event_text})"
-        if chk.name in modified:
-            note = f"check cell modified ({modified[chk.name]}); the canonical check from labs/ was run"
-            reason = note + (f": {reason}" if reason else "")
-        out.append([chk.name, points, chk.points, status, reason])
-    return out
-
-
-def grade_notebook(student: str, lab: Lab, path, opts: Options):
-    """Rows for one student's notebook of one lab, and the seconds it ran (never raises)."""
+    site: the sandbox's copy of kdlab (``sandbox.kdlab_copy``), None without the sandbox.
+    """
     try:
-        return _grade_notebook(student, lab, path, opts)
+        return _grade_notebook(student, lab, path, opts, site)
     except Exception as e:  # noqa: BLE001 - one submission must not stop the others
-        return _rows(student, lab, "error", f"grader error: {type(e).__name__}: {e}"), 0.0
+        return rows_for(student, lab, "error", f"grader error: {type(e).__name__}: {e}")
 
 
-def _grade_notebook(student: str, lab: Lab, path, opts: Options):
+def _grade_notebook(student: str, lab, path, opts: Options, site) -> list:
     if opts.cancel is not None and opts.cancel.is_set():
-        return _rows(student, lab, "error", "not graded: the grading was cancelled"), 0.0
+        return rows_for(student, lab, "error", "not graded: the grading was cancelled")
     if path is None:
-        return _rows(student, lab, "missing", f"no notebook {lab.name}.ipynb submitted"), 0.0
+        return rows_for(student, lab, "missing", f"no notebook {lab.name}.ipynb submitted")
+    if isinstance(path, SubmissionError):
+        return rows_for(student, lab, "invalid", str(path))
     try:
-        nb = notebook_io.read(path, strict=False)
+        data = read_submission(path)
+    except SubmissionError as e:
+        return rows_for(student, lab, "invalid", str(e))
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return rows_for(student, lab, "invalid", f"{report.display_name(path.name)}: not UTF-8 text "
+                                                 f"({e.reason} at byte {e.start})", sha)
+    try:
+        nb = notebook_io.loads(text, report.display_name(path.name), strict=False)
     except NotebookError as e:
-        return _rows(student, lab, "invalid", str(e).replace(str(path), path.name)), 0.0
+        return rows_for(student, lab, "invalid", str(e), sha)
     restored = restore.restore(nb, lab.nb, lab.checks)
-    finding = screen.screen(restored.cells, lab.nb, lab.checks)
-    if finding.tampering:  # not executed at all
-        return _rows(student, lab, "failed", finding.tampering), 0.0
-    seeds = {chk.name: [secrets.randbelow(2 ** 31 - 1) + 1 for _ in chk.probes] for chk in lab.checks}
+    tampering = _screen.run(_student_cells(restored.cells, lab.nb),
+                           [c.get("source", "") for c in lab.nb["cells"] if c.get("cell_type") == "code"],
+                           timeout=opts.screen_timeout)
+    if tampering:  # not executed at all
+        return rows_for(student, lab, "failed", tampering, sha)
+    draws = {chk.name: restore.draw(chk) for chk in lab.checks}
     if opts.work_root is not None:
         Path(opts.work_root).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"kdlab-grade-{lab.name[:2]}-", dir=opts.work_root))
     try:
-        graded = restore.graded_notebook(restored, lab.checks, seeds)
-        notebook_io.write(graded, work / f"{lab.name}.ipynb")
-        argv = None
-        if opts.sandbox:
-            (work / "rt").mkdir()
-            argv = sandbox.kernel_argv(work / "rt", opts.kdlab_site,
-                                       kernel_env(opts.quick, opts.threads), opts.memory)
+        notebook_io.write(restore.graded_notebook(restored, lab.checks, draws),
+                          work / f"{lab.name}.ipynb")
         run = run_notebook(work / f"{lab.name}.ipynb", opts.cell_timeout, opts.timeout,
-                           opts.max_output, opts.quick, opts.threads, kernel_argv=argv,
-                           cancel=opts.cancel)
+                           opts.max_output, opts.quick, opts.threads, site=site,
+                           limits=_sandbox.Limits(memory=opts.memory), cancel=opts.cancel)
     finally:
         if not opts.keep:
             shutil.rmtree(work, ignore_errors=True)
-    rows = [[student, lab.name, *r] for r in score(lab, run, restored.modified, seeds, opts, finding)]
-    return rows, run.seconds
+    return score(student, lab, run, restored.modified, draws, sha,
+                 opts.memory if opts.sandbox else None, (opts.cell_timeout, opts.timeout))
 
 
-def grade_submissions(submissions, labs_dir="labs", out="gradebook.csv", feedback_dir=None,
-                      solutions_dir=None, lab_names=None, jobs=None, log=print, **limits):
+# ------------------------------------------------------------------ a class of submissions
+
+def _journal(out: Path) -> Path:
+    return Path(str(out) + ".partial.jsonl")
+
+
+def _read_journal(path: Path, fingerprint: str) -> dict:
+    """{(student, lab, submission sha256, check digests): rows} of an interrupted grading."""
+    done = {}
+    if not path.exists():
+        return done
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            d = json.loads(line)
+            if d["options"] == fingerprint:
+                done[tuple(d["key"])] = [Row(**r) for r in d["rows"]]
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by the interruption
+    return done
+
+
+def _key(student: str, lab, path) -> tuple:
+    sha = ""
+    if isinstance(path, Path):
+        try:
+            sha = hashlib.sha256(read_submission(path)).hexdigest()
+        except SubmissionError:
+            sha = "refused"
+    digests = ",".join(f"{k}={v}" for k, v in sorted(lab.check_sha256.items()))
+    return (report.display_name(student), lab.name, sha, digests)
+
+
+def grade_submissions(submissions, labs_dir, out="gradebook.csv", feedback_dir=None,
+                      solutions_dir=None, lab_names=None, jobs=None, log=print,
+                      students=None, resume: bool = False, **limits) -> list:
     """Grade SUBMISSIONS/<student>/*.ipynb; write `out` (CSV) and feedback/<student>.md.
 
-    lab_names: the labs to grade (default: every lab some student submitted); jobs: notebooks
-    graded at once (default: the number of CPU cores); limits: fields of Options
-    (cell_timeout, timeout, max_output, quick, keep, work_root, sandbox, memory, cancel).
-    Returns the rows. With sandbox=True (the default) raises sandbox.SandboxError if bubblewrap
-    cannot run. Ctrl-C (KeyboardInterrupt) or setting `cancel` (a threading.Event) kills the
-    notebooks running, starts no other and raises (KeyboardInterrupt, or GradingCancelled):
-    no gradebook is written, and no submitted file is touched.
+    labs_dir, solutions_dir: the course's labs and solutions (hidden tests; see
+    ``course.find_course``); lab_names: the labs to grade (default: every lab some student
+    submitted); jobs: notebooks graded at once (default: the number of CPU cores); students:
+    grade only these students and update their rows in the existing gradebook `out` (and
+    their feedback), keeping everyone else's; resume: reuse the rows of an interrupted
+    grading (the journal ``<out>.partial.jsonl``) for notebooks and checks that did not
+    change; limits: fields of Options. Returns the check rows (typed; totals are added by the
+    report). With sandbox=True (the default) raises sandbox.SandboxError if bubblewrap cannot
+    run. Ctrl-C (KeyboardInterrupt) or setting `cancel` kills the notebooks running, starts
+    no other and raises (KeyboardInterrupt, or GradingCancelled): no gradebook is written,
+    the finished notebooks stay in the journal, and no submitted file is touched.
     """
-    submissions = Path(submissions)
+    submissions, out = Path(submissions), Path(out)
     if not submissions.is_dir():
         raise FileNotFoundError(f"{submissions} is not a folder of student folders")
     labs = load_labs(labs_dir, solutions_dir)
-    students = sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
-    for p in sorted(submissions.glob("*.ipynb")):
-        log(f"warning: {p} is not inside a student folder, skipped")
-    found = {(s, lab): find_notebook(submissions / s, lab) for s in students for lab in labs}
+    everyone = sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for p in sorted(submissions.iterdir()):
+        if p.is_file() and p.suffix == ".ipynb":
+            log(f"warning: {report.display_name(p.name)} is not inside a student folder, skipped")
+    chosen_students = everyone
+    if students:
+        unknown = [s for s in students if s not in everyone]
+        if unknown:
+            raise ValueError(f"no submission folder for {unknown} in {submissions}")
+        chosen_students = sorted(students)
+    found = {}
+    for s in chosen_students:
+        for lab in labs:
+            folder = submissions / s
+            try:
+                found[(s, lab)] = (SubmissionError(f"the folder {report.display_name(s)} is a "
+                                                   "symbolic link: submit a real folder")
+                                   if folder.is_symlink() else find_notebook(folder, lab))
+            except SubmissionError as e:
+                found[(s, lab)] = e
     if lab_names:
         unknown = [n for n in lab_names if n not in labs]
         if unknown:
-            raise ValueError(f"unknown lab(s) {unknown}; labs/ has {sorted(labs)}")
+            raise ValueError(f"unknown lab(s) {unknown}; {labs_dir} has {sorted(labs)}")
         chosen = list(lab_names)
     else:
-        chosen = [lab for lab in labs if any(found[(s, lab)] for s in students)]
+        chosen = [lab for lab in labs if any(found[(s, lab)] for s in chosen_students)]
+    if not chosen:
+        raise ValueError(f"no notebook of any lab of {labs_dir} was found in {submissions} "
+                         f"({len(chosen_students)} student folders)")
     cpus = os.cpu_count() or 1
     jobs = max(1, jobs or cpus)
     opts = Options(threads=max(1, cpus // jobs), **limits)
+    cancel = opts.cancel or threading.Event()
+    opts = replace(opts, cancel=cancel)
+    tasks = [(s, labs[lab], found[(s, lab)]) for s in chosen_students for lab in chosen]
+    journal = _journal(out)
+    done = _read_journal(journal, opts.fingerprint()) if resume else {}
+    if not resume:
+        journal.unlink(missing_ok=True)
+    keys = {(t[0], t[1].name): _key(t[0], t[1], t[2]) for t in tasks}
+    todo = [t for t in tasks if keys[(t[0], t[1].name)] not in done]
+    if done:
+        log(f"resuming: {len(tasks) - len(todo)} notebooks kept from the interrupted grading")
     site_tmp = None
     if opts.sandbox:
-        sandbox.preflight()
+        for w in _sandbox.preflight():
+            log(f"warning: {w}")
         if opts.work_root is not None:
             Path(opts.work_root).mkdir(parents=True, exist_ok=True)
         site_tmp = tempfile.mkdtemp(prefix="kdlab-site-", dir=opts.work_root)
-        opts.kdlab_site = sandbox.kdlab_copy(site_tmp)
+        site = _sandbox.kdlab_copy(site_tmp)
     else:
+        site = None
         log("warning: grading WITHOUT the sandbox (--no-sandbox): student code runs with your "
             "rights; every gradebook row says 'unsandboxed'")
-    tasks = [(s, labs[lab], found[(s, lab)]) for s in students for lab in chosen]
-    log(f"grading {len(tasks)} notebooks ({len(students)} students x {len(chosen)} labs), "
+    log(f"grading {len(todo)} notebooks ({len(chosen_students)} students x {len(chosen)} labs), "
         f"{jobs} at a time")
     start = time.monotonic()
-    opts.cancel = opts.cancel or threading.Event()
+    lock, finished = threading.Lock(), [len(tasks) - len(todo)]
+
+    def work(task):
+        student, lab, path = task
+        rows = grade_notebook(student, lab, path, opts, site)
+        if cancel.is_set():
+            return rows
+        with lock:
+            finished[0] += 1
+            with open(journal, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"key": list(keys[(student, lab.name)]), "options": opts.fingerprint(),
+                                    "rows": [asdict(r) for r in rows]}) + "\n")
+            got, of = sum(r.points for r in rows), sum(r.max_points for r in rows)
+            secs = max((r.seconds for r in rows), default=0.0)
+            log(f"[{finished[0]}/{len(tasks)}] {report.display_name(student)} {lab.name}: "
+                f"{got}/{of}" + (f" in {secs:.1f} s" if secs else f" ({rows[0].status})" if rows else ""))
+        return rows
+
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        results = list(pool.map(lambda t: grade_notebook(*t, opts), tasks))
+        results = dict(zip([(t[0], t[1].name) for t in todo], pool.map(work, todo)))
     except BaseException:  # Ctrl-C: kill the running notebooks instead of finishing the queue
-        opts.cancel.set()
+        cancel.set()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         if site_tmp is not None:
             shutil.rmtree(site_tmp, ignore_errors=True)
-    if opts.cancel.is_set():
-        raise GradingCancelled("the grading was cancelled; no gradebook was written")
-    wall = time.monotonic() - start
+    if cancel.is_set():
+        raise GradingCancelled("the grading was cancelled; no gradebook was written (the finished "
+                               f"notebooks are kept in {journal.name}: grade again with --resume)")
     rows = []
-    for (student, lab, _), (lab_rows, secs) in zip(tasks, results):
-        rows += lab_rows
-        rows.append([student, lab.name, "TOTAL", sum(r[3] for r in lab_rows),
-                     sum(r[4] for r in lab_rows), "", f"graded in {secs:.1f} s" if secs else ""])
-    totals = []
-    for s in students:
-        mine = [r for r in rows if r[0] == s and r[2] == "TOTAL"]
-        totals.append([s, "ALL", "TOTAL", sum(r[3] for r in mine), sum(r[4] for r in mine), "", ""])
-    rows = [r for s in students for r in [x for x in rows if x[0] == s] + [t for t in totals if t[0] == s]]
+    for t in tasks:
+        k = (t[0], t[1].name)
+        rows += results[k] if k in results else done[keys[k]]
     if not opts.sandbox:
-        for r in rows:
-            r[6] = UNSANDBOXED + (f"; {r[6]}" if r[6] else "")
-    write_csv(rows, out)
-    feedback_dir = Path(feedback_dir) if feedback_dir else Path(out).resolve().parent / "feedback"
-    write_feedback(rows, feedback_dir)
-    log(f"graded {len(tasks)} notebooks in {wall:.1f} s; wrote {out} and {feedback_dir}/")
-    for t in totals:
-        log(f"  {t[0]}: {t[3]}/{t[4]}")
+        rows = [replace(r, reason=UNSANDBOXED + (f"; {r.reason}" if r.reason else "")) for r in rows]
+    everything = rows
+    if students and out.exists():
+        regraded = {report.display_name(s) for s in chosen_students}
+        everything = [r for r in report.read_csv(out) if report.display_name(r.student) not in regraded] + rows
+    report.write_csv(everything, out)
+    feedback_dir = Path(feedback_dir) if feedback_dir else out.resolve().parent / "feedback"
+    report.write_feedback(rows, feedback_dir)
+    journal.unlink(missing_ok=True)
+    log(f"graded {len(todo)} notebooks in {time.monotonic() - start:.1f} s; wrote {out} and "
+        f"{feedback_dir}/")
+    for s in chosen_students:
+        mine = [r for r in rows if r.student == s]
+        log(f"  {report.display_name(s)}: {sum(r.points for r in mine)}/{sum(r.max_points for r in mine)}")
     return rows
-
-
-def write_csv(rows, path) -> None:
-    """Write the gradebook rows (COLUMNS) to `path`."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(COLUMNS)
-        w.writerows(rows)
-
-
-def write_feedback(rows, folder) -> None:
-    """One markdown file per student: per lab a table of checks, then each failure message."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for student in dict.fromkeys(r[0] for r in rows):
-        mine = [r for r in rows if r[0] == student]
-        total = next(r for r in mine if r[1] == "ALL")
-        md = [f"# Feedback for {student}", "", f"Total: **{total[3]} / {total[4]}** points", ""]
-        for lab in dict.fromkeys(r[1] for r in mine if r[1] != "ALL"):
-            lab_rows = [r for r in mine if r[1] == lab and r[2] != "TOTAL"]
-            sub = next(r for r in mine if r[1] == lab and r[2] == "TOTAL")
-            md += [f"## {lab}: {sub[3]} / {sub[4]}", "", "| check | points | status |",
-                   "|---|---|---|"]
-            md += [f"| {r[2]} | {r[3]} / {r[4]} | {r[5]} |" for r in lab_rows]
-            md.append("")
-            for r in lab_rows:
-                if r[6]:
-                    md += [f"### {r[2]}: {r[5]}", "", "```", r[6], "```", ""]
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in student)
-        (folder / f"{safe}.md").write_text("\n".join(md), encoding="utf-8")

@@ -5,18 +5,21 @@ item nbval runs, one JSON line is appended (and flushed) to FILE, so the results
 cells that ran survive if the whole run is killed at the notebook time limit:
 
     {"cell": code-cell number, "id": cell id, "kdlab": cell metadata "kdlab",
+     "grader": cell metadata "kdlab_grader" (set by the grader on the probe cells only),
      "ok": bool, "error": short message, "ename": ..., "evalue": ..., "text": stdout,
      "timed_out": bool, "kernel_died": bool, "dead_at_start": bool, "output_limit": bool,
      "seconds": float}
 
-"probes" lists the probe results the cell displayed (MIME ``application/vnd.kdlab.probe+json``,
-see ``kdlab.checks._registry.emit``) as JSON texts.
+"probes" lists the probe results the cell displayed (the MIME type given by ``--kdlab-probe-mime``:
+``kdlab.checks._probe.MIME``, see ``kdlab.checks.probe_cell``) as JSON texts.
 
 It also makes nbval notice a dead kernel (``os._exit``, a crash) within a second instead of
 waiting for the cell timeout, stops the kernel once a notebook has printed more than
 ``--kdlab-max-output`` bytes, and with ``--kdlab-kernel-argv`` starts the kernel with the
-given command line (the grader's sandbox) talking over Unix sockets in ``--kdlab-runtime-dir``
-(a kernel in its own network namespace cannot reach TCP ports on the host's loopback).
+given command line (the grader's sandbox) talking over Unix sockets under
+``--kdlab-runtime-dir`` (a kernel in its own network namespace cannot reach TCP ports on the
+host's loopback; a sandboxed kernel makes its sockets in its own /tmp, reached through
+/proc/<pid>/root).
 """
 from __future__ import annotations
 
@@ -34,7 +37,6 @@ import pytest
 sys.modules.setdefault("rfc3987_syntax", None)
 
 TEXT_LIMIT = 20_000  # characters of a cell's output kept in the report
-PROBE_MIME = "application/vnd.kdlab.probe+json"
 PROBE_LIMIT = 4_000_000  # characters of one probe result kept
 
 
@@ -55,10 +57,43 @@ def pytest_addoption(parser):
                     help="JSON list: the kernel's command line, with {connection_file}")
     group.addoption("--kdlab-runtime-dir", default=None,
                     help="folder for the kernel's connection file and Unix sockets")
+    group.addoption("--kdlab-probe-mime", default=None,
+                    help="the MIME type of the probes' displayed results")
+    group.addoption("--kdlab-sandbox-runtime", default=None,
+                    help="the sandboxed kernel's socket folder inside its namespaces")
 
 
-def _patch_kernel_start(argv: list, runtime_dir: str) -> None:
-    """Start nbval's kernels with `argv`, over Unix sockets in `runtime_dir`."""
+def _inner_process(pid: int, timeout: float = 30.0) -> int:
+    """The first process under `pid` that lives in another mount namespace (the sandbox's)."""
+    import os
+
+    import psutil
+
+    mine = os.readlink("/proc/self/ns/mnt")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            for child in psutil.Process(pid).children(recursive=True):
+                try:
+                    if os.readlink(f"/proc/{child.pid}/ns/mnt") != mine:
+                        return child.pid
+                except OSError:
+                    continue
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    raise RuntimeError("the sandboxed kernel did not start (no process in its namespaces)")
+
+
+def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> None:
+    """Start nbval's kernels with `argv`, over Unix sockets under `runtime_dir`/k.
+
+    inside: for a sandboxed kernel, the folder of its sockets inside its own /tmp: once it
+    runs, `runtime_dir`/k becomes a link to it through /proc/<pid>/root (nothing of the
+    grader's disk is writable for the kernel). None: `runtime_dir`/k is a plain folder.
+    """
+    import os
+
     import nbval.kernel
     from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
     from jupyter_client.manager import KernelManager
@@ -71,9 +106,12 @@ def _patch_kernel_start(argv: list, runtime_dir: str) -> None:
 
     def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
         km = KernelManager(kernel_name="kdlab-grading", kernel_spec_manager=SpecManager(),
-                           transport="ipc", ip=f"{runtime_dir}/kernel",
+                           transport="ipc", ip=f"{runtime_dir}/k/kernel",
                            connection_file=f"{runtime_dir}/kernel.json")
         km.start_kernel(**kwargs)
+        if inside is not None:
+            pid = _inner_process(km.provisioner.process.pid)
+            os.symlink(f"/proc/{pid}/root{inside}", f"{runtime_dir}/k")
         kc = km.client()
         kc.start_channels()
         try:
@@ -153,10 +191,11 @@ def pytest_configure(config):
         _patch_nbval(config.getoption("--kdlab-max-output"))
     if config.getoption("--kdlab-kernel-argv"):
         _patch_kernel_start(json.loads(config.getoption("--kdlab-kernel-argv")),
-                            config.getoption("--kdlab-runtime-dir"))
+                            config.getoption("--kdlab-runtime-dir"),
+                            config.getoption("--kdlab-sandbox-runtime"))
 
 
-def _outputs(item):
+def _outputs(item, mime):
     text, ename, evalue, probes = [], "", "", []
     for out in getattr(item, "test_outputs", None) or []:
         if out.get("output_type") == "stream":
@@ -165,8 +204,8 @@ def _outputs(item):
             ename, evalue = out.get("ename", ""), out.get("evalue", "")
         elif out.get("output_type") in ("display_data", "execute_result"):
             data = out.get("data") or {}
-            if isinstance(data.get(PROBE_MIME), str):
-                probes.append(data[PROBE_MIME][:PROBE_LIMIT])
+            if mime and isinstance(data.get(mime), str):
+                probes.append(data[mime][:PROBE_LIMIT])
     text = "".join(text)
     if len(text) > TEXT_LIMIT:
         text = text[:TEXT_LIMIT // 2] + "\n[... output truncated ...]\n" + text[-TEXT_LIMIT // 2:]
@@ -191,7 +230,7 @@ def pytest_runtest_makereport(item, call):
     if call.when == "teardown":
         return
     exc = call.excinfo.value if call.excinfo is not None else None
-    text, ename, evalue, probes = _outputs(item)
+    text, ename, evalue, probes = _outputs(item, item.config.getoption("--kdlab-probe-mime"))
     parent = getattr(item, "parent", None)
     error = ""
     if exc is not None:
@@ -201,6 +240,7 @@ def pytest_runtest_makereport(item, call):
     record = {
         "cell": getattr(item, "cell_num", None), "id": cell.get("id"),
         "kdlab": dict(cell.get("metadata", {}).get("kdlab", {}) or {}),
+        "grader": dict(cell.get("metadata", {}).get("kdlab_grader", {}) or {}),
         "ok": exc is None and call.when == "call", "error": error,
         "ename": ename, "evalue": evalue[:4000], "text": text, "probes": probes,
         "timed_out": bool(getattr(parent, "timed_out", False))

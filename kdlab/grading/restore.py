@@ -5,10 +5,10 @@ canonical id). One that is missing, duplicated, edited, re-labelled or moved out
 section is replaced by the canonical cell at its canonical place (just before the next cell
 of the lab that follows it) and reported as "check cell modified".
 
-In the copy that is executed, each check cell runs only the check's *probe* on inputs drawn
-from a secret seed (``kdlab.checks._registry.emit``), and so do the instructor's hidden tests
-of that check; the grader runs the verdicts in its own process on the numbers the probes
-displayed (gradebook.py).
+In the copy that is executed, each check cell runs only the check's *probe* on inputs the
+grader drew from a secret seed and wrote into the cell (``kdlab.checks.probe_cell``), and so
+do the instructor's hidden tests of that check; the grader runs the verdicts in its own
+process on the numbers the probes displayed (scoring.py).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class Probe:
 
 
 @dataclass
-class Check:
+class CheckCell:
     """One canonical check cell of a lab."""
     name: str
     points: int
@@ -89,10 +89,10 @@ class Restored:
 
 
 def canonical_checks(lab_nb: dict, name: str = "lab", solution_nb: dict | None = None) -> list:
-    """The Check list of a lab notebook (dict), in notebook order; validates the metadata.
+    """The CheckCell list of a lab notebook (dict), in notebook order; validates the metadata.
 
     solution_nb: the solution notebook; hidden tests in its check cells (same cell id) are
-    attached to the Check so that grading runs them too.
+    attached to the CheckCell so that grading runs them too.
     """
     hidden = {}
     for cell in (solution_nb or {}).get("cells", []):
@@ -120,7 +120,7 @@ def canonical_checks(lab_nb: dict, name: str = "lab", solution_nb: dict | None =
             raise NotebookError(f"{where}: a check cell calls exactly kd.checks.check_{cname}(...), "
                                 "the check its metadata names")
         seen.add(cname)
-        checks.append(Check(cname, points, cell, hidden.get(cell.get("id"), [])))
+        checks.append(CheckCell(cname, points, cell, hidden.get(cell.get("id"), [])))
     return checks
 
 
@@ -195,32 +195,66 @@ def restore(student_nb: dict, lab_nb: dict, checks: list) -> Restored:
     return Restored(cells, modified)
 
 
-def graded_source(chk: Check, seeds: list) -> str:
-    """The source run in place of a check cell: each of its probes on its secret seed.
+@dataclass(frozen=True)
+class Draw:
+    """One probe as the grader runs it: its token, its secret seed, its inputs (JSON text)."""
+    probe: Probe
+    token: str
+    seed: int
+    inputs: str
 
-    seeds: one int per probe of ``chk.probes`` (public first, then hidden).
+
+def draw(chk: CheckCell) -> list:
+    """Fresh secret draws for every probe of `chk` (public first, then hidden).
+
+    The inputs are made here, in the grader, from a seed that never leaves it; the kernel
+    sees only the inputs, and only when the check cell runs.
+    """
+    import json
+    import secrets
+
+    from kdlab.checks import CHECKS
+    from kdlab.checks._probe import encode
+
+    out = []
+    for probe in chk.probes:
+        if probe.check not in CHECKS:
+            raise NotebookError(f"check {chk.name!r} calls kd.checks.check_{probe.check}, which "
+                                "this version of kdlab does not have")
+        seed = secrets.randbelow(2 ** 31 - 1) + 1
+        inputs = CHECKS[probe.check].inputs(seed, **dict(probe.params))
+        out.append(Draw(probe, secrets.token_hex(8), seed, json.dumps(encode(inputs), allow_nan=True)))
+    return out
+
+
+def graded_source(chk: CheckCell, draws: list) -> str:
+    """The source run in place of a check cell: each probe on the inputs the grader drew.
+
+    draws: ``draw(chk)``. No seed and no verdict code: the verdicts run in the grader.
     """
     lines = [f"# grader: the probes of check {chk.name!r}; the verdicts run in the grader",
-             "import kdlab.checks._registry as _kdlab_registry"]
-    for probe, seed in zip(chk.probes, seeds):
-        lines.append(f"_kdlab_registry.emit({probe.check!r}, {probe.expr}, {int(seed)}, "
-                     f"{dict(probe.params)!r})")
+             "import kdlab.checks"]
+    for d in draws:
+        lines.append(f"kdlab.checks.probe_cell({d.probe.check!r}, {d.probe.expr}, {d.token!r}, "
+                     f"{d.inputs!r})")
     return "\n".join(lines)
 
 
-def graded_notebook(restored: Restored, checks: list, seeds: dict) -> dict:
+def graded_notebook(restored: Restored, checks: list, draws: dict) -> dict:
     """The notebook that is executed: restored cells, check cells running only probes.
 
-    seeds: {check name: [one secret seed per probe of that check]}.
+    draws: {check name: ``draw(check)``}.
 
     Cells are rebuilt clean (type, unique id, metadata, source; no outputs), so that any
     notebook that parsed can be executed.
     """
     by_name = {c.name: c for c in checks}
+    canonical = {id(c) for c in restored.cells if kdlab_meta(c).get("check") in by_name}
     cells, ids = [], set()
     for i, old in enumerate(restored.cells):
         kind = old.get("cell_type") if old.get("cell_type") in ("code", "markdown", "raw") else "raw"
         meta = old.get("metadata") if isinstance(old.get("metadata"), dict) else {}
+        meta = {k: v for k, v in meta.items() if k != "kdlab_grader"}  # the grader's mark only
         cid = old.get("id")
         if not isinstance(cid, str) or not re.fullmatch(r"[a-zA-Z0-9-_]{1,64}", cid) or cid in ids:
             cid = f"kdlab-cell-{i}"  # missing, invalid or duplicate ids would stop nbval
@@ -231,8 +265,9 @@ def graded_notebook(restored: Restored, checks: list, seeds: dict) -> dict:
         if kind == "code":
             cell.update(outputs=[], execution_count=None)
             name = kdlab_meta(cell).get("check")
-            if name in by_name:
-                cell["source"] = graded_source(by_name[name], seeds[name])
+            if name in by_name and id(old) in canonical:
+                cell["source"] = graded_source(by_name[name], draws[name])
+                cell["metadata"]["kdlab_grader"] = {"check": name}
         cells.append(cell)
     return {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                         "language": "python"}},

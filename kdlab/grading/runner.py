@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ class RunResult:
     timed_out: bool = False  # killed at the per-notebook time limit
     cancelled: bool = False  # killed because the grading was cancelled (see `cancel`)
     returncode: int | None = None
+    oom_killed: bool = False  # the kernel's memory cgroup hit its limit
     seconds: float = 0.0
     log: str = ""  # the tail of pytest's output, for diagnosing the grader itself
 
@@ -78,19 +80,62 @@ def read_cells(report) -> list:
     return cells
 
 
+def _short_tmp() -> str | None:
+    """/tmp if usable: Unix socket paths are limited to about 100 characters."""
+    return "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK) else None
+
+
 def run_notebook(nb_path, cell_timeout: float = 300, timeout: float = 1200,
                  max_output: int = 20_000_000, quick: bool = True, threads: int = 1,
-                 kernel_argv: list | None = None, cancel=None) -> RunResult:
+                 site=None, limits=None, cancel=None) -> RunResult:
     """Run the notebook at `nb_path` (in its own folder) with nbval --nbval-lax.
 
     cell_timeout / timeout: seconds per cell / for the whole notebook; max_output: bytes of
     output allowed; quick: run with KDLAB_QUICK=1; threads: torch/OpenMP threads per kernel;
-    kernel_argv: the kernel's command line (see sandbox.kernel_argv; it runs with a runtime
-    folder ``rt/`` next to the notebook), default: a kernel of this Python; cancel: a
-    threading.Event: once it is set, the run is killed (RunResult.cancelled).
-    Returns a RunResult with one record per code cell that ran (see nbval_plugin).
+    site: the sandbox's copy of kdlab (``sandbox.kdlab_copy``): run the kernel in the sandbox
+    with `limits` (``sandbox.Limits``), in a cgroup where one can be made; None: a kernel of
+    this Python, unsandboxed; cancel: a threading.Event: once it is set, the run is killed
+    (RunResult.cancelled). Returns a RunResult with one record per code cell that ran (see
+    nbval_plugin).
     """
-    nb_path = Path(nb_path).resolve()
+    from . import sandbox
+
+    runtime = Path(tempfile.mkdtemp(prefix="kdlab-rt-", dir=_short_tmp()))
+    cgroup = None
+    try:
+        if site is not None:
+            limits = limits or sandbox.Limits()
+            cgroup = sandbox.Cgroup.create(limits)
+            argv = sandbox.kernel_argv(runtime, site, kernel_env(quick, threads), limits,
+                                       cgroup=cgroup)
+            inside = sandbox.SANDBOX_RUNTIME
+        else:
+            argv, inside = sandbox.plain_argv(), None
+            (runtime / "k").mkdir()
+        result = _run(Path(nb_path).resolve(), cell_timeout, timeout, max_output, quick, threads,
+                      argv, runtime, inside, cancel)
+        result.oom_killed = cgroup is not None and cgroup.oom_killed()
+        return result
+    finally:
+        if cgroup is not None:
+            _kill_cgroup(cgroup)
+            cgroup.remove()
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _kill_cgroup(cgroup) -> None:
+    """Kill whatever still runs in the kernel's cgroup."""
+    procs = []
+    for f in cgroup.procs:
+        try:
+            procs += [psutil.Process(int(x)) for x in f.read_text().split()]
+        except (OSError, ValueError, psutil.NoSuchProcess):
+            pass
+    _kill_tree(procs)
+
+
+def _run(nb_path: Path, cell_timeout, timeout, max_output, quick, threads, kernel_argv,
+         runtime: Path, inside, cancel) -> RunResult:
     work = nb_path.parent
     report = work / "cells.jsonl"
     report.unlink(missing_ok=True)
@@ -103,11 +148,11 @@ def run_notebook(nb_path, cell_timeout: float = 300, timeout: float = 1200,
            "-p", PLUGIN, "--nbval-lax", "--nbval-current-env",
            f"--nbval-cell-timeout={cell_timeout}", f"--kdlab-report={report}",
            f"--kdlab-max-output={int(max_output)}"]
-    runtime = work / "rt"
-    runtime.mkdir(exist_ok=True)
-    from .sandbox import plain_argv
-    cmd += [f"--kdlab-kernel-argv={json.dumps(kernel_argv or plain_argv())}",
-            f"--kdlab-runtime-dir={runtime}"]
+    from kdlab.checks._probe import MIME
+    cmd += [f"--kdlab-kernel-argv={json.dumps(kernel_argv)}", f"--kdlab-runtime-dir={runtime}",
+            f"--kdlab-probe-mime={MIME}"]
+    if inside:
+        cmd.append(f"--kdlab-sandbox-runtime={inside}")
     env = dict(os.environ)
     env.pop("KDLAB_QUICK", None)
     env.update(kernel_env(quick, threads))

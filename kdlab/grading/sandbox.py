@@ -3,18 +3,23 @@
 The kernel of a graded notebook (the only process that runs student code: the notebook's
 cells and the checks' probes) is started as
 
-    bwrap --unshare-all ... prlimit --data=LIMIT -- python -m ipykernel_launcher -f CONN
+    sh -c 'join the cgroup' bwrap --unshare-all ... prlimit --data=LIMIT -- python -m ipykernel_launcher
 
 - its own user, network, PID, IPC and UTS namespaces: no network, nothing outlives the run,
   no view of the grader's processes (or their command lines);
-- a read-only view of the Python installation and of a private, non-editable copy of kdlab
-  (the grader's ``kdlab`` package copied once per grading run); editable-install hooks that
-  would point back at the course's source tree (and its solutions/) are masked;
-- no view of solutions/, the submissions, the grader's work folders or the home folder: only
-  the folder holding the kernel's connection file and sockets (the kernel talks to the grader
-  over Unix sockets there), a private writable /tmp, /proc and a minimal /dev;
-- a minimal environment (PATH, HOME=/tmp, the budget switch, thread counts), unprivileged
-  user id 65534 with no capabilities, and a memory limit (RLIMIT_DATA).
+- read-only views of the Python installation, remapped to neutral paths (``/opt/kdlab-python``,
+  ``/opt/kdlab-venv``: nothing of the home folder or of the course's tree, wherever they are),
+  and of a private, non-editable copy of kdlab without its instructor tooling (no
+  ``kdlab.grading``: no answer keys, no reference implementations, no grader code);
+  editable-install hooks that would point back at the course's source tree are masked;
+- nothing of the grader's disk is writable: the only writable places are a size-capped
+  ``/tmp`` and ``/dev/shm`` (tmpfs). The kernel's sockets live in its own ``/tmp``; the grader
+  reaches them through ``/proc/<pid>/root`` (see ``nbval_plugin``);
+- limits: a memory cgroup (which also counts what the tmpfs hold) and a pids cgroup where
+  this machine lets the grader make them (root, or a delegated cgroup v2), and always
+  RLIMIT_DATA (a large allocation fails with MemoryError) and the tmpfs sizes;
+- a minimal environment (PATH, HOME=/tmp, the budget switch, thread counts) and the
+  unprivileged user id 65534 with no capabilities.
 
 ``preflight()`` runs a tiny sandboxed Python once and says why the sandbox cannot run here.
 """
@@ -27,14 +32,31 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 MOUNT_KDLAB = "/opt/kdlab-site"  # where the copy of kdlab appears inside the sandbox
-DEFAULT_MEMORY = 4 * 1024 ** 3  # bytes of data memory per kernel
+MOUNT_PYTHON = "/opt/kdlab-python"  # the base Python installation, inside
+MOUNT_VENV = "/opt/kdlab-venv"  # the virtualenv, inside (if the grader runs in one)
+KERNEL_JSON = "/opt/kdlab-kernel.json"  # the kernel's connection file, inside (read-only)
+SANDBOX_RUNTIME = "/tmp/kdlab-rt"  # the kernel's sockets, inside its own /tmp
+DATA_CACHE = "data-cache"  # beside the copy of kdlab: MNIST extracted, read-only inside
+DEFAULT_MEMORY = 4 * 1024 ** 3  # bytes of memory per kernel
 
 
 class SandboxError(RuntimeError):
     """bubblewrap is missing or cannot create its namespaces here."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one sandboxed kernel may use: memory (bytes, tmpfs included where a cgroup
+    counts it), the size of its /tmp and /dev/shm, and its number of processes and threads."""
+    memory: int = DEFAULT_MEMORY
+    tmp: int = 256 * 1024 ** 2
+    shm: int = 64 * 1024 ** 2
+    pids: int = 256
 
 
 def parse_memory(text) -> int:
@@ -51,17 +73,17 @@ def parse_memory(text) -> int:
     return int(n)
 
 
-DATA_CACHE = "data-cache"  # beside the copy of kdlab: MNIST extracted, read-only inside
-
+# ------------------------------------------------------------------ what the sandbox shows
 
 def kdlab_copy(dest, data: bool = True) -> Path:
-    """Copy the installed kdlab package (code and assets, no caches) to dest/kdlab; return dest.
+    """Copy the installed kdlab (code and assets, without kdlab.grading) to dest/kdlab; return dest.
 
     With data=True, also fill dest/data-cache, the kernels' read-only ``KDLAB_CACHE``: MNIST
     extracted from the package's verified archives (so no kernel spends seconds extracting
     it), and the grader's cached teacher logits if it has them (each kernel checks them
     against the checkpoint and their digest before use). Read-only, so that no submission can
-    change what the next one reads.
+    change what the next one reads. Also writes dest/pyvenv.cfg, the sandbox's view of the
+    grader's virtualenv (see ``_python_mounts``).
     """
     import kdlab
     from kdlab import data as kdata
@@ -69,7 +91,14 @@ def kdlab_copy(dest, data: bool = True) -> Path:
 
     src = Path(kdlab.__file__).resolve().parent
     dest = Path(dest)
-    shutil.copytree(src, dest / "kdlab", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(src, dest / "kdlab", ignore=shutil.ignore_patterns(
+        "__pycache__", "*.pyc", "grading"))
+    cfg = Path(sys.prefix) / "pyvenv.cfg"
+    if sys.prefix != sys.base_prefix and cfg.is_file():
+        keep = [ln for ln in cfg.read_text().splitlines()
+                if ln.split("=")[0].strip() in ("include-system-site-packages", "version")]
+        (dest / "pyvenv.cfg").write_text(f"home = {MOUNT_PYTHON}/{_exe_relative().parent}\n"
+                                         + "\n".join(keep) + "\n")
     if data:
         cache = dest / DATA_CACHE
         kdata.prepare(cache)
@@ -86,53 +115,67 @@ def kdlab_copy(dest, data: bool = True) -> Path:
     return dest
 
 
-def _python_paths() -> list[Path]:
-    """Folders of the Python installation the kernel needs, read-only.
+def _exe_relative() -> Path:
+    """The base interpreter's path relative to the base installation (e.g. bin/python3.11)."""
+    exe = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
+    try:
+        return exe.relative_to(Path(sys.base_prefix).resolve())
+    except ValueError:
+        raise SandboxError(f"the Python interpreter {exe} lies outside its installation "
+                           f"{sys.base_prefix}; grade with a regular Python or a virtualenv") from None
 
-    The prefixes, the standard library and site-packages folders only: never a folder that
-    is merely on sys.path (the script's folder, /tmp, the course's tree), which could show the
-    sandbox other students' files or solutions/.
+
+def _site_dirs() -> list[Path]:
+    dirs = set(site.getsitepackages()) | {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    return sorted({Path(d).resolve() for d in dirs if Path(d).is_dir()})
+
+
+def _inside(path: Path) -> str | None:
+    """Where a path of the grader's Python installation appears inside the sandbox, or None."""
+    path = Path(path).resolve()
+    base, prefix = Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()
+    if sys.prefix != sys.base_prefix:
+        try:
+            return f"{MOUNT_VENV}/{path.relative_to(prefix)}"
+        except ValueError:
+            pass
+    try:
+        return f"{MOUNT_PYTHON}/{path.relative_to(base)}"
+    except ValueError:
+        return None
+
+
+def _python_mounts(site_dir: Path) -> tuple[list[str], str]:
+    """(bubblewrap arguments showing the Python installation read-only, the interpreter inside).
+
+    The base installation appears at /opt/kdlab-python, a virtualenv at /opt/kdlab-venv (its
+    lib/ and a pyvenv.cfg pointing at the base), so no path of the grader's disk (a home
+    folder, a course tree under /tmp) is bound. Editable-install hooks naming kdlab are masked.
     """
-    paths = {Path(sys.base_prefix), Path(sys.prefix), Path(sys.executable).parent}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        p = sysconfig.get_paths().get(key)
-        if p:
-            paths.add(Path(p))
-    paths.update(Path(p) for p in site.getsitepackages())
-    if site.ENABLE_USER_SITE and site.getusersitepackages() in sys.path:
-        paths.add(Path(site.getusersitepackages()))
-    for p in sys.path:  # other site-packages folders on the path (e.g. added by a .pth file)
-        if p and Path(p).name in ("site-packages", "dist-packages"):
-            paths.add(Path(p))
-    import kdlab
-
-    source = Path(kdlab.__file__).resolve().parent.parent  # the course's tree, if editable
-    out = []
-    for p in sorted(paths, key=lambda q: len(q.parts)):
-        if not p.is_dir():
-            continue
-        p = p.resolve()
-        if p == source or p in source.parents or p == source / "kdlab" or (source / "kdlab") in p.parents:
-            continue  # never the course's own tree (solutions/) nor its kdlab source
-        if p == Path("/") or p == Path("/tmp") or Path("/tmp") in p.parents:
-            continue
-        if not any(q == p or q in p.parents for q in out):
-            out.append(p)
-    return out
-
-
-def _masked_pth_files() -> list[Path]:
-    """Editable-install hooks (.pth files) that would import kdlab from the source tree."""
-    out = []
-    dirs = set(site.getsitepackages()) | {sysconfig.get_paths()["purelib"]}
-    for d in dirs:
-        for pth in Path(d).glob("*.pth") if Path(d).is_dir() else []:
+    base = Path(sys.base_prefix).resolve()
+    args = ["--ro-bind", str(base), MOUNT_PYTHON]
+    python = f"{MOUNT_PYTHON}/{_exe_relative()}"
+    if sys.prefix != sys.base_prefix:
+        prefix = Path(sys.prefix).resolve()
+        args += ["--dir", f"{MOUNT_VENV}/bin", "--symlink", python, f"{MOUNT_VENV}/bin/python"]
+        for sub in ("lib", "lib64"):
+            p = prefix / sub
+            if p.is_dir() and not p.is_symlink():
+                args += ["--ro-bind", str(p), f"{MOUNT_VENV}/{sub}"]
+            elif p.is_symlink():
+                args += ["--symlink", os.readlink(p), f"{MOUNT_VENV}/{sub}"]
+        args += ["--ro-bind", str(Path(site_dir) / "pyvenv.cfg"), f"{MOUNT_VENV}/pyvenv.cfg"]
+        python = f"{MOUNT_VENV}/bin/python"
+    for d in _site_dirs():
+        for pth in d.glob("*.pth"):
             try:
-                if "kdlab" in pth.read_text(errors="replace"):
-                    out.append(pth)
+                hook = "kdlab" in pth.read_text(errors="replace")
             except OSError:
-                pass
-    return out
+                hook = False
+            where = _inside(pth)
+            if hook and where:
+                args += ["--ro-bind", "/dev/null", where]
+    return args, python
 
 
 def _system_mounts() -> list[str]:
@@ -149,34 +192,138 @@ def _system_mounts() -> list[str]:
     return args
 
 
-def kernel_argv(runtime_dir, kdlab_site, env: dict, memory: int = DEFAULT_MEMORY,
-                python: str | None = None) -> list[str]:
+# ------------------------------------------------------------------ cgroups (memory, processes)
+
+class Cgroup:
+    """A memory + pids cgroup for one kernel, where this machine lets the grader make one.
+
+    cgroup v1 (memory and pids hierarchies, as root) or v2 (a writable subtree with both
+    controllers). The memory cgroup counts what the kernel writes into its tmpfs too.
+    """
+
+    def __init__(self, dirs: list, memory_dir: Path):
+        self.dirs, self.memory_dir = dirs, memory_dir
+
+    @property
+    def procs(self) -> list:
+        """The files a process writes its pid into to join the cgroup (one per hierarchy)."""
+        return [d / "cgroup.procs" for d in self.dirs]
+
+    @classmethod
+    def create(cls, limits: Limits) -> "Cgroup | None":
+        """A new cgroup with `limits`, or None if this machine does not allow it."""
+        name = f"kdlab-{uuid.uuid4().hex[:12]}"
+        root = Path("/sys/fs/cgroup")
+        own = {}
+        try:
+            for line in Path("/proc/self/cgroup").read_text().splitlines():
+                _, ctrl, path = line.split(":", 2)
+                for c in ctrl.split(",") if ctrl else [""]:
+                    own[c] = path
+        except OSError:
+            return None
+        made = []
+        try:
+            if (root / "memory").is_dir() and (root / "pids").is_dir() and "memory" in own:
+                mem = root / "memory" / own["memory"].lstrip("/") / name
+                pids = root / "pids" / own.get("pids", "/").lstrip("/") / name
+                for d in (mem, pids):
+                    d.mkdir()
+                    made.append(d)
+                (mem / "memory.limit_in_bytes").write_text(str(limits.memory))
+                if (mem / "memory.memsw.limit_in_bytes").exists():
+                    (mem / "memory.memsw.limit_in_bytes").write_text(str(limits.memory))
+                (pids / "pids.max").write_text(str(limits.pids))
+                return cls(made, mem)
+            if (root / "cgroup.controllers").is_file():
+                parent = root / own.get("", "/").lstrip("/")
+                for cand in (parent, root):
+                    try:
+                        (cand / "cgroup.subtree_control").write_text("+memory +pids")
+                    except OSError:
+                        continue
+                    d = cand / name
+                    d.mkdir()
+                    made.append(d)
+                    (d / "memory.max").write_text(str(limits.memory))
+                    if (d / "memory.swap.max").exists():
+                        (d / "memory.swap.max").write_text("0")
+                    (d / "pids.max").write_text(str(limits.pids))
+                    return cls(made, d)
+        except OSError:
+            for d in reversed(made):
+                try:
+                    d.rmdir()
+                except OSError:
+                    pass
+        return None
+
+    def oom_killed(self) -> bool:
+        """True if the kernel hit the memory limit and the OOM killer ended a process."""
+        for f in ("memory.oom_control", "memory.events"):
+            try:
+                for line in (self.memory_dir / f).read_text().splitlines():
+                    k, _, v = line.partition(" ")
+                    if k == "oom_kill" and int(v) > 0:
+                        return True
+            except (OSError, ValueError):
+                pass
+        return False
+
+    def remove(self) -> None:
+        """Remove the cgroup (its processes have ended)."""
+        for d in self.dirs:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
+# ------------------------------------------------------------------ the kernel's command line
+
+def kernel_argv(runtime_dir, kdlab_site, env: dict, limits: Limits | None = None,
+                python: str | None = None, cgroup: Cgroup | None = None) -> list[str]:
     """The command line that starts a sandboxed ipykernel (``{connection_file}`` left in).
 
-    runtime_dir: folder of the connection file and the kernel's sockets (read-write inside);
-    kdlab_site: folder holding the copy of kdlab (``kdlab_copy``); env: variables to set
-    inside (on top of PATH, HOME, PYTHONPATH); memory: RLIMIT_DATA in bytes.
+    runtime_dir: the grader's folder of the kernel's connection file; inside, its ``k``
+    entry is a link to the kernel's own /tmp/kdlab-rt, where the kernel makes its sockets
+    (the grader's nbval plugin makes the same link outside once the kernel runs); kdlab_site: folder
+    holding the copy of kdlab (``kdlab_copy``); env: variables to set inside (on top of PATH,
+    HOME, PYTHONPATH); limits: see ``Limits``; python: the interpreter inside (default: the
+    grader's, remapped); cgroup: the cgroup to start in (``Cgroup.create``), if any.
     """
-    python = python or sys.executable
+    limits = limits or Limits()
+    rt = str(Path(runtime_dir).resolve())
+    py_args, py_inside = _python_mounts(Path(kdlab_site))
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
             "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
-            "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
-    args += _system_mounts()
-    for p in _python_paths():
-        args += ["--ro-bind", str(p), str(p)]
-    for pth in _masked_pth_files():
-        args += ["--ro-bind", "/dev/null", str(pth)]
-    args += ["--ro-bind", str(Path(kdlab_site).resolve()), MOUNT_KDLAB,
-             "--bind", str(Path(runtime_dir).resolve()), str(Path(runtime_dir).resolve()),
+            "--proc", "/proc", "--dev", "/dev",
+            "--size", str(limits.shm), "--tmpfs", "/dev/shm",
+            "--size", str(limits.tmp), "--tmpfs", "/tmp",
+            "--dir", SANDBOX_RUNTIME, "--dir", rt, "--symlink", SANDBOX_RUNTIME, f"{rt}/k",
+            "--ro-bind", "{connection_file}", KERNEL_JSON]
+    args += _system_mounts() + py_args
+    args += ["--ro-bind", str(Path(kdlab_site).resolve() / "kdlab"), f"{MOUNT_KDLAB}/kdlab",
+             "--ro-bind-try", str(Path(kdlab_site).resolve() / DATA_CACHE), f"{MOUNT_KDLAB}/{DATA_CACHE}",
              "--chdir", "/tmp", "--clearenv",
              "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/tmp",
              "--setenv", "USER", "student", "--setenv", "LOGNAME", "student",
+             "--setenv", "PYTHONNOUSERSITE", "1", "--setenv", "LD_LIBRARY_PATH", f"{MOUNT_PYTHON}/lib",
              "--setenv", "PYTHONPATH", MOUNT_KDLAB, "--setenv", "KDLAB_CACHE", f"{MOUNT_KDLAB}/{DATA_CACHE}"]
     for k, v in sorted(env.items()):
         args += ["--setenv", k, str(v)]
+    args += ["--remount-ro", "/"]  # the sandbox's own root (a tmpfs) is not a place to fill
     prlimit = shutil.which("prlimit")
-    limit = [prlimit, f"--data={int(memory)}", "--"] if prlimit else []
-    return args + ["--"] + limit + [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    limit = [prlimit, f"--data={int(limits.memory)}", f"--fsize={int(limits.tmp)}"] if prlimit else []
+    if prlimit and cgroup is None and os.geteuid() != 0:
+        limit.append(f"--nproc={int(limits.pids)}")  # a pids cgroup is better; root ignores this
+    if limit:
+        limit.append("--")
+    argv = args + ["--"] + limit + [python or py_inside, "-m", "ipykernel_launcher", "-f", KERNEL_JSON]
+    if cgroup is not None:
+        join = " && ".join(f"echo $$ > '{p}'" for p in cgroup.procs)
+        argv = ["/bin/sh", "-c", f'{join} && exec "$@"', "kdlab-kernel"] + argv
+    return argv
 
 
 def plain_argv(python: str | None = None) -> list[str]:
@@ -184,10 +331,11 @@ def plain_argv(python: str | None = None) -> list[str]:
     return [python or sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 
 
-def preflight(timeout: float = 60) -> None:
+def preflight(timeout: float = 60) -> list[str]:
     """Run a tiny Python in the sandbox once; raise SandboxError saying why it cannot run.
 
-    It must start, find kdlab in the sandbox's copy, and fail to reach the network.
+    It must start, find kdlab in the sandbox's copy (without kdlab.grading), and fail to
+    reach the network. Returns warnings: the limits this machine cannot enforce.
     """
     if shutil.which("bwrap") is None:
         raise SandboxError(
@@ -199,13 +347,16 @@ def preflight(timeout: float = 60) -> None:
         site_dir = kdlab_copy(Path(tmp) / "site", data=False)
         rt = Path(tmp) / "rt"
         rt.mkdir()
+        (rt / "kernel.json").write_text("{}")
         argv = kernel_argv(rt, site_dir, {})
         cut = argv.index("--", argv.index("--clearenv"))
         code = ("import socket, importlib.util\n"
                 "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n"
                 "except OSError:\n    print('no network')\n"
+                "print('grading' if importlib.util.find_spec('kdlab.grading') else 'no grading')\n"
                 "print(importlib.util.find_spec('kdlab').origin)")  # where kdlab would load from
-        cmd = argv[:cut + 1] + [sys.executable, "-c", code]
+        cmd = [a.replace("{connection_file}", str(rt / "kernel.json")) for a in argv[:cut + 1]]
+        cmd += [argv[-5], "-c", code]  # the interpreter inside, without the kernel
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -221,3 +372,15 @@ def preflight(timeout: float = 60) -> None:
                 "gradebook row then says 'unsandboxed')")
         if "no network" not in p.stdout:
             raise SandboxError("the sandbox reached the network; refusing to grade")
+        if "no grading" not in p.stdout:
+            raise SandboxError("the sandbox's copy of kdlab holds kdlab.grading; refusing to grade")
+    warnings = []
+    cg = Cgroup.create(Limits())
+    if cg is None:
+        warnings.append("no cgroup could be made here (run the grader as root, or with a "
+                        "delegated cgroup v2): memory written to a kernel's /tmp and /dev/shm "
+                        "is capped by their sizes but not counted in --memory"
+                        + (", and the number of processes is not capped" if os.geteuid() == 0 else ""))
+    else:
+        cg.remove()
+    return warnings

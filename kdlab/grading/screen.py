@@ -1,275 +1,268 @@
-"""Read the student's code cells before grading: reference implementations and tampering.
+"""Read the student's code before it runs: an allow-list of what a graded notebook may use.
 
-Decided from each cell's syntax tree (after IPython's own rewriting of magics), never from a
-text search. Cells identical to the lab's own cells are the course's code and are not read.
+Decided from each student cell's syntax tree after IPython's own rewriting of magics (the
+bodies of ``%time``, ``%timeit`` and ``%%capture`` are parsed and screened as code too), never
+from a text search. Cells identical to the lab's own code cells are the course's and are not
+read; every other code cell is, whatever its metadata says. A student cell may use:
 
-- **Answers out of reach.** An exercise cell, or any cell of the student's that (re)defines
-  the object a check grades (``kd_loss = ...``), that uses the course's reference
-  implementations (``kd.losses``, ``kd.compress``, ``kdlab.checks``, ``kdlab.grading``, a name imported from
-  them, or a name the student bound to one of them in another cell) makes that check score 0
-  with the reason "uses the course's reference implementation".
-- **Tampering.** Code that inspects or rewrites the interpreter or the notebook machinery
-  (``exec``/``eval``/``compile``/``__import__``, ``importlib``, ``sys.modules``/frames/trace
-  hooks, ``gc``, ``inspect``, ``ctypes``, IPython input transformers, events and exception
-  hooks, magics that run other files or shell commands, subprocesses, dunder attributes such
-  as ``__globals__``, assigning to an attribute of a module (``torch.allclose = ...``),
-  ``setattr``/``getattr`` with a computed name, ...) in any of the student's cells makes
-  every check of the notebook score 0, with the construct and the cell in the reason. The
-  notebook is then not executed. The labs need none of it.
+- imports of the modules an exercise needs (``ALLOWED_MODULES``: torch, numpy, math, the
+  public parts of kdlab, matplotlib, ...), and names from them that do not start with ``_``;
+- of the builtins and the names IPython puts in a notebook's namespace (``get_ipython``,
+  ``In``, ``Out``, ``_ih``, ...), only those of ``ALLOWED_BUILTINS``;
+- any attribute that does not start with ``_`` (but ``__init__``, ``__name__``, ``__class__``,
+  ``__doc__``), is not an interpreter internal (frames, tracebacks, code objects) and does not
+  name a module that reaches the interpreter or the system (``os``, ``sys``, ``subprocess``,
+  ``multiprocessing``, ...); never assigning to an attribute of a module;
+- the magics of ``ALLOWED_MAGICS``; no other use of the IPython shell (``get_ipython``, ``In``).
+
+Anything else makes every check of the notebook score 0, with the construct and the cell in
+the reason; the notebook is then not executed. The labs need none of it.
+
+The screen runs in a separate process with a time limit (``run``): a notebook built to make
+the parser slow costs the grader at most that limit, and is then refused. This file imports
+only the standard library and IPython, so that process starts fast.
 """
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+import builtins
+import json
+import re
+import subprocess
+import sys
 
-from .notebook_io import kdlab_meta
-
-REFERENCE_MODULES = ("losses", "compress", "checks", "grading")
-BANNED_CALLS = {"exec", "eval", "compile", "__import__", "globals", "vars", "breakpoint",
-                "delattr", "setattr"}
-BANNED_MODULES = {"importlib", "gc", "inspect", "ctypes", "builtins", "__builtin__", "imp",
-                  "runpy", "pickle", "marshal", "code", "codeop", "sysconfig", "site",
-                  "subprocess", "multiprocessing", "pty", "threading", "_thread", "signal",
-                  "types", "dis", "traceback", "atexit", "faulthandler", "tracemalloc"}
-BANNED_SYS = {"_getframe", "modules", "settrace", "setprofile", "meta_path", "path_hooks",
-              "path_importer_cache", "addaudithook", "path", "displayhook", "excepthook",
-              "_current_frames", "monitoring", "setrecursionlimit"}
-FRAME_ATTRS = {"f_back", "f_globals", "f_locals", "f_builtins", "f_code", "tb_frame", "tb_next",
-               "gi_frame", "cr_frame", "ag_frame"}
-SHELL_ATTRS_OK = {"run_line_magic", "run_cell_magic"}
-MAGICS_OK = {"matplotlib", "time", "timeit", "config", "precision", "who", "whos", "pwd",
-             "env", "pinfo", "pinfo2", "pdoc", "psearch", "capture", "prun", "debug"}
-IPYTHON_ATTRS = {"input_transformers_post", "input_transformers_cleanup", "ast_transformers",
-                 "set_custom_exc", "register_magic_function", "events", "user_ns",
-                 "user_global_ns", "run_cell", "run_ast_nodes", "transform_cell", "display_pub",
-                 "displayhook", "showtraceback", "set_hook", "magics_manager", "extension_manager"}
-BANNED_OS = {"system", "popen", "fork", "forkpty", "execv", "execve", "execl", "execle",
-             "execlp", "execlpe", "execvp", "execvpe", "spawnl", "spawnv", "posix_spawn",
-             "posix_spawnp", "kill", "killpg"}
-MODULE_ROOTS = {"sys", "torch", "F", "nn", "np", "os", "math", "builtins", "numpy"}
-DUNDERS_OK = {"__init__", "__name__", "__class__", "__call__", "__len__", "__getitem__",
-              "__setitem__", "__repr__", "__str__", "__iter__", "__next__", "__enter__",
-              "__exit__", "__doc__", "__version__", "__file__", "__qualname__", "__module__"}
-
-
-@dataclass
-class Finding:
-    """What the screen found: per-check reference use, and notebook-level tampering."""
-    reference: dict = field(default_factory=dict)  # check name -> reason
-    tampering: str = ""  # reason, empty if none
-
-
-def _source(cell) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else str(src)
-
-
-def _python(source: str):
-    """The cell's syntax tree after IPython's rewriting of magics, or None if it does not parse."""
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-        source = TransformerManager().transform_cell(source)
-    except Exception:  # noqa: BLE001 - fall back to the raw source
-        pass
-    try:
-        return ast.parse(source)
-    except (SyntaxError, ValueError):
-        return None
+ALLOWED_MODULES = {
+    "torch", "torch.nn", "torch.nn.functional", "torch.optim", "torch.optim.lr_scheduler",
+    "torch.utils", "torch.utils.data", "torch.nn.init", "torch.linalg", "torch.special",
+    "numpy", "math", "random", "time", "copy", "functools", "itertools", "collections",
+    "dataclasses", "typing", "statistics", "string", "textwrap", "numbers",
+    "matplotlib", "matplotlib.pyplot", "matplotlib.ticker", "matplotlib.colors",
+    "tqdm", "tqdm.auto", "IPython.display", "warnings",
+    "kdlab", "kdlab.checks", "kdlab.compress", "kdlab.data", "kdlab.models", "kdlab.plot",
+    "kdlab.teacher", "kdlab.train", "kdlab.views", "kdlab.widgets", "kdlab.runtime",
+}
+ALLOWED_BUILTINS = {
+    "abs", "all", "any", "bool", "callable", "chr", "dict", "divmod", "enumerate", "filter",
+    "float", "format", "frozenset", "getattr", "hasattr", "hash", "int", "isinstance",
+    "issubclass", "iter", "len", "list", "map", "max", "min", "next", "object", "ord", "pow",
+    "print", "property", "range", "repr", "reversed", "round", "set", "slice", "sorted",
+    "staticmethod", "classmethod", "str", "sum", "super", "tuple", "type", "zip", "bin", "hex",
+    "complex", "bytes", "id", "isinstance", "display", "NotImplemented", "Ellipsis",
+    "Exception", "ArithmeticError", "AssertionError", "AttributeError", "IndexError",
+    "KeyError", "LookupError", "NotImplementedError", "OverflowError", "RuntimeError",
+    "StopIteration", "TypeError", "ValueError", "ZeroDivisionError", "FloatingPointError",
+    "UserWarning", "Warning",
+}
+SHELL_NAMES = set(dir(builtins)) | {"In", "Out", "get_ipython", "exit", "quit"}  # minus the allowed
+ALLOWED_DUNDERS = {"__init__", "__name__", "__class__", "__doc__"}
+ALLOWED_DEFS = ALLOWED_DUNDERS | {"__call__", "__repr__", "__str__", "__len__", "__getitem__",
+                                  "__iter__", "__next__", "__enter__", "__exit__", "__post_init__"}
+INTERNAL_ATTRS = {"f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace",
+                  "tb_frame", "tb_next", "gi_frame", "gi_code", "cr_frame", "cr_code",
+                  "ag_frame", "ag_code", "co_code", "co_consts", "co_names", "func_globals",
+                  "cell_contents"}
+SYSTEM_ATTRS = {"os", "sys", "subprocess", "builtins", "importlib", "ctypes", "inspect", "gc",
+                "threading", "multiprocessing", "signal", "mmap", "asyncio", "socket", "pickle",
+                "marshal", "shutil", "pathlib", "cpp_extension", "hub", "package", "distributed",
+                "concurrent", "futures", "runpy", "pty", "select", "selectors", "resource",
+                "fcntl", "tempfile", "glob", "io", "library"}
+ALLOWED_MAGICS = {"time": "code", "timeit": "code", "capture": "code", "matplotlib": "word",
+                  "pinfo": "name", "pinfo2": "name", "pdoc": "name"}
+MAX_CODE = 1_000_000  # characters of student code a notebook may hold
+TIME_LIMIT = 30.0  # seconds the screen may take per notebook
 
 
-def _root(node):
-    """The Name at the root of an attribute chain a.b.c (or None)."""
-    while isinstance(node, ast.Attribute):
-        node = node.value
-    return node.id if isinstance(node, ast.Name) else None
+class Tampering(Exception):
+    """A construct a graded notebook may not use (the message names it)."""
 
 
-def _chain(node) -> list:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-    return parts[::-1]
+def _transform(source: str) -> str:
+    """The cell as Python, magics rewritten by IPython (as the kernel will run it)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+    return TransformerManager().transform_cell(source)
 
 
-class _Cell(ast.NodeVisitor):
-    """Collect, for one cell: names bound, reference uses, tampering constructs."""
+def _magic_code(name: str, line: str, body: str | None) -> str:
+    """The Python code a code magic will run: its line (after timeit's options; %%timeit's
+    setup) and its body."""
+    if name == "timeit":
+        line = re.sub(r"^\s*((-[nrp]\s*\d+|-[qotc])(\s+|$))*", "", line)
+    elif body is not None:
+        line = ""  # %%time takes nothing on its line; %%capture's line is an output name
+    return line + ("\n" + body if body is not None else "")
 
-    def __init__(self, kd_names: set, tainted: set):
-        self.kd_names, self.tainted = kd_names, tainted
-        self.modules = set(MODULE_ROOTS)  # names bound to imported modules in this cell
-        self.bound, self.ref_uses, self.tamper = set(), [], []
-        self.binds_ref = set()  # names this cell binds to something that uses a reference
 
-    # --- what counts as a reference
-    def _is_ref_chain(self, node) -> bool:
-        parts = _chain(node)
-        if not parts:
-            return False
-        if parts[0] in self.tainted:
-            return True
-        return parts[0] in self.kd_names and len(parts) > 1 and parts[1] in REFERENCE_MODULES
+class _Screen(ast.NodeVisitor):
+    def __init__(self, system_names=frozenset()):
+        self.system_names = system_names
+        self.modules = {"kd", "kdlab", "torch", "np", "numpy", "F", "nn", "math", "plt", "random",
+                        "time", "copy", "functools", "itertools", "collections"}
 
+    def deny(self, what: str):
+        raise Tampering(what)
+
+    # imports
     def visit_Import(self, node):
         for a in node.names:
-            top = a.name.split(".")[0]
-            if top in BANNED_MODULES or a.name == "IPython.core" or a.name.startswith("IPython.core."):
-                self.tamper.append(f"import {a.name}")
-            parts = a.name.split(".")
-            if parts[0] == "kdlab" and len(parts) > 1 and parts[1] in REFERENCE_MODULES:
-                self.ref_uses.append(f"import {a.name}")
-                self.binds_ref.add((a.asname or parts[0]))
-            elif parts[0] == "kdlab":
-                self.kd_names.add(a.asname or "kdlab")
-            self.bound.add(a.asname or parts[0])
-            self.modules.add(a.asname or parts[0])
+            if a.name not in ALLOWED_MODULES:
+                self.deny(f"import {a.name}")
+            self.modules.add(a.asname or a.name.split(".")[0])
 
     def visit_ImportFrom(self, node):
-        mod = node.module or ""
-        parts = mod.split(".")
-        if parts[0] in BANNED_MODULES or mod.startswith("IPython.core"):
-            self.tamper.append(f"from {mod} import ...")
+        mod = "." * node.level + (node.module or "")
         for a in node.names:
-            name = a.asname or a.name
-            self.bound.add(name)
-            self.modules.add(name)  # possibly a module (from torch import nn): never assigned into
-            if parts[0] == "kdlab" and ((len(parts) > 1 and parts[1] in REFERENCE_MODULES)
-                                        or a.name in REFERENCE_MODULES):
-                self.ref_uses.append(f"from {mod} import {a.name}")
-                self.binds_ref.add(name)
-            elif parts[0] == "kdlab" and len(parts) == 1:
-                pass
-            if parts[0] == "sys" and a.name in BANNED_SYS:
-                self.tamper.append(f"from sys import {a.name}")
+            full = f"{mod}.{a.name}"
+            if mod not in ALLOWED_MODULES or a.name.startswith("_") or a.name == "*":
+                self.deny(f"from {mod} import {a.name}")
+            if full in ALLOWED_MODULES:
+                self.modules.add(a.asname or a.name)
+
+    # names, attributes, calls
+    def visit_Name(self, node):
+        if isinstance(node.ctx, ast.Load) and node.id in self.system_names:
+            self.deny(f"the name {node.id} (a module the lab's own cells use, graded code may not)")
+        if isinstance(node.ctx, ast.Load) and node.id not in ALLOWED_BUILTINS and (
+                node.id in SHELL_NAMES or node.id.startswith("__") or re.fullmatch(r"_+\d*|_[io]\w*|_dh", node.id)):
+            self.deny(f"the name {node.id}")
 
     def visit_Attribute(self, node):
-        if self._is_ref_chain(node):
-            self.ref_uses.append(".".join(_chain(node)))
-        attr = node.attr
-        if attr.startswith("__") and attr.endswith("__") and attr not in DUNDERS_OK:
-            self.tamper.append(f"the attribute {attr}")
-        elif attr in FRAME_ATTRS:
-            self.tamper.append(f"the frame attribute {attr}")
-        elif _root(node) == "sys" and isinstance(node.value, ast.Name) and attr in BANNED_SYS:
-            self.tamper.append(f"sys.{attr}")
-        elif (isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Name)
-              and node.value.func.id == "get_ipython" and attr not in SHELL_ATTRS_OK):
-            self.tamper.append(f"get_ipython().{attr}")
-        elif attr in IPYTHON_ATTRS:
-            self.tamper.append(f"the IPython attribute {attr}")
-        elif _root(node) == "os" and attr in BANNED_OS:
-            self.tamper.append(f"os.{attr}")
+        a = node.attr
+        if a.startswith("_") and a not in ALLOWED_DUNDERS:
+            self.deny(f"the attribute {a}")
+        if a in INTERNAL_ATTRS:
+            self.deny(f"the interpreter attribute {a}")
+        if a in SYSTEM_ATTRS:
+            self.deny(f"the attribute {a} (reaches the system)")
         if isinstance(node.ctx, (ast.Store, ast.Del)):
-            root = _root(node)
-            if root in self.kd_names or root in self.modules or root in self.tainted:
-                self.tamper.append(f"assigning to {'.'.join(_chain(node))} (changes a module)")
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in self.modules:
+                self.deny(f"assigning to {ast.unparse(node)} (changes a module)")
         self.generic_visit(node)
-
-    def visit_Name(self, node):
-        if isinstance(node.ctx, ast.Load) and node.id in self.tainted:
-            self.ref_uses.append(node.id)
-        if node.id in ("__builtins__", "__loader__", "__spec__"):
-            self.tamper.append(node.id)
-        if isinstance(node.ctx, ast.Store):
-            self.bound.add(node.id)
 
     def visit_Call(self, node):
         f = node.func
-        if isinstance(f, ast.Name) and f.id in BANNED_CALLS:
-            self.tamper.append(f"{f.id}()")
-        if isinstance(f, ast.Attribute) and f.attr == "run_line_magic" and node.args:
-            magic = node.args[0].value if isinstance(node.args[0], ast.Constant) else None
-            if magic not in MAGICS_OK:
-                self.tamper.append(f"the magic %{magic}")
-        if isinstance(f, ast.Attribute) and f.attr == "run_cell_magic" and node.args:
-            magic = node.args[0].value if isinstance(node.args[0], ast.Constant) else None
-            if magic not in ("time", "timeit", "capture"):
-                self.tamper.append(f"the cell magic %%{magic}")
-        if isinstance(f, ast.Name) and f.id == "getattr" and len(node.args) >= 2 and not isinstance(
-                node.args[1], ast.Constant):
-            target = _root(node.args[0])
-            if target in self.kd_names or target in self.tainted or target in self.modules:
-                self.tamper.append(f"getattr({target}, <computed name>)")
+        if isinstance(f, ast.Name) and f.id in ("getattr", "hasattr"):
+            name = node.args[1] if len(node.args) > 1 else None
+            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                self.deny(f"{f.id}(..., <computed name>)")
+            if name.value.startswith("_") or name.value in INTERNAL_ATTRS | SYSTEM_ATTRS:
+                self.deny(f"{f.id}(..., {name.value!r})")
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Call) and \
+                isinstance(f.value.func, ast.Name) and f.value.func.id == "get_ipython":
+            self._magic(node, f.attr)
+            for a in node.args:
+                if not isinstance(a, ast.Constant):
+                    self.visit(a)
+            return
         self.generic_visit(node)
 
+    def _magic(self, node, method: str):
+        args = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None
+                for a in node.args]
+        if method not in ("run_line_magic", "run_cell_magic") or not args or args[0] is None:
+            self.deny(f"get_ipython().{method}")
+        name = args[0]
+        kind = ALLOWED_MAGICS.get(name)
+        if kind is None:
+            self.deny(f"the magic %{name}" if method == "run_line_magic" else f"the cell magic %%{name}")
+        line = args[1] if len(args) > 1 else None
+        body = args[2] if method == "run_cell_magic" and len(args) > 2 else None
+        if line is None or (method == "run_cell_magic" and body is None):
+            self.deny(f"the magic %{name} with a computed argument")
+        if kind == "code":
+            code = _magic_code(name, line, body)
+            if name == "capture" and body is None:
+                self.deny("the line magic %capture")
+            if name == "capture" and not re.fullmatch(r"\s*(--no-std(out|err)\s*|--no-display\s*)*[A-Za-z_]\w*\s*|\s*", line):
+                self.deny(f"%%capture {line}")
+            if _parse(code) is None:
+                self.deny(f"code of the magic %{name} that cannot be read")
+            self.check(code)
+        elif kind == "word" and not re.fullmatch(r"\s*\w*\s*", line):
+            self.deny(f"%{name} {line}")
+        elif kind == "name" and not re.fullmatch(r"\s*[A-Za-z_][\w.]*\s*", line):
+            self.deny(f"%{name} {line}")
+
     def _def(self, node):
-        self.bound.add(node.name)
-        before = len(self.ref_uses)
+        if node.name.startswith("__") and node.name not in ALLOWED_DEFS:
+            self.deny(f"defining {node.name}")
         self.generic_visit(node)
-        if len(self.ref_uses) > before:
-            self.binds_ref.add(node.name)
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _def
 
-    def visit_Assign(self, node):
-        before = len(self.ref_uses)
-        self.visit(node.value)
-        uses = len(self.ref_uses) > before
-        for t in node.targets:
-            self.visit(t)
-            if uses:
-                self.binds_ref.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
-
-
-def screen(cells: list, lab_nb: dict, checks: list) -> Finding:
-    """Screen the student's cells (those not identical to a cell of the lab).
-
-    cells: the restored notebook's cells; lab_nb: the canonical lab; checks: its Check list.
-    """
-    canonical = {_source(c).strip() for c in lab_nb["cells"] if c.get("cell_type") == "code"
-                 and "exercise" not in kdlab_meta(c)}
-    lab_ids = [c.get("id") for c in lab_nb["cells"]]
-    # the check that follows each exercise cell of the lab, and the object each check grades
-    ex_check, graded = {}, {}
-    for chk in checks:
-        k = lab_ids.index(chk.cell.get("id"))
-        for c in reversed(lab_nb["cells"][:k]):
-            if "exercise" in kdlab_meta(c):
-                ex_check.setdefault(c.get("id"), chk.name)
-                break
-        for p in chk.probes:
-            graded.setdefault(p.expr.split(".")[0], set()).add(chk.name)
-    student = [(i, c) for i, c in enumerate(cells) if c.get("cell_type") == "code"
-               and ("exercise" in kdlab_meta(c) or _source(c).strip() not in canonical)
-               and "check" not in kdlab_meta(c)]
-    trees = [(i, c, _python(_source(c))) for i, c in student]
-    kd_names, tainted = {"kd", "kdlab"}, set()
-    for _ in range(4):  # names bound to references in one cell taint their uses in others
-        grew = False
-        for _i, _c, tree in trees:
-            if tree is None:
-                continue
-            v = _Cell(set(kd_names), set(tainted))
-            v.visit(tree)
-            new = v.binds_ref - tainted
-            kd_names |= v.kd_names
-            if new:
-                tainted |= new
-                grew = True
-        if not grew:
-            break
-    finding = Finding()
-    for i, cell, tree in trees:
+    def check(self, source: str, canonical: str | None = None):
+        """Screen `source`; of an edited lab cell (`canonical`), only the statements it added."""
+        tree = _parse(source)
         if tree is None:
-            continue
-        v = _Cell(set(kd_names), set(tainted))
-        v.visit(tree)
-        where = f"cell {i} (id {cell.get('id')!r})"
-        if v.tamper and not finding.tampering:
-            finding.tampering = (f"the notebook inspects or rewrites the interpreter or the "
-                                 f"grading machinery ({', '.join(sorted(set(v.tamper))[:3])} in "
-                                 f"{where}); graded notebooks may not, so no check earns points")
-        if not v.ref_uses:
-            continue
-        targets = set()
-        if "exercise" in kdlab_meta(cell):
-            targets |= {ex_check[cell.get("id")]} if cell.get("id") in ex_check else set()
-        for name in v.bound:
-            targets |= graded.get(name, set())
-        for name in sorted(targets):
-            finding.reference.setdefault(
-                name, f"uses the course's reference implementation ({sorted(set(v.ref_uses))[0]} "
-                      f"in {where}): the exercise must be your own code")
-    return finding
+            return
+        known = set()
+        if canonical is not None:
+            lab = _parse(canonical)
+            known = {ast.dump(st) for st in lab.body} if lab is not None else set()
+        for st in tree.body:
+            if ast.dump(st) not in known:
+                self.visit(st)
+
+
+def _parse(source: str):
+    try:
+        return ast.parse(_transform(source))
+    except (SyntaxError, ValueError):
+        return None  # the kernel will report it; nothing runs from a cell that does not parse
+
+
+def system_names(lab_sources) -> frozenset:
+    """Names the lab's own cells bind to modules graded code may not use (e.g. ``os``)."""
+    out = set()
+    for src in lab_sources:
+        tree = _parse(src)
+        for n in ast.walk(tree) if tree is not None else ():
+            if isinstance(n, ast.Import):
+                out |= {a.asname or a.name.split(".")[0] for a in n.names if a.name not in ALLOWED_MODULES}
+            elif isinstance(n, ast.ImportFrom) and (n.module or "") not in ALLOWED_MODULES:
+                out |= {a.asname or a.name for a in n.names}
+    return frozenset(out)
+
+
+def screen_cells(student: list, lab: list = ()) -> str:
+    """The tampering reason for the student's cells ('' if none).
+
+    student: [(where, source, canonical source of the lab cell it edits, or None)];
+    lab: the sources of the lab's own code cells.
+    """
+    size = sum(len(cell[1]) for cell in student)
+    if size > MAX_CODE:
+        return (f"the notebook holds {size:,} characters of code in its own cells, more than the "
+                f"{MAX_CODE:,} a graded notebook may; no check earns points")
+    system = system_names(lab)
+    for where, src, canonical in student:
+        try:
+            _Screen(system).check(src, canonical)
+        except Tampering as e:
+            return (f"the notebook uses what a graded notebook may not ({e} in {where}); no "
+                    "check earns points")
+        except RecursionError:
+            return f"the code of {where} is nested too deeply to be read; no check earns points"
+    return ""
+
+
+def run(student: list, lab: list = (), timeout: float = TIME_LIMIT) -> str:
+    """``screen_cells`` in a separate process, stopped after `timeout` seconds."""
+    payload = json.dumps({"student": student, "lab": list(lab)})
+    try:
+        p = subprocess.run([sys.executable, "-I", __file__], input=payload, capture_output=True,
+                           text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return (f"reading the notebook's code took longer than {timeout:g} s (it is built to be "
+                "slow to parse); no check earns points")
+    if p.returncode != 0:
+        raise RuntimeError(f"the screen failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(p.stdout)["tampering"]
+
+
+if __name__ == "__main__":
+    sys.setrecursionlimit(2000)
+    args = json.loads(sys.stdin.read())
+    print(json.dumps({"tampering": screen_cells([tuple(x) for x in args["student"]], args["lab"])}))

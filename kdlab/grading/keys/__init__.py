@@ -1,0 +1,63 @@
+"""Answer keys: the right values, and each named mistake's values, on a check's inputs.
+
+Instructor-only, like the rest of ``kdlab.grading``: neither the student release nor the
+grading sandbox contains it, so the reference implementations of the exercises (and the
+mistakes, one edit away from them) exist only here. One module per lab, each with a table
+``KEYS = {check name: key(inputs) -> dict}``; ``make`` computes a key, ``write_public``
+writes the keys of the notebooks' own cases into ``kdlab/checks/keys/`` (shipped).
+
+    python -m kdlab.grading make-keys [--check]
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kdlab.checks import CHECKS
+from kdlab.checks._probe import decode, encode
+from kdlab.checks._registry import KEYS_DIR
+
+from . import lab01, lab02, lab03, lab04, lab05
+
+KEYS = {**lab01.KEYS, **lab02.KEYS, **lab03.KEYS, **lab04.KEYS, **lab05.KEYS}
+
+
+def make(name: str, inputs: dict) -> dict:
+    """The answer key of check `name` on `inputs`, as plain decoded data (tensors, tuples).
+
+    It goes through the same encoding as the shipped keys, so a verdict sees the same types
+    whichever way its key came.
+    """
+    if name not in KEYS:
+        raise KeyError(f"no answer key for check {name!r}; known: {sorted(KEYS)}")
+    return decode(json.loads(public_text(name, inputs)))
+
+
+def public_text(name: str, inputs: dict) -> str:
+    """The JSON text of a key (deterministic: the same inputs give the same bytes)."""
+    return json.dumps(encode(KEYS[name](inputs)), sort_keys=True, allow_nan=True) + "\n"
+
+
+def write_public(folder: Path = KEYS_DIR, check: bool = False) -> list:
+    """Write keys/<check>.json for every check's notebook cases (seed None, no params).
+
+    With check=True write nothing; return the names whose file is missing or differs.
+    """
+    folder = Path(folder)
+    stale = []
+    for name, chk in sorted(CHECKS.items()):
+        if chk.legacy:
+            continue
+        text = public_text(name, chk.inputs(None))
+        path = folder / f"{name}.json"
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            stale.append(name)
+            if not check:
+                folder.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+    known = {f"{n}.json" for n, c in CHECKS.items() if not c.legacy}
+    for extra in sorted(p for p in folder.glob("*.json") if p.name not in known):
+        stale.append(extra.stem)
+        if not check:
+            extra.unlink()
+    return stale

@@ -1,0 +1,2 @@
+"""Answer keys of Lab 02 (to be written)."""
+KEYS = {}

@@ -1,0 +1,2 @@
+"""Answer keys of Lab 03 (to be written)."""
+KEYS = {}

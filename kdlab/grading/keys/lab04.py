@@ -1,0 +1,2 @@
+"""Answer keys of Lab 04 (to be written)."""
+KEYS = {}

@@ -1,0 +1,2 @@
+"""Answer keys of Lab 05 (to be written)."""
+KEYS = {}
