@@ -5,9 +5,10 @@ seed, steps trained, test errors, sha256), verified before use like the course's
 
 - ``resnet-step-NNNN``: the course's teacher (``kd.teacher``) after its first NNNN optimizer
   steps. They are made by re-running the teacher's own recipe (same seed, data order, shifts
-  and one-cycle schedule over the full run's length) and saving the weights on the way; the
-  script records whether the re-run lands on the shipped teacher's test errors after its first
-  epoch (it recorded them per epoch), i.e. whether these are snapshots of that very run.
+  and one-cycle schedule) and saving the weights on the way. The script records whether the
+  re-run lands on the test errors the shipped teacher recorded after each epoch, i.e. whether
+  these are snapshots of that very run or of a twin (floating-point sums in another order, on
+  another CPU or thread count, make a twin), and where the twin ends.
 - ``tinycnn``: a ``kd.models.TinyCNN`` trained with the teacher's recipe (same data, shifts,
   optimizer and schedule): a teacher 43x smaller than the ResNet.
 
@@ -38,7 +39,7 @@ from .views import Jittered
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "zoo"
 CURVE = "resnet_curve.json"
-SNAPSHOT_STEPS = (60, 150, 469, 938)   # 469 steps = one epoch of the teacher's recipe
+SNAPSHOT_STEPS = (100, 469, 938)      # 469 steps = one epoch of the teacher's recipe
 EVAL_EVERY = 25                        # steps between two test evaluations of the re-run
 SMALL = "tinycnn"
 
@@ -117,31 +118,51 @@ def _facts() -> dict:
 
 
 def make_snapshots(out: Path = ASSETS, steps=SNAPSHOT_STEPS, eval_every: int = EVAL_EVERY,
-                   progress: bool = True) -> dict:
-    """Re-run the teacher's recipe for max(steps) steps; save a snapshot after each of `steps`.
+                   to_end: bool = True, progress: bool = True) -> dict:
+    """Re-run the teacher's recipe; save a snapshot after each of `steps` optimizer steps.
 
     The test errors are measured every `eval_every` steps (evaluation does not change the
-    run). Writes ``out/<snapshot_name(step)>/`` for every step and ``out/resnet_curve.json``;
-    returns the curve's JSON.
+    run); with `to_end` the run goes on to the recipe's last step, so that the curve shows the
+    whole training and where the re-run ends (its last weights are not saved). Writes
+    ``out/<snapshot_name(step)>/`` for every step and ``out/resnet_curve.json`` (rewritten
+    after every snapshot, so a run stopped later keeps what it made); returns the curve's JSON.
     """
     recipe = dict(teacher.RECIPE)
     model, batches, opt, sched = teacher.setup(recipe)
     xt, yt = data.mnist("test")
     shipped = teacher.metadata()
     per_epoch = len(batches)
+    total = recipe["epochs"] * per_epoch
     steps = sorted(set(int(s) for s in steps))
-    last = max(steps)
-    if last > recipe["epochs"] * per_epoch:
-        raise ValueError(f"the recipe has {recipe['epochs'] * per_epoch} steps; asked for {last}")
+    last = total if to_end else max(steps)
+    if max(steps) > total:
+        raise ValueError(f"the recipe has {total} steps; asked for {max(steps)}")
     stops = sorted(set(range(eval_every, last + 1, eval_every)) | set(steps)
                    | {e * per_epoch for e in range(1, recipe["epochs"] + 1) if e * per_epoch <= last})
     stream = _stream(batches, recipe["epochs"])
     done, seconds, points, saved = 0, 0.0, [(0, train.evaluate(model, xt, yt)["errors"])], {}
+
+    def report() -> dict:
+        by_step = dict(points)
+        same = {e + 1: (by_step[(e + 1) * per_epoch], shipped["val_errors_per_epoch"][e])
+                for e in range(recipe["epochs"]) if (e + 1) * per_epoch in by_step}
+        rep = {"recipe": recipe, "steps_per_epoch": per_epoch, "eval_every": eval_every,
+               "test_errors": points, "snapshots": {k: v["test_errors"] for k, v in saved.items()},
+               "shipped_teacher": {"sha256": shipped["sha256"],
+                                   "test_errors": shipped["test_errors"],
+                                   "val_errors_per_epoch": shipped["val_errors_per_epoch"]},
+               "epoch_errors_rerun_vs_shipped": {str(k): list(v) for k, v in same.items()},
+               "same_run_as_shipped": bool(same) and all(a == b for a, b in same.values()),
+               "complete": done == last, "train_seconds": round(seconds, 1), **_facts()}
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / CURVE).write_text(json.dumps(rep, indent=2) + "\n")
+        return rep
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=last, desc="teacher snapshots", unit="step")
+        bar = tqdm(total=last, desc="teacher re-run", unit="step")
     for stop in stops:
         segment = list(itertools.islice(stream, stop - done))
         t0 = time.perf_counter()
@@ -156,26 +177,16 @@ def make_snapshots(out: Path = ASSETS, steps=SNAPSHOT_STEPS, eval_every: int = E
             bar.set_postfix(step=done, test_errors=errors)
         if done in steps:
             saved[snapshot_name(done)] = _save(model, Path(out) / snapshot_name(done), {
-                "recipe": {**recipe, "steps": done, "of_steps": recipe["epochs"] * per_epoch,
+                "recipe": {**recipe, "steps": done, "of_steps": total,
                            "made_by": "python -m kdlab.zoo --make"},
-                "of": f"kdlab.teacher (sha256 {shipped['sha256'][:16]}...)",
+                "of": f"a re-run of kdlab.teacher's recipe (the shipped teacher: sha256 "
+                      f"{shipped['sha256'][:16]}...)",
                 "test_errors": errors, "test_accuracy": 1 - errors / len(yt),
                 "train_seconds": round(seconds, 1), **_facts()})
+            report()
     if bar is not None:
         bar.close()
-    by_step = dict(points)
-    same = {e + 1: (by_step.get((e + 1) * per_epoch), shipped["val_errors_per_epoch"][e])
-            for e in range(recipe["epochs"]) if (e + 1) * per_epoch in by_step}
-    report = {"recipe": recipe, "steps_per_epoch": per_epoch, "eval_every": eval_every,
-              "test_errors": points, "snapshots": {k: v["test_errors"] for k, v in saved.items()},
-              "shipped_teacher": {"sha256": shipped["sha256"], "test_errors": shipped["test_errors"],
-                                  "val_errors_per_epoch": shipped["val_errors_per_epoch"]},
-              "epoch_errors_rerun_vs_shipped": {str(k): list(v) for k, v in same.items()},
-              "same_run_as_shipped": bool(same) and all(a == b for a, b in same.values()),
-              "train_seconds": round(seconds, 1), **_facts()}
-    Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / CURVE).write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return report()
 
 
 def make_small(out: Path = ASSETS, progress: bool = True) -> dict:
@@ -202,6 +213,8 @@ def main(argv=None) -> None:
     p.add_argument("--only", choices=("snapshots", "small"), default=None)
     p.add_argument("--steps", type=int, nargs="+", default=list(SNAPSHOT_STEPS))
     p.add_argument("--eval-every", type=int, default=EVAL_EVERY)
+    p.add_argument("--not-to-end", action="store_true",
+                   help="stop the re-run at the last snapshot (the curve then ends there)")
     p.add_argument("--out", type=Path, default=ASSETS)
     args = p.parse_args(argv)
     if args.make:
@@ -209,7 +222,7 @@ def main(argv=None) -> None:
             meta = make_small(args.out)
             print(f"{SMALL}: {meta['test_errors']} test errors, {meta['train_seconds']:.0f} s")
         if args.only in (None, "snapshots"):
-            rep = make_snapshots(args.out, args.steps, args.eval_every)
+            rep = make_snapshots(args.out, args.steps, args.eval_every, not args.not_to_end)
             print(json.dumps({k: rep[k] for k in ("snapshots", "epoch_errors_rerun_vs_shipped",
                                                   "same_run_as_shipped", "train_seconds")}, indent=2))
     for name in names(args.out):
