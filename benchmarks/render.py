@@ -304,6 +304,18 @@ def _view_logits(v: dict | None) -> str:
     return made + (" (read from the cache in this run)" if v["source"] == "cache" else "")
 
 
+def _kernel_threads(d: dict) -> str:
+    """The notebook kernels' threads of course.json: one value, or each value with its rows."""
+    default = d["settings"].get("kernel_threads", "torch default")
+    by_value = {}
+    for b in ("full", "quick"):
+        for nb, row in d["results"].get(b, {}).get("notebooks", {}).items():
+            by_value.setdefault(str(row.get("kernel_threads", default)), []).append(f"{b} {nb}")
+    if len(by_value) <= 1:
+        return str(next(iter(by_value), default))
+    return "; ".join(f"{v} ({', '.join(rows)})" for v, rows in by_value.items())
+
+
 def _conditions(name: str, d: dict) -> str:
     e, ld = d["env"], d["load"]
     # judged again from the recorded loads and threads (notes of older runs ignored the end load)
@@ -341,7 +353,7 @@ def _conditions(name: str, d: dict) -> str:
         extra = (f" {len(d['results'])} students of {d['settings']['baseline']['epochs']} epochs"
                  f" (x2 for 'epochs x2'), seed {d['settings']['seed']};")
     if name == "course":
-        extra = f" notebook kernels: threads {d['settings'].get('kernel_threads', 'torch default')};"
+        extra = f" notebook kernels: threads {_kernel_threads(d)};"
         if d["results"].get("remeasured"):
             er = d["results"]["earlier_run"]
             extra += (f" this run re-measured {', '.join(d['results']['remeasured'])}; the other "
