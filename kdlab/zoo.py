@@ -39,7 +39,7 @@ from .views import Jittered
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "zoo"
 CURVE = "resnet_curve.json"
-SNAPSHOT_STEPS = (100, 469, 938)      # 469 steps = one epoch of the teacher's recipe
+SNAPSHOT_STEPS = (100, 938)           # 469 steps = one epoch of the teacher's recipe
 EVAL_EVERY = 25                        # steps between two test evaluations of the re-run
 SMALL = "tinycnn"
 
