@@ -305,15 +305,19 @@ def _view_logits(v: dict | None) -> str:
 
 
 def _kernel_threads(d: dict) -> str:
-    """The notebook kernels' threads of course.json: one value, or each value with its rows."""
+    """The notebook kernels' threads of course.json: the value of most rows, then the others
+    with their notebooks and budgets ("torch default; 1 for 06_x (full, quick)")."""
     default = d["settings"].get("kernel_threads", "torch default")
-    by_value = {}
+    rows = {}  # value -> {notebook: [budgets]}
     for b in ("full", "quick"):
         for nb, row in d["results"].get(b, {}).get("notebooks", {}).items():
-            by_value.setdefault(str(row.get("kernel_threads", default)), []).append(f"{b} {nb}")
-    if len(by_value) <= 1:
-        return str(next(iter(by_value), default))
-    return "; ".join(f"{v} ({', '.join(rows)})" for v, rows in by_value.items())
+            rows.setdefault(str(row.get("kernel_threads", default)), {}).setdefault(nb, []).append(b)
+    if len(rows) <= 1:
+        return str(next(iter(rows), default))
+    common = max(rows, key=lambda v: sum(len(bs) for bs in rows[v].values()))
+    others = [f"{v} for " + ", ".join(f"{nb} ({', '.join(bs)})" for nb, bs in by_nb.items())
+              for v, by_nb in rows.items() if v != common]
+    return f"{common}; " + "; ".join(others)
 
 
 def _conditions(name: str, d: dict) -> str:

@@ -413,7 +413,7 @@ def test_course_update_remeasures_only_what_is_asked(tmp_path, monkeypatch):
     assert r["quick"]["notebooks"]["tiny"]["kernel_threads"] == 1
     assert r["full"]["notebooks"]["01_a"]["kernel_threads"] == "torch default"
     d = json.loads((tmp_path / "course.json").read_text())
-    assert render._kernel_threads(d) == "torch default (full 01_a); 1 (quick tiny)"
+    assert render._kernel_threads(d) == "torch default; 1 for tiny (quick)"
 
 
 @pytest.fixture
