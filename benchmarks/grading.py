@@ -36,11 +36,11 @@ def grade_once(subs: Path, lab: str, sandbox: bool, work: Path) -> dict:
                              solutions_dir=ROOT / "solutions", lab_names=[lab], jobs=2,
                              log=lambda *a: None, sandbox=sandbox, work_root=work / "tmp")
     wall = time.perf_counter() - t0
-    totals = [r for r in rows if r[2] == "TOTAL" and r[1] == lab]
-    secs = [float(r[6].split("graded in ")[1].split(" s")[0]) for r in totals if "graded in" in r[6]]
-    failed = sorted({f"{r[2]}: {r[6][:200]}" for r in rows if r[2] != "TOTAL" and r[3] != r[4]})
-    return {"wall_seconds": round(wall, 1), "seconds_per_notebook": round(statistics.mean(secs), 2),
-            "points": sum(r[3] for r in totals), "max_points": sum(r[4] for r in totals),
+    mine = [r for r in rows if r.lab == lab]
+    secs = {r.student: r.seconds for r in mine}  # one grading time per notebook
+    failed = sorted({f"{r.check}: {r.reason[:200]}" for r in mine if r.points != r.max_points})
+    return {"wall_seconds": round(wall, 1), "seconds_per_notebook": round(statistics.mean(secs.values()), 2),
+            "points": sum(r.points for r in mine), "max_points": sum(r.max_points for r in mine),
             "failures": failed[:5]}
 
 

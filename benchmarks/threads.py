@@ -23,7 +23,7 @@ import time
 import torch
 
 import kdlab as kd
-from kdlab.losses import kd_loss
+from kdlab.grading.keys.lab03 import kd_loss
 
 from ._common import RESULTS, Run, parser, pick, set_threads
 
@@ -57,7 +57,7 @@ def run(budget: str = "full", out=RESULTS) -> dict:
     with Run("threads", budget, s, out=out, title="Lab 03 epoch: 1 vs 2 threads, idle and busy") as r:
         res = r.results
         res["torch_default_threads"] = before
-        res["cgroup_cpu_quota"] = kd.train._cgroup_cpus()
+        res["cgroup_cpu_quota"] = kd.runtime._cgroup_cpus()
         res["kdlab_choice_without_env"] = (max(1, int(res["cgroup_cpu_quota"]))
                                            if res["cgroup_cpu_quota"] else before)
         x, y = kd.data.mnist("train")

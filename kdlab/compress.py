@@ -1,19 +1,19 @@
 """Pruning and quantization for Lab 05: masks, fake-quantized fine-tuning, true sizes, latency.
 
-- ``prune_mask`` / ``fake_quantize``: the reference versions of the lab's two exercises, for
-  code outside the exercise cells (the benchmarks, later labs).
 - ``global_prune(model, sparsity, mask_fn)``: one magnitude threshold across all conv and
   linear weights, applied with ``torch.nn.utils.prune`` so the masks stay applied while the
   network is fine-tuned (the optimizer updates ``weight_orig``; ``weight = weight_orig * mask``).
 - ``quantize_weights(model, bits, quant_fn)``: fake-quantized (simulated) weights in every
   forward pass, for quantization-aware fine-tuning; composes with ``global_prune``.
-- ``pack`` / ``unpack`` (``PackedTensor``): real storage of weights as b-bit integers packed
-  into bytes plus one float scale per output channel, dense or CSR-style sparse, to measure
-  the true size; ``storage_bytes(model, ...)`` sums it over a model.
+- ``pack`` / ``unpack`` (``PackedTensor``): real storage of an already fake-quantized weight as
+  b-bit integers packed into bytes plus one float scale per output channel, dense or CSR-style
+  sparse, to measure the true size; ``storage_bytes(model, ...)`` sums it over a model.
 - ``sparse_model`` and ``latency``: run the pruned weights with a sparse (CSR) kernel and time
   a forward pass per image.
 
-Nothing here uses ``torch.ao.quantization`` (deprecated).
+``mask_fn`` and ``quant_fn`` are the student's own ``prune_mask`` and ``fake_quantize``: the
+course ships no reference version of the lab's exercises. Nothing here uses
+``torch.ao.quantization`` (deprecated).
 """
 from __future__ import annotations
 
@@ -30,65 +30,6 @@ from torch.nn.utils import prune
 PRUNABLE = (nn.Linear, nn.Conv2d)
 
 
-# ------------------------------------------------------------------ reference exercises
-
-def prune_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Magnitude-pruning mask: False for the round(sparsity * numel) entries of smallest |w|.
-
-    Inputs:
-    - weight: (...) any float tensor (not modified)
-    - sparsity: the fraction of entries to remove, in [0, 1]
-    Returns: a bool tensor of weight's shape, True where the weight is kept. Ties at the
-    threshold are broken as ``torch.topk`` breaks them (as ``torch.nn.utils.prune`` does).
-    """
-    if not 0.0 <= sparsity <= 1.0:
-        raise ValueError(f"sparsity must lie in [0, 1], got {sparsity}")
-    k = round(sparsity * weight.numel())
-    mask = torch.ones(weight.numel(), dtype=torch.bool, device=weight.device)
-    if k > 0:
-        smallest = torch.topk(weight.detach().abs().reshape(-1), k, largest=False).indices
-        mask[smallest] = False
-    return mask.reshape(weight.shape)
-
-
-def fake_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symmetric per-output-channel fake quantization with a straight-through gradient.
-
-    scale = max |w| over all dims but 0, divided by qmax = 2**(bits - 1) - 1; the result is
-    clamp(round(w / scale), -qmax, qmax) * scale (an all-zero channel stays zero).
-    Inputs: w (C_out, ...) float; bits: an int >= 2.
-    Returns: (C_out, ...) tensor of w's dtype; its gradient with respect to w is the identity.
-    """
-    if not isinstance(bits, (int, np.integer)) or isinstance(bits, bool) or bits < 2:
-        raise ValueError(f"bits must be an integer >= 2 (one level each side of 0), got {bits!r}")
-    qmax = 2 ** (int(bits) - 1) - 1
-    v = w.detach()
-    amax = v.abs().reshape(v.shape[0], -1).amax(1).reshape(-1, *([1] * (v.dim() - 1)))
-    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
-    deq = torch.clamp(torch.round(v / scale), -qmax, qmax) * scale
-    return w + (deq - v)  # deq - v carries no gradient: d(result)/dw = identity
-
-
-def quantize_int(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The integers and scales of symmetric per-output-channel quantization.
-
-    Inputs: w (C_out, ...) float; bits >= 2.
-    Returns: (q, scale): q (C_out, ...) int8 in [-qmax, qmax], qmax = 2**(bits-1) - 1;
-    scale (C_out,) float32 with w ~= q * scale (scale 1 for an all-zero channel).
-    """
-    if not 2 <= bits <= 8:
-        raise ValueError(f"bits must be in 2..8 for int8 storage, got {bits}")
-    qmax = 2 ** (bits - 1) - 1
-    w = w.detach()
-    if w.dim() == 0:
-        raise ValueError("quantize_int needs a weight with an output-channel dimension (C_out, ...)")
-    amax = w.abs().reshape(w.shape[0], -1).amax(1) if w.numel() else torch.zeros(w.shape[0])
-    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
-    shape = (-1,) + (1,) * (w.dim() - 1)
-    q = torch.clamp(torch.round(w / scale.reshape(shape)), -qmax, qmax)
-    return q.to(torch.int8), scale.to(torch.float32)
-
-
 # ------------------------------------------------------------------ pruning with torch.nn.utils.prune
 
 def prunable(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -101,7 +42,7 @@ def _weight(m: nn.Module) -> torch.Tensor:
     return m.weight_orig * m.weight_mask if hasattr(m, "weight_mask") else m.weight
 
 
-def global_prune(model: nn.Module, sparsity: float, mask_fn=None) -> dict:
+def global_prune(model: nn.Module, sparsity: float, mask_fn) -> dict:
     """Prune the smallest-|w| fraction of ALL conv and linear weights together (one threshold).
 
     Inputs:
@@ -109,11 +50,12 @@ def global_prune(model: nn.Module, sparsity: float, mask_fn=None) -> dict:
       buffer ``weight_mask``; ``torch.nn.utils.prune`` recomputes weight = weight_orig * mask
       before every forward, so pruned weights stay zero while the model is fine-tuned
     - sparsity: fraction of the weights to remove, in [0, 1] (biases are kept)
-    - mask_fn: ``mask_fn(weight, sparsity) -> bool mask`` applied to all weights concatenated
-      into one 1-D tensor (the lab's exercise); default: ``prune_mask`` of this module
+    - mask_fn: your ``prune_mask(weight, sparsity) -> bool mask`` (the lab's exercise), applied
+      to all weights concatenated into one 1-D tensor
     Returns: {layer name: fraction of its weights removed}.
     """
-    mask_fn = mask_fn or prune_mask
+    if not callable(mask_fn):
+        raise TypeError(f"mask_fn must be your prune_mask(weight, sparsity), got {mask_fn!r}")
     layers = prunable(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no Conv2d or Linear layer to prune")
@@ -164,7 +106,7 @@ def _fq_hook(m: nn.Module):
     return next((h for h in m._forward_pre_hooks.values() if isinstance(h, _FakeQuantHook)), None)
 
 
-def quantize_weights(model: nn.Module, bits: int, quant_fn=None) -> nn.Module:
+def quantize_weights(model: nn.Module, bits: int, quant_fn) -> nn.Module:
     """Simulate b-bit weights in every forward pass (quantization-aware training, QAT).
 
     Inputs:
@@ -173,11 +115,11 @@ def quantize_weights(model: nn.Module, bits: int, quant_fn=None) -> nn.Module:
       ``global_prune`` ran first). The optimizer keeps updating the float weights: with a
       straight-through quant_fn the gradient reaches them as if no rounding happened
     - bits: bit width, e.g. 8, 4, 3, 2
-    - quant_fn: ``quant_fn(w, bits) -> fake-quantized w`` (the lab's exercise); default:
-      ``fake_quantize`` of this module
+    - quant_fn: your ``fake_quantize(w, bits) -> fake-quantized w`` (the lab's exercise)
     Returns: the model. Activations stay float (weight-only quantization).
     """
-    quant_fn = quant_fn or fake_quantize
+    if not callable(quant_fn):
+        raise TypeError(f"quant_fn must be your fake_quantize(w, bits), got {quant_fn!r}")
     for _, m in prunable(model):
         if _fq_hook(m) is not None:
             raise ValueError("quantize_weights was already applied to this model; build a new one")
@@ -280,13 +222,34 @@ def _unpack_bits(data: np.ndarray, bits: int, n: int) -> np.ndarray:
     return np.packbits(full, axis=1, bitorder="little").reshape(n)
 
 
+def _grid(mat: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The integers q (int8) and row scales (float32) of a (C_out, K) weight that is already
+    on the symmetric b-bit grid: mat = q * scale, scale = max|w| of the row / qmax."""
+    if not (isinstance(bits, (int, np.integer)) and 2 <= bits <= 8):
+        raise ValueError(f"bits must be 2..8 (packed integers) or 32 (float32), got {bits!r}")
+    qmax = 2 ** (bits - 1) - 1
+    amax = mat.abs().amax(1, keepdim=True) if mat.shape[1] else torch.zeros(mat.shape[0], 1)
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    q = torch.round(mat / scale)
+    off = (mat / scale - q).abs().amax(1) if mat.shape[1] else torch.zeros(mat.shape[0])
+    if bool((off > 1e-3).any()):  # float32 rounding of a fake-quantized weight stays below 1e-4
+        r = int((off > 1e-3).nonzero()[0])
+        raise ValueError(f"pack(w, bits={bits}) stores a weight already fake-quantized to {bits} "
+                         f"bits, but w is not on that grid: in channel {r}, w / (max|w| / {qmax}) "
+                         f"is {off[r].item():.3g} away from an integer. Call your "
+                         f"fake_quantize(w, {bits}) first and pack its result")
+    return q.to(torch.int8), scale.reshape(-1)
+
+
 def pack(w: torch.Tensor, bits: int = 32, sparse: bool = False) -> PackedTensor:
     """Store a weight for real: b-bit integers (offset to unsigned) packed into bytes.
 
-    Inputs: w (C_out, ...) float weight; bits: 2..8 (symmetric per-channel quantization, as
-    ``quantize_int``) or 32 (float32 values, no quantization); sparse: store only nonzeros
+    Inputs: w (C_out, ...) float weight; bits: 32 (float32 values of any weight) or 2..8, then
+    w must already be fake-quantized to `bits` bits (symmetric per output channel, e.g. by your
+    ``fake_quantize``): pack infers each channel's scale max|w| / (2**(bits-1) - 1), recovers
+    the integers and raises ValueError if w is not on that grid; sparse: store only nonzeros
     (CSR over the (C_out, K) matrix, K = numel / C_out).
-    Returns: a ``PackedTensor``; ``unpack`` gives the float weight back.
+    Returns: a ``PackedTensor``; ``unpack`` gives the weight back exactly (as float32).
     """
     w = w.detach().cpu().float()
     shape = tuple(w.shape)
@@ -294,8 +257,8 @@ def pack(w: torch.Tensor, bits: int = 32, sparse: bool = False) -> PackedTensor:
     if bits == 32:
         vals, scales = mat, np.zeros(0, dtype=np.float32)
     else:
-        q, s = quantize_int(mat, bits)
-        vals, scales = q, s.numpy()
+        vals, s = _grid(mat, bits)
+        scales = s.numpy()
     offset = 0 if bits == 32 else 2 ** (bits - 1) - 1
 
     def encode(x: torch.Tensor) -> np.ndarray:
@@ -340,13 +303,16 @@ def unpack(p: PackedTensor) -> torch.Tensor:
 def storage_bytes(model: nn.Module, bits: int = 32, sparse: bool = False) -> dict:
     """The true size of a model stored with ``pack``: conv/linear weights packed, rest float32.
 
-    Inputs: model (pruned and fake-quantized or not: its current weights are packed; packing
-    at the bits it was fake-quantized to reproduces its weights exactly); bits: 2..8 or 32;
-    sparse: CSR-style storage of the nonzeros.
+    Inputs: model (pruned and fake-quantized or not); bits: 2..8 or 32; sparse: CSR-style
+    storage of the nonzeros. The bytes depend only on the shapes, the bits and (sparse) which
+    weights are nonzero: a model fake-quantized to `bits` gets the size of its packed weights
+    exactly; a float model gets the size of its current nonzero weights stored in `bits` bits.
     Returns: {"weights": bytes of packed weights, "other": bytes of biases and buffers
     (float32, e.g. batch-norm statistics), "total": their sum, "nnz": nonzero weights}.
     """
-    packed = {name: pack(effective_weight(m), bits, sparse) for name, m in prunable(model)}
+    # sign(w) is on every grid and has w's nonzeros: its packed size is that of w quantized
+    packed = {name: pack(torch.sign(effective_weight(m).detach()), bits, sparse)
+              for name, m in prunable(model)}
     weight_ids = set()
     for _, m in prunable(model):
         for t in (getattr(m, "weight_orig", None), getattr(m, "weight", None),

@@ -10,9 +10,42 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from .losses import soft_targets
-
 # ---------------------------------------------------------------- shared
+
+
+def _real(T) -> bool:
+    """True for a real number of any numeric type: int, float, numpy scalar, 0-dim real tensor."""
+    import numbers
+    if torch.is_tensor(T):
+        return T.dim() == 0 and T.dtype != torch.bool and not T.is_complex()
+    return isinstance(T, numbers.Real) and not isinstance(T, bool)
+
+
+def _temperature(T) -> float:
+    """The temperature as a float; TypeError or ValueError saying what is wrong with it."""
+    if not _real(T):
+        what = (f"a tensor of shape {tuple(T.shape)} and dtype {T.dtype}" if torch.is_tensor(T)
+                else f"{type(T).__name__} {T!r}")
+        raise TypeError(f"temperature T must be a real number (int, float, numpy scalar or 0-dim "
+                        f"tensor), got {what}; pass one number, e.g. T=4.0")
+    value = float(T)
+    if not (value > 0 and np.isfinite(value)):
+        raise ValueError(f"temperature T must be a finite number > 0, got {value!r}")
+    return value
+
+
+def _soft(logits, T) -> np.ndarray:
+    """The figures' softmax of logits / T along the last dimension, in float64 numpy (so that
+    probabilities like 1e-30 stay visible): (..., C) -> (..., C)."""
+    z = _np(logits).astype(np.float64) / _temperature(T)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _entropy(p) -> np.ndarray:
+    """The figures' entropy in nats along the last dimension, 0 log 0 = 0: (..., C) -> (...)."""
+    p = _np(p).astype(np.float64)
+    return 0.0 - np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(axis=-1)
 
 
 def learning_curves(histories: dict, key: str = "val_errors", ax=None, title: str = ""):
@@ -333,12 +366,12 @@ def draw_soft_targets(ax_img, ax_bar, image, logits, label: int, Ts=(1.0, 4.0),
     ax_img.imshow(_pixels(image), cmap="gray_r", vmin=0, vmax=1)
     ax_img.axis("off")
     ax_img.set_title(caption or f"label {label}", fontsize=9)
-    z = torch.as_tensor(_np(logits))  # float64: tiny probabilities such as 1e-12 stay visible
+    z = _np(logits)
     C = len(z)
     width = 0.8 / len(Ts)
     lows = []
     for k, T in enumerate(Ts):
-        p = soft_targets(z, T).numpy()
+        p = _soft(z, T)  # float64: tiny probabilities such as 1e-12 stay visible
         lows.append(p.min())
         ax_bar.bar(np.arange(C) - 0.4 + width * (k + 0.5), p, width=width, label=f"T = {T:g}",
                    color=plt.get_cmap("tab10")(k))

@@ -1,17 +1,13 @@
-"""The course's one training loop, plus evaluation, batched prediction, seeding and budget.
+"""The course's one training loop, plus evaluation, batched prediction and the KD loss.
 
 ``fit(model, data, loss_fn, epochs)`` trains any model with any loss passed in. When a
 teacher is given (live model, or its logits cached once), the loss is called as
 ``loss_fn(student_out, teacher_out, labels)``, the argument order of the labs' ``kd_loss``;
-otherwise as ``loss_fn(out, labels)``.
-
-``budget(full=..., quick=...)`` is the single place the quick-budget switch is read:
-with ``KDLAB_QUICK=1`` in the environment it returns `quick`, otherwise `full`.
+otherwise as ``loss_fn(out, labels)``. The run's policy (budget, seeding, threads, device)
+lives in ``kdlab.runtime``; its functions are also reachable here (``kd.train.seed(0)``).
 """
 from __future__ import annotations
 
-import os
-import random
 import time
 
 import numpy as np
@@ -19,95 +15,8 @@ import torch
 from torch import nn
 
 from .data import Batches
-from .runtime import refuse_in_check
-
-
-def quick() -> bool:
-    """True when the quick budget is on (environment variable KDLAB_QUICK=1)."""
-    return os.environ.get("KDLAB_QUICK", "0").strip().lower() not in ("", "0", "false", "no")
-
-
-_quick_on = quick  # budget's parameter `quick` (the keyword of its call sites) hides quick()
-
-
-def budget(full, quick):
-    """`quick` under KDLAB_QUICK=1 (tests, CI), otherwise `full` (students' default).
-
-    Call it with keywords: ``kd.budget(full=5, quick=1)``.
-    """
-    return quick if _quick_on() else full
-
-
-QUICK_BANNER = ("QUICK BUDGET (KDLAB_QUICK=1): a tiny run for the tests; the numbers below mean "
-                "nothing. Unset KDLAB_QUICK for the real experiment.")
-
-
-def quick_banner() -> None:
-    """Print a one-line warning before results when the quick budget is on; else nothing."""
-    if quick():
-        print(QUICK_BANNER)
-
-
-def seed(n: int = 0) -> None:
-    """Seed python, numpy and torch so a run is repeatable on the CPU."""
-    random.seed(n)
-    np.random.seed(n)
-    torch.manual_seed(n)
-
-
-_THREADS = None
-
-
-def _cgroup_cpus() -> float | None:
-    """The container's CPU quota in cores (cgroup v2 cpu.max or v1 cfs files), or None."""
-    try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:
-        quota = int(open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read())
-        period = int(open("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read())
-        return None if quota <= 0 else quota / period
-    except (OSError, ValueError):
-        return None
-
-
-def threads() -> int:
-    """The number of CPU threads torch uses, chosen once per process and returned.
-
-    $KDLAB_THREADS if set; else the container's CPU quota (cgroup), rounded down, at least 1,
-    if there is one (torch ignores it and would start one thread per host core); else
-    torch's own default. On a shared or loaded machine, KDLAB_THREADS=1 is often faster.
-    """
-    global _THREADS
-    if _THREADS is None:
-        env = os.environ.get("KDLAB_THREADS", "").strip()
-        if env:
-            try:
-                n = int(env)
-            except ValueError:
-                raise ValueError(f"KDLAB_THREADS must be a whole number >= 1, got {env!r}") from None
-            if n < 1:
-                raise ValueError(f"KDLAB_THREADS must be a whole number >= 1, got {env!r}")
-        else:
-            quota = _cgroup_cpus()
-            n = max(1, int(quota)) if quota else torch.get_num_threads()
-        if n != torch.get_num_threads():
-            torch.set_num_threads(n)
-        _THREADS = n
-    return _THREADS
-
-
-def device() -> torch.device:
-    """The best available device: $KDLAB_DEVICE if set, else cuda, then mps, then cpu."""
-    if os.environ.get("KDLAB_DEVICE"):
-        return torch.device(os.environ["KDLAB_DEVICE"])
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+from .runtime import (QUICK_BANNER, budget, device, quick, quick_banner, refuse_in_check,  # noqa: F401
+                      seed, threads)
 
 
 def _progress(iterable, enabled: bool, **kw):

@@ -36,6 +36,36 @@ def _check_logits(vals: list[float]) -> list[float]:
     return vals
 
 
+def _explorer(children, shown, css: str, **parts):
+    """The explorer box: a VBox of `children` that also carries `shown`'s PNG when displayed
+    (for viewers without a kernel), with CSS class `css` and `parts` as attributes."""
+    import base64
+
+    import ipywidgets as W
+
+    class Explorer(W.VBox):
+        def _repr_mimebundle_(self, **kwargs):
+            """The live widget, plus its current picture for viewers without a kernel."""
+            data = super()._repr_mimebundle_(**kwargs)
+            data["image/png"] = base64.b64encode(bytes(shown.value)).decode("ascii")
+            return data
+
+    box = Explorer(children)
+    box.add_class(css)
+    for name, widget in parts.items():
+        setattr(box, name, widget)
+    return box
+
+
+def _png(fig) -> bytes:
+    """The figure as PNG bytes (the explorers swap them in place: no flicker)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
 def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     """Slide the temperature T (0.1 to 100, log scale) and watch softmax(logits / T) flatten.
 
@@ -53,7 +83,6 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     Displayed, it also carries its first picture as a static PNG, which notebook viewers
     without a kernel (or without the widget state) show instead of the sliders.
     """
-    import io
     import math
 
     import ipywidgets as W
@@ -62,14 +91,13 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     from matplotlib.figure import Figure
 
     from . import plot
-    from .losses import entropy, is_real_number, soft_targets
 
     arr = plot._np(EXAMPLE_LOGITS if logits is None else logits)
     if arr.ndim != 1:
         raise ValueError(f"logits must be one example of shape (C,), got shape {arr.shape}; "
                          "pick a row, e.g. logits[0]")
     z = _check_logits(arr.tolist())  # the same rules as the text box
-    if not (is_real_number(T) and 0.1 <= T <= 100):
+    if not (plot._real(T) and 0.1 <= T <= 100):
         raise ValueError(f"T must be a number in [0.1, 100], got {T!r}")
     names = plot._class_names(len(z), class_names) if class_names is not None else None
 
@@ -94,7 +122,7 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     state = {"z": np.array(z), "bars": None, "names": names}
 
     def probs(t: float) -> np.ndarray:
-        return soft_targets(torch.as_tensor(state["z"], dtype=torch.float64), t).numpy()
+        return plot._soft(state["z"], t)
 
     def redraw(*_):
         t = float(slider.value)
@@ -112,10 +140,8 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
             bar.set_color("#d62728" if i == int(p.argmax()) else "#6baed6")
             bar.set_edgecolor("k")
         ax.set_title(f"softmax(logits / T) at T = {t:.3g}", fontsize=10)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        picture.value = buf.getvalue()  # swapping the bytes redraws in place, without flicker
-        h = float(entropy(torch.as_tensor(p)))
+        picture.value = _png(fig)
+        h = float(plot._entropy(p))
         hmax = math.log(len(p))
         ent.value = (f'entropy <span class="kd-value" data-value="{h:.6f}">{h:.3f}</span> nats '
                      f"(max log {len(p)} = {hmax:.3f})")
@@ -136,20 +162,9 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     slider.observe(redraw, "value")
     box.observe(on_logits, "value")
     redraw()
-    class Explorer(W.VBox):
-        def _repr_mimebundle_(self, **kwargs):
-            """The live widget, plus its current picture for viewers without a kernel."""
-            import base64
-
-            data = super()._repr_mimebundle_(**kwargs)
-            data["image/png"] = base64.b64encode(bytes(picture.value)).decode("ascii")
-            return data
-
-    out = Explorer([W.HBox([slider, ent]), W.HBox([box, pmax]), err, picture])
-    out.add_class("kd-temperature-explorer")
-    out.T, out.logits, out.entropy, out.max_prob, out.error, out.picture = (
-        slider, box, ent, pmax, err, picture)
-    return out
+    return _explorer([W.HBox([slider, ent]), W.HBox([box, pmax]), err, picture], picture,
+                     "kd-temperature-explorer", T=slider, logits=box, entropy=ent,
+                     max_prob=pmax, error=err, picture=picture)
 
 
 # ---------------------------------------------------------------- Lab 02: dark knowledge
@@ -170,7 +185,6 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     Displayed, it also carries its first picture as a static PNG, which notebook viewers
     without a kernel (or without the widget state) show instead of the controls.
     """
-    import io
 
     import ipywidgets as W
     import numpy as np
@@ -178,7 +192,6 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     from matplotlib.figure import Figure
 
     from . import plot
-    from .losses import is_real_number, soft_targets
 
     if not (torch.is_tensor(logits) and logits.dim() == 2):
         raise ValueError(f"logits must be a (N, C) tensor, got "
@@ -187,11 +200,11 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     if len(images) != N or len(labels) != N:
         raise ValueError(f"images ({len(images)}), logits ({N}) and labels ({len(labels)}) must "
                          "hold the same digits: pass x_test, teacher_logits, y_test")
-    if not (is_real_number(T) and 0.5 <= T <= 20):
+    if not (plot._real(T) and 0.5 <= T <= 20):
         raise ValueError(f"T must be a number in [0.5, 20], got {T!r}")
     logits = logits.detach().cpu().double()
     labels = torch.as_tensor(labels).cpu()
-    p1 = soft_targets(logits, 1.0)
+    p1 = torch.from_numpy(plot._soft(logits, 1.0))
     wrong_mass = 1 - p1[torch.arange(N), labels]
     if ambiguous is None:
         ambiguous = wrong_mass.argsort(descending=True)[:n_ambiguous]
@@ -226,14 +239,12 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     def redraw(*_):
         i, t = int(idx_box.value), float(t_slider.value)
         y, pred = int(labels[i]), int(logits[i].argmax())
-        pt = soft_targets(logits[i], t)
+        pt = plot._soft(logits[i], t)
         Ts = (1.0,) if abs(t - 1) < 1e-9 else (1.0, round(t, 2))
         plot.draw_soft_targets(ax_img, ax_bar, images[i], logits[i].numpy(), y, Ts,
                                caption=f"#{i}: label {y}")
         ax_bar.set_xlabel("class (true class in red)")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        picture.value = buf.getvalue()  # swapping the bytes redraws in place, without flicker
+        picture.value = _png(fig)
         verdict = "right" if pred == y else "wrong"
         rank = state["rank"]
         where = f" · ambiguous {rank + 1} of {len(ambiguous)}" if rank >= 0 else ""
@@ -259,16 +270,6 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     nxt.on_click(on_next)
     redraw()
 
-    class Explorer(W.VBox):
-        def _repr_mimebundle_(self, **kwargs):
-            """The live widget, plus its current picture for viewers without a kernel."""
-            import base64
-
-            data = super()._repr_mimebundle_(**kwargs)
-            data["image/png"] = base64.b64encode(bytes(picture.value)).decode("ascii")
-            return data
-
-    box = Explorer([W.HBox([idx_box, nxt, t_slider]), info, picture])
-    box.add_class("kd-soft-target-explorer")
-    box.index, box.next_button, box.T, box.info, box.picture = idx_box, nxt, t_slider, info, picture
-    return box
+    return _explorer([W.HBox([idx_box, nxt, t_slider]), info, picture], picture,
+                     "kd-soft-target-explorer", index=idx_box, next_button=nxt, T=t_slider,
+                     info=info, picture=picture)

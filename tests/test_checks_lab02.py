@@ -121,7 +121,12 @@ def sim_row_max_normalised(probs, labels):  # some other wrong normalisation
     return s / s.max(1, keepdim=True).values
 
 
-@pytest.mark.parametrize("fn, message", [
+def sim_assumes_equal_counts(probs, labels):  # divides every row by N / C
+    onehot = F.one_hot(labels, probs.shape[1]).float()
+    return (onehot.T @ probs) / (len(labels) / probs.shape[1])
+
+
+SIM_WRONG = [
     (sim_stub, "not implemented yet"),
     (sim_sum, "rows are not normalised"),
     (sim_transposed, "transposed"),
@@ -136,7 +141,11 @@ def sim_row_max_normalised(probs, labels):  # some other wrong normalisation
     (sim_in_place, "in place"),
     (sim_numpy, "should be a torch.Tensor"),
     (sim_row_max_normalised, "expected 1 for every row"),
-])
+    (sim_assumes_equal_counts, "expected 1 for every row"),
+]
+
+
+@pytest.mark.parametrize("fn, message", SIM_WRONG)
 def test_class_similarity_rejects_mistakes(fn, message):
     with pytest.raises(AssertionError, match="check_class_similarity") as e:
         check_class_similarity(fn)
@@ -225,7 +234,11 @@ def dk_max_wrong(probs, labels):  # largest wrong probability, not the total mas
     return probs.masked_fill(F.one_hot(labels, probs.shape[1]).bool(), 0).max(1).values
 
 
-@pytest.mark.parametrize("fn, message", [
+def dk_softmax_again(probs, labels):  # probs are already probabilities
+    return 1 - F.softmax(probs, dim=1)[torch.arange(len(labels)), labels]
+
+
+DK_WRONG = [
     (dk_stub, "not implemented yet"),
     (dk_includes_true, "including the true one"),
     (dk_argmax, "instead of the TRUE class"),
@@ -237,7 +250,11 @@ def dk_max_wrong(probs, labels):  # largest wrong probability, not the total mas
     (dk_true_mass, "probability of the true class"),
     (dk_in_place, "changed probs in place"),
     (dk_max_wrong, "is wrong: max abs difference"),
-])
+    (dk_softmax_again, "is wrong: max abs difference"),
+]
+
+
+@pytest.mark.parametrize("fn, message", DK_WRONG)
 def test_dark_knowledge_rejects_mistakes(fn, message):
     with pytest.raises(AssertionError, match="check_dark_knowledge") as e:
         check_dark_knowledge(fn)
@@ -307,7 +324,7 @@ def test_explorer_rejects_bad_input(fake_teacher):
 
 from kdlab.checks import CHECKS  # noqa: E402
 from kdlab.checks import lab02 as _lab02  # noqa: E402
-from kdlab.checks._registry import judge, probe_data  # noqa: E402
+from kdlab.checks._registry import answer_key, judge, probe_data  # noqa: E402
 
 SEEDS = [0, 1, 7, 12345]
 
@@ -391,14 +408,35 @@ def test_functions_that_change_their_inputs_are_rejected(name, fn, message):
         _grade(name, fn, 5)
 
 
-@pytest.mark.parametrize("name, fn", [
-    ("class_similarity", _lab02._reference_similarity),
-    ("class_similarity", lambda p, y: _lab02._reference_similarity(p, y)),
-    ("dark_knowledge", lambda p, y: 1 - _lab02._reference_similarity(p, y)[y, y]),
-])
-def test_course_code_is_rejected(name, fn):
-    with pytest.raises(AssertionError, match="uses the course's reference implementation"):
-        {"class_similarity": check_class_similarity, "dark_knowledge": check_dark_knowledge}[name](fn)
+@pytest.mark.filterwarnings("ignore")  # public functions called as answers misuse their inputs
+def test_public_modules_hold_no_reference():
+    """The references live only in the instructor-only kdlab.grading.keys: the old reference is
+    gone from the public check module, and no function of the public tensor modules (the check
+    modules, losses, compress, models, views), nor a course helper wrapped as the answer,
+    passes a Lab 02 check."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import kdlab
+    from kdlab import plot
+
+    for old in ("_reference_similarity", "_complete", "_call_probe"):
+        assert not hasattr(_lab02, old), old
+    names = [m.name for m in pkgutil.walk_packages(kdlab.__path__, "kdlab.")
+             if m.name.startswith("kdlab.checks")] + ["kdlab.compress", "kdlab.models", "kdlab.views"]
+    public = []
+    for name in names:
+        mod = importlib.import_module(name)
+        public += [f for f in vars(mod).values() if inspect.isfunction(f) and f.__module__ == name]
+    assert sum(f.__module__ == _lab02.__name__ for f in public) >= 6
+    wrapped = [lambda p, y: torch.from_numpy(plot._soft(p, 1.0)),
+               lambda p, y: 1 - torch.from_numpy(plot._soft(p, 1.0))[torch.arange(len(y)), y]]
+    for check in (CHECKS["class_similarity"], CHECKS["dark_knowledge"]):
+        inp, key = check.inputs(None), answer_key(check)  # what judge() uses, made once
+        for fn in public + wrapped:
+            with pytest.raises(AssertionError, match=check.title):
+                check.verdict(probe_data(check, fn, inputs=inp), inp, key)
 
 
 @pytest.mark.parametrize("n_classes", [3, 7])
@@ -422,5 +460,34 @@ def test_incomplete_probe_data_fails(name, fn):
     data = probe_data(CHECKS[name], fn, 3)
     assert judge(CHECKS[name], data, 3)
     data["cases"] = []
-    with pytest.raises(AssertionError, match="incomplete data"):
+    with pytest.raises(AssertionError, match="data is incomplete"):
         judge(CHECKS[name], data, 3)
+
+
+# ------------------------------------------------------------------ PASSED in the notebook predicts the grade
+
+SIM_RIGHT = [sim_loop, sim_onehot_matmul, sim_index_add, sim_scatter_add_float64,
+             sim_sorted_loop_python]
+DK_RIGHT = [dk_one_minus_true, dk_gather, dk_masked_sum, dk_where, dk_loop]
+FRESH = [2, 31, 404]  # seeds the other tests do not use
+
+
+@pytest.mark.parametrize("name, fn, message",
+                         [("class_similarity", fn, m) for fn, m in SIM_WRONG]
+                         + [("dark_knowledge", fn, m) for fn, m in DK_WRONG]
+                         + [("class_similarity", sim_sets_requires_grad, "changed the probs"),
+                            ("dark_knowledge", dk_sorts_labels_in_place, "changed the labels")])
+def test_rejected_in_the_notebook_means_rejected_in_grading(name, fn, message):
+    """Every mutant the notebook rejects is rejected on fresh seeds too, for the same mistake."""
+    for seed in [None] + FRESH:
+        with pytest.raises(AssertionError, match=f"check_{name}") as e:
+            _grade(name, fn, seed)
+        assert message in str(e.value), (seed, str(e.value))
+
+
+@pytest.mark.parametrize("name, fn", [("class_similarity", fn) for fn in SIM_RIGHT]
+                         + [("dark_knowledge", fn) for fn in DK_RIGHT])
+def test_passed_in_the_notebook_means_passed_in_grading(name, fn):
+    """Every right answer the notebook accepts passes on fresh seeds too."""
+    for seed in [None] + FRESH:
+        assert _grade(name, fn, seed), seed

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 import kdlab as kd
 from kdlab.checks import lab03
-from kdlab.losses import kd_loss as reference_kd_loss
+from kdlab.grading import keys
+from kdlab.grading.keys.lab03 import kd_loss as reference_kd_loss
 
 
 def _check_T(T):
@@ -219,29 +220,29 @@ def test_rejects_mistake_with_its_message(fn, message):
 
 @pytest.mark.parametrize("seed", [None, 0, 1, 7])
 def test_mistakes_are_distinguishable(seed):
-    """At the diagnostic settings every known mistake has its own gradient, unlike the right one."""
-    inp = lab03.inputs(seed)
-    s, t, y = inp["s"], inp["t"], inp["y"]
-    grads = {}
-    for name, (loss_fn, _, _) in [("right", (lab03.reference, "", ""))] + list(lab03.MISTAKES.items()):
-        grads[name] = torch.cat([lab03._grad_of(loss_fn, s, t, y, T, a).flatten()
-                                 for T, a in lab03.DIAGNOSTIC])
+    """At the diagnostic settings every known mistake has its own gradient, unlike the right
+    one, and every mistake of the check's table has its gradients in the answer key."""
+    key = keys.make("kd_loss", lab03.kd_loss_inputs(seed))
+    grads = {"right": key["diagnostic"], **{name: g for name, g, _ in key["mistakes"]}}
+    assert sorted(grads) == sorted(["right"] + [m.name for m in lab03.KD_LOSS_MISTAKES])
     names = list(grads)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             assert not torch.allclose(grads[a], grads[b], rtol=1e-3, atol=1e-6), (a, b)
 
 
-def test_reference_matches_shipped_kd_loss():
-    inp = lab03.inputs(1)
+def test_reference_matches_another_formulation():
+    """The answer key's kd_loss (the reference) equals an independently written right loss."""
+    inp = lab03.kd_loss_inputs(1)
     s, t, y = inp["s"], inp["t"], inp["y"]
-    for T, a in lab03.DIAGNOSTIC + lab03.EXTRA:
-        assert torch.allclose(lab03.reference(s, t, y, T, a), reference_kd_loss(s, t, y, T, a),
+    for T, a in inp["settings"]:
+        assert torch.allclose(reference_kd_loss(s, t, y, T, a), right_log_target(s, t, y, T, a),
                               atol=1e-6)
 
 
 # ------------------------------------------------------------------ kd_loss as probe + verdict
 
+from kdlab.checks import CHECKS  # noqa: E402
 from kdlab.checks._registry import judge, probe_data  # noqa: E402
 
 KD = lab03.check_kd_loss.check
@@ -262,35 +263,70 @@ def test_kd_loss_wrong_answers_fail_on_fresh_inputs(fn, message, seed):
     assert message in str(err.value), str(err.value)
 
 
+def changes_labels(s, t, y, T, alpha):
+    out = right_kl_div(s, t, y, T, alpha)
+    y.zero_()
+    return out
+
+
 def test_kd_loss_rejects_changing_its_inputs():
-    def changes_labels(s, t, y, T, alpha):
-        out = right_kl_div(s, t, y, T, alpha)
-        y.zero_()
-        return out
     with pytest.raises(AssertionError, match="changed the labels passed to it"):
         kd.checks.check_kd_loss(changes_labels)
 
 
-@pytest.mark.parametrize("fn", [reference_kd_loss,
-                                lambda s, t, y, T, a: reference_kd_loss(s, t, y, T, a)])
-def test_kd_loss_rejects_the_course_reference(fn):
-    with pytest.raises(AssertionError, match="uses the course's reference implementation"):
-        kd.checks.check_kd_loss(fn)
+@pytest.mark.parametrize("seed", [None, 0, 1])
+def test_the_reference_passes_its_check(seed):
+    """The answer key's reference implementations are right answers (they live only there)."""
+    KD = CHECKS["kd_loss"]
+    assert "gradients match" in judge(KD, probe_data(KD, reference_kd_loss, seed), seed)
+    step = _step(loss_fn=reference_kd_loss)
+    assert "two steps equal" in judge(STEP, probe_data(STEP, step, seed), seed)
 
 
-@pytest.mark.parametrize("params", [dict(N=64, C=10), dict(N=3, C=3), dict(C=100)])
+OLD_REFERENCE_NAMES = ["reference", "MISTAKES", "teacher_entropy_term", "_grad_of", "_kl",
+                       "_kl_div", "_logp", "_mix", "_mse_probs", "_reference_run", "_teacher_out",
+                       "_diagnose", "kd_loss", "F"]
+
+
+def test_public_modules_hold_no_answer():
+    """No reference loss or step in the public package: the old names are gone from
+    kdlab.checks.lab03, it does no loss arithmetic (no torch.nn.functional), and the course's
+    public KD loss, kd.train.distillation, refuses to stand in for either exercise."""
+    import ast
+    import inspect
+    for name in OLD_REFERENCE_NAMES:
+        assert not hasattr(lab03, name), name
+    tree = ast.parse(inspect.getsource(lab03))  # the code's names, not its messages
+    used = {n.attr if isinstance(n, ast.Attribute) else n.id for n in ast.walk(tree)
+            if isinstance(n, (ast.Attribute, ast.Name))}
+    used |= {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+             for a in n.names} | {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    for word in ("functional", "F", "kl_div", "log_softmax", "softmax", "cross_entropy",
+                 "backward", "step", "zero_grad"):
+        assert word not in used, word
+    helper = kd.train.distillation(T=4.0, alpha=0.7)
+    with pytest.raises(AssertionError, match="calls a course helper"):
+        kd.checks.check_kd_loss(lambda s, t, y, T, a: kd.train.distillation(T, a)(s, t, y))
+    with pytest.raises(AssertionError, match="calls a course helper"):
+        kd.checks.check_distill_step(_step(loss_fn=lambda s, t, y, T, a: helper(s, t, y)))
+
+
+KD_PARAMS = [dict(N=64, C=10), dict(N=3, C=3), dict(C=100)]
+
+
+@pytest.mark.parametrize("params", KD_PARAMS)
 def test_kd_loss_params_override(params, capsys):
     kd.checks.check_kd_loss(right_kl_div, **params)
     assert capsys.readouterr().out.startswith("PASSED check_kd_loss")
-    inp = lab03.inputs(None, **params)
-    assert inp["s"].shape == (params.get("N", lab03.N), params.get("C", lab03.C))
+    inp = lab03.kd_loss_inputs(None, **params)
+    assert inp["s"].shape == (params.get("N", 6), params.get("C", 5))
     with pytest.raises(AssertionError, match="summed over the batch"):
         kd.checks.check_kd_loss(sum_over_batch, **params)
 
 
 def test_kd_loss_bad_params_are_named():
     with pytest.raises(ValueError, match="N >= 2 examples and C >= 3"):
-        lab03.inputs(None, N=1)
+        lab03.kd_loss_inputs(None, N=1)
 
 
 # ------------------------------------------------------------------ distill_step
@@ -328,11 +364,12 @@ def step_right_other_order(student, teacher, x, y, optimizer, T, alpha):
     return float(loss)
 
 
-def step_right_detach_restore(student, teacher, x, y, optimizer, T, alpha):
-    """Teacher logits detached instead of no_grad, the teacher's mode restored afterwards."""
+def step_right_restore(student, teacher, x, y, optimizer, T, alpha):
+    """The teacher's mode restored afterwards, zero_grad after the step, loss.detach().item()."""
     was = teacher.training
     teacher.eval()
-    t = teacher(x).detach()
+    with torch.no_grad():
+        t = teacher(x)
     teacher.train(was)
     student.train()
     loss = _kd(student(x), t, y, T, alpha)
@@ -396,6 +433,43 @@ def step_two_updates(student, teacher, x, y, optimizer, T, alpha):
     return loss
 
 
+def step_detached_teacher(student, teacher, x, y, optimizer, T, alpha):
+    """The teacher's logits detached after a forward pass with gradient tracking on."""
+    student.train()
+    teacher.eval()
+    t = teacher(x).detach()
+    loss = _kd(student(x), t, y, T, alpha)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_never_train(student, teacher, x, y, optimizer, T, alpha):
+    """Never calls student.train(): right only if the student happens to be in train mode."""
+    teacher.eval()
+    with torch.no_grad():
+        t = teacher(x)
+    loss = _kd(student(x), t, y, T, alpha)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def step_swapped_no_detach(student, teacher, x, y, optimizer, T, alpha):
+    """A kd_loss that detaches nothing: the swapped call trains the student through the target."""
+    student.train()
+    teacher.eval()
+    with torch.no_grad():
+        t = teacher(x)
+    loss = _kd_no_detach(t, student(x), y, T, alpha)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def step_returns_other_loss(student, teacher, x, y, optimizer, T, alpha):
     step_right(student, teacher, x, y, optimizer, T, alpha)
     return 0.5
@@ -408,6 +482,9 @@ STEP_MISTAKES = [
     (_step(do_step=False), "did not change the student's weights"),
     (_step(zero_between=True), "did not change the student's weights"),
     (_step(student_eval=True), "student was left in eval mode"),
+    (step_never_train, "your step did not call student.train()"),
+    (step_detached_teacher, "forward pass ran with gradient tracking on"),
+    (_step(no_grad=False), "forward pass ran with gradient tracking on"),
     (_step(swap=True), "the loss does not depend on the student's weights"),
     (_step(swap=True, no_grad=False, loss_fn=_kd_no_detach), "gradients reached the teacher"),
     (_step(ret="tensor"), "still holds the autograd graph"),
@@ -423,7 +500,7 @@ STEP_MISTAKES = [
 
 
 @pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
-@pytest.mark.parametrize("fn", [step_right, step_right_other_order, step_right_detach_restore])
+@pytest.mark.parametrize("fn", [step_right, step_right_other_order, step_right_restore])
 def test_distill_step_accepts_right_answers(fn, capsys):
     kd.checks.check_distill_step(fn)
     assert capsys.readouterr().out.startswith("PASSED check_distill_step")
@@ -442,7 +519,7 @@ STEP = lab03.check_distill_step.check
 
 @pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 @pytest.mark.parametrize("seed", [0, 1, 7, 12345])
-@pytest.mark.parametrize("fn", [step_right, step_right_other_order, step_right_detach_restore])
+@pytest.mark.parametrize("fn", [step_right, step_right_other_order, step_right_restore])
 def test_distill_step_right_answers_pass_on_fresh_inputs(fn, seed):
     assert "two steps equal the reference" in judge(STEP, probe_data(STEP, fn, seed), seed)
 
@@ -456,29 +533,27 @@ def test_distill_step_wrong_answers_fail_on_fresh_inputs(fn, message, seed):
 
 
 def test_distill_step_swapped_without_detach_is_named():
-    """A kd_loss that detaches nothing: the swapped call trains the student through the target."""
-    def swapped(student, teacher, x, y, optimizer, T, alpha):
-        student.train()
-        teacher.eval()
-        with torch.no_grad():
-            t = teacher(x)
-        loss = _kd_no_detach(t, student(x), y, T, alpha)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return loss.item()
     with pytest.raises(AssertionError, match="teacher and the student swapped"):
-        kd.checks.check_distill_step(swapped)
+        kd.checks.check_distill_step(step_swapped_no_detach)
 
 
-def test_distill_step_rejects_the_course_reference():
-    def with_reference_loss(student, teacher, x, y, optimizer, T, alpha):
-        return _step(loss_fn=reference_kd_loss)(student, teacher, x, y, optimizer, T, alpha)
-    with pytest.raises(AssertionError, match="uses the course's reference implementation"):
-        kd.checks.check_distill_step(with_reference_loss)
+def test_distill_step_gaps_of_the_old_check_are_closed():
+    """Two steps the check used to accept: the teacher run with gradient tracking on (its
+    logits detached afterwards), and no student.train() (the probe used to hand the student
+    over in train mode). Both are now rejected, each naming its fix."""
+    with pytest.raises(AssertionError) as err:
+        kd.checks.check_distill_step(step_detached_teacher)
+    assert "kept every activation of the teacher in memory" in str(err.value)
+    assert "under torch.no_grad()" in str(err.value)
+    with pytest.raises(AssertionError) as err:
+        kd.checks.check_distill_step(step_never_train)
+    assert "Hint: call student.train()" in str(err.value)
 
 
-@pytest.mark.parametrize("params", [dict(N=64, C=10), dict(T=1.0, alpha=0.0), dict(N=4, T=20.0)])
+STEP_PARAMS = [dict(N=64, C=10), dict(T=1.0, alpha=0.0), dict(N=4, T=20.0)]
+
+
+@pytest.mark.parametrize("params", STEP_PARAMS)
 def test_distill_step_params_override(params, capsys):
     kd.checks.check_distill_step(step_right, **params)
     assert capsys.readouterr().out.startswith("PASSED check_distill_step")
@@ -488,4 +563,36 @@ def test_distill_step_params_override(params, capsys):
 
 def test_distill_step_bad_params_are_named():
     with pytest.raises(ValueError, match="N >= 4, C >= 3, T > 0"):
-        lab03.step_inputs(None, T=0.0)
+        lab03.distill_step_inputs(None, T=0.0)
+
+
+# ------------------------------------------------------------------ PASSED in the notebook predicts the grade
+
+KD_RIGHT = [right_kl_div, right_soft_ce, right_ce_prob_targets, right_log_target]
+STEP_RIGHT = [step_right, step_right_other_order, step_right_restore]
+# (check, mutant, message, params): every mutant this file shows the notebook rejecting
+GRADED_MUTANTS = (
+    [("kd_loss", fn, m, {}) for fn, m in MISTAKES]
+    + [("kd_loss", changes_labels, "changed the labels passed to it", {})]
+    + [("kd_loss", sum_over_batch, "summed over the batch", p) for p in KD_PARAMS]
+    + [("distill_step", fn, m, {}) for fn, m in STEP_MISTAKES]
+    + [("distill_step", step_swapped_no_detach, "teacher and the student swapped", {})]
+    + [("distill_step", _step(zero_grad=False), "zero_grad", p) for p in STEP_PARAMS])
+GRADE_SEEDS = [11, 2024]
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides")
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
+@pytest.mark.parametrize("seed", GRADE_SEEDS)
+def test_notebook_verdict_predicts_the_grade(seed):
+    """Every mutant the notebook rejects is rejected on fresh seeds through the grader's path
+    (probe data as JSON, the key computed for the seed), with the same message; every right
+    answer passes there."""
+    for name, fn, message, params in GRADED_MUTANTS:  # each rejected in the notebook above
+        check = CHECKS[name]
+        with pytest.raises(AssertionError) as err:
+            judge(check, probe_data(check, fn, seed, params), seed, params)
+        assert message in str(err.value), (fn, seed, params, str(err.value))
+    for name, fns in (("kd_loss", KD_RIGHT), ("distill_step", STEP_RIGHT)):
+        for fn in fns:
+            assert judge(CHECKS[name], probe_data(CHECKS[name], fn, seed), seed)

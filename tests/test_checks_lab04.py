@@ -1,5 +1,9 @@
 """Mutation tests of Lab 04's checks: the hint regressor and the hint loss reject common
 mistakes with their own message and accept right answers."""
+import importlib
+import json
+import pkgutil
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,7 +11,11 @@ from torch import nn
 
 import kdlab as kd
 import kdlab.checks  # noqa: F401  (kd.checks)
-from kdlab.losses import hint_loss as reference_hint_loss
+from kdlab.checks import _probe
+from kdlab.checks._common import Mistake
+from kdlab.checks._registry import KEYS_DIR
+from kdlab.grading import keys
+from kdlab.grading.keys.lab04 import hint_loss as reference_hint_loss
 
 # ------------------------------------------------------------------ HintRegressor: right answers
 
@@ -23,16 +31,6 @@ class ConvThenPool(nn.Module):
         return x if self.hint_size is None else F.adaptive_avg_pool2d(x, self.hint_size)
 
 
-class PoolThen1x1(nn.Module):
-    def __init__(self, student_channels, teacher_channels, hint_size=None):
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(hint_size) if hint_size is not None else nn.Identity()
-        self.proj = nn.Conv2d(student_channels, teacher_channels, 1)
-
-    def forward(self, x):
-        return F.relu(self.proj(self.pool(x)))
-
-
 class TwoLayersInterpolate(nn.Module):
     def __init__(self, student_channels, teacher_channels, hint_size=None):
         super().__init__()
@@ -46,7 +44,7 @@ class TwoLayersInterpolate(nn.Module):
         return self.net(x)
 
 
-@pytest.mark.parametrize("cls", [ConvThenPool, PoolThen1x1, TwoLayersInterpolate])
+@pytest.mark.parametrize("cls", [ConvThenPool, TwoLayersInterpolate])
 def test_regressor_accepts_right_answers(cls, capsys):
     kd.checks.check_hint_regressor(cls)
     assert capsys.readouterr().out.startswith("PASSED check_hint_regressor")
@@ -148,7 +146,7 @@ class Stub(nn.Module):
         raise NotImplementedError
 
 
-@pytest.mark.parametrize("cls, message", [
+REGRESSOR_MISTAKES = [
     (NoSpatialHandling, r"maps a student map of shape \(2, 16, 14, 14\) to \(2, 48, 14, 14\), "
                         r"expected \(2, 48, 7, 7\)"),
     (AlwaysStride2, r"hint_size=\(14, 14\)\) maps a student map of shape \(2, 8, 14, 14\) to "
@@ -160,7 +158,10 @@ class Stub(nn.Module):
     (SharedGlobalLayer, "two HintRegressor instances share the parameters"),
     (NoHintSizeArgument, "(?s)raised TypeError.*keep the signature"),
     (Stub, "not implemented yet"),
-])
+]
+
+
+@pytest.mark.parametrize("cls, message", REGRESSOR_MISTAKES)
 def test_regressor_rejects_mistakes(cls, message):
     with pytest.raises(AssertionError, match=message):
         kd.checks.check_hint_regressor(cls)
@@ -193,8 +194,10 @@ def right_flattened(s, t, regressor):
     return (r - t.detach().flatten(1)).pow(2).sum(1).mean() / r.shape[1]
 
 
-@pytest.mark.parametrize("fn", [right_mse_loss, right_manual_mean, right_module_loss,
-                                right_flattened])
+LOSS_RIGHT = [right_mse_loss, right_manual_mean, right_module_loss, right_flattened]
+
+
+@pytest.mark.parametrize("fn", LOSS_RIGHT)
 def test_loss_accepts_right_answers(fn, capsys):
     kd.checks.check_hint_loss(fn)
     assert capsys.readouterr().out.startswith("PASSED check_hint_loss")
@@ -244,7 +247,7 @@ def stub(s, t, regressor):
     raise NotImplementedError
 
 
-@pytest.mark.parametrize("fn, message", [
+LOSS_MISTAKES = [
     (teacher_not_detached, "a gradient flows into the teacher's features: the teacher is not detached"),
     (unregressed, "the regressor is not applied"),
     (reversed_direction, "the regressor is applied to the teacher's features.*wrong direction"),
@@ -255,7 +258,10 @@ def stub(s, t, regressor):
     (per_element, r"returned shape \(3, 4, 5, 5\).*expected a scalar"),
     (student_detached, "no gradient reaches the student's features"),
     (stub, "not implemented yet"),
-])
+]
+
+
+@pytest.mark.parametrize("fn, message", LOSS_MISTAKES)
 def test_loss_rejects_mistakes(fn, message):
     with pytest.raises(AssertionError, match=message):
         kd.checks.check_hint_loss(fn)
@@ -384,7 +390,7 @@ def _grade(name, obj, seed=None, params=None):
 
 
 @pytest.mark.parametrize("seed", [1, 12345])
-@pytest.mark.parametrize("cls", [ConvThenPool, PoolThen1x1, TwoLayersInterpolate, StridedWhenItCan,
+@pytest.mark.parametrize("cls", [ConvThenPool, TwoLayersInterpolate, StridedWhenItCan,
                                  WithBatchNormAndDropout])
 def test_regressor_right_answers_pass_on_fresh_inputs(cls, seed):
     assert _grade("hint_regressor", cls, seed)
@@ -433,17 +439,6 @@ def test_regressor_params():
         _grade("hint_regressor", CropTopLeft, None, {"channels": [4, 5], "batch": 1})
     with pytest.raises(ValueError, match="batch must be >= 1"):
         CHECKS["hint_regressor"].inputs(None, batch=0)
-
-
-class CallsCourseCode(ConvThenPool):
-    def forward(self, x):
-        kd.losses.hint_loss(x, super().forward(x), lambda s: super(CallsCourseCode, self).forward(s))
-        return super().forward(x)
-
-
-def test_regressor_calling_course_code_is_rejected():
-    with pytest.raises(AssertionError, match="uses the course's reference implementation"):
-        kd.checks.check_hint_regressor(CallsCourseCode)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -495,21 +490,17 @@ def loss_value_outside_autograd(s, t, regressor):
     return fake - fake.detach() + value
 
 
-@pytest.mark.parametrize("fn, message", [
+LOSS_CHANGES_AND_FAKES = [
     (loss_backward_inside, r"changed the student features passed to it \(its .grad\)"),
     (loss_freezes_teacher_flag, r"changed the teacher features passed to it \(its requires_grad flag\)"),
     (loss_steps_the_regressor, "changed the regressor's parameters"),
     (loss_value_outside_autograd, "the gradient with respect to the student's features is not"),
-])
+]
+
+
+@pytest.mark.parametrize("fn, message", LOSS_CHANGES_AND_FAKES)
 def test_loss_rejects_changed_inputs_and_fake_gradients(fn, message):
     with pytest.raises(AssertionError, match=message):
-        kd.checks.check_hint_loss(fn)
-
-
-@pytest.mark.parametrize("fn", [reference_hint_loss, lambda s, t, r: reference_hint_loss(s, t, r),
-                                kd.checks.lab04.reference])
-def test_loss_rejects_the_course_reference(fn):
-    with pytest.raises(AssertionError, match="uses the course's reference implementation"):
         kd.checks.check_hint_loss(fn)
 
 
@@ -517,7 +508,7 @@ def test_loss_params():
     inp = CHECKS["hint_loss"].inputs(4, batch=5, channels=(3, 7))
     (_, sa, _, _), (_, sb, tb, down) = inp["cases"]
     assert sa.shape[0] == sb.shape[0] == 5 and sb.shape[1] == 3 and tb.shape[1] == 7
-    assert down(sb).shape == tb.shape
+    assert kd.checks.lab04.fixed_regressor(down)(sb).shape == tb.shape
     assert _grade("hint_loss", right_mse_loss, 4, {"batch": 5, "channels": (3, 7)})
     with pytest.raises(AssertionError, match="summed instead of averaged"):
         _grade("hint_loss", summed, None, {"batch": 1})
@@ -542,5 +533,199 @@ def test_incomplete_probe_data_fails(name, obj):
     data = probe_data(CHECKS[name], obj, 3)
     assert judge(CHECKS[name], data, 3)
     data["cases"] = data["cases"][:1]
-    with pytest.raises(AssertionError, match="incomplete data"):
+    with pytest.raises(AssertionError, match="incomplete"):
         judge(CHECKS[name], data, 3)
+
+
+# ------------------------------------------------------------------ HintRegressor: the neighbourhood (issue 24)
+
+
+class PoolThen1x1(nn.Module):
+    """Pooling, then a 1x1 conv: right shapes and layout, but each output position sees only
+    its own pooling region, not the 3x3 neighbourhood the lab's regressor sees."""
+
+    def __init__(self, student_channels, teacher_channels, hint_size=None):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(hint_size) if hint_size is not None else nn.Identity()
+        self.proj = nn.Conv2d(student_channels, teacher_channels, 1)
+
+    def forward(self, x):
+        return F.relu(self.proj(self.pool(x)))
+
+
+class Conv1x1ThenPool(ConvThenPool):
+    def __init__(self, student_channels, teacher_channels, hint_size=None):
+        super().__init__(student_channels, teacher_channels, hint_size)
+        self.conv = nn.Conv2d(student_channels, teacher_channels, kernel_size=1)
+
+
+class PerPositionLinear(nn.Module):
+    """A 1x1 conv written as a matrix product over the channels, after pooling (no Conv2d)."""
+
+    def __init__(self, student_channels, teacher_channels, hint_size=None):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(teacher_channels, student_channels) / student_channels ** 0.5)
+        self.hint_size = hint_size
+
+    def forward(self, x):
+        return torch.einsum("oc,nchw->nohw", self.w, F.adaptive_avg_pool2d(x, _size(self, x)))
+
+
+NEIGHBOURHOOD_MISTAKES = [
+    (PoolThen1x1, r"HintRegressor\(16, 48, hint_size=\(7, 7\)\) regresses each output position "
+                  r"from its own place only: the output at \(3, 3\) depends on rows 6-7, columns "
+                  r"6-7 of the student's 14x14 map .*\(its convolutions are 1x1: proj\)\. The lab asks "
+                  r"for a 3x3 convolution, so that each regressed position sees a neighbourhood"
+                  r"(?s:.*)Hint: apply nn.Conv2d\(student_channels, teacher_channels, kernel_size=3, "
+                  r"padding=1\)"),
+    (Conv1x1ThenPool, r"from its own place only.*\(its convolutions are 1x1: conv\).*lab asks for a 3x3 "
+                      r"convolution"),
+    (PerPositionLinear, r"from its own place only: the output at \(3, 3\) depends on rows 6-7, "
+                        r"columns 6-7 of the student's 14x14 map \(the place it stands for\) "
+                        r"and on nothing around them\. The lab asks for a 3x3 convolution"),
+]
+
+
+@pytest.mark.parametrize("cls, message", NEIGHBOURHOOD_MISTAKES)
+def test_regressor_rejects_no_neighbourhood(cls, message):
+    with pytest.raises(AssertionError, match=message) as e:
+        kd.checks.check_hint_regressor(cls)
+    assert "Hint:" in str(e.value)
+
+
+class SameSizeOnly1x1(ConvThenPool):
+    """3x3 where it resizes, but a 1x1 conv when the size is kept: wrong on the same-size pairs."""
+
+    def __init__(self, student_channels, teacher_channels, hint_size=None):
+        super().__init__(student_channels, teacher_channels, hint_size)
+        self.one = nn.Conv2d(student_channels, teacher_channels, 1)
+
+    def forward(self, x):
+        if self.hint_size is None or tuple(self.hint_size) == tuple(x.shape[-2:]):
+            return self.one(x)
+        return super().forward(x)
+
+
+def test_regressor_rejects_a_1x1_conv_on_the_same_size_pairs():
+    with pytest.raises(AssertionError, match=r"hint_size=\(14, 14\)\) regresses each output position "
+                                             r"from its own place only: the output at \(7, 7\) "
+                                             r"depends on row 7, column 7 "):
+        kd.checks.check_hint_regressor(SameSizeOnly1x1)
+
+
+class FunctionalConv(nn.Module):
+    """Right too: the 3x3 conv written with F.conv2d and parameters of its own."""
+
+    def __init__(self, student_channels, teacher_channels, hint_size=None):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(teacher_channels, student_channels, 3, 3) * 0.1)
+        self.b = nn.Parameter(torch.zeros(teacher_channels))
+        self.hint_size = hint_size
+
+    def forward(self, x):
+        return F.adaptive_avg_pool2d(F.conv2d(x, self.w, self.b, padding=1), _size(self, x))
+
+
+@pytest.mark.parametrize("cls", [StridedWhenItCan, WithBatchNormAndDropout, FunctionalConv])
+def test_regressor_accepts_other_right_answers(cls, capsys):
+    kd.checks.check_hint_regressor(cls)
+    assert "sees a neighbourhood of each position" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ no answer in the public package
+
+# kdlab.grading is the instructor's; kdlab.losses holds the losses of labs still on the old checks
+PUBLIC_MODULES = sorted(m.name for m in pkgutil.walk_packages(kdlab.__path__, "kdlab.")
+                        if not m.name.startswith(("kdlab.grading", "kdlab.losses")))
+
+
+def test_public_modules_hold_no_reference():
+    """The reference hint loss and its mistakes live in kdlab.grading.keys.lab04 only."""
+    lab04 = importlib.import_module("kdlab.checks.lab04")
+    for gone in ("reference", "MISTAKES", "_regressors", "_sq", "_regions", "_out_shape"):
+        assert not hasattr(lab04, gone), gone
+    assert all(isinstance(m, Mistake) for m in lab04.HINT_MISTAKES + lab04.REGRESSOR_MISTAKES)
+    for name in PUBLIC_MODULES:
+        mod = importlib.import_module(name)
+        for attr in ("hint_loss", "HintRegressor", "hint_key", "regressor_key"):
+            assert not callable(getattr(mod, attr, None)), f"{name}.{attr}"
+
+
+class WrapsFixedRegressor(nn.Module):
+    """The hint-loss check's regressor wrapped as the answer: a stride-2 conv, no pooling."""
+
+    def __init__(self, student_channels, teacher_channels, hint_size=None):
+        super().__init__()
+        self.conv = kd.checks.lab04.fixed_regressor(
+            {"weight": torch.randn(teacher_channels, student_channels, 3, 3) * 0.1,
+             "bias": torch.zeros(teacher_channels), "stride": 2})
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_public_helpers_wrapped_as_the_answer_fail():
+    with pytest.raises(AssertionError, match="maps a student map of shape"):
+        kd.checks.check_hint_regressor(WrapsFixedRegressor)
+    with pytest.raises(AssertionError):  # the probe's regressor is no loss
+        kd.checks.check_hint_loss(lambda s, t, r: kd.checks.lab04.fixed_regressor(
+            kd.checks.lab04.hint_inputs()["cases"][0][3])(s).mean())
+
+
+# ------------------------------------------------------------------ PASSED in the notebook predicts the grade
+
+GRADE_SEEDS = (3, 44, 2024)
+
+
+def _grade_as_grader(name, obj, seed):
+    """The grader's path: inputs drawn from `seed`, sent to the kernel as JSON, probed there,
+    the probe's JSON judged against the key of the same seed."""
+    check = CHECKS[name]
+    inputs = _probe.decode(json.loads(json.dumps(_probe.encode(check.inputs(seed)))))
+    return judge(check, probe_data(check, obj, inputs=inputs), seed)
+
+
+REGRESSOR_REJECTED = [cls for cls, _ in REGRESSOR_MISTAKES + LAYOUT_MISTAKES + NEIGHBOURHOOD_MISTAKES] + [
+    BatchOfTwoOnly, SameSizeOnly1x1, WrapsFixedRegressor]
+REGRESSOR_RIGHT = [ConvThenPool, TwoLayersInterpolate, StridedWhenItCan, WithBatchNormAndDropout,
+                   FunctionalConv]
+LOSS_REJECTED = [fn for fn, _ in LOSS_MISTAKES + LOSS_CHANGES_AND_FAKES]
+
+
+def _seeds(name, obj, objs) -> tuple:
+    """The fresh seeds a case is graded on: all of them for the (cheap) loss check; one each,
+    in turn, for the regressor check, whose probe runs the module on four layouts."""
+    return GRADE_SEEDS if name == "hint_loss" else (GRADE_SEEDS[objs.index(obj) % len(GRADE_SEEDS)],)
+
+
+@pytest.mark.parametrize("name, obj", [("hint_regressor", c) for c in REGRESSOR_REJECTED]
+                         + [("hint_loss", f) for f in LOSS_REJECTED])
+def test_rejected_in_the_notebook_is_rejected_by_the_grader(name, obj):
+    with pytest.raises(AssertionError):
+        getattr(kd.checks, CHECKS[name].title)(obj)
+    for seed in _seeds(name, obj, REGRESSOR_REJECTED):
+        with pytest.raises(AssertionError):
+            _grade_as_grader(name, obj, seed)
+
+
+@pytest.mark.parametrize("name, obj", [("hint_regressor", c) for c in REGRESSOR_RIGHT]
+                         + [("hint_loss", f) for f in LOSS_RIGHT])
+def test_passed_in_the_notebook_passes_the_grader(name, obj):
+    getattr(kd.checks, CHECKS[name].title)(obj)
+    for seed in _seeds(name, obj, REGRESSOR_RIGHT):
+        assert _grade_as_grader(name, obj, seed)
+
+
+@pytest.mark.parametrize("name", ["hint_regressor", "hint_loss"])
+def test_shipped_keys_are_the_instructor_keys(name):
+    """The notebook's key (JSON) is what kdlab.grading.keys computes for the notebook's cases."""
+    check = CHECKS[name]
+    shipped = json.loads((KEYS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    assert shipped == json.loads(keys.public_text(name, check.inputs(None)))
+
+
+@pytest.mark.parametrize("seed", GRADE_SEEDS)
+@pytest.mark.parametrize("cls", [cls for cls, _ in NEIGHBOURHOOD_MISTAKES] + [SameSizeOnly1x1])
+def test_regressor_names_the_missing_neighbourhood_on_fresh_inputs(cls, seed):
+    with pytest.raises(AssertionError, match="from its own place only.*The lab asks for a 3x3 convolution"):
+        _grade_as_grader("hint_regressor", cls, seed)

@@ -2,14 +2,25 @@
 
 Each wrong implementation is a mistake students make; the check must reject it with a message
 naming that mistake. Right implementations (several formulations) must pass, also on the fresh
-inputs the grader draws from a secret seed.
+inputs the grader draws from a secret seed, and every mistake the notebook rejects is rejected
+there too, with the same message: PASSED in the notebook predicts the grade.
 """
+import importlib
+import inspect
+import math
+import pkgutil
+
 import pytest
 import torch
 
-from kdlab import compress as _ref
+import kdlab
+from kdlab import compress as C
 from kdlab.checks import CHECKS, check_fake_quantize, check_prune_mask
+from kdlab.checks import lab05
 from kdlab.checks._registry import judge, probe_data
+from kdlab.grading.keys import lab05 as keys
+
+FRESH = (1, 2, 3)  # grader seeds; seed 0 draws the notebook's own cases (rng: base ^ 0)
 
 
 # ------------------------------------------------------------------ prune_mask: right answers
@@ -29,6 +40,7 @@ def pm_topk(weight, sparsity):
 
 
 def pm_kthvalue(weight, sparsity):
+    """Keeps |w| > the k-th smallest: right without ties, wrong with ties at the threshold."""
     _valid(sparsity)
     k = round(sparsity * weight.numel())
     if k == 0:
@@ -46,7 +58,35 @@ def pm_sort(weight, sparsity):
     return mask.reshape(weight.shape)
 
 
-@pytest.mark.parametrize("fn", [pm_topk, pm_kthvalue, pm_sort])
+def pm_ties_last(weight, sparsity):
+    """Breaks ties at the threshold the other way: the LAST tied entries go."""
+    _valid(sparsity)
+    k = round(sparsity * weight.numel())
+    a = weight.detach().abs().flatten().flip(0)
+    mask = torch.ones(weight.numel(), dtype=torch.bool)
+    mask[a.argsort(stable=True)[:k]] = False
+    return mask.flip(0).reshape(weight.shape)
+
+
+def pm_kthvalue_ties(weight, sparsity):
+    """kthvalue threshold; below it all go, of the ties only as many as k still needs."""
+    _valid(sparsity)
+    k = round(sparsity * weight.numel())
+    a = weight.detach().abs()
+    if k == 0:
+        return torch.ones_like(a, dtype=torch.bool)
+    t = a.flatten().kthvalue(k).values
+    mask = a > t
+    tied = (a == t).flatten().nonzero().flatten()
+    keep_tied = tied[k - int((a < t).sum()):]
+    mask.view(-1)[keep_tied] = True
+    return mask
+
+
+PRUNE_RIGHT = [pm_topk, pm_sort, pm_ties_last, pm_kthvalue_ties]
+
+
+@pytest.mark.parametrize("fn", PRUNE_RIGHT)
 def test_prune_mask_right_answers_pass(fn, capsys):
     check_prune_mask(fn)
     assert capsys.readouterr().out.startswith("PASSED check_prune_mask")
@@ -136,7 +176,35 @@ def pm_k_zero_crashes(weight, sparsity):
     return weight.detach().abs() > weight.detach().abs().flatten().kthvalue(k).values
 
 
-@pytest.mark.parametrize("fn, words", [
+def pm_quantile(weight, sparsity):
+    """Keeps |w| > the sparsity-quantile: an interpolated threshold, not the count round(s * n)."""
+    _valid(sparsity)
+    if sparsity == 0:
+        return torch.ones_like(weight, dtype=torch.bool)
+    a = weight.detach().abs()
+    return a > torch.quantile(a.flatten(), sparsity)
+
+
+def pm_quantile_plain(weight, sparsity):
+    _valid(sparsity)
+    a = weight.detach().abs()
+    return a > torch.quantile(a.flatten(), sparsity)
+
+
+def pm_ceil(weight, sparsity):
+    _valid(sparsity)
+    k = math.ceil(sparsity * weight.numel())
+    mask = torch.ones(weight.numel(), dtype=torch.bool)
+    if k:
+        mask[torch.topk(weight.detach().abs().flatten(), k, largest=False).indices] = False
+    return mask.view(weight.shape)
+
+
+PRUNE_WRONG = [
+    (pm_kthvalue, "share the threshold magnitude .* removes every one of them"),
+    (pm_quantile, r"torch.quantile\(\|w\|, sparsity\)"),
+    (pm_quantile_plain, r"torch.quantile\(\|w\|, sparsity\)"),
+    (pm_ceil, "you rounded up"),
     (pm_largest, "LARGEST |w|: wrong direction"),
     (pm_inverted, "inverted"),
     (pm_values, "smallest VALUES"),
@@ -150,7 +218,10 @@ def pm_k_zero_crashes(weight, sparsity):
     (pm_flat, r"has shape \(80,\), expected \(8, 10\)"),
     (pm_k_zero_crashes, "sparsity=0: your function raised RuntimeError"),
     (lambda w, s: (_ for _ in ()).throw(NotImplementedError()), "not implemented yet"),
-])
+]
+
+
+@pytest.mark.parametrize("fn, words", PRUNE_WRONG)
 def test_prune_mask_mistakes_are_named(fn, words):
     with pytest.raises(AssertionError, match=words):
         check_prune_mask(fn)
@@ -191,7 +262,10 @@ def fq_function(w, bits):
     return torch.clamp(_RoundSTE.apply(w / scale), -qmax, qmax) * scale
 
 
-@pytest.mark.parametrize("fn", [fq_ste, fq_function])
+QUANT_RIGHT = [fq_ste, fq_function]
+
+
+@pytest.mark.parametrize("fn", QUANT_RIGHT)
 def test_fake_quantize_right_answers_pass(fn, capsys):
     check_fake_quantize(fn)
     assert capsys.readouterr().out.startswith("PASSED check_fake_quantize")
@@ -277,11 +351,20 @@ def fq_levels(w, bits):
     return torch.clamp(torch.round(w.detach() / _scale(w, qmax)), -qmax, qmax)
 
 
+def fq_no_abs(w, bits):
+    _valid_bits(bits)
+    qmax = 2 ** (bits - 1) - 1
+    v = w.detach()
+    amax = v.flatten(1).amax(1).view(-1, *[1] * (w.dim() - 1))
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    return w + (torch.clamp(torch.round(v / scale), -qmax, qmax) * scale - v).detach()
+
+
 def fq_float64(w, bits):
     return fq_ste(w.double(), bits)
 
 
-@pytest.mark.parametrize("fn, words", [
+QUANT_WRONG = [
     (fq_no_ste, "gradient with respect to w is zero everywhere"),
     (fq_detached, "does not require grad"),
     (fq_scale_not_detached, "the scale .computed from w. still carries gradient"),
@@ -299,7 +382,11 @@ def fq_float64(w, bits):
     (fq_levels, "integer levels"),
     (fq_float64, "dtype is float64, expected float32"),
     (lambda w, b: w.clone(), "nothing was quantized"),
-])
+    (fq_no_abs, r"largest VALUE of each channel, max\(w\)"),
+]
+
+
+@pytest.mark.parametrize("fn, words", QUANT_WRONG)
 def test_fake_quantize_mistakes_are_named(fn, words):
     with pytest.raises(AssertionError, match=words):
         check_fake_quantize(fn)
@@ -308,8 +395,8 @@ def test_fake_quantize_mistakes_are_named(fn, words):
 # ------------------------------------------------------------------ probe/verdict: fresh inputs, references, params
 
 @pytest.mark.parametrize("seed", [0, 1, 7, 12345])
-@pytest.mark.parametrize("name, fn", [("prune_mask", pm_topk), ("prune_mask", pm_kthvalue),
-                                      ("fake_quantize", fq_ste), ("fake_quantize", fq_function)])
+@pytest.mark.parametrize("name, fn", [("prune_mask", fn) for fn in PRUNE_RIGHT]
+                         + [("fake_quantize", fn) for fn in QUANT_RIGHT])
 def test_right_answers_pass_on_fresh_inputs(name, fn, seed):
     check = CHECKS[name]
     assert judge(check, probe_data(check, fn, seed), seed)
@@ -327,22 +414,73 @@ def test_wrong_answers_fail_on_fresh_inputs(name, fn, seed):
         judge(check, probe_data(check, fn, seed), seed)
 
 
-@pytest.mark.parametrize("check, fn", [
-    (check_prune_mask, _ref.prune_mask),
-    (check_prune_mask, lambda w, s: _ref.prune_mask(w, s)),
-    (check_fake_quantize, _ref.fake_quantize),
-    (check_fake_quantize, lambda w, b: _ref.fake_quantize(w, b)),
-])
-def test_course_reference_is_rejected(check, fn):
-    with pytest.raises(AssertionError, match="uses the course's reference implementation.*kdlab.compress"):
-        check(fn)
+@pytest.mark.parametrize("seed", FRESH)
+@pytest.mark.parametrize("name, fn, words", [("prune_mask", fn, w) for fn, w in PRUNE_WRONG]
+                         + [("fake_quantize", fn, w) for fn, w in QUANT_WRONG])
+def test_notebook_verdict_predicts_the_grade(name, fn, words, seed):
+    """Every mistake the notebook names is rejected on fresh grader inputs, with the same words."""
+    check = CHECKS[name]
+    with pytest.raises(AssertionError, match=words):
+        judge(check, probe_data(check, fn, seed), seed)
 
 
-def test_reference_rejected_in_grading_too():
-    """The grader's path (probe data through JSON, verdict apart) also sees the reference call."""
-    check = CHECKS["prune_mask"]
-    with pytest.raises(AssertionError, match="kdlab.compress.prune_mask"):
-        judge(check, probe_data(check, lambda w, s: _ref.prune_mask(w, s), 3), 3)
+def test_notebook_cases_are_the_kinds_the_grader_draws():
+    """The notebook's prune cases have ties inside the threshold's group and k - 0.3, k + 0.3
+    for a small and a large k, like every fresh draw (the counts of int, ceil, round and
+    quantile all differ somewhere)."""
+    for seed in (None,) + FRESH:
+        inp = CHECKS["prune_mask"].inputs(seed)
+        assert [kind for _, _, kind in inp["cases"]].count("ties") == 1
+        w, s, _ = next(c for c in inp["cases"] if c[2] == "ties")
+        a, k = w.abs().flatten(), round(s * w.numel())
+        t = a.kthvalue(k).values
+        assert int((a < t).sum()) < k < int((a <= t).sum())  # the k-th smallest is inside a tie group
+        n = inp["cases"][0][0].numel()
+        ks = [c[1] * n for c in inp["cases"][1:5]]
+        assert ks[0] < n / 4 + 1 and ks[3] > 3 * n / 4 - 1
+
+
+def _public_modules():
+    """Every module of kdlab outside kdlab.grading (what students and the sandbox get)."""
+    names = [m.name for m in pkgutil.walk_packages(kdlab.__path__, "kdlab.", onerror=lambda _: None)]
+    return [importlib.import_module(n) for n in names if not n.startswith("kdlab.grading")]
+
+
+@pytest.mark.parametrize("name", ["prune_mask", "fake_quantize", "quantize_int", "_ref_mask",
+                                  "_mask_by", "_per_slice", "_quant", "_asymmetric"])
+def test_references_are_gone_from_the_public_package(name):
+    found = [m.__name__ for m in _public_modules() if hasattr(m, name)]
+    assert not found, f"{name} is in the public package: {found}"
+
+
+def _public_functions():
+    for mod in (C, lab05):
+        for name, obj in sorted(vars(mod).items()):
+            if inspect.isfunction(obj) and obj.__module__ == mod.__name__:
+                yield f"{mod.__name__}.{name}", obj
+
+
+@pytest.mark.parametrize("check", [check_prune_mask, check_fake_quantize])
+def test_no_public_function_passes(check):
+    """No function of kdlab.compress or kdlab.checks.lab05, used as the answer, passes a check."""
+    for name, fn in _public_functions():
+        with pytest.raises(AssertionError):
+            check(fn)
+            pytest.fail(f"{name} passes {check.__name__}")
+
+
+def test_public_helpers_wrapped_as_answers_fail():
+    with pytest.raises(AssertionError, match=r"your fake_quantize\(w, 8\) first"):
+        check_fake_quantize(lambda w, b: C.unpack(C.pack(w, b)).to(w.dtype))
+
+    def prune_with_global_prune(w, s):
+        layer = torch.nn.Linear(w.shape[-1], w.numel() // w.shape[-1], bias=False)
+        layer.weight.data.copy_(w.detach().reshape(layer.weight.shape))
+        C.global_prune(layer, s)
+        return layer.weight_mask.bool().reshape(w.shape)
+
+    with pytest.raises(AssertionError, match="TypeError"):
+        check_prune_mask(prune_with_global_prune)
 
 
 def test_param_overrides():
@@ -364,11 +502,15 @@ def test_inputs_are_deterministic_and_seeded():
     assert bool((q["w"][q["zero_row"]] == 0).all())
 
 
-def test_compress_reference_matches_the_checks():
-    """kdlab.compress's references are right answers (called directly, outside a check)."""
-    from kdlab.checks.lab05 import _quant, _ref_mask
+def test_answer_key_references_are_right_answers(capsys):
+    """The references of kdlab.grading.keys.lab05 pass their checks, notebook and fresh cases."""
+    check_prune_mask(keys.prune_mask)
+    check_fake_quantize(keys.fake_quantize)
+    assert capsys.readouterr().out.count("PASSED") == 2
+    for seed in FRESH:
+        for name, fn in (("prune_mask", keys.prune_mask), ("fake_quantize", keys.fake_quantize)):
+            assert judge(CHECKS[name], probe_data(CHECKS[name], fn, seed), seed)
     w = torch.randn(6, 9)
-    for s in (0.0, 0.33, 0.9, 1.0):
-        assert torch.equal(_ref.prune_mask(w, s), _ref_mask(w, s))
     for b in (8, 4, 2):
-        assert torch.allclose(_ref.fake_quantize(w, b).double(), _quant(w, b), atol=1e-6)
+        q, scale = keys.quantize_int(w, b)
+        assert torch.allclose(q.float() * scale[:, None], keys.fake_quantize(w, b), atol=1e-6)

@@ -103,7 +103,7 @@ def test_the_screen_has_a_time_limit():
     src = "%time x = 1\n" * 100 + "y = 2\n" * 20000
     t0 = time.monotonic()
     got = screen.run([("cell 0 (id 'slow')", src, None)], LAB, timeout=5)
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < 90  # unbounded, it takes minutes (hours for 10 MB)
     assert "took longer than 5 s" in got
 
 

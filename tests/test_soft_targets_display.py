@@ -1,5 +1,6 @@
-"""One softmax-with-temperature and one entropy (kdlab.losses), used by the figures and the
-explorers; the temperature accepts any real number type; the soft-target picture and slider."""
+"""The figures' one softmax-with-temperature and one entropy (private to kd.plot, numpy-valued:
+no answer to an exercise), used by the figures and the explorers; the temperature accepts any
+real number type; the soft-target picture and slider."""
 import inspect
 import math
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 import kdlab as kd
-from kdlab import losses, plot, widgets
+from kdlab import plot, widgets
 
 
 @pytest.mark.parametrize("T", [4, 4.0, np.float32(4.0), np.float64(4.0), np.int64(4),
@@ -16,10 +17,9 @@ from kdlab import losses, plot, widgets
                                torch.tensor(4.0, dtype=torch.float64)])
 def test_temperature_of_any_real_type(T):
     z = torch.tensor([[2.0, 1.0, 0.1], [0.0, 3.0, -1.0]])
-    want = torch.softmax(z / 4.0, dim=-1)
-    assert torch.allclose(losses.soft_targets(z, T), want)
-    y = torch.tensor([0, 1])
-    assert torch.allclose(losses.kd_loss(z, z.flip(0), y, T=T), losses.kd_loss(z, z.flip(0), y))
+    want = torch.softmax(z.double() / 4.0, dim=-1).numpy()
+    assert np.allclose(plot._soft(z, T), want)
+    assert plot._soft(z, T).dtype == np.float64
 
 
 @pytest.mark.parametrize("T, error, message", [
@@ -35,35 +35,37 @@ def test_temperature_of_any_real_type(T):
 ])
 def test_temperature_errors_say_what_is_wrong(T, error, message):
     with pytest.raises(error) as e:
-        losses.soft_targets(torch.zeros(3), T)
+        plot._soft(torch.zeros(3), T)
     assert message in str(e.value) and "temperature T" in str(e.value)
 
 
 def test_entropy():
-    p = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.25, 0.25, 0.5]], dtype=torch.float64)
-    h = losses.entropy(p)
+    p = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.25, 0.25, 0.5]])
+    h = plot._entropy(p)
     assert h.shape == (3,)
     assert h.tolist() == pytest.approx([0.0, math.log(2), 1.5 * math.log(2)])
     assert str(float(h[0])) == "0.0"  # not -0.0
-    uniform = losses.soft_targets(torch.zeros(10), 7.0)
-    assert float(losses.entropy(uniform)) == pytest.approx(math.log(10))
+    assert float(plot._entropy(plot._soft(np.zeros(10), 7.0))) == pytest.approx(math.log(10))
+    assert plot._soft(np.array([1e4, 0.0]), 1.0)[1] == 0.0  # no overflow
 
 
 def test_figures_and_explorers_use_the_one_softmax_and_entropy(monkeypatch):
-    """No second softmax or entropy formula in kd.plot or kd.widgets: they call kdlab.losses."""
+    """No second softmax or entropy formula in kd.plot or kd.widgets: they call plot._soft and
+    plot._entropy."""
     for mod in (plot, widgets):
         src = inspect.getsource(mod)
-        for twin in ("np.exp(", "torch.softmax(", "F.softmax(", "np.log(p", "xlogy("):
+        for twin in ("torch.softmax(", "F.softmax(", "xlogy(", "log_softmax("):
             assert twin not in src, f"{mod.__name__} computes {twin} itself"
+    assert inspect.getsource(plot).count("np.exp(") == 1
+    assert inspect.getsource(widgets).count("np.exp(") == 0
     calls = []
-    real = losses.soft_targets
+    real = plot._soft
 
     def counting(z, T):
         calls.append(T)
         return real(z, T)
 
-    monkeypatch.setattr(losses, "soft_targets", counting)
-    monkeypatch.setattr(plot, "soft_targets", counting)
+    monkeypatch.setattr(plot, "_soft", counting)
     ex = widgets.temperature_explorer([1.0, 2.0, 3.0], T=2.0)
     assert 2.0 in calls
     calls.clear()

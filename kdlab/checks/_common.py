@@ -34,8 +34,8 @@ def rng(check: str, seed=None, part: str = "") -> torch.Generator:
 
     check: the check's name; part: a sub-stream name, for a second independent draw.
     """
-    base = zlib.crc32(f"{check}/{part}".encode()) & 0x7FFFFFFF
-    return torch.Generator().manual_seed(base if seed is None else base ^ (int(seed) * 2654435761 % 2 ** 31) or 1)
+    key = f"{check}/{part}" + ("" if seed is None else f"/seed={int(seed)}")
+    return torch.Generator().manual_seed(zlib.crc32(key.encode()) & 0x7FFFFFFF)
 
 
 def fail(check: str, what: str, hint: str = "") -> None:

@@ -62,7 +62,6 @@ class Check:
     probe: Callable
     verdict: Callable
     mistakes: tuple = field(default=())
-    legacy: bool = False  # a verdict(data, inputs) not yet converted to answer keys
 
     @property
     def title(self) -> str:
@@ -77,8 +76,6 @@ def answer_key(check: Check, seed=None, params=None) -> dict:
     that is not installed (the student release, the grading sandbox).
     """
     params = dict(params or {})
-    if check.legacy:
-        return {}
     path = KEYS_DIR / f"{check.name}.json"
     if seed is None and not params and path.is_file():
         return _probe.decode(json.loads(path.read_text(encoding="utf-8")))
@@ -111,13 +108,9 @@ def probe_data(check: Check, obj, seed=None, params=None, inputs=None) -> dict:
 
 
 def register(name: str, inputs: Callable, probe: Callable, verdict: Callable,
-             mistakes=None) -> Callable:
+             mistakes=()) -> Callable:
     """Register a check; return the function the notebook calls, ``check_<name>(obj, **params)``."""
-    if mistakes is None:  # legacy
-        check = Check(name, inputs, probe, lambda data, inp, key: verdict(data, inp), (), True)
-        mistakes = ()
-    else:
-        check = Check(name, inputs, probe, verdict, tuple(mistakes))
+    check = Check(name, inputs, probe, verdict, tuple(mistakes))
     names = [m.name for m in check.mistakes]
     if len(set(names)) != len(names) or not all(isinstance(m, Mistake) for m in check.mistakes):
         raise ValueError(f"check {name}: MISTAKES must be Mistake entries with distinct names")

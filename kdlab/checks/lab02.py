@@ -1,10 +1,10 @@
 """Checks of Lab 02 (dark knowledge): ``check_class_similarity`` and ``check_dark_knowledge``.
 
-Both run the student's function on small soft targets whose answers are known (fixed in the
-notebook, drawn afresh from a seed in grading), and recognise the common mistakes (sums
-instead of means, transposed matrices, hard labels, the wrong axis) so the message can say
-which one was made. Each check is a probe (calls the function, records plain data) and a
-verdict (reads the data, computes the expected answer itself).
+Both run the student's function on small soft targets of a fake teacher (fixed in the
+notebook, fresh in grading), compare the outcomes with the answer key (the right values and
+those of the common mistakes on the same inputs: sums instead of means, transposed matrices,
+hard labels, the wrong axis, ...) and name the mistake they recognise before falling back to
+a plain got-vs-expected message.
 """
 from __future__ import annotations
 
@@ -12,75 +12,90 @@ import torch
 import torch.nn.functional as F
 
 from . import _probe as _p
-from ._common import close, cmp, fail, result, unchanged
-from ._registry import register
+from ._common import Mistake, close, cmp, fail, name_mistake, paired, result, rng, unchanged
+from ._registry import CHECKS, register
 
-# ------------------------------------------------------------------ inputs
+# ------------------------------------------------------------------ inputs and probe (both checks)
 
 
-def _probs(n_per_class, C: int, g: torch.Generator, wrong: int = 0):
-    """Soft targets of a fake teacher and labels; `wrong` examples are misclassified.
+def _probs(counts, g: torch.Generator, wrong: int):
+    """Soft targets of a fake teacher and their labels; `wrong` digits are misclassified.
 
-    Inputs: n_per_class: list of C counts (unequal counts catch normalisation mistakes).
-    Returns: probs (N, C) float32, rows sum to 1; labels (N,) int64 (not sorted).
+    counts: C digit counts, one per class (unequal counts catch normalisation mistakes);
+    wrong: kept within 1..N-1. Returns probs (N, C) float32 (rows sum to 1), labels (N,)
+    int64 (shuffled).
     """
-    labels = torch.cat([torch.full((int(n),), c, dtype=torch.long) for c, n in enumerate(n_per_class)])
+    C = len(counts)
+    labels = torch.cat([torch.full((int(n),), c, dtype=torch.long) for c, n in enumerate(counts)])
     labels = labels[torch.randperm(len(labels), generator=g)]
     logits = torch.randn(len(labels), C, generator=g) * 1.5
     logits[torch.arange(len(labels)), labels] += 4.0
-    # a few confident mistakes: the teacher's top class is not the label
-    for i in range(wrong):
-        other = (labels[i] + 1 + i % (C - 1)) % C
-        logits[i, other] = logits[i].max() + 2.0
+    for i in range(max(1, min(int(wrong), len(labels) - 1))):  # top class is not the label
+        logits[i, (labels[i] + 1 + i % (C - 1)) % C] = logits[i].max() + 2.0
     return F.softmax(logits, dim=1), labels
 
 
-def _gen(seed) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
+def _n_classes(n_classes) -> int:
+    """The number of classes of the second case (a parameter of both checks): an int >= 3."""
+    if int(n_classes) < 3:
+        raise ValueError(f"n_classes must be >= 3, got {n_classes}")
+    return int(n_classes)
 
 
-def _row_sums(m: torch.Tensor) -> str:
-    sums = m.detach().double().sum(1)
-    return "[" + ", ".join(f"{v:.3g}" for v in sums[:4].tolist()) + (", ...]" if len(sums) > 4 else "]")
-
-
-_close = close  # shape, finite values, allclose (atol 1e-5, rtol 1e-4)
-
-
-def _call_probe(fn, inp) -> dict:
-    """Call fn(probs, labels) on copies of each case; record the outcomes (plain data)."""
+def cases_probe(fn, inp) -> dict:
+    """The probe of both checks: fn(probs, labels) on copies of each case; the outcomes."""
     return {"cases": [_p.call(fn, probs.clone(), labels.clone())[0]
                       for _, probs, labels in inp["cases"]]}
 
 
-def _complete(name: str, data, inp) -> None:
-    """Fail if the probe's data does not hold one outcome per case (it always records all)."""
-    cases = data.get("cases") if isinstance(data, dict) else None
-    if not isinstance(cases, list) or len(cases) < len(inp["cases"]):
-        fail(name, "the check's probe returned incomplete data",
-             "run the check cell again after restarting the kernel; do not change kdlab")
-
-
-def _result(name: str, out: dict, probs: torch.Tensor) -> torch.Tensor:
+def _result(title: str, out: dict, probs: torch.Tensor) -> torch.Tensor:
     """The tensor the recorded call returned; fail if it crashed or changed its inputs."""
-    got = result(name, out, shapes=f"{tuple(probs.shape)}, {(probs.shape[0],)}")
-    for i, what in out.get("changed", []):
-        if int(i) == 0 and what == "values":
-            fail(name, "your function changed probs in place",
-                 "work on a copy (probs.clone()) or use out-of-place operations")
-    unchanged(name, out, ["probs", "labels"])
+    got = result(title, out, shapes=f"{tuple(probs.shape)}, {(probs.shape[0],)}")
+    if any(int(i) == 0 and what == "values" for i, what in out.get("changed", [])):
+        fail(title, "your function changed probs in place",
+             "work on a copy (probs.clone()) or use out-of-place operations")
+    unchanged(title, out, ["probs", "labels"])
     return got
+
+
+def _row_sums(m: torch.Tensor) -> str:
+    """The first row sums of a (C, C) matrix, for messages: "[1, 0.98, 1.2, 1, ...]"."""
+    sums = m.detach().double().sum(1).tolist()
+    return "[" + ", ".join(f"{v:.3g}" for v in sums[:4]) + (", ...]" if len(sums) > 4 else "]")
 
 
 # ------------------------------------------------------------------ class_similarity
 
-_SIM = "check_class_similarity"
-
-
-def _reference_similarity(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    C = probs.shape[1]
-    onehot = F.one_hot(labels, C).to(probs.dtype)
-    return (onehot.T @ probs) / onehot.sum(0)[:, None]
+SIMILARITY_MISTAKES = [
+    Mistake("transposed", "your matrix is transposed: got[j, c] holds what belongs in [c, j]",
+            "row c is the average soft target of the digits whose TRUE label is c; columns are "
+            "the classes the teacher spreads probability onto"),
+    Mistake("mean_over_classes", "every entry is 1/C = {one_over_C:.3g}: you averaged over the "
+                                 "classes (dim=1) instead of over the examples (dim=0)",
+            "for class c take probs[labels == c] (shape (n_c, C)) and average with .mean(dim=0)"),
+    Mistake("ignores_labels", "every row is the same (the mean soft target of ALL digits): you "
+                              "ignored the labels",
+            "row c averages only the digits with labels == c"),
+    Mistake("summed", "rows are not normalised: row sums are {sums}, expected 1; you summed the "
+                      "soft targets of each class instead of averaging them",
+            "divide row c by the number of examples of class c (or use .mean(dim=0))"),
+    Mistake("columns", "you divided column j by the count of class j instead of row c by the "
+                       "count of class c (rows do not sum to 1)",
+            "broadcasting (C, C) / (C,) divides the COLUMNS; use counts[:, None] (or "
+            "keepdim=True) so each row is divided by its own count"),
+    Mistake("divide_by_N", "you divided by the total number of examples N = {N} instead of the "
+                           "number of examples of each class (rows do not sum to 1)",
+            "row c is a mean over the digits of class c only: divide by their count"),
+    Mistake("hard_predictions", "you used hard predictions (one-hot of the argmax), which gives "
+                                "a confusion matrix, not the teacher's soft targets",
+            "average the probabilities themselves: the small values ARE the dark knowledge"),
+    Mistake("one_hot_labels", "you got the identity matrix: you averaged one-hot labels instead "
+                              "of the teacher's soft targets",
+            "average probs over the examples of each class, not the labels"),
+    Mistake("softmax_again", "you applied softmax to probs, which are already probabilities "
+                             "(softmax twice flattens them)",
+            "use probs as they are"),
+]
 
 
 def similarity_inputs(seed=None, n_classes: int = 10, wrong: int | None = None) -> dict:
@@ -91,120 +106,71 @@ def similarity_inputs(seed=None, n_classes: int = 10, wrong: int | None = None) 
     classes with as many digits each; `n_classes` classes with distinct counts, in random
     order; a few misclassified digits in both). params: n_classes (>= 3) of the second case;
     wrong: the number of misclassified digits of the second case.
+    Returns {"cases": [(description, probs (N, C) float32, labels (N,) int64), ...]}.
     """
-    C2 = int(n_classes)
-    if C2 < 3:
-        raise ValueError(f"n_classes must be >= 3, got {n_classes}")
+    C2, g = _n_classes(n_classes), rng("class_similarity", seed)
     if seed is None:
-        C1, g1, g2 = 4, _gen(1), _gen(2)
-        counts2 = list(range(1, C2 + 1))
-        w1, w2 = 3, (6 if wrong is None else int(wrong))
+        C1, counts2, w1, w2 = 4, list(range(1, C2 + 1)), 3, 6
     else:
-        g = _gen(20_000 + int(seed))
         C1 = int(torch.randint(3, 6, (1,), generator=g))
-        counts2 = (torch.randperm(C2, generator=g) + 1 + int(torch.randint(0, 3, (1,), generator=g))).tolist()
-        w1 = int(torch.randint(1, C1, (1,), generator=g))
-        w2 = int(torch.randint(2, C2, (1,), generator=g)) if wrong is None else int(wrong)
-        g1, g2 = g, g
-    p1, l1 = _probs([C1] * C1, C1, g1, wrong=w1)
-    # equal counts (C per class, N = C * C): a mean over classes gives a (C, C) result
-    case1 = (f"{C1} classes, {C1} digits each", p1, l1)
+        counts2 = torch.randperm(C2, generator=g) + 1
+        counts2 = (counts2 + int(torch.randint(0, 3, (1,), generator=g))).tolist()
+        w1, w2 = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((1, C1), (2, C2)))
+    # equal counts (N = C * C): a mean over the classes gives a (C, C) result too;
     # unequal counts: sums, wrong normalisers and column-wise divisions show up
-    p2, l2 = _probs(counts2, C2, g2, wrong=w2)
-    case2 = (f"{C2} classes, {min(counts2)} to {max(counts2)} digits each", p2, l2)
-    return {"cases": [case1, case2]}
+    return {"cases": [(f"{C1} classes, {C1} digits each", *_probs([C1] * C1, g, w1)),
+                      (f"{C2} classes, {min(counts2)} to {max(counts2)} digits each",
+                       *_probs(counts2, g, w2 if wrong is None else wrong))]}
 
 
-def similarity_probe(fn, inp) -> dict:
-    """Call fn(probs, labels) on each case of ``similarity_inputs``."""
-    return _call_probe(fn, inp)
-
-
-def similarity_verdict(data, inp) -> str:
+def similarity_verdict(data, inp, key) -> str:
     """Check ``class_similarity(probs, labels) -> (C, C)``: row c = mean soft target of class c.
 
     Input of the student's function: probs (N, C) soft targets, labels (N,) int64.
     """
-    name = _SIM
-    _complete(name, data, inp)
-    for (desc, probs, labels), out in zip(inp["cases"], data["cases"]):
-        N, C = probs.shape
-        got = _result(name, out, probs)
-        exp = _reference_similarity(probs, labels)
-        onehot = F.one_hot(labels, C).to(probs.dtype)
-        counts = onehot.sum(0)
-        summed = onehot.T @ probs
-        if got.shape == (C, C):
-            if _close(got, exp):
-                continue
-            if not torch.allclose(exp, exp.T, atol=1e-5) and _close(got, exp.T):
-                fail(name, f"[{desc}] your matrix is transposed: got[j, c] holds what belongs "
-                           "in [c, j]",
-                     "row c is the average soft target of the digits whose TRUE label is c; "
-                     "columns are the classes the teacher spreads probability onto")
-            if _close(got, torch.full_like(exp, 1.0 / C)):
-                fail(name, f"[{desc}] every entry is 1/C = {1 / C:.3g}: you averaged over the "
-                           "classes (dim=1) instead of over the examples (dim=0)",
-                     "for class c take probs[labels == c] (shape (n_c, C)) and average with "
-                     ".mean(dim=0)")
-            if _close(got, probs.mean(0, keepdim=True).expand(C, C)):
-                fail(name, f"[{desc}] every row is the same (the mean soft target of ALL "
-                           "digits): you ignored the labels",
-                     "row c averages only the digits with labels == c")
-            if _close(got, summed):
-                fail(name, f"[{desc}] rows are not normalised: row sums are "
-                           f"{_row_sums(got)}, expected 1; you summed the soft "
-                           "targets of each class instead of averaging them",
-                     "divide row c by the number of examples of class c (or use .mean(dim=0))")
-            if _close(got, summed / counts[None, :]):
-                fail(name, f"[{desc}] you divided column j by the count of class j instead of "
-                           "row c by the count of class c (rows do not sum to 1)",
-                     "broadcasting (C, C) / (C,) divides the COLUMNS; use counts[:, None] "
-                     "(or keepdim=True) so each row is divided by its own count")
-            if _close(got, summed / N):
-                fail(name, f"[{desc}] you divided by the total number of examples N = {N} "
-                           "instead of the number of examples of each class (rows do not sum "
-                           "to 1)",
-                     "row c is a mean over the digits of class c only: divide by their count")
-            hard_pred = _reference_similarity(F.one_hot(probs.argmax(1), C).to(probs.dtype),
-                                              labels)
-            if _close(got, hard_pred) or _close(got, hard_pred.T):
-                fail(name, f"[{desc}] you used hard predictions (one-hot of the argmax), which "
-                           "gives a confusion matrix, not the teacher's soft targets",
-                     "average the probabilities themselves: the small values ARE the dark "
-                     "knowledge")
-            if _close(got, torch.eye(C)):
-                fail(name, f"[{desc}] you got the identity matrix: you averaged one-hot labels "
-                           "instead of the teacher's soft targets",
-                     "average probs over the examples of each class, not the labels")
-            resoftmaxed = _reference_similarity(F.softmax(probs, dim=1), labels)
-            if _close(got, resoftmaxed):
-                fail(name, f"[{desc}] you applied softmax to probs, which are already "
-                           "probabilities (softmax twice flattens them)",
-                     "use probs as they are")
-            g64 = got.detach().double()
-            if torch.isfinite(g64).all() and not torch.allclose(g64.sum(1), torch.ones(C).double(),
-                                                                atol=1e-4):
-                fail(name, f"[{desc}] rows are not normalised: row sums {_row_sums(got)}, "
-                           "expected 1 for every row",
-                     "row c should be a probability distribution: the MEAN of the soft targets "
-                     "of class c")
+    check = CHECKS["class_similarity"]
+    for (desc, probs, labels), k, out in paired(inp["cases"], key["cases"], data["cases"]):
+        C = probs.shape[1]
+        got = _result(check.title, out, probs)
+        if close(got, k["expected"]):
+            continue
+        name_mistake(check, got, k["mistakes"], desc)
+        g64 = got.detach().double()
+        if g64.shape == (C, C) and torch.isfinite(g64).all() and not torch.allclose(
+                g64.sum(1), torch.ones(C, dtype=torch.float64), atol=1e-4):
+            fail(check.title, f"{desc}: rows are not normalised: row sums {_row_sums(got)}, "
+                              "expected 1 for every row",
+                 "row c should be a probability distribution: the MEAN of the soft targets of "
+                 "class c")
         if 10 in got.shape and C != 10:
-            fail(name, f"[{desc}] result has shape {tuple(got.shape)} for probs with C = {C} "
-                       "classes",
+            fail(check.title, f"{desc}: result has shape {tuple(got.shape)} for probs with "
+                              f"C = {C} classes",
                  "read the number of classes from probs.shape[1] instead of assuming 10")
-        cmp(name, got, exp, f"[{desc}] class_similarity(probs, labels)",
+        cmp(check.title, got, k["expected"], f"{desc}: class_similarity(probs, labels)",
             hint="row c = probs[labels == c].mean(dim=0), for every class c; result (C, C)")
     return "row c is the mean soft target of the digits of class c"
 
 
-check_class_similarity = register("class_similarity", similarity_inputs, similarity_probe,
-                                  similarity_verdict)
+check_class_similarity = register("class_similarity", similarity_inputs, cases_probe,
+                                  similarity_verdict, SIMILARITY_MISTAKES)
 
 
 # ------------------------------------------------------------------ dark_knowledge
 
-_DK = "check_dark_knowledge"
+DARK_MISTAKES = [
+    Mistake("mean", "you returned the mean over the examples ({value:.4g}); return one value "
+                    "per example, shape ({N},)",
+            "drop the final .mean(); the notebook averages afterwards"),
+    Mistake("includes_true", "every value is 1: you summed all classes, including the true one "
+                             "(soft targets always sum to 1)",
+            "leave out the true class: 1 - probs[i, labels[i]], or mask it before summing"),
+    Mistake("argmax", "you removed the teacher's top class (argmax) instead of the TRUE class: "
+                      "wrong on the misclassified digits",
+            "use the labels: 1 - probs[torch.arange(N), labels]"),
+    Mistake("true_mass", "you returned the probability of the true class; dark knowledge is the "
+                         "mass on the OTHER classes",
+            "return 1 - p_true (or the sum of the other entries)"),
+]
 
 
 def dark_inputs(seed=None, n_classes: int = 10, wrong: int | None = None) -> dict:
@@ -214,93 +180,64 @@ def dark_inputs(seed=None, n_classes: int = 10, wrong: int | None = None) -> dic
     of 10 classes, 5 misclassified). An int: fresh values of the same kinds (3 to 6 classes
     with 2 to 4 digits each; `n_classes` classes with 2 or 3 digits each). params: n_classes
     (>= 3) of the second case; wrong: the number of misclassified digits of the second case.
+    Returns {"cases": [(description, probs (N, C) float32, labels (N,) int64), ...]}.
     """
-    C2 = int(n_classes)
-    if C2 < 3:
-        raise ValueError(f"n_classes must be >= 3, got {n_classes}")
+    C2, g = _n_classes(n_classes), rng("dark_knowledge", seed)
     if seed is None:
-        g1, g2 = _gen(3), _gen(4)
-        C1, counts1 = 4, [3, 3, 3, 3]
-        counts2 = [2 + c % 2 for c in range(C2)]
-        w1, w2 = 3, (5 if wrong is None else int(wrong))
+        counts1, counts2, w1, w2 = [3] * 4, [2 + c % 2 for c in range(C2)], 3, 5
     else:
-        g = _gen(30_000 + int(seed))
-        g1 = g2 = g
         C1 = int(torch.randint(3, 7, (1,), generator=g))
         counts1 = torch.randint(2, 5, (C1,), generator=g).tolist()
         counts2 = torch.randint(2, 4, (C2,), generator=g).tolist()
-        w1 = int(torch.randint(1, C1, (1,), generator=g))
-        w2 = int(torch.randint(2, 6, (1,), generator=g)) if wrong is None else int(wrong)
+        w1, w2 = (int(torch.randint(lo, hi, (1,), generator=g)) for lo, hi in ((1, C1), (2, 6)))
     cases = []
-    for C, counts, w, g in ((C1, counts1, w1, g1), (C2, counts2, w2, g2)):
-        if sum(counts) == C:  # N = C would hide the reduction over the wrong axis
+    for counts, w in ((counts1, w1), (counts2, w2 if wrong is None else int(wrong))):
+        if sum(counts) == len(counts):  # N = C would hide a reduction over the wrong axis
             counts[0] += 1
         w = max(1, min(w, sum(counts) - 1))
-        probs, labels = _probs(counts, C, g, wrong=w)
-        cases.append((f"{len(labels)} digits, {C} classes, {w} misclassified", probs, labels))
+        cases.append((f"{sum(counts)} digits, {len(counts)} classes, {w} misclassified",
+                      *_probs(counts, g, w)))
     return {"cases": cases}
 
 
-def dark_probe(fn, inp) -> dict:
-    """Call fn(probs, labels) on each case of ``dark_inputs``."""
-    return _call_probe(fn, inp)
-
-
-def dark_verdict(data, inp) -> str:
+def dark_verdict(data, inp, key) -> str:
     """Check ``dark_knowledge(probs, labels) -> (N,)``: probability mass on the wrong classes.
 
     Input of the student's function: probs (N, C) soft targets, labels (N,) int64.
     """
-    name = _DK
-    _complete(name, data, inp)
-    for (desc, probs, labels), out in zip(inp["cases"], data["cases"]):
+    check = CHECKS["dark_knowledge"]
+    for (desc, probs, labels), k, out in paired(inp["cases"], key["cases"], data["cases"]):
         N, C = probs.shape
-        got = _result(name, out, probs)
-        p_true = probs[torch.arange(N), labels]
-        exp = 1 - p_true
-        if got.dim() == 0 or got.numel() == 1:
-            value = got.reshape(-1)[0].double()
-            if torch.isclose(value, exp.double().mean(), atol=1e-5):
-                fail(name, f"[{desc}] you returned the mean over the examples ({value.item():.4g}); "
-                           f"return one value per example, shape ({N},)",
-                     "drop the final .mean(); the notebook averages afterwards")
-            fail(name, f"[{desc}] you returned a single number ({value.item():.4g}); "
-                       f"expected one value per example, shape ({N},)",
+        got = _result(check.title, out, probs)
+        if close(got, k["expected"]):
+            continue
+        name_mistake(check, got.reshape(()) if got.numel() == 1 else got, k["mistakes"], desc)
+        if got.numel() == 1:
+            fail(check.title, f"{desc}: you returned a single number "
+                              f"({got.reshape(-1)[0].item():.4g}); expected one value per "
+                              f"example, shape ({N},)",
                  "sum the wrong-class probabilities of each row: result (N,)")
         if got.shape == (C,):
-            fail(name, f"[{desc}] result has shape ({C},) = (C,): you reduced over the examples "
-                       f"(dim=0) instead of over the classes, expected ({N},)",
+            fail(check.title, f"{desc}: result has shape ({C},) = (C,): you reduced over the "
+                              f"examples (dim=0) instead of over the classes, expected ({N},)",
                  "sum over the classes of each example: .sum(dim=1)")
         if got.shape == (N, N):
-            fail(name, f"[{desc}] result has shape ({N}, {N}): probs[:, labels] picks every "
-                       "label for every example",
+            fail(check.title, f"{desc}: result has shape ({N}, {N}): probs[:, labels] picks "
+                              "every label for every example",
                  "pick one entry per row: probs[torch.arange(N), labels] or "
                  "probs.gather(1, labels[:, None])")
         if got.shape == (N, 1):
-            fail(name, f"[{desc}] result has shape ({N}, 1), expected ({N},)",
+            fail(check.title, f"{desc}: result has shape ({N}, 1), expected ({N},)",
                  "drop keepdim=True, or .squeeze(1) the result")
         if got.shape == (N, C):
-            fail(name, f"[{desc}] result has shape ({N}, {C}): one value per class of every "
-                       f"example; expected one per example, shape ({N},)",
+            fail(check.title, f"{desc}: result has shape ({N}, {C}): one value per class of "
+                              f"every example; expected one per example, shape ({N},)",
                  "add up the wrong-class probabilities of each row: .sum(dim=1)")
-        if got.shape == exp.shape and not _close(got, exp):
-            if _close(got, torch.ones(N)):
-                fail(name, f"[{desc}] every value is 1: you summed all classes, including the "
-                           "true one (soft targets always sum to 1)",
-                     "leave out the true class: 1 - probs[i, labels[i]], or mask it before "
-                     "summing")
-            if _close(got, 1 - probs.max(1).values):
-                fail(name, f"[{desc}] you removed the teacher's top class (argmax) instead of "
-                           "the TRUE class: wrong on the misclassified digits",
-                     "use the labels: 1 - probs[torch.arange(N), labels]")
-            if _close(got, p_true):
-                fail(name, f"[{desc}] you returned the probability of the true class; dark "
-                           "knowledge is the mass on the OTHER classes",
-                     "return 1 - p_true (or the sum of the other entries)")
-        cmp(name, got, exp, f"[{desc}] dark_knowledge(probs, labels)",
+        cmp(check.title, got, k["expected"], f"{desc}: dark_knowledge(probs, labels)",
             hint="for each example i: the sum of probs[i, j] over all j != labels[i]; "
                  "result (N,)")
     return "per-example probability mass on the wrong classes"
 
 
-check_dark_knowledge = register("dark_knowledge", dark_inputs, dark_probe, dark_verdict)
+check_dark_knowledge = register("dark_knowledge", dark_inputs, cases_probe, dark_verdict,
+                                DARK_MISTAKES)

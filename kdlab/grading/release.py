@@ -39,8 +39,10 @@ Work through the labs in order:
 Each exercise is followed by a check cell: run it after your code. It prints a line starting
 with PASSED, or tells you what is wrong and gives a hint. Your instructor grades the same
 checks on fresh inputs, so a check passes only for code that is right in general. Write each
-exercise yourself: an exercise that uses the course's own reference versions (`kd.losses`,
-`kd.checks`) scores 0.
+exercise yourself with torch: the course's helpers refuse to run inside a check, and the
+grader runs your notebook with the modules an exercise needs (torch, numpy, math, kdlab's
+public parts, matplotlib): a notebook that uses the interpreter's internals, the IPython
+shell or the system (`get_ipython`, `exec`, `open`, `os`, `sys`, threads) scores 0.
 
 Long experiments run the full budget by default; `KDLAB_QUICK=1 make lab` runs tiny versions
 (the numbers then mean nothing). `KDLAB_THREADS=1` helps on a busy shared server.

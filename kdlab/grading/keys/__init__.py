@@ -46,8 +46,6 @@ def write_public(folder: Path = KEYS_DIR, check: bool = False) -> list:
     folder = Path(folder)
     stale = []
     for name, chk in sorted(CHECKS.items()):
-        if chk.legacy:
-            continue
         text = public_text(name, chk.inputs(None))
         path = folder / f"{name}.json"
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
@@ -55,7 +53,7 @@ def write_public(folder: Path = KEYS_DIR, check: bool = False) -> list:
             if not check:
                 folder.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
-    known = {f"{n}.json" for n, c in CHECKS.items() if not c.legacy}
+    known = {f"{n}.json" for n in CHECKS}
     for extra in sorted(p for p in folder.glob("*.json") if p.name not in known):
         stale.append(extra.stem)
         if not check:
