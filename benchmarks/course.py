@@ -97,7 +97,8 @@ def execute(path: Path, quick: bool, timeout: int = 1800, kernel_threads=None,
     if save and error is None:
         nbformat.write(nb, path)
     return {"seconds": round(time.perf_counter() - t0, 1), "ok": error is None, "error": error,
-            "cells": sum(c.cell_type == "code" for c in nb.cells), **stamp}
+            "cells": sum(c.cell_type == "code" for c in nb.cells),
+            "kernel_threads": kernel_threads or "torch default", **stamp}
 
 
 def make_test(cwd: Path = ROOT) -> dict:
@@ -144,6 +145,10 @@ def _previous(out: Path) -> dict:
         return {}
     earlier = d["results"].get("earlier_run") or {"date": d["env"]["date"], "load": d["load"],
                                                   "load_note": d["load_note"]}
+    threads = d["settings"].get("kernel_threads", "torch default")
+    for b in ("quick", "full"):  # rows of older runs: the kernel threads of their settings
+        for row in d["results"].get(b, {}).get("notebooks", {}).values():
+            row.setdefault("kernel_threads", threads)
     return {**d["results"], "earlier_run": earlier}
 
 

@@ -306,6 +306,22 @@ def _view_logits(v: dict | None) -> str:
     return made + (" (read from the cache in this run)" if v["source"] == "cache" else "")
 
 
+def _kernel_threads(d: dict) -> str:
+    """The notebook kernels' threads of course.json: the value of most rows, then the others
+    with their notebooks and budgets ("torch default; 1 for 06_x (full, quick)")."""
+    default = d["settings"].get("kernel_threads", "torch default")
+    rows = {}  # value -> {notebook: [budgets]}
+    for b in ("full", "quick"):
+        for nb, row in d["results"].get(b, {}).get("notebooks", {}).items():
+            rows.setdefault(str(row.get("kernel_threads", default)), {}).setdefault(nb, []).append(b)
+    if len(rows) <= 1:
+        return str(next(iter(rows), default))
+    common = max(rows, key=lambda v: sum(len(bs) for bs in rows[v].values()))
+    others = [f"{v} for " + ", ".join(f"{nb} ({', '.join(bs)})" for nb, bs in by_nb.items())
+              for v, by_nb in rows.items() if v != common]
+    return f"{common}; " + "; ".join(others)
+
+
 def _conditions(name: str, d: dict) -> str:
     e, ld = d["env"], d["load"]
     # judged again from the recorded loads and threads (notes of older runs ignored the end load)
@@ -344,9 +360,9 @@ def _conditions(name: str, d: dict) -> str:
                  f" (x2 for 'epochs x2'), seed {d['settings']['seed']};")
     if name == "course":
         st = d["settings"]
-        extra = f" notebook kernels: threads {st.get('kernel_threads', 'torch default')}"
+        extra = f" notebook kernels: threads {_kernel_threads(d)}"
         if "full-1thread" in d["results"]:
-            extra += " (full budget), 1 (full budget, 1 thread: KDLAB_THREADS=1)"
+            extra += "; 1 for the full budget at 1 thread (KDLAB_THREADS=1)"
         extra += ";" + (f" kdlab cache: {st['cache']};" if "cache" in st else "")
         if d["results"].get("remeasured"):
             er = d["results"]["earlier_run"]

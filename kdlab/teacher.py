@@ -61,7 +61,7 @@ def metadata(folder: Path = ASSETS) -> dict:
     return json.loads(path.read_text())
 
 
-def load_teacher(folder: Path = ASSETS, device=None) -> models.Teacher:
+def load_teacher(folder: Path = ASSETS, device=None) -> torch.nn.Module:
     """The pretrained teacher in eval mode, after checking the checkpoint's sha256.
 
     Inputs: folder holding teacher.pt and teacher.json; device (default: kd.train.device()).
@@ -77,14 +77,24 @@ def load_teacher(folder: Path = ASSETS, device=None) -> models.Teacher:
     if got != meta["sha256"]:
         raise CheckpointError(f"teacher checkpoint corrupted: {ckpt} has sha256 {got}, "
                               f"expected {meta['sha256']} (from {METADATA}). {fix}")
-    model = models.Teacher(width=meta["recipe"]["width"])
+    model = build(meta["recipe"])
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {ckpt} does not match the Teacher architecture "
-                              f"(width={meta['recipe']['width']}): {e}") from None
+        kw = f"width={meta['recipe']['width']}" if "width" in meta["recipe"] else "default size"
+        raise CheckpointError(f"checkpoint {ckpt} does not match the {type(model).__name__} "
+                              f"architecture ({kw}): {e}") from None
     return model.to(device if device is not None else train.device()).eval()
+
+
+def build(recipe: dict) -> torch.nn.Module:
+    """A fresh model of the recipe's architecture ("kdlab.models.<Class>", optional width)."""
+    name = recipe["architecture"]
+    cls = getattr(models, name.rpartition(".")[2], None) if name.startswith("kdlab.models.") else None
+    if not isinstance(cls, type) or not issubclass(cls, torch.nn.Module):
+        raise CheckpointError(f"unknown architecture {name!r} in the recipe")
+    return cls(width=recipe["width"]) if "width" in recipe else cls()
 
 
 # ------------------------------------------------------------------ teacher logits, cached on disk
@@ -189,20 +199,31 @@ def mnist_logits(split: str = "train", teacher: torch.nn.Module | None = None, i
     return logits
 
 
+def setup(recipe: dict = RECIPE) -> tuple:
+    """The start of a training run of `recipe`: seeded model, shifted batches, Adam, one-cycle.
+
+    Returns (model, batches, optimizer, scheduler); the batches yield the 60,000 training
+    images shifted by up to 2 px, and the schedule spans recipe["epochs"] passes over them.
+    Used by ``retrain`` and by ``kd.zoo`` (snapshots of this very run, a smaller teacher).
+    """
+    train.seed(recipe["seed"])
+    x, y = data.mnist("train")
+    model = build(recipe)
+    batches = Jittered(data.Batches(x, y, recipe["batch_size"], seed=recipe["seed"]), 2.0,
+                       recipe["seed"])
+    opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe["lr"],
+                                                total_steps=recipe["epochs"] * len(batches))
+    return model, batches, opt, sched
+
+
 def retrain(out: Path = ASSETS, epochs: int | None = None, progress: bool = True) -> dict:
     """Train the teacher with RECIPE, save checkpoint + metadata to `out`, return metadata."""
     recipe = dict(RECIPE)
     if epochs is not None:
         recipe["epochs"] = epochs
-    train.seed(recipe["seed"])
-    x, y = data.mnist("train")
+    model, batches, opt, sched = setup(recipe)
     xt, yt = data.mnist("test")
-    model = models.Teacher(width=recipe["width"])
-    batches = Jittered(data.Batches(x, y, recipe["batch_size"], seed=recipe["seed"]), 2.0,
-                         recipe["seed"])
-    opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe["lr"],
-                                                total_steps=recipe["epochs"] * len(batches))
 
     def loss_fn(out, labels):
         return F.cross_entropy(out, labels)

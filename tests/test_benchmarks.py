@@ -400,11 +400,20 @@ def test_course_update_remeasures_only_what_is_asked(tmp_path, monkeypatch):
     r = course.run("full", tmp_path, notebooks=[nb], budgets=("quick",), skip_make_test=True,
                    update=True)
     assert r["make_test"] == earlier["results"]["make_test"]  # kept, not re-run
-    assert r["full"]["notebooks"] == earlier["results"]["full"]["notebooks"]
+    assert r["full"]["notebooks"] == {"01_a": {**earlier["results"]["full"]["notebooks"]["01_a"],
+                                               "kernel_threads": "torch default"}}
     assert list(r["quick"]["notebooks"]) == ["tiny"] and r["quick"]["notebooks"]["tiny"]["ok"]
     assert r["quick"]["notebooks"]["tiny"]["measured"].startswith("20")
     assert r["remeasured"] == ["quick tiny"] and r["earlier_run"]["date"] == "2026-01-02T03:04:05Z"
     assert json.loads((tmp_path / "course.json").read_text())["complete"]
+    # each row keeps the kernel threads it was measured with; the conditions line names both
+    assert r["full"]["notebooks"]["01_a"]["kernel_threads"] == "torch default"
+    r = course.run("full", tmp_path, notebooks=[nb], budgets=("quick",), skip_make_test=True,
+                   update=True, kernel_threads=1)
+    assert r["quick"]["notebooks"]["tiny"]["kernel_threads"] == 1
+    assert r["full"]["notebooks"]["01_a"]["kernel_threads"] == "torch default"
+    d = json.loads((tmp_path / "course.json").read_text())
+    assert render._kernel_threads(d) == "torch default; 1 for tiny (quick)"
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Packaging: the built wheel carries MNIST and the teacher; conda and pip ask for the same pins."""
+"""Packaging: the built wheel carries MNIST and the teachers; conda and pip ask for the same pins."""
 import os
 import re
 import subprocess
@@ -29,6 +29,11 @@ def test_wheel_contains_data_and_teacher(wheel):
         assert f"kdlab/assets/mnist/{f}" in names
     assert "kdlab/assets/teacher/teacher.pt" in names
     assert "kdlab/assets/teacher/teacher.json" in names
+    from kdlab import zoo
+    assert "kdlab/assets/zoo/resnet_curve.json" in names
+    for name in zoo.names():  # Lab 06's other teachers
+        assert f"kdlab/assets/zoo/{name}/teacher.pt" in names
+        assert f"kdlab/assets/zoo/{name}/teacher.json" in names
 
 
 def test_installed_wheel_loads_its_own_data(wheel, tmp_path):

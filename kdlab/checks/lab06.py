@@ -1,0 +1,439 @@
+"""Checks of Lab 06 (what the teacher teaches): decoupled KD and the permuted-dark-knowledge control.
+
+``check_dkd_loss(fn)`` calls ``fn(student_logits, teacher_logits, labels, T, alpha, beta)`` at
+several (T, alpha, beta) settings and on confident logits, and compares the gradient with
+respect to the student's logits with the answer key's (so the KL form and the cross-entropy
+form, which differ by the teacher's entropies, both pass); the teacher must get no gradient
+and T <= 0 must raise ValueError. Common mistakes are recognised by their gradient.
+
+``check_permute_dark_knowledge(fn)`` calls ``fn(p, labels, generator)`` on soft targets and
+checks what any right answer must satisfy, since each right shuffle gives other numbers: the
+true class's probability stays in place, every row keeps its values, ``p`` is left alone,
+the same generator state gives the same result whatever the global random state, another
+generator gives another result, every row gets its own order, and on 3,000 identical rows
+every order of the wrong-class values appears about equally often.
+"""
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import torch
+
+from . import _probe as _p
+from ._common import (Mistake, close, decode, expects_value_error, fail, name_mistake, paired,
+                      raised, result, rng, short, type_name, unchanged)
+from ._registry import CHECKS, register
+
+# ------------------------------------------------------------------ dkd_loss
+
+DKD_FORMULA = ("loss = T**2 * mean over the batch of alpha * KL(b_t || b_s) + beta * KL(q_t || q_s), "
+               "with p = softmax(logits / T), b = (p_y, 1 - p_y) and q = softmax(logits / T) over "
+               "the non-target classes")
+DKD_MISTAKES = [
+    Mistake("no_T2", "the loss is missing its factor T**2",
+            "softening by T shrinks the gradients by 1/T**2; multiply the loss by T**2, as in "
+            "classic KD"),
+    Mistake("no_T", "the logits are not divided by T (your loss does not soften anything)",
+            "compute p = softmax(logits / T) for the student and the teacher, and q from "
+            "logits / T as well"),
+    Mistake("teacher_not_softened", "the teacher's logits are not divided by T",
+            "divide both logit vectors by T before every softmax"),
+    Mistake("student_not_softened", "the student's logits are not divided by T",
+            "divide both logit vectors by T before every softmax"),
+    Mistake("reversed", "the KL divergences are reversed: you computed KL(student || teacher)",
+            "the teacher's distributions are the targets: KL(b_t || b_s) and KL(q_t || q_s). "
+            "F.kl_div(input, target) computes KL(target || input): the student's "
+            "log-probabilities go first"),
+    Mistake("swapped_weights", "alpha and beta are swapped: alpha multiplies NCKD and beta TCKD",
+            "alpha weights the binary (target-class) term, beta the non-target term"),
+    Mistake("nckd_weighted", "NCKD is multiplied by 1 - p_t,y, the teacher's wrong-class mass: "
+                             "that is the weight classic KD gives it",
+            "decoupled KD drops that factor and gives NCKD its own weight beta"),
+    Mistake("q_not_renormalised", "your non-target distributions are the wrong-class entries of "
+                                  "softmax(logits / T) as they are: they sum to 1 - p_y, not 1",
+            "q_k = p_k / (1 - p_y) for k != y; in logs: the softmax of logits / T with the true "
+            "class removed (masked_fill with float('-inf') before F.log_softmax)"),
+    Mistake("target_logit_zero", "your non-target softmax sets the true class's logit to 0 "
+                                 "instead of removing it, so the true class keeps a share of q",
+            "set the true class's logit to float('-inf') (masked_fill) before the softmax, and "
+            "leave that column out of the KL sum"),
+    Mistake("tckd_target_only", "your TCKD has only the true-class term p_t,y log(p_t,y / p_s,y); "
+                                "the term of the wrong-class mass 1 - p_y is missing",
+            "b = (p_y, 1 - p_y) has two entries: KL(b_t || b_s) sums over both"),
+    Mistake("teacher_argmax", "you took the teacher's most likely class as the target class, not "
+                              "the label",
+            "the target class of row i is labels[i]; the teacher is wrong on some images"),
+    Mistake("sum_over_batch", "the loss is summed over the batch instead of averaged",
+            "average over the examples: .sum(dim=1).mean(), or F.kl_div(..., reduction='batchmean')"),
+    Mistake("mean_over_classes", "each KL is averaged over its classes as well as over the "
+                                 "batch (reduction='mean')",
+            "sum each KL over its classes, then average over the batch: reduction='batchmean'"),
+]
+DKD_SETTINGS = ((2.0, 1.0, 0.0), (2.0, 0.0, 1.0), (4.0, 1.0, 8.0), (1.0, 0.5, 2.0), (3.0, 2.0, 0.5))
+DKD_BAD_TS = (0.0, -1.0)
+
+
+def dkd_inputs(seed=None) -> dict:
+    """Inputs of the dkd_loss check: a batch, several (T, alpha, beta), confident logits, bad T.
+
+    seed None: the fixed inputs of the notebook; an int: fresh values of the same kinds.
+    - s, t: (6, 5) student and teacher logits, y: (6,) labels; the teacher is right on some
+      rows and wrong on others; settings: (T, alpha, beta) for TCKD only, NCKD only, DKD, ...
+    - s_conf, t_conf, y_conf: (6, 10): a student sure of the true class (logit margin 100 at
+      T = 1, as an overconfident network gives) on three rows and sure of a wrong class on
+      three; the teacher at margin 8
+    """
+    g = rng("dkd_loss", seed)
+    N, C = 6, 5
+    s = (torch.randn(N, C, generator=g) * 2).round(decimals=2)
+    t = (torch.randn(N, C, generator=g) * 3).round(decimals=2)
+    y = torch.randint(0, C, (N,), generator=g)
+    rows = torch.arange(N)
+    right = rows[: N // 2]                        # the teacher is sure of the label on half ...
+    t[right, y[right]] = t[right].max(1).values + 2.0
+    wrong = (y[N // 2:] + 1 + torch.randint(0, C - 1, (N - N // 2,), generator=g)) % C
+    t[rows[N // 2:], wrong] = t[N // 2:].max(1).values + 2.0   # ... and wrong on the others
+    Nc, Cc = 6, 10
+    y_conf = torch.randint(0, Cc, (Nc,), generator=g)
+    other = (y_conf + 1 + torch.randint(0, Cc - 1, (Nc,), generator=g)) % Cc
+    s_conf = torch.randn(Nc, Cc, generator=g)
+    top = torch.where(torch.arange(Nc) < Nc // 2, y_conf, other)
+    s_conf[torch.arange(Nc), top] += 100.0
+    t_conf = torch.randn(Nc, Cc, generator=g) * 2
+    t_conf[torch.arange(Nc), y_conf] += 8.0
+    return {"s": s, "t": t, "y": y, "settings": DKD_SETTINGS, "s_conf": s_conf, "t_conf": t_conf,
+            "y_conf": y_conf, "conf_setting": (1.0, 1.0, 8.0), "bad_Ts": DKD_BAD_TS}
+
+
+def _dkd_call(fn, s, t, y, setting) -> dict:
+    """fn on fresh leaves (both logits require grad): the outcome, plus the gradients of a
+    scalar result with respect to the student's and the teacher's logits."""
+    s = s.clone().requires_grad_(True)
+    t = t.clone().requires_grad_(True)  # the teacher must not receive a gradient
+    out, res = _p.call(fn, s, t, y.clone(), *setting)
+    if type(res) is torch.Tensor and res.numel() == 1 and res.requires_grad:
+        out["grads"] = _p.grads(res.reshape(()), [s, t])
+    return out
+
+
+def dkd_probe(fn, inp) -> dict:
+    """Call fn at every setting, on the confident logits and with every bad temperature."""
+    s, t, y = inp["s"], inp["t"], inp["y"]
+    return {"settings": [_dkd_call(fn, s, t, y, st) for st in inp["settings"]],
+            "confident": _dkd_call(fn, inp["s_conf"], inp["t_conf"], inp["y_conf"],
+                                   inp["conf_setting"]),
+            "bad": [_p.call(fn, s.clone(), t.clone(), y.clone(), T, 1.0, 8.0)[0]
+                    for T in inp["bad_Ts"]]}
+
+
+def _grad_close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return close(a, b, atol=1e-5, rtol=1e-3)
+
+
+def _dkd_outcome(title: str, out: dict, s: torch.Tensor, where: str) -> tuple:
+    """(loss value, gradient w.r.t. the student, gradient w.r.t. the teacher or None), or fail."""
+    raised(title, out, f"{tuple(s.shape)}, {tuple(s.shape)}, ({s.shape[0]},)", where)
+    unchanged(title, out, ["student_logits", "teacher_logits", "labels"])
+    v = out["value"]
+    if v.get("kind") != "tensor":
+        fail(title, f"{where}: dkd_loss(...) should be a torch.Tensor, got {type_name(v)}",
+             "use torch operations all the way and return the tensor")
+    shape = tuple(v["shape"])
+    if shape != ():
+        what = ("one value per example" if shape == (s.shape[0],) else f"shape {shape}")
+        fail(title, f"{where}: dkd_loss returned {what} for logits of shape {tuple(s.shape)}; "
+                    "expected a scalar, shape ()",
+             "sum each KL over its classes, then average over the batch: .sum(dim=1).mean()")
+    grads = out.get("grads")
+    if not v.get("requires_grad") or not grads or grads[0].get("kind") != "tensor":
+        fail(title, f"{where}: the loss does not depend on student_logits (no gradient flows "
+                    "back to them)",
+             "do not call .detach(), .item() or torch.no_grad() on the student's side")
+    gt = decode(grads[1]) if grads[1].get("kind") == "tensor" else None
+    return decode(v), decode(grads[0]), gt
+
+
+def dkd_verdict(data, inp, key) -> str:
+    """Check ``fn(student_logits (N, C), teacher_logits (N, C), labels (N,), T, alpha, beta)``.
+
+    Returns a scalar: T**2 times the batch mean of alpha * KL(b_t || b_s) + beta * KL(q_t || q_s),
+    b = (p_y, 1 - p_y) from p = softmax(logits / T), q = softmax(logits / T) over the classes
+    other than the label. The gradient with respect to the student's logits must match at
+    every setting (the value may be the KL form or the cross-entropy form), the teacher gets
+    no gradient, confident logits stay finite, and T <= 0 raises ValueError.
+    """
+    check = CHECKS["dkd_loss"]
+    title = check.title
+    s = inp["s"]
+    outcomes = []
+    for (T, a, b), k, out in paired(inp["settings"], key["settings"], data["settings"]):
+        outcomes.append(_dkd_outcome(title, out, s, f"T={T:g}, alpha={a:g}, beta={b:g}"))
+    # name the mistake first, from the settings where the student's gradient is wrong
+    for (T, a, b), k, (val, gs, gt) in paired(inp["settings"], key["settings"], outcomes):
+        where = f"T={T:g}, alpha={a:g}, beta={b:g}"
+        if _grad_close(gs, k["grad"]):
+            continue
+        if not torch.isfinite(gs).all():
+            fail(title, f"{where}: the gradient contains nan or inf: {short(gs)}",
+                 "work with log-probabilities (F.log_softmax, torch.logsumexp); a masked entry "
+                 "of -inf times a probability of 0 gives nan: leave it out of the sum "
+                 "(masked_fill with 0 after the product)")
+        name_mistake(check, gs, k["mistakes"], where, atol=1e-5, rtol=1e-3)
+        maxdiff = (gs - k["grad"]).abs().max().item() if gs.shape == k["grad"].shape else float("nan")
+        fail(title, f"{where}: the gradient of your loss with respect to student_logits is wrong: "
+                    f"max abs difference {maxdiff:.3g}\n    got      {short(gs)}\n"
+                    f"    expected {short(k['grad'])}",
+             f"{DKD_FORMULA}. Try one term at a time: (alpha, beta) = (1, 0) is TCKD alone, "
+             "(0, 1) NCKD alone")
+    for (T, a, b), k, (val, gs, gt) in paired(inp["settings"], key["settings"], outcomes):
+        if gt is not None and gt.abs().max().item() > 0:
+            fail(title, "teacher_logits received a gradient: the teacher is a target, not a learner",
+                 "use teacher_logits.detach() before computing its distributions")
+        v = float(val.double())
+        if not math.isfinite(v):
+            fail(title, f"T={T:g}, alpha={a:g}, beta={b:g}: the gradient is right but the loss "
+                        f"is {v}: a term 0 * log(0) or 0 * (-inf) of a masked class became nan",
+                 "leave the true class out of the non-target sum after the product "
+                 "(masked_fill(is_target, 0.0)), or use torch.xlogy / F.kl_div")
+        if not any(math.isclose(v, float(ref), rel_tol=1e-4, abs_tol=1e-5)
+                   for ref in (k["value_kl"], k["value_ce"])):
+            fail(title, f"T={T:g}, alpha={a:g}, beta={b:g}: the gradient is right but the loss "
+                        f"value is not: got {v:.6g}, expected {k['value_kl']:.6g} (KL form) or "
+                        f"{k['value_ce']:.6g} (cross-entropy form)",
+                 "remove any constant you added to the loss")
+    k = key["confident"]
+    out = data["confident"]
+    where = "confident logits (student logit margin 100 at T=1)"
+    raised(title, out, where=where)
+    v = out["value"]
+    grads = out.get("grads") or [{"kind": "none"}]
+    val = decode(v) if v.get("kind") == "tensor" else torch.tensor(float("nan"))
+    gs = (decode(grads[0]) if grads[0].get("kind") == "tensor"
+          else torch.full(tuple(inp["s_conf"].shape), float("nan")))
+    if not (bool(torch.isfinite(val).all()) and bool(torch.isfinite(gs).all())):
+        fail(title, f"the loss or its gradient is nan or inf for a student that is sure of the "
+                    f"true class (logit margin 100, T=1; loss {short(val)}): its wrong-class "
+                    "probabilities underflow to 0 in float32 (1 - p_y rounds to 0), and their "
+                    "log is -inf",
+             "never compute log(1 - p_y) from probabilities: take the logsumexp of the "
+             "non-target log-probabilities, torch.logsumexp(log_p.masked_fill(is_target, "
+             "float('-inf')), dim=1)")
+    if not _grad_close(gs, k["grad"]):
+        fail(title, f"{where}: the gradient is wrong: got {short(gs)}, expected {short(k['grad'])}",
+             "compute every log-probability with F.log_softmax / torch.logsumexp, without "
+             "clamping probabilities")
+    for bad_T, out in paired(inp["bad_Ts"], data["bad"]):
+        expects_value_error(title, out, f"T={bad_T}", "start with: if not T > 0: raise ValueError(...)",
+                            "a temperature must be > 0; start with: "
+                            "if not T > 0: raise ValueError(f'temperature T must be > 0, got {T}')")
+    return (f"gradients match decoupled KD at {len(inp['settings'])} (T, alpha, beta) settings "
+            "and on confident logits, the teacher gets no gradient, T <= 0 is rejected")
+
+
+check_dkd_loss = register("dkd_loss", dkd_inputs, dkd_probe, dkd_verdict, DKD_MISTAKES)
+
+
+# ------------------------------------------------------------------ permute_dark_knowledge
+
+PERMUTE_MISTAKES = [
+    Mistake("identity", "your result equals p: nothing was shuffled",
+            "shuffle the C - 1 wrong-class entries of every row, e.g. with "
+            "torch.randperm(C - 1, generator=generator) per row"),
+]
+N_SAME, C_SAME = 3000, 5      # identical rows: how often each order of the wrong classes appears
+CHI2_LIMIT = 78.0             # chi-square, 23 degrees of freedom (4! orders): p < 1e-7
+GLOBAL_SEEDS = (101, 202)     # the global random state before two calls with the same generator
+
+
+def permute_inputs(seed=None) -> dict:
+    """Inputs of the permute_dark_knowledge check (seed None: the notebook's fixed cases).
+
+    - "small": (6, 5) float32 soft targets with distinct values, labels, a generator seed;
+      called three times with that seed (two different global random states) and once
+      with another seed
+    - "batch": (64, 10) float32 soft targets at a temperature, labels
+    - "same": 3,000 copies of one (5,) row of distinct values, one label: every row must get
+      its own order, and each of the 24 orders of the wrong classes about 1/24 of the rows
+    - "double": (8, 10) float64 soft targets: the result keeps the dtype
+    """
+    g = rng("permute_dark_knowledge", seed)
+
+    def soft(n, c, scale):
+        p = torch.softmax(torch.randn(n, c, generator=g) * scale, dim=1)
+        return p, torch.randint(0, c, (n,), generator=g)
+
+    def gen_seed():
+        return int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+
+    small_p, small_y = soft(6, 5, 1.5)
+    batch_p, batch_y = soft(64, 10, 3.0)
+    row = torch.softmax(torch.randn(C_SAME, generator=g) * 1.5, dim=0)
+    label = int(torch.randint(0, C_SAME, (1,), generator=g))
+    double_p, double_y = soft(8, 10, 2.0)
+    return {"small": (small_p, small_y, gen_seed(), gen_seed()),
+            "batch": (batch_p, batch_y, gen_seed()),
+            "same": (row.repeat(N_SAME, 1), torch.full((N_SAME,), label), gen_seed()),
+            "double": (double_p.double(), double_y, gen_seed())}
+
+
+def _with_global_state(seed: int, fn, *args) -> dict:
+    """Call fn with torch's, numpy's and Python's global generators seeded with `seed`; the
+    caller's global random state is restored afterwards."""
+    saved = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    try:
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        return _p.call(fn, *args)[0]
+    finally:
+        torch.set_rng_state(saved[0])
+        np.random.set_state(saved[1])
+        random.setstate(saved[2])
+
+
+def permute_probe(fn, inp) -> dict:
+    """Call fn on every case with a freshly seeded torch.Generator (see ``permute_inputs``)."""
+    def run(p, y, gseed, global_seed=GLOBAL_SEEDS[0]):
+        return _with_global_state(global_seed, fn, p.clone(), y.clone(),
+                                  torch.Generator().manual_seed(gseed))
+
+    p, y, s1, s2 = inp["small"]
+    return {"small": [run(p, y, s1), run(p, y, s1, GLOBAL_SEEDS[1]), run(p, y, s1), run(p, y, s2)],
+            "batch": run(*inp["batch"]), "same": run(*inp["same"]), "double": run(*inp["double"])}
+
+
+def _perm_result(title: str, out: dict, p: torch.Tensor, where: str) -> torch.Tensor:
+    """The returned tensor of a recorded call, checked for shape, dtype and untouched inputs."""
+    raised(title, out, f"{tuple(p.shape)}, ({p.shape[0]},), a torch.Generator", where)
+    unchanged(title, out, ["p", "labels"])
+    got = result(title, out)
+    if tuple(got.shape) != tuple(p.shape):
+        fail(title, f"{where}: your result has shape {tuple(got.shape)}, expected "
+                    f"{tuple(p.shape)} (the shape of p)",
+             "return the whole (N, C) tensor: the true class in place, the others shuffled")
+    dtype = out["value"].get("dtype")
+    want = str(p.dtype).replace("torch.", "")
+    if dtype != want:
+        fail(title, f"{where}: p is {want} but your result is {dtype}",
+             "build the result from p itself (p.clone(), p.gather, indexing): no .float() or "
+             "torch.tensor(...) that changes its dtype")
+    return got
+
+
+def _same_rows(title: str, got: torch.Tensor, p: torch.Tensor, y: torch.Tensor, key: dict,
+               where: str) -> None:
+    """Fail unless every row keeps p_y in place and holds the same values as p's row."""
+    rows = torch.arange(len(y))
+    g = got.to(p.dtype)
+    key = {k: v.expand(len(y), *v.shape[1:]) for k, v in key.items()
+           if k in ("target", "sorted")}  # a key of one row stands for identical rows
+    moved = (g[rows, y] != key["target"]).nonzero().flatten()
+    if len(moved):
+        i = int(moved[0])
+        fail(title, f"{where}: the true class's probability moved: in row {i} (label {int(y[i])}) "
+                    f"p[{i}, {int(y[i])}] = {float(key['target'][i]):.6g}, your result has "
+                    f"{float(g[i, y[i]]):.6g} there",
+             "leave column labels[i] of row i alone and shuffle only the other C - 1 columns")
+    sorted_rows = g.sort(dim=1).values
+    bad = (sorted_rows != key["sorted"]).any(dim=1).nonzero().flatten()
+    if len(bad):
+        i = int(bad[0])
+        if torch.equal(g.flatten().sort().values, key["sorted"].flatten().sort().values):
+            fail(title, f"{where}: values moved from one row to another (row {i} no longer "
+                        "holds the values of p's row)",
+                 "shuffle within each row: the order of row i's wrong-class values, not the "
+                 "values of the whole batch")
+        fail(title, f"{where}: row {i} does not hold the values of p's row {i} in another order:\n"
+                    f"    got      {short(g[i])}\n    p's row  {short(key['sorted'][i])} (sorted)",
+             "a permutation moves values, it never changes, repeats or drops one: index the "
+             "row with a permutation of its wrong-class columns")
+
+
+def _orders(got: torch.Tensor, label: int) -> torch.Tensor:
+    """The order of the wrong-class values in every row, as one integer per row."""
+    others = [c for c in range(got.shape[1]) if c != label]
+    ranks = got[:, others].argsort(dim=1)
+    code = torch.zeros(len(got), dtype=torch.long)
+    for j in range(ranks.shape[1]):
+        code = code * ranks.shape[1] + ranks[:, j]
+    return code
+
+
+def permute_verdict(data, inp, key) -> str:
+    """Check ``fn(p (N, C), labels (N,), generator) -> (N, C)``: each row keeps p[i, labels[i]]
+    in place and holds its other C - 1 values in a random order, drawn from `generator`
+    independently for every row; p is not modified; the same generator state gives the same
+    result; the order is uniform over the (C - 1)! possible ones.
+    """
+    title = CHECKS["permute_dark_knowledge"].title
+    p, y, _, _ = inp["small"]
+    k = key["small"]
+    outs = data["small"]
+    if not isinstance(outs, list) or len(outs) != 4:
+        fail(title, "the probe's data is incomplete: the check cell or its output was tampered with",
+             "run the check cell as it is in the lab")
+    small = [_perm_result(title, o, p, f"p of shape {tuple(p.shape)}") for o in outs]
+    for got in small:
+        _same_rows(title, got, p, y, k, f"p of shape {tuple(p.shape)}")
+    for (name, case), out in paired([(n, inp[n]) for n in ("batch", "double", "same")],
+                                    [data[n] for n in ("batch", "double", "same")]):
+        cp, cy = case[0], case[1]
+        where = ("3,000 identical rows" if name == "same" else
+                 f"p of shape {tuple(cp.shape)}, {str(cp.dtype).replace('torch.', '')}")
+        _same_rows(title, _perm_result(title, out, cp, where), cp, cy, key[name], where)
+    batch = result(title, data["batch"]).to(torch.float32)
+    name_mistake(CHECKS["permute_dark_knowledge"], batch, key["batch"]["mistakes"],
+                 f"p of shape {tuple(inp['batch'][0].shape)}", atol=0.0, rtol=0.0)
+    first, other_global, again, other_gen = small
+    if not torch.equal(first, again):
+        fail(title, "two calls with generators in the same state, and the same global random "
+                    "state, gave different results: your result is not reproducible",
+             "draw every random number from `generator` (torch.rand(..., generator=generator), "
+             "torch.randperm(n, generator=generator)); no time, os.urandom or unseeded generators")
+    if not torch.equal(first, other_global):
+        fail(title, "the same generator state gave different results when the global random "
+                    "state changed: you drew from torch's, numpy's or Python's global random "
+                    "generator, not from `generator`",
+             "pass generator=generator to every torch random function (torch.rand, torch.randperm, "
+             "torch.multinomial, ...)")
+    if torch.equal(first, other_gen):
+        fail(title, "two different generators gave the same result: the order is not drawn "
+                    "with `generator` (or not drawn at random at all)",
+             "draw the orders with generator, e.g. torch.rand(N, C, generator=generator).argsort(1)")
+    same_p, same_y, _ = inp["same"]
+    got = result(title, data["same"])
+    codes = _orders(got, int(same_y[0]))
+    counts = torch.bincount(codes, minlength=int(C_SAME - 1) ** (C_SAME - 1)).double()
+    n_orders = math.factorial(C_SAME - 1)
+    seen = int((counts > 0).sum())
+    if seen == 1:
+        fail(title, f"3,000 identical rows all came out in the same order: you drew one order "
+                    "and applied it to every row",
+             "draw a new order for every row: e.g. torch.rand(N, C, generator=generator)"
+             ".argsort(dim=1), or torch.randperm(C - 1, generator=generator) inside a loop over rows")
+    if seen < n_orders:
+        fail(title, f"3,000 identical rows came out in only {seen} of the {n_orders} possible "
+                    f"orders of their {C_SAME - 1} wrong-class values (e.g. a rotation is not a "
+                    "shuffle)",
+             "every order must be possible and equally likely: sort random keys "
+             "(torch.rand(...).argsort) or use torch.randperm")
+    expected = N_SAME / n_orders
+    chi2 = float(((counts[counts > 0] - expected) ** 2 / expected).sum()) + expected * (
+        n_orders - seen)
+    if chi2 > CHI2_LIMIT:
+        fail(title, f"on 3,000 identical rows the {n_orders} orders of the wrong-class values "
+                    f"are not equally likely: they appear from {int(counts[counts > 0].min())} to "
+                    f"{int(counts.max())} times, expected about {expected:.0f} each "
+                    f"(chi-square {chi2:.0f} with {n_orders - 1} degrees of freedom)",
+             "a uniform shuffle: sort random keys (torch.rand(N, C, generator=generator)"
+             ".argsort(1)) or torch.randperm; swapping each entry with any random position is "
+             "a biased shuffle")
+    return (f"the true class stays, rows keep their values, reproducible with the generator, "
+            f"all {n_orders} orders about equally likely on 3,000 identical rows (chi-square "
+            f"{chi2:.0f}, limit {CHI2_LIMIT:g})")
+
+
+check_permute_dark_knowledge = register("permute_dark_knowledge", permute_inputs, permute_probe,
+                                        permute_verdict, PERMUTE_MISTAKES)
