@@ -82,3 +82,14 @@ def test_course_helpers_refuse_inside_a_check():
     with checking(), pytest.raises(HelperInCheck):
         kdlab.train.fit(torch.nn.Linear(3, 3), [(torch.randn(2, 3), torch.tensor([0, 1]))],
                         torch.nn.functional.cross_entropy, progress=False)
+
+
+def test_keys_compare_within_a_tolerance():
+    """A key computed on another CPU differs in the last digits (a training step's weights):
+    make-keys --check accepts that, and nothing larger."""
+    from kdlab.grading.keys import same
+    a = {"w": [1.0, 2.5, float("nan")], "n": 3, "name": "x"}
+    assert same(a, {"w": [1.0 + 1e-9, 2.5, float("nan")], "n": 3, "name": "x"})
+    assert not same(a, {"w": [1.001, 2.5, float("nan")], "n": 3, "name": "x"})
+    assert not same(a, {"w": [1.0, 2.5], "n": 3, "name": "x"})
+    assert not same(a, {"w": [1.0, 2.5, float("nan")], "n": 4, "name": "x"})
