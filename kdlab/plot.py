@@ -717,49 +717,6 @@ def sparsity_curves(sparsities, curves: dict, reference: dict | None = None, ax=
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-
-# ---------------------------------------------------------------- Lab 06: what the teacher teaches
-
-
-def _readable_log_y(ax, values) -> None:
-    """Tick labels in plain numbers on a log y axis spanning `values` (all > 0)."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
-
-    lo, hi = min(values), max(values)
-    ax.yaxis.set_major_locator(FixedLocator(_log_ticks(lo / 1.05, hi * 1.05)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylim(lo / 1.2, hi * 1.2)
-
-
-def teacher_training_curve(points, marks: dict, steps_total: int | None = None, ax=None,
-                           title: str = ""):
-    """A teacher's test errors during its training (log y), with the teachers used marked -> Figure.
-
-    Inputs: points [(step, test errors), ...] of the run; marks {label: (step, errors)} drawn
-    as labelled dots, or (None, errors) as a labelled horizontal line (a teacher of another
-    kind); steps_total: the length of the full run (x axis limit).
-    """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 3.4))
-    xs, ys = zip(*points)
-    ax.plot(xs, ys, color="#3182bd", lw=1.2, marker=".", ms=3, label="the teacher's recipe")
-    for label, (step, errors) in marks.items():
-        if step is None:
-            ax.axhline(errors, color="#e6550d", ls="--", lw=1)
-            ax.text(0.99, errors, f" {label}: {errors}", color="#e6550d", fontsize=8,
-                    transform=ax.get_yaxis_transform(), ha="right", va="bottom")
-        else:
-            ax.plot([step], [errors], "o", color="k", ms=5, zorder=3)
-            ax.annotate(f"{label}: {errors}", (step, errors), textcoords="offset points",
-                        xytext=(4, 5), fontsize=8)
-    ax.set_yscale("log")
-    _readable_log_y(ax, [y for y in ys if y > 0] + [e for _, e in marks.values() if e > 0])
-    ax.set_xlim(0, (steps_total or max(xs)) * 1.08)
-    ax.set_xlabel("optimizer steps of the teacher's training")
-    ax.set_ylabel("test errors (log scale)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="upper center")
-    ax.set_title(title or "the teachers of experiment 2 (test errors of 10,000)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -898,6 +855,44 @@ def step_curves(steps, panels: dict, ylabel: str = "test errors", title: str = "
     axes[0][-1].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- Lab 06: what the teacher teaches
+
+
+def teacher_training_curve(points, marks: dict, steps_total: int | None = None, ax=None,
+                           title: str = ""):
+    """A teacher's test errors during its training (log y), with the teachers used marked -> Figure.
+
+    Inputs: points [(step, test errors), ...] of the run; marks {label: (step, errors)} drawn
+    as labelled dots, or (None, errors) as a labelled horizontal line (a teacher of another
+    kind); steps_total: the length of the full run (x axis limit).
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 3.4))
+    xs, ys = zip(*points)
+    ax.plot(xs, ys, color="#3182bd", lw=1.2, marker=".", ms=3, label="the teacher's recipe")
+    for label, (step, errors) in marks.items():
+        if step is None:
+            ax.axhline(errors, color="#e6550d", ls="--", lw=1)
+            ax.text(0.99, errors, f" {label}: {errors}", color="#e6550d", fontsize=8,
+                    transform=ax.get_yaxis_transform(), ha="right", va="bottom")
+        else:
+            ax.plot([step], [errors], "o", color="k", ms=5, zorder=3)
+            ax.annotate(f"{label}: {errors}", (step, errors), textcoords="offset points",
+                        xytext=(4, 5), fontsize=8)
+    ax.set_yscale("log")
+    _readable_log_y(ax, [y for y in ys if y > 0] + [e for _, e in marks.values() if e > 0])
+    ax.set_xlim(0, (steps_total or max(xs)) * 1.08)
+    ax.set_xlabel("optimizer steps of the teacher's training")
+    ax.set_ylabel("test errors (log scale)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper center")
+    ax.set_title(title or "the teachers of experiment 2 (test errors of 10,000)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
 
 def errors_vs_teacher(teacher_errors: dict, runs: dict, baselines: dict | None = None,
                       ylabel: str = "student's test errors", title: str = ""):
