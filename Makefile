@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lab test labs grade release bench browser-deps grade-deps clean
+.PHONY: install lab test labs grade release bench bench-long browser-deps grade-deps clean
 
 install: $(STAMP)            ## create .venv if missing and install the course into it (idempotent)
 
@@ -29,8 +29,11 @@ grade: install               ## grade a folder of submissions (sandboxed): make 
 release: install             ## the student release (labs/, kdlab, README; no solutions): make release [OUT=release]
 	$(PY) -m kdlab.grading release "$(or $(OUT),release)"
 
-bench: install               ## run the benchmarks, write benchmarks/results/*.json, render the README table
-	$(PY) -m benchmarks.run_all
+bench: install               ## the benchmarks behind the README's headline rows (< 1 h), render the tables
+	$(PY) -m benchmarks.run_all --set default
+
+bench-long: install          ## the hours-long reproductions (resumable) and the 1-thread course times
+	$(PY) -m benchmarks.run_all --set long
 
 # $(call apt_deps,TARGET,COMMANDS,PACKAGES,WHAT): install PACKAGES with apt-get unless every
 # command in COMMANDS is already on the PATH

@@ -1,10 +1,12 @@
-"""Render the README's results table from benchmarks/results/*.json.
+"""Render the results tables from benchmarks/results/*.json.
 
-The table sits in README.md between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``;
-``python -m benchmarks.render`` rewrites that block and the last cell (run time) of each
-course-map row that links a lab (``| [..](labs/NAME.ipynb) | ... |``), and nothing else;
-``--check`` exits with 1 if the README differs from what the JSON files give. Benchmarks
-whose JSON is missing are left out of the table.
+The full table, with the conditions of every run, sits in benchmarks/README.md between
+``<!-- bench:begin -->`` and ``<!-- bench:end -->``; the README's few headline rows (each
+measured by the default ``make bench``) between ``<!-- headline:begin -->`` and
+``<!-- headline:end -->``. ``python -m benchmarks.render`` rewrites those blocks and the last
+cell (run time) of each course-map row that links a lab (``| [..](labs/NAME.ipynb) | ... |``),
+and nothing else; ``--check`` exits with 1 if a file differs from what the JSON files give.
+Benchmarks whose JSON is missing are left out.
 """
 from __future__ import annotations
 
@@ -19,7 +21,13 @@ from . import hinton, kd_cost
 from ._common import RESULTS, ROOT, load_note, own_threads
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+HEAD_BEGIN, HEAD_END = "<!-- headline:begin -->", "<!-- headline:end -->"
 README = ROOT / "README.md"
+BENCH_README = ROOT / "benchmarks" / "README.md"
+#: the README's headline rows: the start of their measurement, all from the default make bench
+HEADLINES = ("Slowest lab, full budget", "Whole course, full budget", "`make test`",
+             "KD epoch, cached teacher logits vs labels only (HintonMLP)", "HintonMLP training",
+             "Grading 20 submissions of 01_softmax_temperature")
 
 
 def load(results: Path = RESULTS) -> dict:
@@ -396,29 +404,49 @@ def _wall(d: dict) -> float:
     return d["wall_seconds"] + d["results"].get("reused_seconds", 0)
 
 
-def render(results: Path = RESULTS) -> str:
-    """The markdown block (table + conditions of each run) for the JSON files in `results`."""
-    data = load(results)
-    if not any(name in data for name, _ in SECTIONS):
-        return "No benchmark results yet: run `make bench`."
+def _rows(data: dict) -> tuple[list, list]:
+    """(table rows, conditions lines) of the benchmarks present in `data`."""
     rows, notes = [], []
     for name, fn in SECTIONS:
         if name in data:
             rows += (fn(data[name], data.get("hinton")) if name == "hinton_mlp_teacher"
                      else fn(data[name]))
             notes.append(_conditions(name, data[name]))
-    lines = ["| Measurement | Paper / goal | This course | Compared with the paper / goal |",
-             "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return rows, notes
+
+
+TABLE_HEAD = ["| Measurement | Paper / goal | This course | Compared with the paper / goal |",
+              "|---|---|---|---|"]
+
+
+def headline(results: Path = RESULTS) -> str:
+    """The README's block: the rows of ``HEADLINES`` and where the rest is."""
+    rows, _ = _rows(load(results))
+    picked = [r for h in HEADLINES for r in rows if r[0].startswith(h)]
+    if not picked:
+        return "No benchmark results yet: run `make bench`."
+    return "\n".join(TABLE_HEAD + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in picked])
+
+
+def render(results: Path = RESULTS) -> str:
+    """The full markdown block (table + conditions of each run) for the JSON files in `results`."""
+    data = load(results)
+    if not any(name in data for name, _ in SECTIONS):
+        return "No benchmark results yet: run `make bench`."
+    rows, notes = _rows(data)
+    lines = TABLE_HEAD + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     for png, what in (("hinton_consistent.png", "Consistent views: errors vs views K and vs epochs"),):
         if (Path(results) / png).exists() and Path(results).resolve() == RESULTS.resolve():
-            lines += ["", f"![{what}](benchmarks/results/{png})"]
+            lines += ["", f"![{what}](results/{png})"]
     lines += ["", "Conditions of each run (from the JSON files in `benchmarks/results/`):", ""]
     lines += notes
-    full = [_wall(d) for name, d in data.items() if d.get("budget") == "full"]
-    lines += ["", f"`make bench` on the full budget: {_min(sum(full))} in all (the sum of the "
-                  f"wall times of the {len(full)} runs above, without each run's wait for a quiet "
-                  "machine)."]
+    full = {name: _wall(d) for name, d in data.items() if d.get("budget") == "full"}
+    from .run_all import DEFAULT
+    short = sum(v for k, v in full.items() if k in DEFAULT)
+    lines += ["", f"On the full budget, the runs above took {_min(sum(full.values()))} in all: "
+                  f"{_min(short)} for the {sum(k in DEFAULT for k in full)} runs of `make bench`, "
+                  f"the rest for `make bench-long` (wall times, without each run's wait for a "
+                  "quiet machine)."]
     return "\n".join(lines)
 
 
@@ -455,47 +483,59 @@ def course_map(readme_text: str, results: Path = RESULTS) -> str:
     return "".join(lines)
 
 
-def section(readme_text: str) -> str:
-    """The text between the markers in the README; ValueError if the markers are missing."""
-    if BEGIN not in readme_text or END not in readme_text:
-        raise ValueError(f"README has no {BEGIN} ... {END} block; add both markers where the "
-                         "results table goes")
-    return readme_text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
+def section(readme_text: str, begin: str = BEGIN, end: str = END) -> str:
+    """The text between the markers; ValueError if the markers are missing."""
+    if begin not in readme_text or end not in readme_text:
+        raise ValueError(f"no {begin} ... {end} block; add both markers where the table goes")
+    return readme_text.split(begin, 1)[1].split(end, 1)[0].strip("\n")
 
 
-def update(readme: Path = README, results: Path = RESULTS) -> bool:
-    """Rewrite the block between the markers in `readme`; return True if it changed."""
-    text = Path(readme).read_text()
-    section(text)  # the markers must be there
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
-    new = course_map(f"{head}{BEGIN}\n{render(results)}\n{END}{tail}", results)
-    if new == text:
-        return False
-    Path(readme).write_text(new)
-    return True
+def _rendered(text: str, results: Path) -> str:
+    """`text` with every block it has (full table, headline rows) and its course map rendered."""
+    if BEGIN not in text and HEAD_BEGIN not in text:
+        section(text)  # raises: a file to render needs one of the blocks
+    for begin, end, make in ((BEGIN, END, render), (HEAD_BEGIN, HEAD_END, headline)):
+        if begin in text:
+            section(text, begin, end)
+            head, rest = text.split(begin, 1)
+            text = f"{head}{begin}\n{make(results)}\n{end}{rest.split(end, 1)[1]}"
+    return course_map(text, results)
 
 
-def up_to_date(readme: Path = README, results: Path = RESULTS) -> bool:
-    """True if the README's results block and course-map times match the JSON files."""
-    text = Path(readme).read_text()
-    return section(text) == render(results) and course_map(text, results) == text
+def update(readme: Path | None = None, results: Path = RESULTS) -> bool:
+    """Rewrite the blocks of `readme` (default: README.md and benchmarks/README.md); return
+    True if anything changed."""
+    changed = False
+    for path in [readme] if readme is not None else [README, BENCH_README]:
+        text = Path(path).read_text()
+        new = _rendered(text, results)
+        if new != text:
+            Path(path).write_text(new)
+            changed = True
+    return changed
+
+
+def up_to_date(readme: Path | None = None, results: Path = RESULTS) -> bool:
+    """True if the blocks and course-map times of `readme` (default: both files) match the JSON."""
+    return all(_rendered(Path(p).read_text(), results) == Path(p).read_text()
+               for p in ([readme] if readme is not None else [README, BENCH_README]))
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--check", action="store_true", help="exit 1 if the README is out of date")
     p.add_argument("--results", type=Path, default=RESULTS)
-    p.add_argument("--readme", type=Path, default=README)
+    p.add_argument("--readme", type=Path, default=None,
+                   help="one file to render (default: README.md and benchmarks/README.md)")
     a = p.parse_args(argv)
     if a.check:
         ok = up_to_date(a.readme, a.results)
-        print("README results table and course-map times are up to date" if ok else
-              "README results table or course-map times differ from the JSON: "
+        print("results tables and course-map times are up to date" if ok else
+              "a results table or the course-map times differ from the JSON: "
               "run python -m benchmarks.render")
         return 0 if ok else 1
     changed = update(a.readme, a.results)
-    print(f"{'updated' if changed else 'unchanged'}: {a.readme}")
+    print(f"{'updated' if changed else 'unchanged'}: {a.readme or 'README.md, benchmarks/README.md'}")
     return 0
 
 

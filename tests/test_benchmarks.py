@@ -285,14 +285,33 @@ def test_render_of_tiny_results_has_every_benchmark(tiny):
 
 
 def test_readme_table_matches_results():
-    readme = render.README.read_text()
-    assert render.section(readme) == render.render(RESULTS), (
-        "README results table differs from benchmarks/results/*.json: "
+    """benchmarks/README.md holds the full table, README.md the headline rows and the course
+    map: both exactly what the renderer makes of the JSON."""
+    full = render.BENCH_README.read_text()
+    assert render.section(full) == render.render(RESULTS), (
+        "benchmarks/README.md results table differs from benchmarks/results/*.json: "
         "run `python -m benchmarks.render`")
+    readme = render.README.read_text()
+    assert render.section(readme, render.HEAD_BEGIN, render.HEAD_END) == render.headline(RESULTS)
     assert render.course_map(readme) == readme, (
         "README course-map run times differ from benchmarks/results/course.json: "
         "run `python -m benchmarks.render`")
     assert render.up_to_date()
+
+
+def test_headline_rows_are_measured_by_the_default_bench():
+    """Every README headline row comes from a benchmark that `make bench` re-runs, and the
+    README fits two screens."""
+    from benchmarks import run_all
+    fns = dict(render.SECTIONS)
+    data = render.load(RESULTS)
+    for name in data:
+        rows = fns[name](data[name], data.get("hinton")) if name == "hinton_mlp_teacher" \
+            else fns[name](data[name])
+        if any(r[0].startswith(h) for r in rows for h in render.HEADLINES):
+            assert name in run_all.DEFAULT, name
+    assert len(render.headline(RESULTS).splitlines()) == 2 + len(render.HEADLINES)
+    assert len(render.README.read_text().splitlines()) <= 100
 
 
 def test_course_map_times_come_from_course_json(tmp_path, tiny):
