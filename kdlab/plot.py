@@ -13,6 +13,17 @@ from matplotlib.ticker import MaxNLocator
 # ---------------------------------------------------------------- shared
 
 
+def _axes(ax, figsize):
+    """(figure, axes) to draw on: those of `ax` when one is given, else a new figure of `figsize`."""
+    return (ax.figure, ax) if ax is not None else plt.subplots(figsize=figsize)
+
+
+def _mean_std(v) -> tuple[float, float]:
+    """Mean and sample std (ddof=1; 0 for a single run) of a list of runs."""
+    v = np.atleast_1d(np.asarray(v, dtype=float))
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
 def _real(T) -> bool:
     """True for a real number of any numeric type: int, float, numpy scalar, 0-dim real tensor."""
     import numbers
@@ -53,7 +64,7 @@ def learning_curves(histories: dict, key: str = "val_errors", ax=None, title: st
 
     key: "val_errors" (per epoch), "loss" (per epoch) or "step_loss" (per step).
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.2))
+    fig, ax = _axes(ax, (5, 3.2))
     for label, h in histories.items():
         ys = h[key]
         xs = np.arange(1, len(ys) + 1)
@@ -74,11 +85,10 @@ def mean_std_bars(results: dict, ax=None, ylabel: str = "test errors (of 10,000)
 
     The "mean ± std" label of each bar sits above its error bar and its highest run.
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.2))
+    fig, ax = _axes(ax, (5, 3.2))
     labels = list(results)
     vals = [np.asarray(results[k], dtype=float) for k in labels]
-    means = [v.mean() for v in vals]
-    stds = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in vals]
+    means, stds = zip(*map(_mean_std, vals))
     import textwrap
     ticks = ["\n".join(textwrap.wrap(str(k), 12)) or str(k) for k in labels]  # no overlapping names
     ax.bar(range(len(labels)), means, yerr=stds, capsize=6, color="#9ecae1", edgecolor="k")
@@ -138,7 +148,7 @@ def temperature_curves(Ts, probs, class_names=None, ax=None, title: str = ""):
         raise ValueError(f"probs must be (K, C) with one row per temperature: got "
                          f"{P.shape} for {len(Ts)} temperatures")
     names = _class_names(P.shape[1], class_names)
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = _axes(ax, (6.4, 3.6))
     order = np.argsort(-P[np.argmin(np.abs(Ts - 1.0))])  # legend sorted by p at T = 1
     cmap = plt.get_cmap("tab10" if P.shape[1] <= 10 else "tab20")
     for rank, c in enumerate(order):
@@ -167,7 +177,7 @@ def entropy_curve(Ts, entropies, n_classes: int, marks=(1.0, 4.0, 20.0), ax=None
     Ts, H = _np(Ts), _np(entropies)
     if H.shape != Ts.shape:
         raise ValueError(f"entropies {H.shape} and Ts {Ts.shape} must have the same length")
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.2, 3.4))
+    fig, ax = _axes(ax, (5.2, 3.4))
     ax.plot(Ts, H, color="C0", lw=2, label="entropy H(softmax(z / T))")
     hmax = float(np.log(n_classes))
     ax.axhline(hmax, color="k", ls="--", lw=1, label=f"maximum log C = {hmax:.3f}")
@@ -233,7 +243,7 @@ def gradient_scale(Ts, norms, norms_scaled, ax=None, title: str = ""):
     A dotted 1/T^2 guide passes through the last unscaled point.
     """
     Ts, g, g2 = _np(Ts), _np(norms), _np(norms_scaled)
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.2, 3.4))
+    fig, ax = _axes(ax, (5.2, 3.4))
     ax.plot(Ts, g, "o-", color="C0", label="soft loss")
     ax.plot(Ts, g2, "s-", color="C2", label="T² × soft loss")
     ax.plot(Ts, g[-1] * (Ts[-1] / Ts) ** 2, ":", color="k", label="∝ 1/T²")
@@ -291,7 +301,7 @@ def similarity_heatmap(S, ax=None, title: str = "", annotate: bool = True):
     S = np.asarray(S, dtype=np.float64)
     C = S.shape[0]
     off = np.ma.masked_array(S, mask=np.eye(C, dtype=bool) | (S <= 0))
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.6, 4.6))
+    fig, ax = _axes(ax, (5.6, 4.6))
     cmap = plt.get_cmap("viridis").copy()
     cmap.set_bad("#dddddd")
     im = ax.imshow(off, cmap=cmap, norm=LogNorm(vmin=off.min(), vmax=off.max()))
@@ -321,7 +331,7 @@ def dark_knowledge_vs_T(Ts, curves: dict, ax=None, title: str = "", logy: bool =
     band and the others as thinner lines with their own markers on top, so that a curve
     lying on another (the mean of all digits on the mean of the correct ones) stays visible.
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.6, 3.4))
+    fig, ax = _axes(ax, (5.6, 3.4))
     styles = [dict(lw=6, alpha=0.35, color="0.35", solid_capstyle="round"),
               dict(lw=1.4, ls="--", marker="o", ms=3, mfc="white"),
               dict(lw=1.4, ls="-", marker="s", ms=3)]
@@ -435,7 +445,7 @@ def class_map(S, edges: int = 12, ax=None, title: str = ""):
         B = np.where(off, -W * D / np.where(off & (dist > 1e-12), dist, np.inf), 0.0)
         np.fill_diagonal(B, -B.sum(1))
         xy = V_pinv @ B @ xy
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.8, 4.4))
+    fig, ax = _axes(ax, (4.8, 4.4))
     iu = np.triu_indices(C, 1)
     strongest = np.argsort(-A[iu])[:edges]
     w = np.log(A[iu][strongest])
@@ -467,8 +477,7 @@ def seed_bars(panels: dict, ylabel: str = "test errors", title: str = "", colors
     for ax, (name, runs) in zip(axes[0], panels.items()):
         labels = list(runs)
         vals = [np.asarray(runs[k], dtype=float) for k in labels]
-        means = [v.mean() for v in vals]
-        stds = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in vals]
+        means, stds = zip(*map(_mean_std, vals))
         ax.bar(labels, means, yerr=stds, capsize=6,
                color=(colors or ["#bdbdbd", "#6baed6"] * len(labels))[:len(labels)],
                edgecolor="k")
@@ -492,13 +501,12 @@ def errors_vs_transfer_size(sizes, runs: dict, ax=None, ylabel: str = "test erro
     one per seed}. With several seeds a point is the mean, its bar the sample std (ddof=1),
     and every run is a small dot.
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.4))
+    fig, ax = _axes(ax, (5, 3.4))
     per_label = {label: [np.atleast_1d(np.asarray(e, dtype=float)) for e in errs]
                  for label, errs in runs.items()}
     top = [max(per_label, key=lambda k: per_label[k][i].mean()) for i in range(len(sizes))]
     for label, per_size in per_label.items():
-        means = np.array([v.mean() for v in per_size])
-        stds = np.array([v.std(ddof=1) if len(v) > 1 else 0.0 for v in per_size])
+        means, stds = map(np.array, zip(*map(_mean_std, per_size)))
         line = ax.errorbar(sizes, means, yerr=stds, marker="o", capsize=4, label=label)
         for s, v in zip(sizes, per_size):
             if len(v) > 1:
@@ -531,7 +539,7 @@ def sweep_heatmap(errors, Ts, alphas, baseline=None, ax=None, title: str = ""):
     colour bar's label. Lower is better; each cell is annotated with its count.
     """
     errors = np.asarray(errors, dtype=float)
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.6, 3.8))
+    fig, ax = _axes(ax, (4.6, 3.8))
     im = ax.imshow(errors, cmap="viridis_r", aspect="auto")
     ax.set_xticks(range(len(alphas)))
     ax.set_xticklabels([f"{a:g}" for a in alphas])
@@ -557,7 +565,7 @@ def class_accuracy_bars(acc: dict, highlight: int | None = None, ax=None, title:
 
     acc: {label: (C,) accuracy per class in [0, 1]}; highlight: a class to mark (e.g. 3).
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7, 3.2))
+    fig, ax = _axes(ax, (7, 3.2))
     n = len(acc)
     width = 0.8 / n
     for k, (label, a) in enumerate(acc.items()):
@@ -624,7 +632,7 @@ def staged_error_curves(curves: dict, stage1_epochs: float = 0, total_epochs: fl
     measured (hints + KD starts its curve after stage 1); stage1_epochs: width of the shaded
     span; total_epochs: the budget, drawn as the right edge. Log scale on y.
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.6, 3.4))
+    fig, ax = _axes(ax, (5.6, 3.4))
     if stage1_epochs:
         ax.axvspan(0, stage1_epochs, color="#eeeeee", zorder=0)
         ax.text(stage1_epochs / 2, 0.97, "stage 1\n(hints)", transform=ax.get_xaxis_transform(),
@@ -655,11 +663,6 @@ def staged_error_curves(curves: dict, stage1_epochs: float = 0, total_epochs: fl
 # ---------------------------------------------------------------- Lab 05: compression meets KD
 
 
-def _mean_std(v) -> tuple[float, float]:
-    v = np.atleast_1d(np.asarray(v, dtype=float))
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
-
-
 def _readable_log_y(ax, values) -> None:
     """Ticks with plain numbers on a log y axis spanning `values`."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
@@ -684,7 +687,7 @@ def sparsity_curves(sparsities, curves: dict, reference: dict | None = None, ax=
     90%, 95% and 98% sparsity (10%, 5%, 2% of the weights kept) are spread out; ticks name the
     sparsity. Log scale on y.
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = _axes(ax, (6.4, 3.8))
     kept = 1.0 - np.asarray(sparsities, dtype=float)
     if (kept <= 0).any():
         raise ValueError("sparsity 1 (nothing kept) cannot be drawn on a log axis of weights kept")
@@ -745,7 +748,7 @@ def pareto_fronts(cost: dict, errors: dict, xlabel: str = "MACs per image (log s
     point is hollow); each method's Pareto front (no other candidate of that method is both
     cheaper and better, by the mean) is joined by a line. Log scale on x.
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.6, 4.0))
+    fig, ax = _axes(ax, (6.6, 4.0))
     markers = ["o", "s", "^", "D"]
     for k, (method, per_cand) in enumerate(errors.items()):
         names = [n for n in cost if n in per_cand]
@@ -787,8 +790,7 @@ def size_tradeoff(points: dict, ax=None, title: str = ""):
     """
     order = sorted(points, key=lambda k: points[k][0])
     variants = list(dict.fromkeys(v for k in order for v in points[k][1]))
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(
-        figsize=(7.2, 1.4 + 0.2 * len(variants) * len(order) ** 0.5 + 0.55 * len(order)))
+    fig, ax = _axes(ax, (7.2, 1.4 + 0.2 * len(variants) * len(order) ** 0.5 + 0.55 * len(order)))
     step = 0.8 / max(1, len(variants))
     seen, all_x, yticks = set(), [], []
     for row, form in enumerate(order):
@@ -870,7 +872,7 @@ def teacher_training_curve(points, marks: dict, steps_total: int | None = None, 
     as labelled dots, or (None, errors) as a labelled horizontal line (a teacher of another
     kind); steps_total: the length of the full run (x axis limit).
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = _axes(ax, (6.4, 3.4))
     xs, ys = zip(*points)
     ax.plot(xs, ys, color="#3182bd", lw=1.2, marker=".", ms=3, label="the teacher's recipe")
     for label, (step, errors) in marks.items():
@@ -907,18 +909,16 @@ def errors_vs_teacher(teacher_errors: dict, runs: dict, baselines: dict | None =
     for ax, (student, by_teacher) in zip(axes[0], runs.items()):
         x = np.array([teacher_errors[n] for n in names], dtype=float)
         vals = [np.asarray(by_teacher[n], dtype=float) for n in names]
-        m = np.array([v.mean() for v in vals])
-        sd = np.array([v.std(ddof=1) if len(v) > 1 else 0.0 for v in vals])
+        m, sd = map(np.array, zip(*map(_mean_std, vals)))
         ax.errorbar(x, m, yerr=sd, fmt="o", color="#3182bd", capsize=4, zorder=3)
         for xi, v in zip(x, vals):
             ax.scatter([xi] * len(v), v, s=8, color="#3182bd", alpha=0.5, zorder=2)
         for xi, mi, n in zip(x, m, names):
             ax.annotate(n, (xi, mi), textcoords="offset points", xytext=(5, 4), fontsize=8)
         if baselines and student in baselines:
-            b = np.asarray(baselines[student], dtype=float)
-            bs = b.std(ddof=1) if len(b) > 1 else 0.0
-            ax.axhline(b.mean(), color="#636363", ls="--", lw=1, label=f"labels only: {b.mean():.0f}")
-            ax.axhspan(b.mean() - bs, b.mean() + bs, color="#bdbdbd", alpha=0.3)
+            bm, bs = _mean_std(baselines[student])
+            ax.axhline(bm, color="#636363", ls="--", lw=1, label=f"labels only: {bm:.0f}")
+            ax.axhspan(bm - bs, bm + bs, color="#bdbdbd", alpha=0.3)
             ax.legend(fontsize=8)
         ax.set_xscale("log")
         ax.set_xticks(sorted(set(x)))

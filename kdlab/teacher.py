@@ -21,6 +21,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -100,9 +101,21 @@ def build(recipe: dict) -> torch.nn.Module:
 # ------------------------------------------------------------------ teacher logits, cached on disk
 
 LOGITS_FOLDER = "teacher-logits"
-# what the last call of mnist_logits did: {"split", "source": "cache" | "computed" | "subset",
-# "seconds", "path"}; a notebook can report it
-last_logits: dict = {}
+
+
+class TeacherLogits(NamedTuple):
+    """The teacher's logits and where they came from (``fetch_logits``'s result).
+
+    - logits: (N, 10) float32 on the CPU
+    - source: "cache" (read from the disk cache), "computed" (then cached) or "subset"
+      (computed for the given indices only, not cached)
+    - seconds: time spent computing them (0.0 for a cache read)
+    - path: the cache file ("" for a subset)
+    """
+    logits: torch.Tensor
+    source: str
+    seconds: float
+    path: str
 
 
 def logits_cache_path(split: str, sha256: str) -> Path:
@@ -137,6 +150,16 @@ def _read_logits_cache(path: Path, sha256: str, split: str, n: int) -> tuple:
 
 def mnist_logits(split: str = "train", teacher: torch.nn.Module | None = None, indices=None,
                  folder: Path = ASSETS, progress: bool = True, verbose: bool = True) -> torch.Tensor:
+    """The teacher's logits for a whole MNIST split: ``fetch_logits(...).logits``, same inputs.
+
+    Returns: (N, 10) float32 logits on the CPU, row i for image i of ``kd.data.mnist(split)``
+    (or (K, 10) for `indices`).
+    """
+    return fetch_logits(split, teacher, indices, folder, progress, verbose).logits
+
+
+def fetch_logits(split: str = "train", teacher: torch.nn.Module | None = None, indices=None,
+                 folder: Path = ASSETS, progress: bool = True, verbose: bool = True) -> TeacherLogits:
     """The teacher's logits for a whole MNIST split, from the disk cache or computed once.
 
     Inputs:
@@ -147,8 +170,9 @@ def mnist_logits(split: str = "train", teacher: torch.nn.Module | None = None, i
       cache only these K images go through the teacher, and nothing is cached (the quick
       budget stays quick); the cache is made by a call for the whole split.
     - progress: progress bar while computing; verbose: print where the logits came from
-    Returns: (N, 10) float32 logits on the CPU, row i for image i of ``kd.data.mnist(split)``
-    (or (K, 10) for `indices`).
+    Returns: ``TeacherLogits(logits, source, seconds, path)``: logits (N, 10) float32 on the
+    CPU, row i for image i of ``kd.data.mnist(split)`` (or (K, 10) for `indices`), and where
+    they came from ("cache", "computed" or "subset"), so that a notebook can report it.
 
     The cache file is ``logits_cache_path(split, sha256)``. It is written atomically after
     the first computation; a file that is unreadable, made by another checkpoint, of the
@@ -162,11 +186,10 @@ def mnist_logits(split: str = "train", teacher: torch.nn.Module | None = None, i
     path = logits_cache_path(split, sha)
     logits, why = _read_logits_cache(path, sha, split, len(x))
     if logits is not None:
-        last_logits.clear()
-        last_logits.update(split=split, source="cache", seconds=0.0, path=str(path))
         if verbose:
             print(f"teacher logits ({split}, {len(x):,} images): read from the cache {path}")
-        return logits if indices is None else logits[torch.as_tensor(indices)]
+        logits = logits if indices is None else logits[torch.as_tensor(indices)]
+        return TeacherLogits(logits, "cache", 0.0, str(path))
     if verbose and path.exists():
         print(f"teacher logits cache {path} is not usable: {why}; recomputing it")
     if teacher is None:
@@ -175,16 +198,13 @@ def mnist_logits(split: str = "train", teacher: torch.nn.Module | None = None, i
     if indices is not None:
         idx = torch.as_tensor(indices)
         logits = train.predict_logits(teacher, x[idx], progress=progress).float()
-        last_logits.clear()
-        last_logits.update(split=split, source="subset", seconds=time.perf_counter() - t0, path="")
+        seconds = time.perf_counter() - t0
         if verbose:
             print(f"teacher logits ({split}, {len(idx):,} of {len(x):,} images): computed in "
-                  f"{time.perf_counter() - t0:.1f} s (a subset: not cached)")
-        return logits
+                  f"{seconds:.1f} s (a subset: not cached)")
+        return TeacherLogits(logits, "subset", seconds, "")
     logits = train.predict_logits(teacher, x, progress=progress).float().contiguous()
     seconds = time.perf_counter() - t0
-    last_logits.clear()
-    last_logits.update(split=split, source="computed", seconds=seconds, path=str(path))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -196,7 +216,7 @@ def mnist_logits(split: str = "train", teacher: torch.nn.Module | None = None, i
         where = f"not saved ({e}); set KDLAB_CACHE to a writable folder"
     if verbose:
         print(f"teacher logits ({split}, {len(x):,} images): computed in {seconds:.1f} s, {where}")
-    return logits
+    return TeacherLogits(logits, "computed", seconds, str(path))
 
 
 def setup(recipe: dict = RECIPE) -> tuple:

@@ -99,14 +99,14 @@ def small_cache(tmp_path, monkeypatch):
 
 def test_logits_are_cached_keyed_by_sha_and_reread(small_cache, capsys):
     teacher = T.load_teacher(device="cpu")
-    first = T.mnist_logits("train", teacher, progress=False)
-    assert small_cache["calls"] == [300] and first.shape == (300, 10)
+    first, source, _, where = T.fetch_logits("train", teacher, progress=False)
+    assert small_cache["calls"] == [300] and first.shape == (300, 10) and source == "computed"
     sha = T._sha256(T.ASSETS / T.CHECKPOINT)
     path = T.logits_cache_path("train", sha)
     assert path.exists() and str(path).startswith(str(small_cache["root"])) and sha[:16] in path.name
-    assert "computed" in capsys.readouterr().out and T.last_logits["source"] == "computed"
-    again = T.mnist_logits("train", progress=False)  # no teacher needed: read from disk
-    assert T.last_logits["source"] == "cache"
+    assert "computed" in capsys.readouterr().out and where == str(path)
+    again, source, seconds, _ = T.fetch_logits("train", progress=False)  # no teacher: from disk
+    assert source == "cache" and seconds == 0.0
     assert small_cache["calls"] == [300], "the second call must not run the teacher"
     assert torch.equal(first, again) and "read from the cache" in capsys.readouterr().out
     assert torch.allclose(first, kd.train.predict_logits(teacher, small_cache["x"][:300]), atol=1e-5)
@@ -150,9 +150,9 @@ def test_bad_cache_file_is_detected_and_recomputed(small_cache, capsys, damage, 
 def test_subset_without_cache_runs_only_the_subset(small_cache, capsys):
     teacher = T.load_teacher(device="cpu")
     idx = torch.tensor([5, 1, 250])
-    sub = T.mnist_logits("train", teacher, indices=idx, progress=False)
+    sub, source, _, where = T.fetch_logits("train", teacher, indices=idx, progress=False)
     assert sub.shape == (3, 10) and small_cache["calls"] == [3]
-    assert T.last_logits["source"] == "subset"
+    assert source == "subset" and where == ""
     assert not T.logits_cache_path("train", T._sha256(T.ASSETS / T.CHECKPOINT)).exists()
     assert "not cached" in capsys.readouterr().out
     full = T.mnist_logits("train", teacher, progress=False)
