@@ -1,9 +1,12 @@
-"""Shared machinery of the benchmarks: budgets, run conditions, and the JSON they write.
+"""Shared machinery of the benchmarks: budgets, run conditions, the JSON they write, and the
+wording of the table cells they render.
 
 Every benchmark writes one JSON file ``<out>/<name>.json`` holding what it measured
 ("results"), with what settings ("settings", "budget"), and under which conditions
 ("env": torch version, threads, machine, date; "load": ``os.getloadavg()`` at start and end,
-and a "load_note" saying whether other work on the machine inflated the timings).
+and a "load_note" saying whether other work on the machine inflated the timings). Each
+benchmark module also turns its JSON into the rows of the results table (``rows(d, results)``)
+and the part of its conditions line only it knows (``conditions(d)``), with the helpers below.
 """
 from __future__ import annotations
 
@@ -198,3 +201,41 @@ def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - t0
+
+
+# the wording of the results table (benchmarks.render), shared by every benchmark's rows()
+
+def mean_std(d: dict, digits: int = 1) -> str:
+    """'134.0 ± 7.5 (3 seeds)' from a summary {"mean", "std", "n_seeds"}; '91 (1 seed)'."""
+    if d["n_seeds"] == 1:
+        return f"{d['mean']:.0f} (1 seed)"
+    return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f} ({d['n_seeds']} seeds)"
+
+
+def goal_verdict(ok: bool) -> str:
+    """The last column of a row with a goal of the course."""
+    return "goal met" if ok else "goal missed"
+
+
+def vs_paper(ours: float, paper: float, what: str = "errors") -> str:
+    """The last column of a row compared with the paper: fewer / as many / more `what`.
+
+    Fewer errors than the paper is not a match: the teacher and the recipe differ."""
+    if ours < paper:
+        return f"fewer {what} than the paper"
+    return f"as many {what} as the paper" if ours == paper else f"more {what} than the paper"
+
+
+def plural(n: int, what: str) -> str:
+    """'1 epoch', '30 epochs'."""
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def minutes(seconds: float) -> str:
+    """'7.8 min'."""
+    return f"{seconds / 60:.1f} min"
+
+
+def ratios(values: list[float]) -> str:
+    """'1.04, 1.07, 1.01': per-round ratios, two decimals."""
+    return ", ".join(f"{q:.2f}" for q in values)

@@ -37,7 +37,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from ._common import RESULTS, ROOT, Run, parser, set_threads
+from ._common import RESULTS, ROOT, Run, goal_verdict, minutes, parser, set_threads
 
 GOALS = {"lab_full_minutes": 10, "course_full_minutes": 25, "quick_suite_minutes": 5}
 BUDGETS = ("quick", "full", "full-1thread")
@@ -214,6 +214,100 @@ def run(budget: str = "full", out=RESULTS, notebooks=None, budgets=("quick", "fu
     if tmp is not None:
         tmp.cleanup()
     return r.results
+
+
+def rows(d: dict, results: dict | None = None) -> list[tuple]:
+    """The results-table rows of course.json: slowest lab and whole course per full budget,
+    the quick-budget notebooks, make test; each against its goal.
+
+    Inputs: d, the parsed course.json; results (all parsed JSON files) is not used.
+    Returns: [(measurement, goal, this course, compared)]; a budget not run has no rows, and
+    one run on part of the notebooks says so ("not measured" where the goal needs them all).
+    """
+    r, goals = d["results"], d["settings"]["goals"]
+    n_all = len(d["settings"]["notebooks"])
+    out = []
+
+    def status(b):
+        v = r[b]
+        done = "" if len(v["notebooks"]) == n_all else f", only {len(v['notebooks'])} of {n_all} run"
+        return done + ("" if v["all_ok"] else ", with failures")
+
+    for b, how in (("full", ""), ("full-1thread", ", 1 thread")):
+        if b not in r:
+            continue
+        nbs = r[b]["notebooks"]
+        slow = max(nbs, key=lambda k: nbs[k]["seconds"])
+        complete = len(nbs) == n_all
+        met = r[b]["lab_goal_met"]
+        out.append((f"Slowest lab, full budget{how}", f"≤ {goals['lab_full_minutes']} min",
+                    f"{minutes(nbs[slow]['seconds'])} ({slow}{status(b)})",
+                    goal_verdict(met) if complete or not met else "not measured"))
+        out.append((f"Whole course, full budget{how}", f"≤ {goals['course_full_minutes']} min",
+                    minutes(r[b]["total_seconds"]) + status(b),
+                    goal_verdict(r[b]["course_goal_met"] and r[b]["all_ok"]) if complete
+                    else "not measured"))
+    if "quick" in r:
+        complete = len(r["quick"]["notebooks"]) == n_all
+        out.append(("All notebooks, quick budget", f"≤ {goals['quick_suite_minutes']} min",
+                    minutes(r["quick"]["total_seconds"]) + status("quick"),
+                    goal_verdict(r["quick"]["suite_goal_met"] and r["quick"]["all_ok"])
+                    if complete else "not measured"))
+    if "make_test" in r:
+        m = r["make_test"]
+        out.append(("`make test`, whole suite (quick budget)",
+                    f"≤ {goals['quick_suite_minutes']} min", f"{minutes(m['seconds'])} ({m['summary']})",
+                    goal_verdict(m["seconds"] <= 60 * goals["quick_suite_minutes"]
+                                 and m["returncode"] == 0)))
+    return out
+
+
+def _kernel_threads(d: dict) -> str:
+    """The notebook kernels' threads of course.json: the value of most rows, then the others
+    with their notebooks and budgets ("torch default; 1 for 06_x (full, quick)")."""
+    default = d["settings"].get("kernel_threads", "torch default")
+    by_value = {}  # value -> {notebook: [budgets]}
+    for b in ("full", "quick"):
+        for nb, row in d["results"].get(b, {}).get("notebooks", {}).items():
+            by_value.setdefault(str(row.get("kernel_threads", default)), {}).setdefault(nb, []).append(b)
+    if len(by_value) <= 1:
+        return str(next(iter(by_value), default))
+    common = max(by_value, key=lambda v: sum(len(bs) for bs in by_value[v].values()))
+    others = [f"{v} for " + ", ".join(f"{nb} ({', '.join(bs)})" for nb, bs in by_nb.items())
+              for v, by_nb in by_value.items() if v != common]
+    return f"{common}; " + "; ".join(others)
+
+
+def conditions(d: dict) -> str:
+    """The kernels' threads, the kdlab cache and what an --update run re-measured, for the
+    conditions line."""
+    st, r = d["settings"], d["results"]
+    parts = [f"notebook kernels: threads {_kernel_threads(d)}"
+             + ("; 1 for the full budget at 1 thread (KDLAB_THREADS=1)" if "full-1thread" in r
+                else "")]
+    if "cache" in st:
+        parts.append(f"kdlab cache: {st['cache']}")
+    if r.get("remeasured"):
+        er = r["earlier_run"]
+        parts.append(f"this run re-measured {', '.join(r['remeasured'])}; the other rows come "
+                     f"from the run of {er['date'][:16].replace('T', ' ')} UTC (load "
+                     f"{er['load']['start'][0]:.1f} → {er['load']['end'][0]:.1f})")
+    return "; ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else minutes(seconds)
+
+
+def lab_time(d: dict, stem: str) -> str:
+    """The course-map cell for notebook `stem` from the parsed course.json `d`: full-budget
+    (default threads, then 1 thread) and quick-budget wall time, or "not measured"."""
+    parts = []
+    for budget, label in (("full", ""), ("full-1thread", "1 thread "), ("quick", "quick budget ")):
+        nb = d["results"].get(budget, {}).get("notebooks", {}).get(stem)
+        if nb is not None:
+            parts.append(f"{label}{_duration(nb['seconds'])}" + ("" if nb["ok"] else " (failed)"))
+    return "; ".join(parts) or "not measured"
 
 
 def main(argv=None) -> None:

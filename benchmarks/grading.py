@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kdlab.grading.gradebook import grade_submissions
 
-from ._common import RESULTS, ROOT, Run, parser, pick, set_threads
+from ._common import RESULTS, ROOT, Run, goal_verdict, parser, pick, set_threads
 
 LABS = ("01_softmax_temperature", "03_response_kd")
 
@@ -70,6 +70,32 @@ def run(budget: str = "full", out: Path = RESULTS, labs=None, n=None) -> dict:
                 r.results[lab] = {"runs": runs, "sandbox_cost": round(walls["sandbox"] / walls["no_sandbox"] - 1, 3)}
             r.save()
     return r.results
+
+
+def rows(d: dict, results: dict | None = None) -> list[tuple]:
+    """One results-table row per lab: sandboxed vs unsandboxed wall time, against the goal.
+
+    Inputs: d, the parsed grading.json; results (all parsed JSON files) is not used.
+    Returns: [(measurement, goal, this course, compared)].
+    """
+    out = []
+    for lab, v in d["results"].items():
+        sb, ns = v["runs"]["sandbox"], v["runs"]["no_sandbox"]
+        wall_sb = sum(x["wall_seconds"] for x in sb) / len(sb)
+        wall_ns = sum(x["wall_seconds"] for x in ns) / len(ns)
+        per = sum(x["seconds_per_notebook"] for x in sb) / len(sb)
+        full = all(x["points"] == x["max_points"] for x in sb + ns)
+        out.append((f"Grading {d['settings']['submissions']} submissions of {lab}, sandboxed vs "
+                    "`--no-sandbox` (2 at a time)", "sandbox costs ≤ 10%",
+                    f"{wall_sb:.0f} s vs {wall_ns:.0f} s ({v['sandbox_cost']:+.0%}); "
+                    f"{per:.1f} s per notebook" + ("" if full else "; NOT all full marks"),
+                    goal_verdict(v["sandbox_cost"] <= 0.10 and full)))
+    return out
+
+
+def conditions(d: dict) -> str:
+    """Nothing beyond the common conditions line: ''."""
+    return ""
 
 
 def main(argv=None) -> int:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 import kdlab as kd
 from kdlab.grading.keys.lab03 import kd_loss
 
-from ._common import RESULTS, Run, parser, pick, set_threads, timed
+from ._common import RESULTS, Run, mean_std, parser, pick, set_threads, timed, vs_paper
 
 PAPER = {
     "teacher_errors": 67,
@@ -241,6 +241,49 @@ def run(budget: str = "full", out=None, epochs=None, seeds=None, omit_seeds=None
         res["resumed_runs"] = resume.reused
     resume.finish()
     return r.results
+
+
+def rows(d: dict, results: dict | None = None) -> list[tuple]:
+    """The results-table rows of hinton.json: the paper's counts as recorded, ours, compared.
+
+    Inputs: d, the parsed hinton.json; results (all parsed JSON files by name) is not used.
+    Returns: [(measurement, paper, this course, compared)], one per measurement.
+    """
+    r, p, s = d["results"], d["results"]["paper"], d["settings"]
+    o = r["omit3"]
+    removed_paper = 1 - p["soft_errors"] / p["labels_errors"]
+    removed = 1 - r["soft"]["mean"] / r["labels"]["mean"]
+    return [
+        ("Teacher, test errors (of 10,000)", f"{p['teacher_errors']} (1200-1200 MLP, dropout)",
+         f"{r['teacher_errors']} (our ResNet)",
+         vs_paper(r["teacher_errors"], p["teacher_errors"]) + " (another teacher)"),
+        ("784-800-800-10 MLP trained on labels", str(p["labels_errors"]), mean_std(r["labels"]),
+         vs_paper(r["labels"]["mean"], p["labels_errors"])),
+        (f"same MLP on soft targets, T = {s['T']:g}", str(p["soft_errors"]), mean_std(r["soft"]),
+         vs_paper(r["soft"]["mean"], p["soft_errors"])),
+        ("errors removed by soft targets (1 - soft / labels)", f"{removed_paper:.0%}",
+         f"{removed:.0%}", vs_paper(round(removed, 2), round(removed_paper, 2),
+                                    "errors removed")),
+        ("distilled MLP that never saw a 3: errors (on 3s)",
+         f"{p['omit3_errors']} ({p['omit3_errors_on_3s']})",
+         f"{o['before']['mean']:.0f} ({o['before_on_3s']['mean']:.0f})",
+         vs_paper(o["before"]["mean"], p["omit3_errors"])),
+        ("... after raising the class-3 bias: errors (on 3s), 3s right",
+         f"+{p['omit3_bias']} (on test): {p['omit3_bias_errors']} ({p['omit3_bias_errors_on_3s']}), "
+         f"{p['omit3_bias_3s_correct_pct']}%",
+         f"+{o['bias']:.1f} (on train): {o['after']['mean']:.0f} ({o['after_on_3s']['mean']:.0f}), "
+         f"{o['after_3s_correct_pct']:.1f}%",
+         vs_paper(o["after"]["mean"], p["omit3_bias_errors"])),
+    ]
+
+
+def conditions(d: dict) -> str:
+    """The recipe of hinton.json for its conditions line: epochs, seeds, optimiser, seconds per run."""
+    s = d["settings"]
+    return (f"epochs {s['epochs']}, seeds {s['seeds']} (omit-3s: {s['omit_seeds']}), batch "
+            f"{s['batch_size']}, {s['optimizer']} lr {s['lr']:g} cosine, alpha {s['alpha']:g}, "
+            f"class-3 bias chosen on the training set; "
+            f"{d['results']['soft']['seconds_per_run']:.0f} s per distilled run")
 
 
 def main(argv=None) -> None:

@@ -39,11 +39,14 @@ import kdlab as kd
 from kdlab.grading.keys.lab03 import kd_loss
 
 from .hinton import _summary
-from ._common import RESULTS, Run, parser, pick, set_threads
+from ._common import (RESULTS, Run, goal_verdict, mean_std, parser, pick, plural, ratios,
+                      set_threads)
 
 GOAL_ERRORS = 50
 GOAL_EPOCH_RATIO = 1.2
 ELASTIC_FIELD = (34.0, 4.0)  # (alpha, sigma) of kd.views.elastic
+#: the figure of the curves (file in the results folder, caption in benchmarks/README.md)
+FIGURE = ("hinton_consistent.png", "Consistent views: errors vs views K and vs epochs")
 
 
 def settings_for(budget: str, seeds=None) -> dict:
@@ -321,11 +324,77 @@ def run(budget: str = "full", out=RESULTS, seeds=None, part: str = "all", reuse_
         if part != "all":
             r.complete = False  # a checkpoint for the run that combines the parts
             return r.results
-        plot(res, s, r.out / "hinton_consistent.png")
+        plot(res, s, r.out / FIGURE[0])
         print(f"distilled, {s['views']} views: {res['kd']['errors']} errors (mean "
               f"{res['kd']['mean']:.1f}); labels on the same views: {res['labels']['errors']}; "
               f"elastic views: {res['kd_elastic']['errors']}", flush=True)
     return r.results
+
+
+def rows(d: dict, results: dict | None = None) -> list[tuple]:
+    """The results-table rows of hinton_consistent.json; a run not finished shows the parts it
+    measured.
+
+    Inputs: d, the parsed hinton_consistent.json; results (all parsed JSON files) is not used.
+    Returns: [(measurement, goal, this course, compared)].
+    """
+    r, s = d["results"], d["settings"]
+    k, ep = s["views"], s["epochs"]
+    out = []
+    if "kd" in r:
+        out.append((f"800-800 MLP distilled on {k} cached jittered views per image (consistent), "
+                    f"T = {s['T']:g}, {plural(ep, 'epoch')}", f"≤ {r['goal_errors']} (goal; paper 74)",
+                    mean_std(r["kd"]), goal_verdict(r["within_goal_errors"])))
+    if "labels" in r:
+        out.append((f"same MLP on the labels of the same views, {plural(ep, 'epoch')}", "-",
+                    mean_std(r["labels"]), "-"))
+    if "k_curve" in r:
+        out.append((f"consistent views: errors vs views K (seed 0, "
+                    f"{plural(s['k_curve_epochs'], 'epoch')})", "-",
+                    "; ".join(f"K = {q['views']}: {q['errors']}" for q in r["k_curve"]), "-"))
+    if "epochs_curve" in r:
+        out.append((f"consistent views: errors vs epochs (seed 0, K = {k})", "-",
+                    "; ".join(f"{plural(q['epochs'], 'epoch')}: {q['errors']}"
+                              for q in r["epochs_curve"]), "-"))
+    if "epoch_cost" in r:
+        c = r["epoch_cost"]
+        n = len(c["ratio_by_round"])
+        rounds = (f"median of {n} rounds, each views ÷ cached of the same round: "
+                  f"{ratios(c['ratio_by_round'])}" if n > 1 else "1 round")
+        med_v = statistics.median(c["seconds"]["views"])
+        med_c = statistics.median(c["seconds"]["cached"])
+        out.append((f"epoch on {k} cached views vs cached-KD epoch (un-jittered images)",
+                    f"≤ {c['goal']:.1f}×", f"{c['ratio']:.2f}× ({rounds}; median epoch "
+                    f"{med_v:.1f} s vs {med_c:.1f} s)", goal_verdict(c["within_goal"])))
+    if "kd_elastic" in r:
+        alpha, sigma = s["elastic_field"]
+        out.append((f"800-800 MLP distilled on {k} cached elastic views per image (consistent: "
+                    f"field alpha {alpha:g}, sigma {sigma:g} px, then the shift), same recipe",
+                    f"≤ {r['goal_errors']} (goal; paper 74)", mean_std(r["kd_elastic"]),
+                    goal_verdict(r["kd_elastic"]["within_goal_errors"])))
+    return out
+
+
+def _view_logits(v: dict | None) -> str:
+    """How the teacher's logits of the views were made, for the conditions line."""
+    if not v:
+        return "teacher logits of the views not recorded"
+    made = (f"teacher logits of the {v['teacher_passes']:,} views computed in {v['seconds']:.0f} s "
+            f"with {v['threads']} thread(s)")
+    return made + (" (read from the cache in this run)" if v["source"] == "cache" else "")
+
+
+def conditions(d: dict) -> str:
+    """The views, the recipe and how the views' teacher logits were made, for the conditions line."""
+    s = d["settings"]
+    text = (f"{s['views']} views ({s['shift']}), view seed {s['view_seed']}; "
+            f"{s['optimizer']} lr {s['lr']:g} one-cycle, batch {s['batch_size']}, "
+            f"T {s['T']:g}, alpha {s['alpha']:g}; seeds {s['seeds']} (labels on views: "
+            f"{s['labels_seeds']}); {_view_logits(d['results'].get('view_logits'))}")
+    if "elastic_view_logits" in d["results"]:
+        text += (f"; elastic views: {s['elastic']}, seeds {s['elastic_seeds']}, "
+                 f"{_view_logits(d['results']['elastic_view_logits'])}")
+    return text
 
 
 def main(argv=None) -> None:

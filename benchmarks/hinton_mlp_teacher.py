@@ -28,7 +28,8 @@ import torch.nn.functional as F
 import kdlab as kd
 
 from . import hinton
-from ._common import RESULTS, Run, parser, pick, set_threads
+from ._common import (RESULTS, Run, goal_verdict, mean_std, parser, pick, plural,
+                      set_threads, vs_paper)
 
 GOAL_TEACHER_ERRORS = hinton.PAPER["teacher_errors"]
 
@@ -139,6 +140,67 @@ def run(budget: str = "full", out=RESULTS, seeds=None, teacher_epochs=None,
         res["seeds"], res["errors"] = st["seeds"], errors
         res["student"] = {**hinton._summary(errors), "runs": runs}
     return r.results
+
+
+def _teacher_verdict(mlp: dict, resnet: dict | None) -> str:
+    """Which hypothesis the students' errors support: does the teacher's kind matter?
+
+    The gap between the two teachers' students counts when it exceeds twice the larger seed
+    std (the same rule as Lab 03's experiment 2)."""
+    if resnet is None:
+        return "no ResNet-teacher students to compare (run benchmarks.hinton)"
+    gap = resnet["mean"] - mlp["mean"]
+    noise = max(mlp["std"], resnet["std"])
+    if gap > 2 * noise:
+        return (f"MLP teacher's students make {gap:.1f} fewer errors (> 2 × seed std {noise:.1f}): "
+                "the data support the hypothesis that the teacher's kind matters")
+    if -gap > 2 * noise:
+        return (f"MLP teacher's students make {-gap:.1f} more errors (> 2 × seed std {noise:.1f}): "
+                "the data contradict the hypothesis that an MLP teacher explains the paper's 74")
+    return (f"difference {gap:+.1f} errors is within 2 × seed std ({noise:.1f}): the data do not "
+            "support the hypothesis that the teacher's kind explains the gap to the paper")
+
+
+def rows(d: dict, results: dict | None = None) -> list[tuple]:
+    """The results-table rows of hinton_mlp_teacher.json: the teacher, its students, and the
+    students of the ResNet teacher beside them.
+
+    Inputs: d, the parsed hinton_mlp_teacher.json; results, all parsed JSON files by name (the
+    ResNet teacher's students come from its "hinton", if present).
+    Returns: [(measurement, paper / goal, this course, compared)]; none for a checkpoint
+    written before the students' summary.
+    """
+    r, t = d["results"], d["settings"]["teacher"]
+    p = hinton.PAPER
+    if "student" not in r:
+        return []
+    te = r["teacher"]
+    recipe = (f"{t['hidden']}-{t['hidden']} MLP, dropout {t['dropout_in']:g}/{t['dropout']:g}, "
+              f"max-norm {t['max_norm']:g}, ±{t['pixels']} px jitter, {plural(t['epochs'], 'epoch')}")
+    out = [(f"Paper's teacher, ours: {recipe}", f"{p['teacher_errors']} (goal ≤ {te['goal']})",
+            str(te["errors"]), goal_verdict(te["within_goal"]) + "; "
+            + vs_paper(te["errors"], p["teacher_errors"])),
+           (f"800-800 MLP on soft targets, T = {d['settings']['students']['T']:g}, from that MLP "
+            "teacher", str(p["soft_errors"]), mean_std(r["student"]),
+            vs_paper(r["student"]["mean"], p["soft_errors"]))]
+    resnet = (results or {}).get("hinton")
+    rn = resnet["results"]["soft"] if resnet else None
+    out.append(("... the same students from the ResNet teacher (hinton.json) vs from the MLP "
+                "teacher", "-", (f"{mean_std(rn)} vs {mean_std(r['student'])}" if rn else "-"),
+                _teacher_verdict(r["student"], rn)))
+    return out
+
+
+def conditions(d: dict) -> str:
+    """The teacher's recipe and training time, and the students' seeds, for the conditions line."""
+    t, st = d["settings"]["teacher"], d["settings"]["students"]
+    te = d["results"].get("teacher", {})
+    return (f"teacher: {t['optimizer']} lr {t['lr']:g} one-cycle, batch {t['batch_size']}, "
+            f"{plural(t['epochs'], 'epoch')}, seed {t['seed']}, "
+            + (f"trained in {te['train_seconds'] / 60:.1f} min ({te['threads']} thread(s))"
+               + (", reused from the cache" if te.get("source") == "cache" else "")
+               if "train_seconds" in te else "not trained")
+            + f"; students: the recipe of hinton.json, seeds {st['seeds']}")
 
 
 def main(argv=None) -> None:

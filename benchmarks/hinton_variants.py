@@ -55,6 +55,31 @@ def run(budget: str = "full", out=RESULTS, seed: int = 0) -> dict:
     return r.results
 
 
+def rows(d: dict, results: dict | None = None) -> list[tuple]:
+    """The results-table row of hinton_variants.json: every variant's errors against the paper's.
+
+    Inputs: d, the parsed hinton_variants.json; results (all parsed JSON files) is not used.
+    Returns: [(measurement, paper, this course, compared)], one row (none without variants).
+    """
+    r = d["results"]
+    if not r:
+        return []
+    paper = hinton.PAPER["soft_errors"]
+    got = "; ".join(f"{name} {v['errors']}" for name, v in r.items())
+    best = min(r, key=lambda name: r[name]["errors"])
+    reached = [name for name, v in r.items() if v["errors"] <= paper]
+    verdict = (f"{', '.join(reached)}: at most the paper's {paper} errors" if reached else
+               f"none reaches the paper's {paper} errors (best: {best}, {r[best]['errors']})")
+    return [(f"soft-target MLP, seed {d['settings']['seed']}, one recipe change at a time",
+             str(paper), got, verdict)]
+
+
+def conditions(d: dict) -> str:
+    """How many students of how many epochs, for the conditions line."""
+    return (f"{len(d['results'])} students of {d['settings']['baseline']['epochs']} epochs"
+            f" (x2 for 'epochs x2'), seed {d['settings']['seed']}")
+
+
 def main(argv=None) -> None:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--seed", type=int, default=0, help="the seed of every variant")

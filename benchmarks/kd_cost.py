@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import kdlab as kd
 from kdlab.grading.keys.lab03 import kd_loss
 
-from ._common import RESULTS, Run, parser, pick, set_threads, timed
+from ._common import RESULTS, Run, goal_verdict, parser, pick, ratios, set_threads, timed
 
 GOAL = 1.10  # cached KD epoch time / baseline epoch time
 MODES = ("labels", "cached", "live")
@@ -99,6 +99,37 @@ def run(budget: str = "full", out=RESULTS, rounds=None, students=None) -> dict:
                   f"(median x{row['live_over_labels']})", flush=True)
         r.results["goal"] = f"median over rounds of cached / labels (same round) <= {GOAL:.2f}"
     return r.results
+
+
+def rows(d: dict, results: dict | None = None) -> list[tuple]:
+    """Per student: cached and live KD epoch over the labels-only epoch of the same round.
+
+    Inputs: d, the parsed kd_cost.json; results (all parsed JSON files) is not used.
+    Returns: [(measurement, goal, this course, compared)], two rows per student.
+    """
+    out = []
+    for student, v in d["results"].items():
+        if not isinstance(v, dict):
+            continue
+        a = v["all_seconds"]
+        n = len(a["labels"])
+        cached, live = paired(a, "cached"), paired(a, "live")
+        med_c, med_l = statistics.median(cached), statistics.median(live)
+        rounds = (f"median of {n} rounds, each cached ÷ labels of the same round: "
+                  f"{ratios(cached)}" if n > 1 else "1 round")
+        out.append((f"KD epoch, cached teacher logits vs labels only ({student})",
+                    f"≤ {GOAL:.2f}×",
+                    f"{med_c:.2f}× ({rounds}; median epoch {v['cached_seconds']:.1f} s vs "
+                    f"{v['labels_seconds']:.1f} s)", goal_verdict(med_c <= GOAL)))
+        live_rounds = f"median of {n} rounds: {ratios(live)}" if n > 1 else "1 round"
+        out.append((f"KD epoch, teacher run live vs labels only ({student})", "-",
+                    f"{med_l:.2f}× ({live_rounds}; median epoch {v['live_seconds']:.1f} s)", "-"))
+    return out
+
+
+def conditions(d: dict) -> str:
+    """Nothing beyond the common conditions line: ''."""
+    return ""
 
 
 def main(argv=None) -> None:

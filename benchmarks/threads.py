@@ -94,6 +94,33 @@ def run(budget: str = "full", out=RESULTS) -> dict:
     return r.results
 
 
+def rows(d: dict, results: dict | None = None) -> list[tuple]:
+    """The results-table row of threads.json: 2 threads vs 1, busy and idle, and what
+    ``kd.train.threads()`` picks on this machine.
+
+    Inputs: d, the parsed threads.json; results (all parsed JSON files) is not used.
+    Returns: [(measurement, "-", this course, kdlab's choice)].
+    """
+    r, s = d["results"], d["settings"]
+    med = {(q["busy"], q["threads"]): q["median_seconds"] for q in r["runs"]}
+    top = max(s["busy"])
+    quota = r["cgroup_cpu_quota"]
+    choice = (f"`kd.train.threads()` here: {r['kdlab_choice_without_env']} "
+              + (f"(the container's CPU quota, {quota:g} cores)" if quota else
+                 "(no CPU quota: torch's default, as before; `KDLAB_THREADS=1` is the "
+                 "alternative measured)"))
+    return [(f"Lab 03 KD epoch ({s['n_train']:,} images) with {top} other busy processes: "
+             "2 threads vs 1", "-",
+             f"{med[(top, 2)]:.2f} s vs {med[(top, 1)]:.2f} s ({r['busy_two_over_one']:.2f}×); "
+             f"idle: {med[(0, 2)]:.2f} s vs {med[(0, 1)]:.2f} s ({r['idle_two_over_one']:.2f}×)",
+             choice)]
+
+
+def conditions(d: dict) -> str:
+    """Nothing beyond the common conditions line: ''."""
+    return ""
+
+
 def main(argv=None) -> None:
     p = parser(__doc__.split("\n")[0])
     a = p.parse_args(argv)

@@ -92,6 +92,40 @@ def run(budget: str = "full", out=RESULTS, repeats=None) -> dict:
     return r.results
 
 
+def rows(d: dict, results: dict | None = None) -> list[tuple]:
+    """One results-table row per throughput measured: median and best images per second.
+
+    Inputs: d, the parsed throughput.json; results (all parsed JSON files) is not used.
+    Returns: [(measurement, "-", this course, "-")].
+    """
+    names = {"loader": "In-memory loader (`kd.data.Batches`)"}
+    out = []
+    for key, v in d["results"].items():
+        if key in names:
+            what = names[key]
+        else:
+            model, kind = key.rsplit("_", 1)
+            what = f"{model} {kind}"
+            if "macs" in v:
+                what += f" ({v['params'] / 1e6:.2f} M params, {v['macs'] / 1e6:.1f} M MACs/image)"
+        out.append((what, "-", f"{v['images_per_s']:,} images/s (best {v['best_images_per_s']:,})",
+                    "-"))
+    return out
+
+
+def conditions(d: dict) -> str:
+    """How the training rate was timed, for the conditions line."""
+    s = d["settings"]
+    if "training_timed" in s:
+        return f"training: {s['n_training']:,} images, {s['training_timed']}; {s['warmup']}"
+    # written before the training rate was timed like kd_cost's epoch
+    return (f"training: whole `kd.train.fit` calls (model set-up included) on "
+            f"{s['n_training']:,} images, the first training of the process, no untimed "
+            "warm-up run; kd_cost's labels-only epoch times only the training loop, on "
+            "60,000 images, after a teacher pass: the two training rates were not "
+            "measured alike and do not compare (the scripts now time them the same way)")
+
+
 def main(argv=None) -> None:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=None, help="repetitions of each measurement")

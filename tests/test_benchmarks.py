@@ -10,7 +10,7 @@ import os
 
 from benchmarks import (course, grading, hinton, hinton_consistent, hinton_mlp_teacher,
                         hinton_variants, kd_cost, render, run_all, threads, throughput)
-from benchmarks._common import RESULTS, pick
+from benchmarks._common import RESULTS, pick, vs_paper
 
 MODULES = {"hinton": hinton, "hinton_mlp_teacher": hinton_mlp_teacher,
            "hinton_consistent": hinton_consistent, "hinton_variants": hinton_variants,
@@ -131,10 +131,10 @@ def test_hinton_consistent_results(tiny):
     assert c["ratio_by_round"] == pytest.approx(want, rel=2e-3)
     assert c["within_goal"] == (sorted(want)[len(want) // 2] <= hinton_consistent.GOAL_EPOCH_RATIO)
     assert (tiny / "hinton_consistent.png").stat().st_size > 10_000  # the figure of the curves
-    rows = render._hinton_consistent(d)
+    rows = hinton_consistent.rows(d)
     assert rows[0][2].startswith(f"{r['kd']['mean']:.0f}") and "views ÷ cached" not in rows[-2][2]
     assert "elastic" in rows[-1][0] and rows[-1][2].startswith(f"{el['mean']:.0f}")
-    assert f"elastic views: {s['elastic']}" in render._conditions("hinton_consistent", d)
+    assert f"elastic views: {s['elastic']}" in hinton_consistent.conditions(d)
 
 
 def test_threads_times_each_setting(tiny):
@@ -147,7 +147,7 @@ def test_threads_times_each_setting(tiny):
     med = {(q["busy"], q["threads"]): q["median_seconds"] for q in r["runs"]}
     assert r["idle_two_over_one"] == pytest.approx(med[(0, 2)] / med[(0, 1)], rel=2e-3)
     assert r["kdlab_choice_without_env"] >= 1
-    assert "2 threads vs 1" in render._threads(d)[0][0]
+    assert "2 threads vs 1" in threads.rows(d)[0][0]
 
 
 def test_load_note_sees_work_that_joined_during_the_run():
@@ -158,10 +158,10 @@ def test_load_note_sees_work_that_joined_during_the_run():
 
 
 def test_teacher_verdict_follows_the_numbers():
-    mlp = {"mean": 70.0, "std": 2.0}
-    assert "support the hypothesis" in render._teacher_verdict(mlp, {"mean": 91.7, "std": 2.1})
-    assert "do not support" in render._teacher_verdict(mlp, {"mean": 72.0, "std": 2.1})
-    assert "contradict" in render._teacher_verdict(mlp, {"mean": 60.0, "std": 2.1})
+    mlp, verdict = {"mean": 70.0, "std": 2.0}, hinton_mlp_teacher._teacher_verdict
+    assert "support the hypothesis" in verdict(mlp, {"mean": 91.7, "std": 2.1})
+    assert "do not support" in verdict(mlp, {"mean": 72.0, "std": 2.1})
+    assert "contradict" in verdict(mlp, {"mean": 60.0, "std": 2.1})
 
 
 def test_grading_benchmark_grades_both_ways(tiny):
@@ -214,21 +214,21 @@ def test_paired_ratios_are_per_round_not_extremes():
         kd_cost.paired({"labels": [1.0], "cached": [1.0, 2.0]}, "cached")
     d = {"results": {"M": {"labels_seconds": 3.0, "cached_seconds": 2.7, "live_seconds": 8.0,
                            "all_seconds": a}}}
-    (cached, live) = render._kd_cost(d)
+    (cached, live) = kd_cost.rows(d)
     # the median of the paired ratios, and each round's ratio; never min / max across rounds
     assert cached[2].startswith("1.00× (median of 3 rounds") and "1.10, 1.00, 0.90" in cached[2]
     assert cached[3] == "goal met"
     assert live[2].startswith("3.00× (median of 3 rounds: 2.00, 4.00, 3.00")
     a["cached"] = [5.0, 2.4, 3.6]
-    assert render._kd_cost(d)[0][3] == "goal missed"  # 1.25, 1.2, 1.2
+    assert kd_cost.rows(d)[0][3] == "goal missed"  # 1.25, 1.2, 1.2
 
 
 def test_last_column_says_what_the_comparison_is(tiny):
     """Fewer errors than the paper is not "matched": each row says how it compares."""
-    assert render._vs_paper(134.0, 146) == "fewer errors than the paper"
-    assert render._vs_paper(146, 146) == "as many errors as the paper"
-    assert render._vs_paper(91.7, 74) == "more errors than the paper"
-    rows = render._hinton(_read(tiny, "hinton"))
+    assert vs_paper(134.0, 146) == "fewer errors than the paper"
+    assert vs_paper(146, 146) == "as many errors as the paper"
+    assert vs_paper(91.7, 74) == "more errors than the paper"
+    rows = hinton.rows(_read(tiny, "hinton"))
     assert all(row[3].endswith("the paper") or row[3].endswith("(another teacher)")
                for row in rows)
     text = render.render(tiny)
@@ -241,10 +241,10 @@ def test_variants_row_reads_the_paper_from_the_code(tiny, monkeypatch):
     assert "paper_soft_errors" not in d["settings"]  # a constant of the code, not a setting
     best = min(v["errors"] for v in d["results"].values())
     monkeypatch.setitem(hinton.PAPER, "soft_errors", best - 1)
-    (row,) = render._hinton_variants(d)
+    (row,) = hinton_variants.rows(d)
     assert row[1] == str(best - 1) and row[3].startswith("none reaches")
     monkeypatch.setitem(hinton.PAPER, "soft_errors", best)
-    (row,) = render._hinton_variants(d)
+    (row,) = hinton_variants.rows(d)
     assert row[1] == str(best) and "at most the paper's" in row[3]
 
 
@@ -259,7 +259,7 @@ def test_throughput_training_is_timed_like_kd_cost_epoch(tiny):
     d = _read(tiny, "throughput")
     s = d["settings"]
     assert "epoch_time" in s["training_timed"] and "warm-up" in s["warmup"]
-    assert "warm-up" in render._conditions("throughput", d)
+    assert "warm-up" in throughput.conditions(d)
     assert throughput.settings_for("full")["n_training"] == kd_cost.settings_for("full")["n_train"]
     assert (throughput.settings_for("full")["batch_size_loader_training"]
             == kd_cost.settings_for("full")["batch_size"])
@@ -303,11 +303,10 @@ def test_headline_rows_are_measured_by_the_default_bench():
     """Every README headline row comes from a benchmark that `make bench` re-runs, and the
     README fits two screens."""
     from benchmarks import run_all
-    fns = dict(render.SECTIONS)
     data = render.load(RESULTS)
-    for name in data:
-        rows = fns[name](data[name], data.get("hinton")) if name == "hinton_mlp_teacher" \
-            else fns[name](data[name])
+    for module in render.SECTIONS:
+        name = module.__name__.rpartition(".")[2]
+        rows = module.rows(data[name], data) if name in data else []
         if any(r[0].startswith(h) for r in rows for h in render.HEADLINES):
             assert name in run_all.DEFAULT, name
     assert len(render.headline(RESULTS).splitlines()) == 2 + len(render.HEADLINES)
@@ -432,7 +431,7 @@ def test_course_update_remeasures_only_what_is_asked(tmp_path, monkeypatch):
     assert r["quick"]["notebooks"]["tiny"]["kernel_threads"] == 1
     assert r["full"]["notebooks"]["01_a"]["kernel_threads"] == "torch default"
     d = json.loads((tmp_path / "course.json").read_text())
-    assert render._kernel_threads(d) == "torch default; 1 for tiny (quick)"
+    assert course._kernel_threads(d) == "torch default; 1 for tiny (quick)"
 
 
 @pytest.fixture
@@ -530,7 +529,7 @@ def test_course_full_1thread_budget_and_fresh_cache(tmp_path, monkeypatch):
     caches = {s[3]["KDLAB_CACHE"] for s in full}, {s[3]["KDLAB_CACHE"] for s in one}
     assert len(caches[0]) == 1 and len(caches[1]) == 1 and caches[0] != caches[1]
     assert r["full-1thread"]["lab_goal_met"] and r["full"]["lab_goal_met"]
-    cell = render.lab_time(_read(tmp_path, "course"), "02_b")
+    cell = course.lab_time(_read(tmp_path, "course"), "02_b")
     assert cell == "30 s; 1 thread 61 s"
-    rows = render._course(_read(tmp_path, "course"))
+    rows = course.rows(_read(tmp_path, "course"))
     assert any(row[0] == "Slowest lab, full budget, 1 thread" for row in rows)
