@@ -94,15 +94,17 @@ def own_threads(name: str, threads: int) -> int | None:
     return None if name in SPAWNING else threads
 
 
-def load_note(start: list[float], end: list[float], threads: int | None = None) -> str:
+def load_note(start: list[float], end: list[float], threads: int | None = None,
+              cores: int | None = None) -> str:
     """Say whether the timings are trustworthy, from the 1-minute load before and after.
 
     The load at the start is other people's work (ours has not begun); a value above a
     quarter of the cores means the run shared the CPU and its timings are inflated. At the
     end the load counts our own `threads` too: more than that plus a quarter of the cores
-    means other work joined during the run.
+    means other work joined during the run. cores: the machine's CPU count (default: this
+    machine's).
     """
-    cores = os.cpu_count() or 1
+    cores = cores or os.cpu_count() or 1
     if start[0] > 0.25 * cores:
         return (f"machine shared with other work: 1-min load {start[0]:.1f} at start on "
                 f"{cores} cores (end {end[0]:.1f}), so wall times are inflated relative to an "

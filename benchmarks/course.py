@@ -43,6 +43,9 @@ GOALS = {"lab_full_minutes": 10, "course_full_minutes": 25, "quick_suite_minutes
 BUDGETS = ("quick", "full", "full-1thread")
 FULL = ("full", "full-1thread")  # the budgets students get (default threads, one thread)
 MAKE_TEST = ["make", "-o", ".venv/.installed", "test"]  # the test recipe, without reinstalling
+# the kdlab cache the notebooks use (settings["cache"]): the user's, or new ones (--fresh-cache)
+USER_CACHE = "the user's kdlab cache (teacher logits and models of earlier runs)"
+FRESH_CACHE = "a new empty kdlab cache per budget, notebooks in order"
 
 
 def _tiny_notebook(folder: Path) -> Path:
@@ -174,8 +177,7 @@ def run(budget: str = "full", out=RESULTS, notebooks=None, budgets=("quick", "fu
          "make_test": None if skip_make_test and "make_test" not in kept else " ".join(MAKE_TEST),
          "goals": GOALS, "kernel_threads": kernel_threads or "torch default",
          "kernel_threads_full_1thread": 1, "cpu_count": os.cpu_count(),
-         "cache": ("a new empty kdlab cache per budget, notebooks in order" if fresh_cache
-                   else "the user's kdlab cache (teacher logits and models of earlier runs)"),
+         "cache": FRESH_CACHE if fresh_cache else USER_CACHE,
          "updated": bool(kept)}
     with Run("course", budget, s, out=out, title="Course run time") as r:
         res = r.results
@@ -265,13 +267,12 @@ def rows(d: dict, results: dict | None = None) -> list[tuple]:
 def _kernel_threads(d: dict) -> str:
     """The notebook kernels' threads of course.json: the value of most rows, then the others
     with their notebooks and budgets ("torch default; 1 for 06_x (full, quick)")."""
-    default = d["settings"].get("kernel_threads", "torch default")
     by_value = {}  # value -> {notebook: [budgets]}
     for b in ("full", "quick"):
         for nb, row in d["results"].get(b, {}).get("notebooks", {}).items():
-            by_value.setdefault(str(row.get("kernel_threads", default)), {}).setdefault(nb, []).append(b)
+            by_value.setdefault(str(row["kernel_threads"]), {}).setdefault(nb, []).append(b)
     if len(by_value) <= 1:
-        return str(next(iter(by_value), default))
+        return str(next(iter(by_value), d["settings"]["kernel_threads"]))
     common = max(by_value, key=lambda v: sum(len(bs) for bs in by_value[v].values()))
     others = [f"{v} for " + ", ".join(f"{nb} ({', '.join(bs)})" for nb, bs in by_nb.items())
               for v, by_nb in by_value.items() if v != common]
@@ -285,7 +286,7 @@ def conditions(d: dict) -> str:
     parts = [f"notebook kernels: threads {_kernel_threads(d)}"
              + ("; 1 for the full budget at 1 thread (KDLAB_THREADS=1)" if "full-1thread" in r
                 else "")]
-    if "cache" in st:
+    if "cache" in st:  # course.json of runs before --fresh-cache, until benchmarks.migrate
         parts.append(f"kdlab cache: {st['cache']}")
     if r.get("remeasured"):
         er = r["earlier_run"]

@@ -375,10 +375,9 @@ def rows(d: dict, results: dict | None = None) -> list[tuple]:
     return out
 
 
-def _view_logits(v: dict | None) -> str:
-    """How the teacher's logits of the views were made, for the conditions line."""
-    if not v:
-        return "teacher logits of the views not recorded"
+def _view_logits(v: dict) -> str:
+    """How the teacher's logits of the views were made (results["view_logits"] or
+    ["elastic_view_logits"]), for the conditions line."""
     made = (f"teacher logits of the {v['teacher_passes']:,} views computed in {v['seconds']:.0f} s "
             f"with {v['threads']} thread(s)")
     return made + (" (read from the cache in this run)" if v["source"] == "cache" else "")
@@ -390,7 +389,7 @@ def conditions(d: dict) -> str:
     text = (f"{s['views']} views ({s['shift']}), view seed {s['view_seed']}; "
             f"{s['optimizer']} lr {s['lr']:g} one-cycle, batch {s['batch_size']}, "
             f"T {s['T']:g}, alpha {s['alpha']:g}; seeds {s['seeds']} (labels on views: "
-            f"{s['labels_seeds']}); {_view_logits(d['results'].get('view_logits'))}")
+            f"{s['labels_seeds']}); {_view_logits(d['results']['view_logits'])}")
     if "elastic_view_logits" in d["results"]:
         text += (f"; elastic views: {s['elastic']}, seeds {s['elastic_seeds']}, "
                  f"{_view_logits(d['results']['elastic_view_logits'])}")

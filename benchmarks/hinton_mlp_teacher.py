@@ -193,13 +193,11 @@ def rows(d: dict, results: dict | None = None) -> list[tuple]:
 
 def conditions(d: dict) -> str:
     """The teacher's recipe and training time, and the students' seeds, for the conditions line."""
-    t, st = d["settings"]["teacher"], d["settings"]["students"]
-    te = d["results"].get("teacher", {})
+    t, st, te = d["settings"]["teacher"], d["settings"]["students"], d["results"]["teacher"]
     return (f"teacher: {t['optimizer']} lr {t['lr']:g} one-cycle, batch {t['batch_size']}, "
-            f"{plural(t['epochs'], 'epoch')}, seed {t['seed']}, "
-            + (f"trained in {te['train_seconds'] / 60:.1f} min ({te['threads']} thread(s))"
-               + (", reused from the cache" if te.get("source") == "cache" else "")
-               if "train_seconds" in te else "not trained")
+            f"{plural(t['epochs'], 'epoch')}, seed {t['seed']}, trained in "
+            f"{te['train_seconds'] / 60:.1f} min ({te['threads']} thread(s))"
+            + (", reused from the cache" if te["source"] == "cache" else "")
             + f"; students: the recipe of hinton.json, seeds {st['seeds']}")
 
 

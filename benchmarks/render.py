@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import (course, grading, hinton, hinton_consistent, hinton_mlp_teacher, hinton_variants,
                kd_cost, threads, throughput)
-from ._common import RESULTS, ROOT, load_note, minutes, own_threads
+from ._common import RESULTS, ROOT, minutes
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 HEAD_BEGIN, HEAD_END = "<!-- headline:begin -->", "<!-- headline:end -->"
@@ -53,20 +53,16 @@ def _conditions(name: str, d: dict) -> str:
     """The conditions line of benchmark `name`: budget, its own conditions, date, versions,
     machine, load and wall time."""
     e, ld = d["env"], d["load"]
-    # judged again from the recorded loads and threads (notes of older runs ignored the end load)
-    note = load_note(ld["start"], ld["end"], own_threads(name, e["threads"]))
-    shared = "shared machine, timings inflated" if note.startswith("machine shared") \
-        else "quiet machine"
+    shared = ("shared machine, timings inflated" if d["load_note"].startswith("machine shared")
+              else "quiet machine")
     budget = "" if d["budget"] == "full" else f" **{d['budget']} budget**,"
-    if not d.get("complete", True):
+    if not d["complete"]:
         budget += " **run not finished**,"
     extra = BY_NAME[name].conditions(d)
     extra = f" {extra};" if extra else ""
-    cpu = (f"CPU {e['cpu_model']}" if "cpu_model" in e
-           else "CPU model not recorded (run before the scripts recorded it)")
     return (f"- `{name}.json`:{budget}{extra} {e['date'][:16].replace('T', ' ')} UTC, "
             f"torch {e['torch']}, threads {e['threads']}, {e['cpu_count']} CPUs ({e['machine']}), "
-            f"{cpu}, "
+            f"CPU {e['cpu_model']}, "
             f"load {ld['start'][0]:.1f} → {ld['end'][0]:.1f} ({shared}), "
             f"{_wall(d) / 60:.1f} min in all" + (
                 f" ({d['results']['reused_seconds'] / 60:.1f} min of it the students of the earlier "
@@ -114,7 +110,7 @@ def render(results: Path = RESULTS) -> str:
         lines += ["", f"![{what}](results/{png})"]
     lines += ["", "Conditions of each run (from the JSON files in `benchmarks/results/`):", ""]
     lines += notes
-    full = {name: _wall(d) for name, d in data.items() if d.get("budget") == "full"}
+    full = {name: _wall(d) for name, d in data.items() if d["budget"] == "full"}
     from .run_all import DEFAULT
     short = sum(v for k, v in full.items() if k in DEFAULT)
     lines += ["", f"On the full budget, the runs above took {minutes(sum(full.values()))} in all: "

@@ -116,14 +116,7 @@ def rows(d: dict, results: dict | None = None) -> list[tuple]:
 def conditions(d: dict) -> str:
     """How the training rate was timed, for the conditions line."""
     s = d["settings"]
-    if "training_timed" in s:
-        return f"training: {s['n_training']:,} images, {s['training_timed']}; {s['warmup']}"
-    # written before the training rate was timed like kd_cost's epoch
-    return (f"training: whole `kd.train.fit` calls (model set-up included) on "
-            f"{s['n_training']:,} images, the first training of the process, no untimed "
-            "warm-up run; kd_cost's labels-only epoch times only the training loop, on "
-            "60,000 images, after a teacher pass: the two training rates were not "
-            "measured alike and do not compare (the scripts now time them the same way)")
+    return f"training: {s['n_training']:,} images, {s['training_timed']}; {s['warmup']}"
 
 
 def main(argv=None) -> None:

@@ -9,7 +9,7 @@ import torch
 import os
 
 from benchmarks import (course, grading, hinton, hinton_consistent, hinton_mlp_teacher,
-                        hinton_variants, kd_cost, render, run_all, threads, throughput)
+                        hinton_variants, kd_cost, migrate, render, run_all, threads, throughput)
 from benchmarks._common import RESULTS, pick, vs_paper
 
 MODULES = {"hinton": hinton, "hinton_mlp_teacher": hinton_mlp_teacher,
@@ -248,11 +248,35 @@ def test_variants_row_reads_the_paper_from_the_code(tiny, monkeypatch):
     assert row[1] == str(best) and "at most the paper's" in row[3]
 
 
-def test_conditions_say_when_the_cpu_model_is_missing(tiny):
+def test_migrate_fills_what_older_scripts_did_not_write(tiny, tmp_path):
+    """benchmarks.migrate brings the files of older scripts to the current format from what
+    they hold (a CPU model never recorded says so; the load note is judged by today's rule;
+    course.json gets the one cache course runs used then), leaves current files alone, and a
+    second run changes nothing."""
+    old = tmp_path / "results"
+    old.mkdir()
     d = _read(tiny, "kd_cost")
     assert f"CPU {d['env']['cpu_model']}" in render._conditions("kd_cost", d)
     del d["env"]["cpu_model"]
-    assert "CPU model not recorded" in render._conditions("kd_cost", d)
+    d["load_note"] = "machine quiet at start (by an older rule)"
+    (old / "kd_cost.json").write_text(json.dumps(d, indent=2) + "\n")
+    c = _read(tiny, "course")
+    del c["settings"]["cache"]
+    (old / "course.json").write_text(json.dumps(c, indent=2) + "\n")
+    current = (tiny / "threads.json").read_text()
+    (old / "threads.json").write_text(current)
+    assert migrate.main(["--results", str(old)]) == 0
+    new, now = _read(old, "kd_cost"), _read(tiny, "kd_cost")
+    assert list(new["env"]) == list(now["env"])  # the field where the scripts write it
+    assert new["env"]["cpu_model"] == migrate.CPU_NOT_RECORDED
+    assert "CPU model not recorded" in render._conditions("kd_cost", new)
+    assert new["load_note"] == now["load_note"]
+    assert _read(old, "course")["settings"] == _read(tiny, "course")["settings"]
+    assert _read(old, "course")["settings"]["cache"] == course.USER_CACHE
+    assert (old / "threads.json").read_text() == current
+    texts = {p.name: p.read_text() for p in old.glob("*.json")}
+    assert migrate.migrate_folder(old) == {}
+    assert {p.name: p.read_text() for p in old.glob("*.json")} == texts
 
 
 def test_throughput_training_is_timed_like_kd_cost_epoch(tiny):
