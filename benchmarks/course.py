@@ -285,15 +285,27 @@ def conditions(d: dict) -> str:
     st, r = d["settings"], d["results"]
     parts = [f"notebook kernels: threads {_kernel_threads(d)}"
              + ("; 1 for the full budget at 1 thread (KDLAB_THREADS=1)" if "full-1thread" in r
-                else "")]
-    if "cache" in st:  # course.json of runs before --fresh-cache, until benchmarks.migrate
-        parts.append(f"kdlab cache: {st['cache']}")
+                else ""), f"kdlab cache: {st['cache']}"]
     if r.get("remeasured"):
-        er = r["earlier_run"]
         parts.append(f"this run re-measured {', '.join(r['remeasured'])}; the other rows come "
-                     f"from the run of {er['date'][:16].replace('T', ' ')} UTC (load "
-                     f"{er['load']['start'][0]:.1f} → {er['load']['end'][0]:.1f})")
+                     f"from earlier runs, {_kept_rows_measured(r)}")
     return "; ".join(parts)
+
+
+def _kept_rows_measured(r: dict) -> str:
+    """When the rows an --update run kept were measured: 'measured 2026-12-06 06:19 to 06:38
+    UTC'. A row without its own time (written before rows recorded it) dates from the
+    earlier run the file records."""
+    times = []
+    for b in BUDGETS:
+        for nb, row in r.get(b, {}).get("notebooks", {}).items():
+            if f"{b} {nb}" not in r["remeasured"]:
+                times.append(row.get("measured") or r["earlier_run"]["date"])
+    if "make_test" in r and "make test" not in r["remeasured"]:
+        times.append(r["make_test"].get("measured") or r["earlier_run"]["date"])
+    first, last = (t[:16].replace("T", " ") for t in (min(times), max(times)))
+    return (f"measured {first} UTC" if first == last else
+            f"measured {first} to {last[11:] if last[:10] == first[:10] else last} UTC")
 
 
 def _duration(seconds: float) -> str:

@@ -331,9 +331,11 @@ def test_headline_rows_are_measured_by_the_default_bench():
     for module in render.SECTIONS:
         name = module.__name__.rpartition(".")[2]
         rows = module.rows(data[name], data) if name in data else []
-        if any(r[0].startswith(h) for r in rows for h in render.HEADLINES):
+        if any(render.is_headline(r[0], h) for r in rows for h in render.HEADLINES):
             assert name in run_all.DEFAULT, name
-    assert len(render.headline(RESULTS).splitlines()) == 2 + len(render.HEADLINES)
+    head = render.headline(RESULTS).splitlines()
+    assert len(head) == 2 + len(render.HEADLINES)
+    assert not [r for r in head if "1 thread" in r], "the 1-thread rows are make bench-long's"
     assert len(render.README.read_text().splitlines()) <= 100
 
 
@@ -448,6 +450,9 @@ def test_course_update_remeasures_only_what_is_asked(tmp_path, monkeypatch):
     assert r["quick"]["notebooks"]["tiny"]["measured"].startswith("20")
     assert r["remeasured"] == ["quick tiny"] and r["earlier_run"]["date"] == "2026-01-02T03:04:05Z"
     assert json.loads((tmp_path / "course.json").read_text())["complete"]
+    # the conditions line dates the kept rows: here a row older than per-row times
+    assert ("the other rows come from earlier runs, measured 2026-01-02 03:04 UTC"
+            in course.conditions(json.loads((tmp_path / "course.json").read_text())))
     # each row keeps the kernel threads it was measured with; the conditions line names both
     assert r["full"]["notebooks"]["01_a"]["kernel_threads"] == "torch default"
     r = course.run("full", tmp_path, notebooks=[nb], budgets=("quick",), skip_make_test=True,
