@@ -161,7 +161,8 @@ class Run:
 
     def save(self, complete: bool = False) -> Path:
         """Write the JSON now; complete=False marks a checkpoint of a run still going on."""
-        load_end = list(os.getloadavg())
+        # the note is judged from the loads as stored, so that it can be judged again from the file
+        start, end = ([round(v, 2) for v in ld] for ld in (self.load_start, os.getloadavg()))
         payload = {
             "benchmark": self.name,
             "title": self.title,
@@ -171,10 +172,9 @@ class Run:
             "results": self.results,
             "wall_seconds": round(time.perf_counter() - self.t0, 1),
             "env": self.env,
-            "load": {"start": [round(v, 2) for v in self.load_start],
-                     "end": [round(v, 2) for v in load_end]},
-            "load_note": load_note(self.load_start, load_end,
-                                   own_threads(self.name, self.env["threads"])),
+            "load": {"start": start, "end": end},
+            "load_note": load_note(start, end, own_threads(self.name, self.env["threads"]),
+                                   cores=self.env["cpu_count"]),
         }
         self.path = write(self.out, self.name, payload)
         return self.path
