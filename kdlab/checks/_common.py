@@ -166,6 +166,19 @@ def expects_value_error(check: str, out: dict, what: str, hint: str,
          returned_hint or hint)
 
 
+def rejects(check: str, bads, outs, name: str, guard: str, must: str) -> None:
+    """Fail unless every call with a bad value of the argument `name` raised ValueError.
+
+    bads: the bad values, in the order of outs (their recorded calls); guard: the test to start
+    with ("T <= 0"); must: what the argument must be ("T must be > 0"), for the hints.
+    """
+    for bad, out in paired(bads, outs):
+        expects_value_error(check, out, f"{name}={bad}",
+                            f"start with: if {guard}: raise ValueError(...)",
+                            f"{must}; start with: if {guard}: "
+                            f"raise ValueError(f'{must}, got {{{name}}}')")
+
+
 def result(check: str, out: dict, what: str = "the result", shapes: str = "") -> torch.Tensor:
     """The tensor a recorded call returned; fail if the call raised or returned no tensor."""
     raised(check, out, shapes)

@@ -12,7 +12,7 @@ import math
 import torch
 
 from . import _probe as _p
-from ._common import (Mistake, close, cmp, expects_value_error, fail, name_mistake, paired,
+from ._common import (Mistake, close, cmp, fail, name_mistake, paired, rejects,
                       raised, result, rng, short, type_name, unchanged)
 from ._registry import CHECKS, register
 
@@ -138,12 +138,8 @@ def softmax_verdict(data, inp, key) -> str:
     if not out["value"]["requires_grad"]:
         fail(title, "the result is cut off from autograd (no gradient flows to the logits)",
              "use torch operations only: no .detach(), .item(), .numpy() or torch.tensor(...)")
-    for bad, out in paired(inp["bad_Ts"], data["bad"]):
-        expects_value_error(
-            title, out, f"T={bad}",
-            "start with: if not (T > 0 and math.isfinite(T)): raise ValueError(...)",
-            "reject T <= 0, nan and inf: if not (T > 0 and math.isfinite(T)): "
-            "raise ValueError(f'T must be a finite number > 0, got {T}')")
+    rejects(title, inp["bad_Ts"], data["bad"], "T", "not (T > 0 and math.isfinite(T))",
+            "T must be a finite number > 0")
     return "correct for 1-D and batched logits, stable at 1e4, rejects bad T"
 
 

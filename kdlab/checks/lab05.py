@@ -12,8 +12,8 @@ import math
 import torch
 
 from . import _probe as _p
-from ._common import (Mistake, decode, expects_value_error, fail, paired, raised, result, rng,
-                      short, unchanged)
+from ._common import (Mistake, decode, expects_value_error, fail, paired, raised, rejects,
+                      result, rng, short, unchanged)
 from ._registry import CHECKS, register
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -203,10 +203,8 @@ def prune_verdict(data, inp, key) -> str:
                  "return a bool tensor: True = keep, False = prune")
         masks.append(got.bool())
     _judge_masks(check, inp, key, masks)
-    for s, out in paired(inp["bad"], data["bad"]):
-        expects_value_error(title, out, f"sparsity={s}",
-                            "reject a sparsity outside [0, 1]: if not 0 <= sparsity <= 1: "
-                            "raise ValueError(f'sparsity must be in [0, 1], got {sparsity}')")
+    rejects(title, inp["bad"], data["bad"], "sparsity", "not 0 <= sparsity <= 1",
+            "sparsity must be in [0, 1]")
     n = inp["cases"][0][0].numel()
     return (f"global magnitude mask, exact counts (round(s * {n})), ties at the threshold, "
             "sparsity 0 and 1, a conv weight, the weight left alone, ValueError outside [0, 1]")

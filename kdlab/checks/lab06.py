@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from . import _probe as _p
-from ._common import (Mistake, close, decode, expects_value_error, fail, name_mistake, paired,
-                      raised, result, rng, short, type_name, unchanged)
+from ._common import (Mistake, close, decode, fail, name_mistake, paired,
+                      raised, rejects, result, rng, short, type_name, unchanged)
 from ._registry import CHECKS, register
 
 # ------------------------------------------------------------------ dkd_loss
@@ -224,10 +224,7 @@ def dkd_verdict(data, inp, key) -> str:
         fail(title, f"{where}: the gradient is wrong: got {short(gs)}, expected {short(k['grad'])}",
              "compute every log-probability with F.log_softmax / torch.logsumexp, without "
              "clamping probabilities")
-    for bad_T, out in paired(inp["bad_Ts"], data["bad"]):
-        expects_value_error(title, out, f"T={bad_T}", "start with: if not T > 0: raise ValueError(...)",
-                            "a temperature must be > 0; start with: "
-                            "if not T > 0: raise ValueError(f'temperature T must be > 0, got {T}')")
+    rejects(title, inp["bad_Ts"], data["bad"], "T", "not T > 0", "temperature T must be > 0")
     return (f"gradients match decoupled KD at {len(inp['settings'])} (T, alpha, beta) settings "
             "and on confident logits, the teacher gets no gradient, T <= 0 is rejected")
 
