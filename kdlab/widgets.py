@@ -87,7 +87,6 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
 
     import ipywidgets as W
     import numpy as np
-    import torch
     from matplotlib.figure import Figure
 
     from . import plot

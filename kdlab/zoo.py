@@ -35,7 +35,6 @@ import torch
 import torch.nn.functional as F
 
 from . import data, models, teacher, train
-from .views import Jittered
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "zoo"
 CURVE = "resnet_curve.json"

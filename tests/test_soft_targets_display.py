@@ -1,6 +1,7 @@
 """The figures' one softmax-with-temperature and one entropy (private to kd.plot, numpy-valued:
 no answer to an exercise), used by the figures and the explorers; the temperature accepts any
 real number type; the soft-target picture and slider."""
+import importlib
 import inspect
 import math
 
@@ -52,11 +53,14 @@ def test_entropy():
 def test_figures_and_explorers_use_the_one_softmax_and_entropy(monkeypatch):
     """No second softmax or entropy formula in kd.plot or kd.widgets: they call plot._soft and
     plot._entropy."""
-    for mod in (plot, widgets):
+    import pkgutil
+    figures = [importlib.import_module(f"kdlab.plot.{m.name}")
+               for m in pkgutil.iter_modules(plot.__path__)]
+    for mod in (*figures, widgets):
         src = inspect.getsource(mod)
         for twin in ("torch.softmax(", "F.softmax(", "xlogy(", "log_softmax("):
             assert twin not in src, f"{mod.__name__} computes {twin} itself"
-    assert inspect.getsource(plot).count("np.exp(") == 1
+    assert len(figures) >= 7 and sum(inspect.getsource(m).count("np.exp(") for m in figures) == 1
     assert inspect.getsource(widgets).count("np.exp(") == 0
     calls = []
     real = plot._soft
@@ -65,7 +69,8 @@ def test_figures_and_explorers_use_the_one_softmax_and_entropy(monkeypatch):
         calls.append(T)
         return real(z, T)
 
-    monkeypatch.setattr(plot, "_soft", counting)
+    monkeypatch.setattr(plot, "_soft", counting)               # what the widgets call
+    monkeypatch.setattr(plot.dark_knowledge, "_soft", counting)  # what Lab 02's figure calls
     ex = widgets.temperature_explorer([1.0, 2.0, 3.0], T=2.0)
     assert 2.0 in calls
     calls.clear()

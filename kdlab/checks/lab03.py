@@ -15,7 +15,7 @@ from torch import nn
 
 from . import _probe as _p
 from ._common import (Mistake, close, cmp, decode, fail, name_mistake,
-                      paired, raised, rejects, rng, short, type_name, unchanged)
+                      paired, raised, rejects, rng, type_name, unchanged)
 from ._registry import CHECKS, register
 
 # ------------------------------------------------------------------ kd_loss

@@ -406,7 +406,7 @@ def permute_verdict(data, inp, key) -> str:
     n_orders = math.factorial(C_SAME - 1)
     seen = int((counts > 0).sum())
     if seen == 1:
-        fail(title, f"3,000 identical rows all came out in the same order: you drew one order "
+        fail(title, f"{N_SAME:,} identical rows all came out in the same order: you drew one order "
                     "and applied it to every row",
              "draw a new order for every row: e.g. torch.rand(N, C, generator=generator)"
              ".argsort(dim=1), or torch.randperm(C - 1, generator=generator) inside a loop over rows")
