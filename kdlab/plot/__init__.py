@@ -6,7 +6,7 @@ show without a kernel. Each lab's figures have a module: temperature (Lab 01), d
 pieces they share are in _shared. Every figure is reachable as ``kd.plot.<name>``.
 """
 from ._shared import (_axes, _mean_std, _real, _temperature, _soft, _entropy, learning_curves,
-                      mean_std_bars, _log_ticks, _np, _class_names, _pixels, _readable_log_y)  # noqa: F401
+                      mean_std_bars, _log_ticks, _np, _class_names, _pixels, _readable_log_axis)  # noqa: F401
 from .temperature import (temperature_curves, entropy_curve, draw_probability_bars,
                           temperature_bars, gradient_scale)  # noqa: F401
 from .dark_knowledge import (error_gallery, similarity_heatmap, dark_knowledge_vs_T,

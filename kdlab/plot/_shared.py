@@ -135,14 +135,20 @@ def _pixels(image) -> np.ndarray:
     return denormalize(image.detach().cpu()).reshape(28, 28).numpy()
 
 
-def _readable_log_y(ax, values) -> None:
-    """Ticks with plain numbers on a log y axis spanning `values`."""
+def _readable_log_axis(ax, values, which: str = "y", pad: float = 1.1,
+                       margin: float = 1.25) -> None:
+    """Ticks with plain numbers on a log axis spanning `values` (matplotlib alone may show a
+    single 10^3).
+
+    which: "x" or "y"; ticks from min / pad to max * pad; limits min / margin to max * margin.
+    """
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
     vals = [float(v) for v in values if v > 0]
     if not vals:
         return
-    ax.yaxis.set_major_locator(FixedLocator(_log_ticks(min(vals) / 1.1, max(vals) * 1.1)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylim(min(vals) / 1.25, max(vals) * 1.25)
+    axis, set_lim = (ax.xaxis, ax.set_xlim) if which == "x" else (ax.yaxis, ax.set_ylim)
+    axis.set_major_locator(FixedLocator(_log_ticks(min(vals) / pad, max(vals) * pad)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+    set_lim(min(vals) / margin, max(vals) * margin)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._shared import _axes, _log_ticks, _mean_std, _readable_log_y
+from ._shared import _axes, _mean_std, _readable_log_axis
 
 
 def sparsity_curves(sparsities, curves: dict, reference: dict | None = None, ax=None,
@@ -45,7 +45,7 @@ def sparsity_curves(sparsities, curves: dict, reference: dict | None = None, ax=
     ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_xlabel("global sparsity (share of weights removed; axis: log of the share kept)")
     ax.set_yscale("log")
-    _readable_log_y(ax, all_y)
+    _readable_log_axis(ax, all_y)
     ax.set_ylabel("test errors (log scale)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
@@ -148,11 +148,7 @@ def size_tradeoff(points: dict, ax=None, title: str = ""):
     for row in range(len(order) - 1):
         ax.axhline(row + 0.5, color="0.85", lw=0.8)
     ax.set_xscale("log")
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
-    ax.xaxis.set_major_locator(FixedLocator(_log_ticks(min(all_x) / 1.1, max(all_x) * 1.1)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlim(min(all_x) / 1.25, max(all_x) * 1.25)
+    _readable_log_axis(ax, all_x, which="x")
     ax.set_xlabel("test errors (log scale)")
     ax.grid(alpha=0.3, axis="x", which="both")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.3 / len(order)),

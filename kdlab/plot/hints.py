@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from ._shared import _axes, _log_ticks, _pixels
+from ._shared import _axes, _pixels, _readable_log_axis
 
 
 def hint_maps(images, maps: dict, channel=None, title: str = ""):
@@ -56,14 +56,7 @@ def staged_error_curves(curves: dict, stage1_epochs: float = 0, total_epochs: fl
     for label, (xs, ys) in curves.items():
         ax.plot(xs, ys, marker="o", ms=3, label=label)
     ax.set_yscale("log")
-    ys = [y for _, (_, yv) in curves.items() for y in yv if y > 0]
-    if ys:  # readable numbers on the log axis (matplotlib alone may show a single 10^3)
-        from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
-        ticks = _log_ticks(min(ys) / 1.05, max(ys) * 1.05)
-        ax.yaxis.set_major_locator(FixedLocator(ticks))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}"))
-        ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_ylim(min(ys) / 1.15, max(ys) * 1.15)
+    _readable_log_axis(ax, [y for _, (_, yv) in curves.items() for y in yv], pad=1.05, margin=1.15)
     ax.set_xlim(0, total_epochs if total_epochs else None)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epochs of the shared training budget")

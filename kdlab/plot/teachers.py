@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._shared import _axes, _mean_std, _readable_log_y
+from ._shared import _axes, _mean_std, _readable_log_axis
 
 
 def teacher_training_curve(points, marks: dict, steps_total: int | None = None, ax=None,
@@ -28,7 +28,7 @@ def teacher_training_curve(points, marks: dict, steps_total: int | None = None, 
             ax.annotate(f"{label}: {errors}", (step, errors), textcoords="offset points",
                         xytext=(4, 5), fontsize=8)
     ax.set_yscale("log")
-    _readable_log_y(ax, [y for y in ys if y > 0] + [e for _, e in marks.values() if e > 0])
+    _readable_log_axis(ax, [y for y in ys if y > 0] + [e for _, e in marks.values() if e > 0])
     ax.set_xlim(0, (steps_total or max(xs)) * 1.08)
     ax.set_xlabel("optimizer steps of the teacher's training")
     ax.set_ylabel("test errors (log scale)")
