@@ -18,6 +18,19 @@ def mlp():
     return nn.Sequential(nn.Flatten(), nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 5))
 
 
+def _train(model, steps: int) -> torch.Tensor:
+    """A few SGD steps of cross-entropy on a fixed random batch; return its inputs (32, 12)
+    after one more forward pass (which applies the pruning masks again)."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(32, 12), torch.randint(0, 5, (32,))
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    model(x)
+    return x
+
+
 def test_the_exercises_are_not_in_compress():
     for name in ("prune_mask", "fake_quantize", "quantize_int"):
         assert not hasattr(C, name)
@@ -70,13 +83,7 @@ def test_global_prune_one_threshold_and_masks_survive_training():
     kept = torch.cat([(m.weight_orig * m.weight_mask)[m.weight_mask.bool()].abs() for m in (model[1], model[3])])
     removed = torch.cat([m.weight_orig[~m.weight_mask.bool()].abs() for m in (model[1], model[3])])
     assert kept.min() >= removed.max()  # one threshold across layers
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    x, y = torch.randn(32, 12), torch.randint(0, 5, (32,))
-    for _ in range(3):
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-    model(x)
+    x = _train(model, steps=3)
     for m in (model[1], model[3]):
         assert bool((m.weight[~m.weight_mask.bool()] == 0).all())
     twin = C.copy_model(model)  # also right after a training step
@@ -110,13 +117,7 @@ def test_apply_masks_per_layer_masks_survive_training_and_are_checked():
     assert per_layer == pytest.approx({"1": 0.25, "3": 0.8})
     for (n, m) in C.prunable(model):
         assert torch.equal(m.weight_mask.bool(), masks[n])
-    opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    x, y = torch.randn(32, 12), torch.randint(0, 5, (32,))
-    for _ in range(2):
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-    model(x)
+    x = _train(model, steps=2)
     assert bool((model[3].weight[~masks["3"]] == 0).all())
     only = mlp()  # a layer left out of the dict is not pruned
     C.apply_masks(only, {"3": masks["3"]})
