@@ -617,7 +617,7 @@ def reason(table, student, check):
 
 
 COLUMNS = ["student", "lab", "check", "points", "max_points", "status", "reason", "seeds",
-           "check_sha256", "submission_sha256"]
+           "check_sha256", "submission_sha256", "file", "graded_at", "other_notebooks"]
 
 
 def test_gradebook_file_and_feedback(graded):
