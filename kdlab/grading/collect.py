@@ -21,7 +21,9 @@ roster for the term. The file-name patterns read:
   group submission goes to each member's folder.
 
 ``--identities`` with a Canvas gradebook export (Student, ID, SIS User ID, SIS Login ID,
-Section) fills the roster's SIS ids, section and full name by ID.
+Section) fills the roster's SIS ids, section and full name by ID, and adds the students who
+submitted nothing (so that ``export --missing zero`` gives them 0). Canvas's own "Test
+Student" is left out. A re-uploaded file's ``-1`` suffix (Canvas's) is dropped.
 """
 from __future__ import annotations
 
@@ -89,8 +91,10 @@ def _canvas(members) -> list:
         if not m:
             skipped.append(rel)
             continue
+        # Canvas names a re-uploaded file of the same name "<stem>-1.<ext>": the same file
+        name = re.sub(r"-\d+(\.ipynb)$", r"\1", m["file"], flags=re.I)
         out.append(({"folder": f"{m['name']}_{m['uid']}", "name": m["name"],
-                     "canvas_id": m["uid"]}, m["file"], path))
+                     "canvas_id": m["uid"]}, name, path))
     return out, skipped
 
 
@@ -140,6 +144,14 @@ def _identities(path, source, roster, log) -> None:
         rows = [r for r in csv.DictReader(f)]
     if source == "canvas":
         by_id = {(r.get("ID") or "").strip(): r for r in rows if (r.get("ID") or "").strip().isdigit()}
+        have = {info.get("canvas_id") for info in roster.values()}
+        for cid, r in by_id.items():  # the class: students who submitted nothing too
+            name = r.get("Student", "")
+            if cid in have or name == "Test Student":  # Canvas's own student view user
+                continue
+            last, _, first = name.partition(",")
+            folder = re.sub(r"[^a-z0-9]", "", (last + first).lower()) + f"_{cid}"
+            roster[folder] = {c: "" for c in ROSTER_COLUMNS} | {"folder": folder, "canvas_id": cid}
         for info in roster.values():
             r = by_id.get(info.get("canvas_id", ""))
             if r is None:
@@ -171,9 +183,11 @@ def collect(source: str, download, out, roster=None, identities=None, log=print)
 
     source: "canvas", "moodle" or "gradescope"; roster: the roster CSV to write or update
     (default: roster.csv beside `out`); identities: the LMS's gradebook export, to fill in
-    identifiers the download lacks. Returns {folder: [notebook names]}. A file already in a
-    student's folder with other content is never overwritten: the new copy gets a suffix
-    and both are reported (the grader then names them, see pick.py).
+    identifiers the download lacks. Returns {folder: [notebook names]}. A notebook collected
+    from an earlier download under the same name is replaced by this download's (the LMS
+    keeps only a student's latest submission in a download), and reported; two files of one
+    download that land on the same name are both kept (the second with a suffix) and
+    reported, and the grader then names them (see pick.py).
     """
     if source not in SOURCES:
         raise CollectError(f"--from must be one of {list(SOURCES)}")
@@ -188,10 +202,10 @@ def collect(source: str, download, out, roster=None, identities=None, log=print)
             raise CollectError(f"{download}: no file named as a {source} bulk download names them "
                                f"(see python -m kdlab.grading collect --help); found {[m for m, _ in members][:5]}")
         table = _read_roster(roster_path)
-        got = {}
+        got, written = {}, set()
         for info, name, path in found:
             row = table.setdefault(info["folder"], {c: "" for c in ROSTER_COLUMNS})
-            row.update({k: v for k, v in info.items() if v})
+            row.update({k: v for k, v in info.items() if v and not row.get(k)})
             if not name.lower().endswith(".ipynb"):
                 skipped.append(f"{info['folder']}/{name}")
                 continue
@@ -199,13 +213,16 @@ def collect(source: str, download, out, roster=None, identities=None, log=print)
             dest.parent.mkdir(parents=True, exist_ok=True)
             data = path.read_bytes()
             k = 1
-            while dest.exists() and dest.read_bytes() != data:
+            while dest in written and dest.read_bytes() != data:
                 dest = dest.with_name(f"{Path(name).stem}.collected-{k}.ipynb")
                 k += 1
             if dest.name != name:
-                log(f"warning: {info['folder']}/{name} already holds another notebook: this one is "
-                    f"{dest.name}")
+                log(f"warning: this download holds two notebooks {info['folder']}/{name}: the "
+                    f"second is {dest.name}")
+            elif dest.exists() and dest not in written and dest.read_bytes() != data:
+                log(f"{info['folder']}/{name}: replaced by this download's newer copy")
             dest.write_bytes(data)
+            written.add(dest)
             got.setdefault(info["folder"], []).append(dest.name)
     if identities:
         _identities(identities, source, table, log)
