@@ -177,6 +177,7 @@ def test_the_term_walk(tmp_path, monkeypatch):
         {k: v for k, v in second.items() if k[0] != "brownbob_1002"}  # the regrade kept the rest
     erin = second[("evanserin_1005", "01_softmax_temperature", "TOTAL")]
     assert erin["file"] == "lab01_softmax_temperature.ipynb" and erin["points"] == "8"
+    assert re.fullmatch(r"graded in [0-9.]+ s", erin["reason"]) and float(erin["reason"].split()[2]) > 0
     frank = second[("foxfrank_1006", "01_softmax_temperature", "TOTAL")]
     assert frank["file"] == "01_softmax_temperature.ipynb"
     assert frank["other_notebooks"] == "01_softmax_temperature_copy.ipynb"

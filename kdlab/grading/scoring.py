@@ -32,10 +32,10 @@ class Row:
     seeds: str = ""  # the secret seeds of the check's probes, ";"-separated
     check_sha256: str = ""  # digest of the code that judged it (see course.Lab)
     submission_sha256: str = ""  # digest of the submitted file
+    seconds: float = 0.0  # how long the notebook took to grade (not a CSV column)
     file: str = ""  # the graded notebook, relative to the student's folder (see pick.py)
     graded_at: str = ""  # when it was graded, UTC, ISO 8601
     other_notebooks: str = ""  # the folder's other notebooks, "; "-separated (not graded here)
-    seconds: float = 0.0  # how long the notebook took to grade (not a CSV column)
 
     def cells(self) -> list:
         """The CSV cells, in COLUMNS order."""
