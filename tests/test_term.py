@@ -337,3 +337,34 @@ submission_7002:
     assert set(got) == {"ann_adams_s1001", "bob_brown_s1002", "cid_chen_s1003"}
     roster = {r["folder"]: r for r in csv.DictReader(open(tmp_path / "roster.csv"))}
     assert roster["cid_chen_s1003"]["email"] == "cid.chen@uni.example"
+
+
+# ------------------------------------------------------------------ Gradescope's results
+
+def test_gradescope_results_hide_hidden_tests_and_state_a_missing_sandbox(tmp_path, monkeypatch):
+    """A check failed on a hidden test is shown once grades are published; where bubblewrap
+    cannot run, results.json says the notebook was graded without it and why. (No notebook
+    runs here: the submission holds none.)"""
+    from kdlab.grading import gradescope, sandbox
+    tests = gradescope._tests([Row("s", L1, "entropy", 0, 2, "failed", "hidden test: wrong for float64"),
+                               Row("s", L1, "gradient_scale", 0, 3, "failed", "wrong"),
+                               Row("s", L1, "softmax_with_temperature", 3, 3, "passed")])
+    assert [t["visibility"] for t in tests] == ["after_published", "visible", "visible"]
+    assert [t["status"] for t in tests] == ["failed", "failed", "passed"]
+
+    def no_bwrap(*a, **k):
+        raise sandbox.SandboxError("bwrap: No permissions to create new namespace")
+    monkeypatch.setattr(sandbox, "preflight", no_bwrap)
+    root = tmp_path / "autograder"
+    (root / "submission").mkdir(parents=True)
+    (root / "submission" / "notes.txt").write_text("forgot the notebook")
+    course = root / "source" / "course"
+    root_course = Path(__file__).resolve().parents[1]
+    for d in ("labs", "solutions"):
+        (course / d).mkdir(parents=True)
+        (course / d / f"{L1}.ipynb").write_bytes((root_course / d / f"{L1}.ipynb").read_bytes())
+    results = gradescope.run(L1, root, log=lambda *a: None)
+    assert "WITHOUT the bubblewrap sandbox" in results["output"] and "No permissions" in results["output"]
+    assert results["score"] == 0 and all(t["max_score"] > 0 for t in results["tests"])
+    assert all("no notebook" in t["output"] for t in results["tests"])
+    assert (root / "results" / "results.json").exists()

@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -187,3 +188,64 @@ def test_the_term_walk(tmp_path, monkeypatch):
     assert {k: v["5001"] for k, v in grades.items()} == {
         "1001": 8, "1002": 8, "1003": 6, "1004": 0, "1005": 8, "1006": 8}
     print((tmp_path / "canvas_import.csv").read_text())
+
+
+# ------------------------------------------------------------------ Gradescope's autograder
+
+# results.json as Gradescope's autograder specification documents it
+RESULTS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "score": {"type": "number"}, "execution_time": {"type": "number"},
+        "output": {"type": "string"}, "output_format": {"enum": ["text", "html", "simple_format", "md", "ansi"]},
+        "visibility": {"enum": ["hidden", "after_due_date", "after_published", "visible"]},
+        "stdout_visibility": {"enum": ["hidden", "after_due_date", "after_published", "visible"]},
+        "extra_data": {"type": "object"},
+        "tests": {"type": "array", "items": {
+            "type": "object", "required": ["max_score"],
+            "properties": {
+                "score": {"type": "number"}, "max_score": {"type": "number"},
+                "status": {"enum": ["passed", "failed"]}, "name": {"type": "string"},
+                "number": {"type": "string"}, "output": {"type": "string"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "visibility": {"enum": ["hidden", "after_due_date", "after_published", "visible"]},
+                "extra_data": {"type": "object"}},
+            "additionalProperties": False}},
+        "leaderboard": {"type": "array"}},
+    "additionalProperties": False,
+    "anyOf": [{"required": ["score"]}, {"required": ["tests"]}],
+}
+
+
+def test_gradescope_autograder_in_gradescopes_layout(tmp_path):
+    """autograder.zip unpacked as Gradescope does (/autograder/source, submission, results)
+    in a temporary root; run_autograder grades a renamed Lab 01 with a wrong entropy, and
+    results.json follows the documented schema: one test per check, the points right."""
+    import jsonschema
+    assert main(["gradescope", "--lab", "01", "--out", str(tmp_path / "autograder.zip")]) == 0
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(tmp_path / "autograder.zip") as z:
+        names = z.namelist()
+        assert {"setup.sh", "run_autograder", "course/labs/01_softmax_temperature.ipynb",
+                "course/solutions/01_softmax_temperature.ipynb", "course/kdlab/grading/keys/lab01.py"} <= set(names)
+        z.extractall(root / "source")
+    for name in ("setup.sh", "run_autograder"):
+        assert subprocess.run(["bash", "-n", str(root / "source" / name)]).returncode == 0
+    shutil.copy(root / "source" / "run_autograder", root / "run_autograder")  # as Gradescope does
+    (root / "submission").mkdir()
+    (root / "submission" / "my_lab01_softmax_temperature.ipynb").write_text(
+        _lab01(("ex-entropy", "return -torch.xlogy(p, p).sum(dim=-1)", "return -(p * torch.log(p)).sum(dim=-1)")))
+    (root / "submission_metadata.json").write_text(json.dumps({"id": 1, "users": [{"name": "Ann"}]}))
+    env = dict(os.environ, KDLAB_AUTOGRADER_ROOT=str(root), KDLAB_AUTOGRADER_PYTHON=sys.executable,
+               KDLAB_THREADS="1")
+    p = subprocess.run(["bash", str(root / "run_autograder")], env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    results = json.loads((root / "results" / "results.json").read_text())
+    jsonschema.validate(results, RESULTS_SCHEMA)
+    tests = {t["name"].split(": ")[1]: t for t in results["tests"]}
+    assert {k: (t["score"], t["max_score"], t["status"]) for k, t in tests.items()} == {
+        "softmax_with_temperature": (3, 3, "passed"), "entropy": (0, 2, "failed"),
+        "gradient_scale": (3, 3, "passed")}
+    assert results["score"] == 6 and "nan" in tests["entropy"]["output"].lower()
+    assert "graded file: my_lab01_softmax_temperature.ipynb" in results["output"]

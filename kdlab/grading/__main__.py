@@ -8,6 +8,7 @@
     python -m kdlab.grading export gradebook.csv --format canvas --roster roster.csv \
         --assignments assignments.csv --missing zero|leave --out lms.csv
     python -m kdlab.grading validate NOTEBOOK          what the grader will do with a notebook
+    python -m kdlab.grading gradescope --lab 01 --out autograder.zip   Gradescope's autograder
     python -m kdlab.grading release OUT                what an instructor hands to students
 """
 from __future__ import annotations
@@ -110,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
     va.add_argument("notebook")
     va.add_argument("--labs", default=None, help="folder of the lab notebooks")
     va.add_argument("--no-run", action="store_true", help="do not run the public checks")
+    gs = sub.add_parser("gradescope", help="write Gradescope's autograder.zip for one lab")
+    gs.add_argument("--lab", required=True, help="the lab's number or name, e.g. 01")
+    gs.add_argument("--out", default="autograder.zip")
+    gs.add_argument("--labs", default=None, help="folder of the lab notebooks")
+    gs.add_argument("--solutions", default=None, help="folder of the solutions (hidden tests)")
     rl = sub.add_parser("release", help="write the student release (labs/, kdlab, README) to OUT")
     rl.add_argument("out", help="folder to create (must not exist or be empty)")
     rl.add_argument("--labs", default=None,
@@ -152,6 +158,11 @@ def main(argv=None) -> int:
             from .collect import collect
             collect(args.source, args.download, args.out, roster=args.roster,
                     identities=args.identities)
+            return 0
+        if args.cmd == "gradescope":
+            from .gradescope import make_autograder
+            labs, solutions = find_course(args.labs, args.solutions)
+            make_autograder(args.lab, args.out, labs, solutions)
             return 0
         if args.cmd == "validate":
             from kdlab.validate import validate
