@@ -2,7 +2,6 @@
 the LMS exports checked the way each LMS's importer reads them (on files shaped like the
 LMS's own exports, tests/fixtures/lms), and collecting each LMS's bulk download."""
 import csv
-import io
 import re
 import zipfile
 from pathlib import Path
@@ -368,3 +367,46 @@ def test_gradescope_results_hide_hidden_tests_and_state_a_missing_sandbox(tmp_pa
     assert results["score"] == 0 and all(t["max_score"] > 0 for t in results["tests"])
     assert all("no notebook" in t["output"] for t in results["tests"])
     assert (root / "results" / "results.json").exists()
+
+
+# ------------------------------------------------------------------ free-text answers
+
+def test_answers_export_and_manual_scores(tmp_path):
+    """answers.csv has one row per student, lab and numbered answer (the placeholder left
+    alone gives none); scores typed back by a teaching assistant join the gradebook with
+    merge --manual and count in the exports; a bad line is refused with its number."""
+    import json as _json
+    root = Path(__file__).resolve().parents[1]
+    lab = _json.loads((root / "labs" / f"{L1}.ipynb").read_text())
+    for c in lab["cells"]:
+        if c.get("id") == "answers-md":
+            c["source"] = ("**Your answers**\n\n1. It becomes one-hot; uniform.\n"
+                           "2. The soft targets say 7 looks like 1.\n3. The entropy.")
+    (tmp_path / "subs" / "ann").mkdir(parents=True)
+    (tmp_path / "subs" / "ann" / f"lab{L1}.ipynb").write_text(_json.dumps(lab))
+    (tmp_path / "subs" / "bob").mkdir()
+    (tmp_path / "subs" / "bob" / f"{L1}.ipynb").write_bytes((root / "labs" / f"{L1}.ipynb").read_bytes())
+    assert main(["answers", str(tmp_path / "subs"), "--out", str(tmp_path / "answers.csv"),
+                 "--lab", L1]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "answers.csv", newline="")))
+    assert [(r["student"], r["question"][:2], r["text"]) for r in rows] == [
+        ("ann", "1.", "It becomes one-hot; uniform."), ("ann", "2.", "The soft targets say 7 looks like 1."),
+        ("ann", "3.", "The entropy.")]
+    assert "T \\to 0" in rows[0]["question"]
+    gb, roster, assignments = _gradebook(tmp_path)
+    (tmp_path / "scores.csv").write_text("student,lab,item,points,max_points,comment\n"
+                                         f"ann,{L1},1,1,1,right\nbob,{L1},1,0,1,\n")
+    assert main(["merge", str(gb), "--manual", str(tmp_path / "scores.csv"), "--out", str(gb)]) == 0
+    back = report.read_csv(gb)
+    assert [(r.student, r.points, r.reason) for r in back if r.status == "manual"] == [
+        ("ann", 1, "right"), ("bob", 0, "")]
+    out = lms.export(gb, "canvas", roster, tmp_path / "c.csv", missing="zero",
+                     assignments=assignments, log=lambda *a: None)[0]
+    grades, problems = canvas_import(out)
+    assert problems == [] and grades["1001"]["5001"] == 9 and grades["1002"]["5001"] == 5
+    (tmp_path / "bad.csv").write_text(f"student,lab,item,points,max_points\nann,{L1},1,2,1\nann,{L1},2,x,1\n")
+    with pytest.raises(ValueError, match="line 2.*\n.*line 3"):
+        from kdlab.grading.answers import read_manual
+        read_manual(tmp_path / "bad.csv")
+    (tmp_path / "typo.csv").write_text(f"student,lab,item,points,max_points\nanm,{L1},1,1,1\n")
+    assert main(["merge", str(gb), "--manual", str(tmp_path / "typo.csv"), "--out", str(tmp_path / "x.csv")]) == 2

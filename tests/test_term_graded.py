@@ -14,7 +14,6 @@ import zipfile
 from pathlib import Path
 
 import nbformat
-import pytest
 
 from kdlab.grading import make_labs
 from kdlab.grading.__main__ import main
@@ -75,6 +74,10 @@ def test_renamed_doubled_and_regraded(tmp_path):
     assert "ask for a regrade" in md and "not graded for this lab: scratch.ipynb" in md
     before = _read(out)
     feedback_before = {p.name: p.read_text() for p in (out.parent / "feedback").iterdir()}
+    # a teaching assistant's score of bob's Lab 01 answers (it survives his regrade)
+    (tmp_path / "scores.csv").write_text(f"student,lab,item,points,max_points\nbob,{L1},1,1,1\n")
+    assert main(["merge", str(out), "--manual", str(tmp_path / "scores.csv"), "--out", str(out)]) == 0
+    before = _read(out)
     # bob's Lab 01 regraded after he changed it: only those rows change
     wrong = cells_with(sol, replace={"ex-entropy": exercise("entropy", "    return p.sum(-1) * 0")})
     nbformat.write(wrong, str(subs / "bob" / f"{L1}.ipynb"))
@@ -83,9 +86,10 @@ def test_renamed_doubled_and_regraded(tmp_path):
     changed = {(a["student"], a["lab"]) for a, b in zip(after, before) if a != b}
     assert len(after) == len(before) and changed == {("bob", L1), ("bob", "ALL")}, changed
     rows = _pairs(after)
-    assert rows[("bob", L1, "TOTAL")]["points"] == "2" and rows[("bob", L2, "TOTAL")]["points"] == "3"
+    assert rows[("bob", L1, "TOTAL")]["points"] == "3" and rows[("bob", L2, "TOTAL")]["points"] == "3"
+    assert rows[("bob", L1, "manual: 1")]["points"] == "1"  # 2 of the checks + 1 by hand
     bob = _plain((out.parent / "feedback" / "bob.md").read_text())
-    assert f"## {L1}: 2 / 3" in bob and f"## {L2}: 3 / 3" in bob
+    assert f"## {L1}: 3 / 4" in bob and f"## {L2}: 3 / 3" in bob
     for name in ("erin.md", "frank.md"):
         assert (out.parent / "feedback" / name).read_text() == feedback_before[name]
     # the whole class's Lab 02 only: every Lab 01 row stays

@@ -4,7 +4,8 @@
     python -m kdlab.grading make-keys [--check]        the answer keys of the notebooks' cases
     python -m kdlab.grading collect --from canvas|moodle|gradescope DOWNLOAD -o subs/
     python -m kdlab.grading grade SUBMISSIONS [--out gradebook.csv] [--student NAME] [--lab NN_x]
-    python -m kdlab.grading merge week1.csv week2.csv --out term.csv
+    python -m kdlab.grading merge week1.csv week2.csv [--manual scores.csv] --out term.csv
+    python -m kdlab.grading answers SUBMISSIONS --out answers.csv   free-text answers
     python -m kdlab.grading export gradebook.csv --format canvas --roster roster.csv \
         --assignments assignments.csv --missing zero|leave --out lms.csv
     python -m kdlab.grading validate NOTEBOOK          what the grader will do with a notebook
@@ -97,8 +98,16 @@ def _parser() -> argparse.ArgumentParser:
     mg = sub.add_parser("merge", help="combine gradebooks; the latest grading of each lab wins")
     mg.add_argument("gradebooks", nargs="+")
     mg.add_argument("--out", required=True, help="the gradebook CSV to write")
+    mg.add_argument("--manual", default=None,
+                    help="a CSV of manual scores (student, lab, item, points, max_points[, comment]), "
+                         "e.g. of the free-text answers exported by `answers`")
     mg.add_argument("--feedback", default=None,
                     help="also (re)write every student's feedback into this folder")
+    an = sub.add_parser("answers", help="the free-text answers, for teaching assistants")
+    an.add_argument("submissions", help="folder with one folder per student")
+    an.add_argument("--out", default="answers.csv")
+    an.add_argument("--labs", default=None, help="folder of the lab notebooks")
+    an.add_argument("--lab", action="append", default=None, help="only this lab (repeatable)")
     co = sub.add_parser("collect", help="an LMS's bulk download -> SUBMISSIONS/<student>/ and a roster")
     co.add_argument("download", help="the zip the LMS gives (or the folder it was extracted to)")
     co.add_argument("--from", dest="source", required=True, choices=["canvas", "moodle", "gradescope"])
@@ -148,11 +157,18 @@ def main(argv=None) -> int:
             print(f"wrote {', '.join(map(str, paths))} ({args.format})")
             return 0
         if args.cmd == "merge":
-            rows = merge(args.gradebooks, args.out)
+            from .answers import read_manual
+            rows = merge(args.gradebooks, args.out,
+                         manual=read_manual(args.manual) if args.manual else ())
             if args.feedback:
                 from .report import write_feedback
                 write_feedback(rows, args.feedback)
             print(f"wrote {args.out} ({len({r.student for r in rows})} students)")
+            return 0
+        if args.cmd == "answers":
+            from .answers import export_answers
+            labs, _ = find_course(args.labs, hidden=False)
+            export_answers(args.submissions, labs, args.out, lab_names=args.lab)
             return 0
         if args.cmd == "collect":
             from .collect import collect

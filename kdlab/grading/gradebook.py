@@ -298,11 +298,13 @@ def grade_submissions(submissions, labs_dir, out="gradebook.csv", feedback_dir=N
     if (students or lab_names) and out.exists():
         # a partial grading updates exactly the (student, lab) pairs it graded
         redone = {(report.display_name(r.student), r.lab) for r in rows}
+        # (and manually scored items, e.g. free-text answers, stay: answers.py)
         kept = [r for r in report.read_csv(out)
-                if (report.display_name(r.student), r.lab) not in redone]
+                if (report.display_name(r.student), r.lab) not in redone or r.status == report.MANUAL]
         everything = kept + rows
         order = {s: i for i, s in enumerate(sorted({report.display_name(r.student) for r in everything}))}
-        everything.sort(key=lambda r: (order[report.display_name(r.student)], r.lab))
+        everything.sort(key=lambda r: (order[report.display_name(r.student)], r.lab,
+                                       r.status == report.MANUAL))
     report.write_csv(everything, out)
     feedback_dir = Path(feedback_dir) if feedback_dir else out.resolve().parent / "feedback"
     regraded = {report.display_name(s) for s in chosen_students}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .scoring import COLUMNS, Row
 
-TOTAL, ALL = "TOTAL", "ALL"
+TOTAL, ALL, MANUAL = "TOTAL", "ALL", "manual"
 OLD_COLUMNS = COLUMNS[:10]  # gradebooks written before the graded file was recorded
 REGRADE = ("To ask for a regrade of this lab, write to your instructor within a week, naming the "
            "lab and the first 12 characters of the graded file's digest above.")
@@ -169,15 +169,21 @@ def write_feedback(rows: list, folder, students=None, regrade: str = REGRADE) ->
         (folder / file_name(student)).write_text("\n".join(md), encoding="utf-8")
 
 
-def merge(paths, out, log=print) -> list:
+def merge(paths, out, manual=(), log=print) -> list:
     """Combine gradebooks (e.g. one per week) into `out`: for each student and lab, the rows
     of its latest grading (``graded_at``; on a tie, the gradebook named last) win, and every
-    replaced grading is reported. Returns the check rows written."""
+    replaced grading is reported. Manually scored rows (status ``manual``, e.g. free-text
+    answers; see answers.py) are kept per item, the later file winning, and `manual` rows
+    (``answers.read_manual``) are added last. Returns the check rows written."""
     if not paths:
         raise ValueError("merge needs at least one gradebook")
-    best = {}  # (student, lab) -> (graded_at, index, rows)
+    best, hand = {}, {}  # (student, lab) -> (graded_at, index, rows); (student, lab, item) -> row
     for i, path in enumerate(paths):
         rows = read_csv(path)
+        for r in rows:
+            if r.status == MANUAL:
+                hand[(r.student, r.lab, r.check)] = r
+        rows = [r for r in rows if r.status != MANUAL]
         for key in dict.fromkeys((r.student, r.lab) for r in rows):
             mine = [r for r in rows if (r.student, r.lab) == key]
             cand = (mine[0].graded_at, i, mine)
@@ -188,8 +194,18 @@ def merge(paths, out, log=print) -> list:
                     f"({paths[win[1]]}), not that of {lose[0] or 'an unknown time'} ({paths[lose[1]]})")
                 cand = win
             best[key] = cand
-    students = sorted({k[0] for k in best})
-    merged = [r for s in students for k in sorted(k for k in best if k[0] == s) for r in best[k][2]]
+    known = {k[0] for k in best} | {k[0] for k in hand}
+    unknown = sorted({f"{r.student} ({r.lab})" for r in manual if r.student not in known})
+    if unknown:
+        raise ValueError(f"manual scores for students in no gradebook: {unknown} (a typo? the "
+                         "student column must be the submission folder's name)")
+    for r in manual:
+        hand[(r.student, r.lab, r.check)] = r
+    merged = []
+    for s in sorted(known):
+        for lab in sorted({k[1] for k in best if k[0] == s} | {k[1] for k in hand if k[0] == s}):
+            merged += best[(s, lab)][2] if (s, lab) in best else []
+            merged += [r for k, r in sorted(hand.items()) if k[:2] == (s, lab)]
     Path(out).resolve().parent.mkdir(parents=True, exist_ok=True)
     write_csv(merged, out)
     return merged

@@ -8,7 +8,8 @@ the token the grader gave it, and only if that cell ran to its end.
 status is one of passed, failed (the check ran and rejected the code, or the code crashed),
 error (the check could not run: time limit, dead kernel, too much output), invalid (the file
 is not a notebook the grader reads), missing (no notebook for that lab), ambiguous (two
-notebooks match the lab equally: none graded; see pick.py).
+notebooks match the lab equally: none graded; see pick.py); manual rows (a teaching
+assistant's score, e.g. of free-text answers) come from answers.py, not from here.
 """
 from __future__ import annotations
 
