@@ -5,7 +5,8 @@
 
 Modules, in the order a grading uses them: ``collect`` (an LMS's download -> one folder per
 student and a roster), ``course`` (where the labs and solutions are; each lab's checks),
-``pick`` (which notebook of a student's folder is graded), ``notebook_io`` (read, validate, write notebooks deterministically),
+``pick`` (which notebook of a student's folder is graded), ``notebook_io`` (read, validate,
+write notebooks deterministically),
 ``restore`` (put the canonical check cells back into a copy of a submission; draw the
 probes' secret inputs), ``screen`` (what a graded notebook may use), ``sandbox`` and
 ``runner`` (execute that copy with nbval in a sandboxed kernel under limits), ``nbval_plugin``
@@ -15,7 +16,8 @@ grader's process: typed rows), ``report`` (the CSV, feedback files, merging grad
 ``gradebook`` runs that pipeline over a folder of submissions, ``gradescope`` on
 Gradescope's workers. ``keys`` holds the answer keys
 (reference implementations and mistakes); ``generator`` and ``release`` make what students get.
-Neither the student release nor the grading sandbox contains this package.
+Neither the student release nor the grading sandbox contains this package (the release has
+copies of ``pick`` and ``screen``, for ``kdlab.validate``).
 """
 from .generator import MarkerError, generate_lab, make_labs
 from .gradebook import GradingCancelled, grade_submissions
