@@ -288,8 +288,9 @@ def test_collect_canvas_download(tmp_path):
     assert roster["brownbob_1002"]["canvas_id"] == "1002" and roster["brownbob_1002"]["name"] == "Brown, Bob"
     assert roster["brownbob_1002"]["sis_login_id"] == "bbrown" and roster["adamsann_1001"]["section"] == "KD-101"
     with pytest.raises(Exception, match="outside"):
-        collect("canvas", _zip(tmp_path / "evil.zip", {"../x_1_2_a.ipynb": nb}), tmp_path / "s2",
-                log=lambda *a: None)
+        collect("canvas", _zip(tmp_path / "evil.zip", {"adamsann_1001_1_a.ipynb": nb, "../x_1_2_a.ipynb": nb}),
+                tmp_path / "s2", log=lambda *a: None)
+    assert not (tmp_path / "s2").exists() and not (tmp_path / "x_1_2_a.ipynb").exists()
 
 
 def test_collect_moodle_download(tmp_path):
