@@ -161,7 +161,11 @@ def validate(notebook, labs_dir=None, run: bool = True, log=print) -> int:
             ok = ok and passed
         log(f"public checks: {sum(p for _, p, _ in results)}/{len(results)} passed (the grader "
             "also draws fresh inputs and runs hidden tests)")
-    log("ready to submit" if ok else "not ready: see above")
+    if not ok:
+        log("not ready: see above")
+    else:
+        log("ready to submit" if run else "name and code: fine (the checks were not run: "
+            "run without --no-run to see them)")
     return 0 if ok else 1
 
 

@@ -96,6 +96,11 @@ def test_merge_keeps_the_latest_grading(tmp_path):
     assert any("bob 01_softmax_temperature: kept the grading of 2026-12-08" in s for s in said)
     back = report.read_csv(tmp_path / "term.csv")
     assert {r.file for r in back} == {f"{L1}.ipynb", f"{L3}.ipynb"}
+    # from the command line, with every student's feedback: one section per lab
+    assert main(["merge", str(tmp_path / "w1.csv"), str(tmp_path / "w2.csv"), "--out",
+                 str(tmp_path / "t2.csv"), "--feedback", str(tmp_path / "fb")]) == 0
+    bob = (tmp_path / "fb" / "bob.md").read_text()
+    assert bob.count("\n## ") == 2 and "Total: **11 / 14** points" in bob
 
 
 def test_old_gradebooks_still_read(tmp_path):
