@@ -191,10 +191,10 @@ def grade_submissions(submissions, labs_dir, out="gradebook.csv", feedback_dir=N
     ``course.find_course``); lab_names: the labs to grade (default: every lab some student
     submitted); jobs: notebooks graded at once (default: the number of CPU cores); students:
     grade only these students; with `students` or `lab_names`, only those (student, lab)
-    rows of an existing gradebook `out` are replaced, every other row is kept, and the
-    graded students' feedback is rewritten from all their rows; resume: reuse the rows of an interrupted
-    grading (the journal ``<out>.partial.jsonl``) for notebooks and checks that did not
-    change; limits: fields of Options. Returns the check rows (typed; totals are added by the
+    rows of an existing gradebook `out` are replaced, every other row (and every manually
+    scored one) is kept, and the graded students' feedback is rewritten from all their rows;
+    resume: reuse the rows of an interrupted grading (the journal ``<out>.partial.jsonl``)
+    for notebooks and checks that did not change; limits: fields of Options. Returns the check rows (typed; totals are added by the
     report). With sandbox=True (the default) raises sandbox.SandboxError if bubblewrap cannot
     run. Ctrl-C (KeyboardInterrupt) or setting `cancel` kills the notebooks running, starts
     no other and raises (KeyboardInterrupt, or GradingCancelled): no gradebook is written,
@@ -294,7 +294,7 @@ def grade_submissions(submissions, labs_dir, out="gradebook.csv", feedback_dir=N
         rows += results[k] if k in results else done[keys[k]]
     if not opts.sandbox:
         rows = [replace(r, reason=UNSANDBOXED + (f"; {r.reason}" if r.reason else "")) for r in rows]
-    everything, kept = rows, []
+    everything = rows
     if (students or lab_names) and out.exists():
         # a partial grading updates exactly the (student, lab) pairs it graded
         redone = {(report.display_name(r.student), r.lab) for r in rows}
