@@ -235,6 +235,8 @@ def test_gradescope_autograder_in_gradescopes_layout(tmp_path):
         z.extractall(root / "source")
     for name in ("setup.sh", "run_autograder"):
         assert subprocess.run(["bash", "-n", str(root / "source" / name)]).returncode == 0
+    setup = (root / "source" / "setup.sh").read_text()
+    assert "bubblewrap" in setup and re.search(r"pytest==\S+ nbval==\S+|nbval==\S+ pytest==\S+", setup)
     shutil.copy(root / "source" / "run_autograder", root / "run_autograder")  # as Gradescope does
     (root / "submission").mkdir()
     (root / "submission" / "my_lab01_softmax_temperature.ipynb").write_text(

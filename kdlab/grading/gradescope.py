@@ -10,7 +10,8 @@ container, with the student's files in ``/autograder/submission``; it reads
 "stdout_visibility", "tests": [{"name", "score", "max_score", "status", "output",
 "visibility"}]}``. The zip holds the course (kdlab with its grading package, the lab and its
 solution, whose check cells hold the hidden tests), ``setup.sh`` (Python, bubblewrap, the
-course's pinned packages) and ``run_autograder``, which calls ``run`` below:
+course's pinned packages and the pytest and nbval pins of its test extra, which run the
+notebook) and ``run_autograder``, which calls ``run`` below:
 
 - the notebook is chosen by the same rule as on one machine (pick.py);
 - it is graded by ``grade_submissions`` (restore, screen, sandboxed kernel, verdicts here);
@@ -39,9 +40,13 @@ SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, in /autograder/source, when it builds the image.
 set -euo pipefail
 apt-get update
-apt-get install -y --no-install-recommends python3 python3-venv python3-pip bubblewrap
-python3 -m venv /autograder/venv
-/autograder/venv/bin/pip install --no-cache-dir /autograder/source/course nbval==0.11.0 pytest==9.2.0
+# the course needs Python >= 3.11: Ubuntu 22.04 has python3.11, later images have it as python3
+apt-get install -y --no-install-recommends python3.11 python3.11-venv bubblewrap \
+  || apt-get install -y --no-install-recommends python3 python3-venv bubblewrap
+PY="$(command -v python3.11 || command -v python3)"
+"$PY" -c 'import sys; assert sys.version_info >= (3, 11), "the course needs Python 3.11 or later"'
+"$PY" -m venv /autograder/venv
+/autograder/venv/bin/pip install --no-cache-dir /autograder/source/course {runner}
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -77,7 +82,11 @@ def make_autograder(lab: str, out, labs_dir, solutions_dir, log=print) -> Path:
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, path.read_bytes() if isinstance(path, Path) else path)
 
-        add(SETUP_SH.encode(), "setup.sh", 0o755)
+        import tomllib
+        extra = tomllib.loads((root / "pyproject.toml").read_text()).get("project", {}).get(
+            "optional-dependencies", {}).get("test", [])
+        runner = [t for t in extra if t.split("=")[0].strip().lower() in ("pytest", "nbval")]
+        add(SETUP_SH.format(runner=" ".join(runner)).encode(), "setup.sh", 0o755)
         add(RUN_AUTOGRADER.format(lab=lab).encode(), "run_autograder", 0o755)
         for p in sorted(src.rglob("*")):
             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
@@ -88,7 +97,7 @@ def make_autograder(lab: str, out, labs_dir, solutions_dir, log=print) -> Path:
             if (root / name).exists():
                 add(root / name, f"course/{name}")
     log(f"wrote {out} (Gradescope autograder of {lab}; upload it in the assignment's "
-        "Configure Autograder page, base image Ubuntu)")
+        "Configure Autograder page, base image Ubuntu 22.04 or later)")
     return out
 
 
