@@ -255,3 +255,37 @@ def test_gradescope_autograder_in_gradescopes_layout(tmp_path):
         "gradient_scale": (3, 3, "passed")}
     assert results["score"] == 6 and "nan" in tests["entropy"]["output"].lower()
     assert "graded file: my_lab01_softmax_temperature.ipynb" in results["output"]
+
+
+def test_points_split_between_public_part_and_hidden_tests(tmp_path, capsys):
+    """A check cell with kdlab.parts {"public": 1, "hidden": 1}: a softmax right on the
+    notebook's float32 cases that turns float64 logits into float32 earns the public part
+    (1/2), with the hidden test's message; malformed parts are refused with the cell named."""
+    sol = tiny_solution()
+    for c in sol.cells:
+        if c.get("id") == "check-softmax":
+            c.metadata["kdlab"]["parts"] = {"public": 1, "hidden": 1}
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(sol, str(tmp_path / "solutions" / f"{L1}.ipynb"))
+    assert make_labs(tmp_path / "solutions", tmp_path / "labs", log=lambda *a: None) == 0
+    casts = cells_with(sol, replace={"ex-softmax": exercise("softmax", (
+        "    if not (T > 0 and math.isfinite(T)):\n        raise ValueError('T must be > 0')\n"
+        "    return torch.softmax(logits.float() / T, dim=-1)"))})
+    (tmp_path / "subs" / "ann").mkdir(parents=True)
+    nbformat.write(casts, str(tmp_path / "subs" / "ann" / f"{L1}.ipynb"))
+    args = ["grade", str(tmp_path / "subs"), "--labs", str(tmp_path / "labs"), "--solutions",
+            str(tmp_path / "solutions"), "--out", str(tmp_path / "g.csv"), "--no-sandbox", "--jobs", "1"]
+    assert main(args) == 0
+    row = _pairs(_read(tmp_path / "g.csv"))[("ann", L1, "softmax_with_temperature")]
+    assert (row["points"], row["max_points"], row["status"]) == ("1", "2", "failed")
+    assert "public part passed (1/2 points)" in row["reason"] and "hidden test:" in row["reason"]
+    assert "float64" in row["reason"]
+    for c in sol.cells:
+        if c.get("id") == "check-softmax":
+            c.metadata["kdlab"]["parts"] = {"public": 2, "hidden": 1}  # 3 != 2 points
+    nbformat.write(sol, str(tmp_path / "solutions" / f"{L1}.ipynb"))
+    shutil.rmtree(tmp_path / "labs")
+    assert make_labs(tmp_path / "solutions", tmp_path / "labs", log=lambda *a: None) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "check cell 'check-softmax' (softmax_with_temperature): kdlab.parts" in capsys.readouterr().out

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import notebook_io, report, restore
+from . import notebook_io, parts, report, restore
 from . import screen as _screen
 from . import sandbox as _sandbox
 from .course import SubmissionError, load_labs, read_submission
@@ -92,7 +92,7 @@ def grade_notebook(student: str, lab, path, opts: Options, site=None) -> list:
     """
     choice = path if isinstance(path, Choice) else Choice(path=path)
     try:
-        rows = _grade_notebook(student, lab, choice, opts, site)
+        rows = parts.apply(_grade_notebook(student, lab, choice, opts, site), lab)
     except Exception as e:  # noqa: BLE001 - one submission must not stop the others
         rows = rows_for(student, lab, "error", f"grader error: {type(e).__name__}: {e}")
     name = choice.file or (choice.path.name if choice.path is not None else "")
@@ -204,6 +204,8 @@ def grade_submissions(submissions, labs_dir, out="gradebook.csv", feedback_dir=N
     if not submissions.is_dir():
         raise FileNotFoundError(f"{submissions} is not a folder of student folders")
     labs = load_labs(labs_dir, solutions_dir)
+    for lab in labs.values():
+        parts.validate(lab)
     everyone = sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
     for p in sorted(submissions.iterdir()):
         if p.is_file() and p.suffix == ".ipynb":
