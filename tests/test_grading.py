@@ -617,7 +617,7 @@ def reason(table, student, check):
 
 
 COLUMNS = ["student", "lab", "check", "points", "max_points", "status", "reason", "seeds",
-           "check_sha256", "submission_sha256"]
+           "check_sha256", "submission_sha256", "file", "graded_at", "other_notebooks"]
 
 
 def test_gradebook_file_and_feedback(graded):
@@ -1004,9 +1004,11 @@ def test_cancelled_grading_stops_its_notebooks_and_writes_nothing(tmp_path):
     assert {p: sha(p) for p in (tmp_path / "subs").rglob("*.ipynb")} == before
 
 
-def test_ctrl_c_on_the_grader_stops_at_once(tmp_path):
-    """Ctrl-C (SIGINT) on `python -m kdlab.grading grade` kills the running notebooks instead
-    of grading the rest of the class: exit code 130, a message, nothing left running."""
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_on_the_grader_stops_at_once(tmp_path, sig):
+    """Ctrl-C (SIGINT), or SIGTERM (kill, a scheduler's stop), on `python -m kdlab.grading
+    grade` kills the running notebooks instead of grading the rest of the class: exit code
+    130, a message, nothing left running, no temporary folder left behind."""
     import signal
     before = _sleepy_class(tmp_path)
     cmd = [sys.executable, "-m", "kdlab.grading", "grade", str(tmp_path / "subs"), "--out",
@@ -1019,7 +1021,7 @@ def test_ctrl_c_on_the_grader_stops_at_once(tmp_path):
     try:
         _wait_for_kernel(tmp_path / "tmp")
         t0 = time.time()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, sig))
         out, _ = proc.communicate(timeout=90)
     finally:
         proc.kill()
@@ -1027,6 +1029,7 @@ def test_ctrl_c_on_the_grader_stops_at_once(tmp_path):
     assert proc.returncode == 130, out
     assert "interrupted" in out and "no gradebook was written" in out, out
     assert not _processes_under(tmp_path / "tmp"), "a notebook is still running after Ctrl-C"
+    assert not list((tmp_path / "tmp").glob("kdlab-*")), list((tmp_path / "tmp").iterdir())
     assert not (tmp_path / "g.csv").exists()
     assert {p: sha(p) for p in (tmp_path / "subs").rglob("*.ipynb")} == before
 

@@ -118,39 +118,20 @@ def test_interrupted_grading_resumes_where_it_stopped(tmp_path):
     assert not (tmp_path / "g.csv.partial.jsonl").exists()
 
 
-def test_export_for_each_lms(tmp_path):
-    """The wide CSV each LMS imports: identity columns from the roster, one column per lab,
-    the total; a Canvas file has its Points Possible row. Formulas are neutralised."""
+def test_export_command_line(tmp_path, capsys):
+    """The export command writes what lms.export writes (tests/test_term.py checks each
+    format against its importer) and refuses a roster without a folder column."""
     from kdlab.grading.scoring import Row
-    rows = [Row("ann", "01_a", "x", 2, 2, "passed"), Row("ann", "01_a", "y", 0, 1, "failed"),
-            Row("ann", "02_b", "z", 3, 3, "passed"), Row("bob", "01_a", "x", 1, 2, "failed"),
-            Row("eve", "01_a", "x", 2, 2, "passed")]
+    rows = [Row("ann", "01_a", "x", 2, 2, "passed"), Row("ann", "01_a", "y", 0, 1, "failed")]
     report.write_csv(rows, tmp_path / "g.csv")
-    with open(tmp_path / "roster.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["folder", "name", "canvas_id", "sis_user_id", "sis_login_id", "section", "sid",
-                    "email", "first_name", "last_name"])
-        w.writerow(["ann", "Ann A", "101", "S1", "ann1", "A", "9001", "ann@x.org", "Ann", "A"])
-        w.writerow(["bob", "=Bob", "102", "S2", "bob2", "A", "9002", "bob@x.org", "Bob", "B"])
-        w.writerow(["dan", "Dan D", "103", "S3", "dan3", "B", "9003", "dan@x.org", "Dan", "D"])
-    warned = []
-    out = report.export(tmp_path / "g.csv", "canvas", tmp_path / "roster.csv", tmp_path / "c.csv",
-                        log=warned.append)
-    got = list(csv.reader(open(out, newline="")))
-    assert got[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Lab 01_a",
-                      "Lab 02_b", "Total"]
-    assert got[1][0].strip() == "Points Possible" and got[1][5:] == ["3", "3", "6"]
-    assert got[2] == ["Ann A", "101", "S1", "ann1", "A", "2", "3", "5"]
-    assert got[3][0] == "'=Bob" and got[3][5:] == ["1", "", "1"]
-    assert got[4][5:] == ["", "", ""]  # on the roster, not graded
-    assert any("eve" in w for w in warned)  # graded, not on the roster
-    for fmt, head in (("gradescope", ["Name", "SID", "Email"]),
-                      ("moodle", ["First name", "Last name", "ID number", "Email address"])):
-        got = list(csv.reader(open(report.export(tmp_path / "g.csv", fmt, tmp_path / "roster.csv",
-                                                 tmp_path / f"{fmt}.csv", log=lambda *a: None))))
-        assert got[0] == head + ["Lab 01_a", "Lab 02_b", "Total"] and got[1][-1] == "5"
+    (tmp_path / "roster.csv").write_text("folder,name,sid,email\nann,Ann A,9001,ann@x.org\n")
+    assert main(["export", str(tmp_path / "g.csv"), "--format", "gradescope", "--roster",
+                 str(tmp_path / "roster.csv"), "--missing", "zero", "--out", str(tmp_path / "gs")]) == 0
+    assert (tmp_path / "gs" / "Lab_01_a.csv").read_text().splitlines() == [
+        "Name,SID,Email,Total Score", "Ann A,9001,ann@x.org,2"]
     assert main(["export", str(tmp_path / "g.csv"), "--format", "moodle", "--roster",
-                 str(tmp_path / "g.csv"), "--out", str(tmp_path / "x.csv")]) == 2  # no folder column
+                 str(tmp_path / "g.csv"), "--missing", "zero", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "'folder' column" in capsys.readouterr().out
 
 
 def test_file_names_are_portable_and_distinct():

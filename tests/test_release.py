@@ -78,7 +78,11 @@ def test_release_installs_and_opens_its_labs(release, tmp_path):
             f"assert kdlab.__file__.startswith({str(target)!r}), kdlab.__file__\n"
             f"for p in {[str(p) for p in labs]!r}:\n"
             "    nbformat.validate(nbformat.read(p, as_version=4))\n"
-            + setup + "\nprint('opened', kdlab.__file__)")
+            + setup + "\nprint('opened', kdlab.__file__)\n"
+            # the student's validate runs from the release's copies of the rule and the screen
+            "from kdlab import validate\n"
+            "assert validate.screen.__name__ == 'kdlab._screen', validate.screen\n"
+            f"print('validate', validate.validate({str(labs[0])!r}, labs_dir={str(release / 'labs')!r}, run=False))")
     # -S: the development environment's editable-install hook must not supply kdlab
     paths = [str(target)] + [p for p in site.getsitepackages() if Path(p).is_dir()]
     p = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True,
@@ -86,3 +90,21 @@ def test_release_installs_and_opens_its_labs(release, tmp_path):
                                        "HOME": str(tmp_path), "KDLAB_QUICK": "1"}, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "opened" in p.stdout
+    # the blank lab: the right name, nothing refused
+    assert "is the name the grader expects" in p.stdout and "nothing in your cells is refused" in p.stdout
+
+
+def test_release_from_another_folder_says_how_to_submit(tmp_path):
+    """`release` finds the installed course's labs from any folder; the student README says
+    how to submit and how to validate; environment.yml installs the course without its test
+    extra."""
+    p = subprocess.run([sys.executable, "-m", "kdlab.grading", "release", "rel"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    rel = tmp_path / "rel"
+    readme = (rel / "README.md").read_text()
+    assert "## How to submit" in readme and "python -m kdlab.validate labs/01_softmax_temperature.ipynb" in readme
+    env = (rel / "environment.yml").read_text()
+    assert "pytest" not in env and "nbval" not in env and "playwright" not in env and "[test]" not in env
+    assert "torch==" in env and env.rstrip().endswith("- .")
+    assert (rel / "kdlab" / "_pick.py").exists() and (rel / "kdlab" / "_screen.py").exists()

@@ -1,17 +1,23 @@
 """Instructor tooling: generate labs/ from solutions/, answer keys, and grading.
 
-    python -m kdlab.grading make-labs | make-keys | grade | export | release
+    python -m kdlab.grading make-labs | make-keys | collect | grade | merge | answers | export
+                            | gradescope | validate | release
 
-Modules, in the order a grading uses them: ``course`` (where the labs and solutions are; each
-lab's checks), ``notebook_io`` (read, validate, write notebooks deterministically),
+Modules, in the order a grading uses them: ``collect`` (an LMS's download -> one folder per
+student and a roster), ``course`` (where the labs and solutions are; each lab's checks),
+``pick`` (which notebook of a student's folder is graded), ``notebook_io`` (read, validate,
+write notebooks deterministically),
 ``restore`` (put the canonical check cells back into a copy of a submission; draw the
 probes' secret inputs), ``screen`` (what a graded notebook may use), ``sandbox`` and
 ``runner`` (execute that copy with nbval in a sandboxed kernel under limits), ``nbval_plugin``
 (the pytest plugin that reports per-cell results), ``scoring`` (judge each check in the
-grader's process: typed rows), ``report`` (the CSV, feedback files, LMS exports);
-``gradebook`` runs that pipeline over a folder of submissions. ``keys`` holds the answer keys
+grader's process: typed rows), ``report`` (the CSV, feedback files, merging gradebooks),
+``answers`` (free-text answers out, manual scores in), ``lms`` (the files each LMS imports);
+``gradebook`` runs that pipeline over a folder of submissions, ``gradescope`` on
+Gradescope's workers. ``keys`` holds the answer keys
 (reference implementations and mistakes); ``generator`` and ``release`` make what students get.
-Neither the student release nor the grading sandbox contains this package.
+Neither the student release nor the grading sandbox contains this package (the release has
+copies of ``pick`` and ``screen``, for ``kdlab.validate``).
 """
 from .generator import MarkerError, generate_lab, make_labs
 from .gradebook import GradingCancelled, grade_submissions

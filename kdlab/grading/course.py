@@ -97,32 +97,6 @@ class SubmissionError(ValueError):
     """A submitted path the grader refuses to read (a symbolic link, outside the folder)."""
 
 
-def find_notebook(folder: Path, lab: str):
-    """The student's notebook for `lab` in `folder`: the exact name, else the first NN_*.ipynb.
-
-    Symbolic links are never followed: a notebook (or a folder on the way to it) that is one
-    raises SubmissionError.
-    """
-    folder = Path(folder)
-    exact = folder / f"{lab}.ipynb"
-    if exact.is_symlink():
-        raise SubmissionError(f"{exact.name} is a symbolic link: submit the notebook file itself")
-    if exact.is_file():
-        return exact
-    cands = []
-    for dirpath, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints" and not d.startswith("."))
-        for f in sorted(files):
-            if f.startswith(lab[:3]) and f.endswith(".ipynb"):
-                cands.append(Path(dirpath) / f)
-    cands.sort()
-    if not cands:
-        return None
-    if cands[0].is_symlink():
-        raise SubmissionError(f"{cands[0].name} is a symbolic link: submit the notebook file itself")
-    return cands[0]
-
-
 def read_submission(path: Path) -> bytes:
     """The bytes of a submitted notebook, never through a symbolic link (SubmissionError)."""
     try:

@@ -25,10 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import notebook_io, report, restore
+from . import notebook_io, parts, report, restore
 from . import screen as _screen
 from . import sandbox as _sandbox
-from .course import SubmissionError, find_notebook, load_labs, read_submission
+from .course import SubmissionError, load_labs, read_submission
+from .pick import Choice, ambiguous_reason, choose, missing_reason
 from .notebook_io import NotebookError, kdlab_meta
 from .runner import run_notebook
 from .scoring import COLUMNS, Row, rows_for, score
@@ -85,21 +86,31 @@ def _student_cells(cells: list, lab_nb: dict) -> list:
 def grade_notebook(student: str, lab, path, opts: Options, site=None) -> list:
     """The rows of one student's notebook of one lab (never raises).
 
-    site: the sandbox's copy of kdlab (``sandbox.kdlab_copy``), None without the sandbox.
+    path: the notebook, or the ``pick.Choice`` of the student's folder for this lab (the
+    rows then name the graded file and the folder's other notebooks); site: the sandbox's
+    copy of kdlab (``sandbox.kdlab_copy``), None without the sandbox.
     """
+    choice = path if isinstance(path, Choice) else Choice(path=path)
     try:
-        return _grade_notebook(student, lab, path, opts, site)
+        rows = parts.apply(_grade_notebook(student, lab, choice, opts, site), lab)
     except Exception as e:  # noqa: BLE001 - one submission must not stop the others
-        return rows_for(student, lab, "error", f"grader error: {type(e).__name__}: {e}")
+        rows = rows_for(student, lab, "error", f"grader error: {type(e).__name__}: {e}")
+    name = choice.file or (choice.path.name if choice.path is not None else "")
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return [replace(r, file=name, graded_at=when,
+                    other_notebooks="; ".join(choice.others)) for r in rows]
 
 
-def _grade_notebook(student: str, lab, path, opts: Options, site) -> list:
+def _grade_notebook(student: str, lab, choice: Choice, opts: Options, site) -> list:
     if opts.cancel is not None and opts.cancel.is_set():
         return rows_for(student, lab, "error", "not graded: the grading was cancelled")
+    if choice.error:
+        return rows_for(student, lab, "invalid", choice.error)
+    if choice.ambiguous:
+        return rows_for(student, lab, "ambiguous", ambiguous_reason(choice, lab.name))
+    path = choice.path
     if path is None:
-        return rows_for(student, lab, "missing", f"no notebook {lab.name}.ipynb submitted")
-    if isinstance(path, SubmissionError):
-        return rows_for(student, lab, "invalid", str(path))
+        return rows_for(student, lab, "missing", missing_reason(choice, lab.name))
     try:
         data = read_submission(path)
     except SubmissionError as e:
@@ -158,9 +169,11 @@ def _read_journal(path: Path, fingerprint: str) -> dict:
     return done
 
 
-def _key(student: str, lab, path) -> tuple:
-    sha = ""
-    if isinstance(path, Path):
+def _key(student: str, lab, choice) -> tuple:
+    sha, path = "", choice.path
+    if choice.ambiguous:
+        sha = "ambiguous:" + ";".join(choice.ambiguous)
+    elif isinstance(path, Path):
         try:
             sha = hashlib.sha256(read_submission(path)).hexdigest()
         except SubmissionError:
@@ -177,10 +190,11 @@ def grade_submissions(submissions, labs_dir, out="gradebook.csv", feedback_dir=N
     labs_dir, solutions_dir: the course's labs and solutions (hidden tests; see
     ``course.find_course``); lab_names: the labs to grade (default: every lab some student
     submitted); jobs: notebooks graded at once (default: the number of CPU cores); students:
-    grade only these students and update their rows in the existing gradebook `out` (and
-    their feedback), keeping everyone else's; resume: reuse the rows of an interrupted
-    grading (the journal ``<out>.partial.jsonl``) for notebooks and checks that did not
-    change; limits: fields of Options. Returns the check rows (typed; totals are added by the
+    grade only these students; with `students` or `lab_names`, only those (student, lab)
+    rows of an existing gradebook `out` are replaced, every other row (and every manually
+    scored one) is kept, and the graded students' feedback is rewritten from all their rows;
+    resume: reuse the rows of an interrupted grading (the journal ``<out>.partial.jsonl``)
+    for notebooks and checks that did not change; limits: fields of Options. Returns the check rows (typed; totals are added by the
     report). With sandbox=True (the default) raises sandbox.SandboxError if bubblewrap cannot
     run. Ctrl-C (KeyboardInterrupt) or setting `cancel` kills the notebooks running, starts
     no other and raises (KeyboardInterrupt, or GradingCancelled): no gradebook is written,
@@ -190,6 +204,8 @@ def grade_submissions(submissions, labs_dir, out="gradebook.csv", feedback_dir=N
     if not submissions.is_dir():
         raise FileNotFoundError(f"{submissions} is not a folder of student folders")
     labs = load_labs(labs_dir, solutions_dir)
+    for lab in labs.values():
+        parts.validate(lab)
     everyone = sorted(p.name for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
     for p in sorted(submissions.iterdir()):
         if p.is_file() and p.suffix == ".ipynb":
@@ -200,23 +216,16 @@ def grade_submissions(submissions, labs_dir, out="gradebook.csv", feedback_dir=N
         if unknown:
             raise ValueError(f"no submission folder for {unknown} in {submissions}")
         chosen_students = sorted(students)
-    found = {}
-    for s in chosen_students:
-        for lab in labs:
-            folder = submissions / s
-            try:
-                found[(s, lab)] = (SubmissionError(f"the folder {report.display_name(s)} is a "
-                                                   "symbolic link: submit a real folder")
-                                   if folder.is_symlink() else find_notebook(folder, lab))
-            except SubmissionError as e:
-                found[(s, lab)] = e
+    found = {(s, lab): choose(submissions / s, lab, list(labs))
+             for s in chosen_students for lab in labs}
     if lab_names:
         unknown = [n for n in lab_names if n not in labs]
         if unknown:
             raise ValueError(f"unknown lab(s) {unknown}; {labs_dir} has {sorted(labs)}")
         chosen = list(lab_names)
     else:
-        chosen = [lab for lab in labs if any(found[(s, lab)] for s in chosen_students)]
+        chosen = [lab for lab in labs if any(found[(s, lab)].path or found[(s, lab)].ambiguous
+                                             or found[(s, lab)].error for s in chosen_students)]
     if not chosen:
         raise ValueError(f"no notebook of any lab of {labs_dir} was found in {submissions} "
                          f"({len(chosen_students)} student folders)")
@@ -226,6 +235,7 @@ def grade_submissions(submissions, labs_dir, out="gradebook.csv", feedback_dir=N
     cancel = opts.cancel or threading.Event()
     opts = replace(opts, cancel=cancel)
     tasks = [(s, labs[lab], found[(s, lab)]) for s in chosen_students for lab in chosen]
+    out.resolve().parent.mkdir(parents=True, exist_ok=True)
     journal = _journal(out)
     done = _read_journal(journal, opts.fingerprint()) if resume else {}
     if not resume:
@@ -287,12 +297,21 @@ def grade_submissions(submissions, labs_dir, out="gradebook.csv", feedback_dir=N
     if not opts.sandbox:
         rows = [replace(r, reason=UNSANDBOXED + (f"; {r.reason}" if r.reason else "")) for r in rows]
     everything = rows
-    if students and out.exists():
-        regraded = {report.display_name(s) for s in chosen_students}
-        everything = [r for r in report.read_csv(out) if report.display_name(r.student) not in regraded] + rows
+    if (students or lab_names) and out.exists():
+        # a partial grading updates exactly the (student, lab) pairs it graded
+        redone = {(report.display_name(r.student), r.lab) for r in rows}
+        # (and manually scored items, e.g. free-text answers, stay: answers.py)
+        kept = [r for r in report.read_csv(out)
+                if (report.display_name(r.student), r.lab) not in redone or r.status == report.MANUAL]
+        everything = kept + rows
+        order = {s: i for i, s in enumerate(sorted({report.display_name(r.student) for r in everything}))}
+        everything.sort(key=lambda r: (order[report.display_name(r.student)], r.lab,
+                                       r.status == report.MANUAL))
     report.write_csv(everything, out)
     feedback_dir = Path(feedback_dir) if feedback_dir else out.resolve().parent / "feedback"
-    report.write_feedback(rows, feedback_dir)
+    regraded = {report.display_name(s) for s in chosen_students}
+    report.write_feedback([r for r in everything if report.display_name(r.student) in regraded],
+                          feedback_dir)
     journal.unlink(missing_ok=True)
     log(f"graded {len(todo)} notebooks in {time.monotonic() - start:.1f} s; wrote {out} and "
         f"{feedback_dir}/")

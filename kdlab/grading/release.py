@@ -3,7 +3,8 @@
     python -m kdlab.grading release OUT     (make release)
 
 OUT gets the generated lab notebooks (labs/), the kdlab package without the instructor
-tooling (``kdlab.grading``), a student README with the two commands, pyproject.toml (without
+tooling (``kdlab.grading``; only its file-name rule and screen, for ``kdlab.validate``), a
+student README with the two commands and how to submit, pyproject.toml (without
 the instructor's test configuration), environment.yml, a two-target Makefile and the licence.
 No solutions/, no hidden tests, no tests/ or benchmarks/. The release is checked before it is
 reported done: no notebook in it may contain a solution or hidden-test marker.
@@ -44,6 +45,23 @@ grader runs your notebook with the modules an exercise needs (torch, numpy, math
 public parts, matplotlib): a notebook that uses the interpreter's internals, the IPython
 shell or the system (`get_ipython`, `exec`, `open`, `os`, `sys`, threads) scores 0.
 
+## How to submit
+
+Submit each lab's notebook under its own name, as in labs/ (`01_softmax_temperature.ipynb`,
+...): the grader grades the file of that name. A renamed file is found when its name holds
+the lab's name (`lab01_softmax_temperature.ipynb`), else its topic or number; two files that
+match a lab equally are graded as neither (`ambiguous`). Before you submit, run
+
+```bash
+.venv/bin/python -m kdlab.validate labs/01_softmax_temperature.ipynb
+```
+
+It says whether the grader will find the file, every cell of yours that the grader would
+refuse and why (such a cell makes the whole notebook score 0), and runs the notebook's checks
+with the grader's quick budget (a few minutes; `--no-run` skips that). It prints "ready to
+submit" when all is well. The feedback you get names the file graded, its digest and when it
+was graded, and says how to ask for a regrade.
+
 Long experiments run the full budget by default; `KDLAB_QUICK=1 make lab` runs tiny versions
 (the numbers then mean nothing). `KDLAB_THREADS=1` helps on a busy shared server.
 """
@@ -67,6 +85,21 @@ def _pyproject(text: str) -> str:
     """The instructor's pyproject.toml without its test extra's pytest configuration."""
     text = re.sub(r"\n\[tool\.pytest\.ini_options\]\n(?:(?!\[).*(?:\n|$))*", "\n", text)
     return text.rstrip() + "\n"
+
+
+def _environment(text: str, test_extra: list) -> str:
+    """The instructor's environment.yml without the test extra: its pins are dropped and the
+    course is installed as `.` (not `-e .[test]`)."""
+    names = {re.split(r"[=<>!~\[ ]", t, maxsplit=1)[0].strip().lower() for t in test_extra}
+    out = []
+    for line in text.splitlines():
+        item = line.strip()[2:].strip() if line.strip().startswith("- ") else None
+        if item and re.split(r"[=<>!~\[ ]", item, maxsplit=1)[0].strip().lower() in names:
+            continue
+        if item and item.startswith("-e .") or item == ".[test]":
+            line = line[:line.index("- ")] + "- ."
+        out.append(line)
+    return "\n".join(out).rstrip() + "\n"
 
 
 def make_release(out, labs_dir="labs", log=print) -> Path:
@@ -97,12 +130,21 @@ def make_release(out, labs_dir="labs", log=print) -> Path:
     src = Path(kdlab.__file__).resolve().parent
     shutil.copytree(src, out / "kdlab", ignore=shutil.ignore_patterns(
         "__pycache__", "*.pyc", "grading"))
+    # what `python -m kdlab.validate` needs of the grader: its file-name rule and its screen
+    # (neither holds an answer, a key or a hidden test)
+    shutil.copyfile(src / "grading" / "pick.py", out / "kdlab" / "_pick.py")
+    shutil.copyfile(src / "grading" / "screen.py", out / "kdlab" / "_screen.py")
     (out / "README.md").write_text(README.format(labs="\n".join(lines)), encoding="utf-8")
     (out / "Makefile").write_text(MAKEFILE, encoding="utf-8")
     (out / "pyproject.toml").write_text(_pyproject((root / "pyproject.toml").read_text()),
                                         encoding="utf-8")
-    for name in ("environment.yml", "LICENSE"):
-        if (root / name).exists():
-            shutil.copyfile(root / name, out / name)
+    if (root / "LICENSE").exists():
+        shutil.copyfile(root / "LICENSE", out / "LICENSE")
+    if (root / "environment.yml").exists():
+        import tomllib
+        extra = tomllib.loads((root / "pyproject.toml").read_text()).get("project", {}).get(
+            "optional-dependencies", {}).get("test", [])
+        (out / "environment.yml").write_text(
+            _environment((root / "environment.yml").read_text(), extra), encoding="utf-8")
     log(f"wrote the student release to {out}/ ({len(labs)} labs)")
     return out

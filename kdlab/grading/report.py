@@ -1,9 +1,11 @@
 """Report grades: the gradebook CSV, one feedback file per student, and LMS exports.
 
 gradebook.csv columns: student, lab, check, points, max_points, status, reason, seeds,
-check_sha256, submission_sha256 (see ``scoring``). Totals are rows of the same file:
-check=TOTAL for each student and lab (its reason gives the grading time), and lab=ALL,
-check=TOTAL for each student's grand total. Every cell that a spreadsheet would read as a
+check_sha256, submission_sha256, file, graded_at, other_notebooks (see ``scoring``). Totals
+are rows of the same file: check=TOTAL for each student and lab (its reason gives the
+grading time; it repeats the lab's file, digest and time), and lab=ALL, check=TOTAL for each
+student's grand total. ``merge`` combines gradebooks (the latest grading of each student's
+lab wins). Every cell that a spreadsheet would read as a
 formula (starting with = + - @, a tab or a carriage return) is written with a leading ``'``.
 
 Student names come from folder names, which may hold anything a file system allows: the CSV
@@ -20,7 +22,10 @@ from pathlib import Path
 
 from .scoring import COLUMNS, Row
 
-TOTAL, ALL = "TOTAL", "ALL"
+TOTAL, ALL, MANUAL = "TOTAL", "ALL", "manual"
+OLD_COLUMNS = COLUMNS[:10]  # gradebooks written before the graded file was recorded
+REGRADE = ("To ask for a regrade of this lab, write to your instructor within a week, naming the "
+           "lab and the first 12 characters of the graded file's digest above.")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 MAX_FILE_NAME = 80
 
@@ -65,9 +70,12 @@ def totals(rows: list) -> list:
             lab_rows = [r for r in mine if r.lab == lab]
             secs = max((r.seconds for r in lab_rows), default=0.0)
             out += lab_rows
+            first = lab_rows[0]
             out.append(Row(student, lab, TOTAL, sum(r.points for r in lab_rows),
                            sum(r.max_points for r in lab_rows), "",
-                           f"graded in {secs:.1f} s" if secs else ""))
+                           f"graded in {secs:.1f} s" if secs else "",
+                           submission_sha256=first.submission_sha256, file=first.file,
+                           graded_at=first.graded_at, other_notebooks=first.other_notebooks))
         out.append(Row(student, ALL, TOTAL, sum(r.points for r in mine),
                        sum(r.max_points for r in mine), ""))
     return out
@@ -89,10 +97,10 @@ def read_csv(path) -> list:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
-        if header != COLUMNS:
+        if header not in (COLUMNS, COLUMNS[:len(OLD_COLUMNS)]):
             raise ValueError(f"{path} is not a gradebook of this grader (columns {header})")
         for cells in reader:
-            d = dict(zip(COLUMNS, cells))
+            d = dict(zip(header, cells))
             d = {k: (v[1:] if isinstance(v, str) and v.startswith("'") and v[1:].startswith(_FORMULA)
                      else v) for k, v in d.items()}
             if d["check"] == TOTAL:
@@ -121,10 +129,13 @@ def _md(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>])", r"\\\1", text)
 
 
-def write_feedback(rows: list, folder, students=None) -> None:
-    """One markdown file per student: per lab a table of checks, then each failure message.
+def write_feedback(rows: list, folder, students=None, regrade: str = REGRADE) -> None:
+    """One markdown file per student: per lab a section naming the graded file (name, digest,
+    time), the folder's other notebooks, a table of checks, each failure message and how to
+    ask for a regrade.
 
-    students: only these students' files are (re)written (default: everyone in `rows`).
+    students: only these students' files are (re)written (default: everyone in `rows`);
+    regrade: the sentence that ends each lab's section.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,33 +150,68 @@ def write_feedback(rows: list, folder, students=None) -> None:
         for lab in dict.fromkeys(r.lab for r in mine if r.lab != ALL):
             lab_rows = [r for r in mine if r.lab == lab and r.check != TOTAL]
             sub = next(r for r in mine if r.lab == lab and r.check == TOTAL)
-            md += [f"## {_md(lab)}: {sub.points} / {sub.max_points}", "",
-                   "| check | points | status |", "|---|---|---|"]
+            md += [f"## {_md(lab)}: {sub.points} / {sub.max_points}", ""]
+            if sub.file:
+                digest = f" (sha256 {sub.submission_sha256[:12]})" if sub.submission_sha256 else ""
+                md.append(f"Graded file: {_md(sub.file)}{digest}, graded {_md(sub.graded_at)}.")
+            else:
+                md.append("Graded file: none" + (f", graded {_md(sub.graded_at)}." if sub.graded_at else "."))
+            if sub.other_notebooks:
+                md.append(f"Other notebooks in your folder, not graded for this lab: "
+                          f"{_md(sub.other_notebooks)}.")
+            md += ["", "| check | points | status |", "|---|---|---|"]
             md += [f"| {_md(r.check)} | {r.points} / {r.max_points} | {_md(r.status)} |" for r in lab_rows]
             md.append("")
             for r in lab_rows:
                 if r.reason:
                     md += [f"### {_md(r.check)}: {_md(r.status)}", "", _fence(r.reason), ""]
+            md += [_md(regrade), ""]
         (folder / file_name(student)).write_text("\n".join(md), encoding="utf-8")
 
 
-# ------------------------------------------------------------------ LMS exports
+def merge(paths, out, manual=(), log=print) -> list:
+    """Combine gradebooks (e.g. one per week) into `out`: for each student and lab, the rows
+    of its latest grading (``graded_at``; on a tie, the gradebook named last) win, and every
+    replaced grading is reported. Manually scored rows (status ``manual``, e.g. free-text
+    answers; see answers.py) are kept per item, the later file winning, and `manual` rows
+    (``answers.read_manual``) are added last. Returns the check rows written."""
+    if not paths:
+        raise ValueError("merge needs at least one gradebook")
+    best, hand = {}, {}  # (student, lab) -> (graded_at, index, rows); (student, lab, item) -> row
+    for i, path in enumerate(paths):
+        rows = read_csv(path)
+        for r in rows:
+            if r.status == MANUAL:
+                hand[(r.student, r.lab, r.check)] = r
+        rows = [r for r in rows if r.status != MANUAL]
+        for key in dict.fromkeys((r.student, r.lab) for r in rows):
+            mine = [r for r in rows if (r.student, r.lab) == key]
+            cand = (mine[0].graded_at, i, mine)
+            if key in best:
+                old = best[key]
+                win, lose = (cand, old) if cand[:2] >= old[:2] else (old, cand)
+                log(f"{key[0]} {key[1]}: kept the grading of {win[0] or 'an unknown time'} "
+                    f"({paths[win[1]]}), not that of {lose[0] or 'an unknown time'} ({paths[lose[1]]})")
+                cand = win
+            best[key] = cand
+    known = {k[0] for k in best} | {k[0] for k in hand}
+    unknown = sorted({f"{r.student} ({r.lab})" for r in manual if r.student not in known})
+    if unknown:
+        raise ValueError(f"manual scores for students in no gradebook: {unknown} (a typo? the "
+                         "student column must be the submission folder's name)")
+    for r in manual:
+        hand[(r.student, r.lab, r.check)] = r
+    merged = []
+    for s in sorted(known):
+        for lab in sorted({k[1] for k in best if k[0] == s} | {k[1] for k in hand if k[0] == s}):
+            merged += best[(s, lab)][2] if (s, lab) in best else []
+            merged += [r for k, r in sorted(hand.items()) if k[:2] == (s, lab)]
+    Path(out).resolve().parent.mkdir(parents=True, exist_ok=True)
+    write_csv(merged, out)
+    return merged
 
-FORMATS = {
-    # Canvas: Grades > Import. The first five columns identify the student; each other
-    # column is an assignment; the second row gives the points possible.
-    "canvas": {"ids": ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"],
-               "roster": ["name", "canvas_id", "sis_user_id", "sis_login_id", "section"],
-               "points_row": "    Points Possible"},
-    # Gradescope: Assignment > Review Grades > Import scores: Name, SID or Email to match.
-    "gradescope": {"ids": ["Name", "SID", "Email"], "roster": ["name", "sid", "email"],
-                   "points_row": None},
-    # Moodle: Grades > Import > CSV file: an identifier column (email address or ID number)
-    # mapped to the user, one column per grade item.
-    "moodle": {"ids": ["First name", "Last name", "ID number", "Email address"],
-               "roster": ["first_name", "last_name", "sid", "email"], "points_row": None},
-}
 
+# ------------------------------------------------------------------ the roster (lms.py exports)
 
 def read_roster(path) -> dict:
     """{folder name: {column: value}} from a roster CSV with a `folder` column (the student's
@@ -182,39 +228,3 @@ def read_roster(path) -> dict:
                 raise ValueError(f"{path}: folder {key!r} appears twice in the roster")
             roster[key] = row
     return roster
-
-
-def export(gradebook, fmt: str, roster_path, out, log=print) -> Path:
-    """Write the wide CSV an LMS imports: one row per student of the roster, one column per
-    lab (points), then the total. Students of the gradebook missing from the roster are
-    reported and left out; roster students without grades get empty cells."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(FORMATS)}")
-    spec = FORMATS[fmt]
-    rows = read_csv(gradebook)
-    roster = read_roster(roster_path)
-    missing = [c for c in spec["roster"] if c not in next(iter(roster.values()), {})]
-    if roster and missing:
-        raise ValueError(f"{roster_path}: the {fmt} export needs the roster columns {missing}")
-    labs = sorted({r.lab for r in rows})
-    points = {(display_name(r.student), r.lab): 0 for r in rows}
-    maxima = {}
-    for r in rows:
-        points[(display_name(r.student), r.lab)] += r.points
-        maxima[(r.lab, r.check)] = r.max_points
-    lab_max = {lab: sum(v for (lb, _), v in maxima.items() if lb == lab) for lab in labs}
-    graded = {s for s, _ in points}
-    for s in sorted(graded - set(roster)):
-        log(f"warning: {s} has grades but is not in the roster: left out of the export")
-    with open(out, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(spec["ids"] + [f"Lab {lab}" for lab in labs] + ["Total"])
-        if spec["points_row"]:
-            w.writerow([spec["points_row"]] + [""] * (len(spec["ids"]) - 1)
-                       + [lab_max[lab] for lab in labs] + [sum(lab_max.values())])
-        for folder, info in roster.items():
-            have = [points.get((folder, lab)) for lab in labs]
-            total = sum(p for p in have if p is not None) if any(p is not None for p in have) else ""
-            w.writerow([neutral(info.get(c, "")) for c in spec["roster"]]
-                       + ["" if p is None else p for p in have] + [total])
-    return Path(out)

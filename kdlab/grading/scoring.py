@@ -7,7 +7,9 @@ the token the grader gave it, and only if that cell ran to its end.
 
 status is one of passed, failed (the check ran and rejected the code, or the code crashed),
 error (the check could not run: time limit, dead kernel, too much output), invalid (the file
-is not a notebook the grader reads), missing (no notebook for that lab).
+is not a notebook the grader reads), missing (no notebook for that lab), ambiguous (two
+notebooks match the lab equally: none graded; see pick.py); manual rows (a teaching
+assistant's score, e.g. of free-text answers) come from answers.py, not from here.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import json
 from dataclasses import dataclass
 
 COLUMNS = ["student", "lab", "check", "points", "max_points", "status", "reason", "seeds",
-           "check_sha256", "submission_sha256"]
+           "check_sha256", "submission_sha256", "file", "graded_at", "other_notebooks"]
 
 
 @dataclass
@@ -32,6 +34,9 @@ class Row:
     check_sha256: str = ""  # digest of the code that judged it (see course.Lab)
     submission_sha256: str = ""  # digest of the submitted file
     seconds: float = 0.0  # how long the notebook took to grade (not a CSV column)
+    file: str = ""  # the graded notebook, relative to the student's folder (see pick.py)
+    graded_at: str = ""  # when it was graded, UTC, ISO 8601
+    other_notebooks: str = ""  # the folder's other notebooks, "; "-separated (not graded here)
 
     def cells(self) -> list:
         """The CSV cells, in COLUMNS order."""
