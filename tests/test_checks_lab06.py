@@ -496,24 +496,119 @@ def perm_others_only(p, labels, generator):
     return out[keep].view(p.shape[0], -1)
 
 
-@pytest.mark.parametrize("fn, message", [
+def perm_put_back_overwrite(p, labels, generator):
+    """Shuffle the whole row, then write p_y into its column over the value that was there."""
+    out = p.gather(1, torch.rand(p.shape, generator=generator).argsort(1))
+    rows = torch.arange(len(labels))
+    out[rows, labels] = p[rows, labels]
+    return out
+
+
+def perm_batch_rows(p, labels, generator):
+    return p[torch.randperm(p.shape[0], generator=generator)]
+
+
+def perm_one_column_order(p, labels, generator):
+    return p[:, torch.randperm(p.shape[1], generator=generator)]
+
+
+def perm_argsort_gather(p, labels, generator):
+    """argsort of p taken for a random order."""
+    return p.gather(1, p.argsort(dim=1))
+
+
+def perm_argsort_indices(p, labels, generator):
+    return torch.rand(p.shape, generator=generator).argsort(dim=1)
+
+
+def perm_sattolo(p, labels, generator):
+    """Fisher-Yates with j drawn in 0..i-1: only cyclic orders."""
+    out = p.clone()
+    for i in range(p.shape[0]):
+        others = [c for c in range(p.shape[1]) if c != int(labels[i])]
+        idx = list(others)
+        for a in range(len(idx) - 1, 0, -1):
+            b = int(torch.randint(0, a, (1,), generator=generator))
+            idx[a], idx[b] = idx[b], idx[a]
+        out[i, others] = p[i, idx]
+    return out
+
+
+def perm_global_python(p, labels, generator):
+    out = p.clone()
+    for i in range(p.shape[0]):
+        others = [c for c in range(p.shape[1]) if c != int(labels[i])]
+        shuffled = list(others)
+        random.shuffle(shuffled)
+        out[i, others] = p[i, shuffled]
+    return out
+
+
+def perm_fixed_seed(p, labels, generator):
+    return perm_argsort(p, labels, torch.Generator().manual_seed(0))
+
+
+def perm_renormalised(p, labels, generator):
+    out = perm_argsort(p, labels, generator)
+    return out / out.sum(dim=1, keepdim=True)
+
+
+def perm_noise(p, labels, generator):
+    out = perm_argsort(p, labels, generator) + 1e-3 * torch.rand(p.shape, generator=generator)
+    return out / out.sum(dim=1, keepdim=True)
+
+
+def perm_argmax_kept(p, labels, generator):
+    return perm_argsort(p, p.argmax(dim=1), generator)
+
+
+def perm_randint_keys(p, labels, generator):
+    """Random keys with ties (argsort keeps the original order among equal keys): biased."""
+    N, C = p.shape
+    rows = torch.arange(N)
+    keys = torch.randint(0, 6, (N, C), generator=generator).double()
+    keys[rows, labels] = 99.0
+    order = keys.argsort(dim=1, stable=True)[:, :C - 1]
+    wrong = torch.ones(N, C, dtype=torch.bool)
+    wrong[rows, labels] = False
+    out = p.clone()
+    out[rows[:, None], wrong.nonzero()[:, 1].view(N, C - 1)] = p.gather(1, order)
+    return out
+
+
+PERMUTE_WRONG = [
     (perm_stub, "not implemented yet"),
     (perm_identity, "nothing was shuffled"),
-    (perm_whole_row, "the true class's probability moved"),
+    (perm_whole_row, "you shuffled all C columns of each row"),
+    (perm_put_back_overwrite, "appears twice in row"),
+    (perm_batch_rows, "you shuffled the batch (dimension 0)"),
     (perm_one_order, "you drew one order and applied it to every row"),
-    (perm_global_torch, "global random generator"),
-    (perm_global_numpy, "global random generator"),
+    (perm_one_column_order, "ONE order of all C columns for the whole batch"),
+    (perm_global_torch, "you drew from torch's global random generator"),
+    (perm_global_numpy, "you drew from numpy's global random generator"),
+    (perm_global_python, "you drew from Python's random module"),
     (perm_clock, "not reproducible"),
+    (perm_fixed_seed, "a generator of your own with a fixed seed"),
     (perm_in_place, "changed the p passed to it"),
     (perm_across_rows, "values moved from one row to another"),
-    (perm_with_replacement, "does not hold the values of p's row"),
+    (perm_with_replacement, "with replacement"),
     (perm_rotation, "a rotation is not a shuffle"),
-    (perm_naive_swaps, "are not equally likely"),
+    (perm_naive_swaps, "the frequencies of the naive swap shuffle"),
+    (perm_sattolo, "Sattolo"),
+    (perm_randint_keys, "are not equally likely"),
     (perm_to_float32, "p is float64 but your result is float32"),
-    (perm_sorted, "two different generators gave the same result"),
+    (perm_sorted, "you sorted them instead of shuffling them"),
+    (perm_argsort_gather, "every row of your result is sorted (ascending)"),
+    (perm_argsort_indices, "you returned column indices"),
     (perm_numpy_out, "should be a torch.Tensor"),
-    (perm_others_only, "expected (6, 5)"),
-])
+    (perm_others_only, "you returned only the C - 1 shuffled wrong-class columns"),
+    (perm_renormalised, "renormalised the row"),
+    (perm_noise, "changed the values (added noise"),
+    (perm_argmax_kept, "you kept p.argmax(dim=1) fixed"),
+]
+
+
+@pytest.mark.parametrize("fn, message", PERMUTE_WRONG)
 def test_permute_rejects(fn, message):
     with pytest.raises(AssertionError) as e:
         check_permute_dark_knowledge(fn)
@@ -558,12 +653,46 @@ def test_right_answers_pass_on_fresh_inputs(name, fn, seed):
     ("permute_dark_knowledge", perm_one_order, "one order"),
     ("permute_dark_knowledge", perm_global_torch, "global random generator"),
     ("permute_dark_knowledge", perm_whole_row, "moved"),
-    ("permute_dark_knowledge", perm_naive_swaps, "not equally likely"),
+    ("permute_dark_knowledge", perm_naive_swaps, "naive swap shuffle"),
 ])
 def test_wrong_answers_fail_on_fresh_inputs_with_their_message(name, fn, message, seed):
     check = CHECKS[name]
     with pytest.raises(AssertionError, match=message.replace("(", r"\(").replace(")", r"\)")):
         judge(check, probe_data(check, fn, seed), seed)
+
+
+def perm_naive_swaps_vectorised(p, labels, generator):
+    """The naive swap shuffle of every row at once: swap position a with any position."""
+    N, C = p.shape
+    rows = torch.arange(N)
+    wrong = torch.ones(N, C, dtype=torch.bool)
+    wrong[rows, labels] = False
+    cols = wrong.nonzero()[:, 1].view(N, C - 1)
+    idx = cols.clone()
+    for a in range(C - 1):
+        b = torch.randint(0, C - 1, (N,), generator=generator)
+        ia, ib = idx[:, a].clone(), idx[rows, b].clone()
+        idx[:, a], idx[rows, b] = ib, ia
+    out = p.clone()
+    out[rows[:, None], cols] = p.gather(1, idx)
+    return out
+
+
+FRESH_SEEDS = range(1000, 1020)
+
+
+@pytest.mark.parametrize("fn, passes", [(perm_argsort, True), (perm_multinomial, True),
+                                        (perm_naive_swaps_vectorised, False)])
+def test_uniformity_on_20_fresh_seeds(fn, passes):
+    """A biased shuffle never passes and a right one never fails on 20 fresh grading seeds
+    (the limit's false rejection is 1e-9 per grading, a naive swap's pass 2e-51)."""
+    check = CHECKS["permute_dark_knowledge"]
+    for seed in FRESH_SEEDS:
+        if passes:
+            assert judge(check, probe_data(check, fn, seed), seed)
+        else:
+            with pytest.raises(AssertionError, match="naive swap shuffle"):
+                judge(check, probe_data(check, fn, seed), seed)
 
 
 def test_fresh_inputs_are_of_the_notebooks_kinds():
