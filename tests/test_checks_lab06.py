@@ -289,7 +289,81 @@ def dkd_nan_at_target(s, t, y, T, alpha, beta):
     return T**2 * (alpha * tc + beta * nc).mean()
 
 
+def dkd_T_not_T2(s, t, y, T, alpha, beta):
+    _T(T)
+    return dkd_masked(s, t, y, T, alpha, beta) / T
+
+
+def dkd_nckd_all_classes(s, t, y, T, alpha, beta):
+    """NCKD as KL between the full softmaxes: the target not excluded."""
+    _T(T)
+    t = t.detach()
+    tc, _ = _parts(s, t, y, T, T)
+    nc = F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1), reduction="none").sum(1)
+    return T**2 * (alpha * tc + beta * nc).mean()
+
+
+def dkd_softmax_dim0(s, t, y, T, alpha, beta):
+    _T(T)
+    t = t.detach()
+    gt = _mask(s, y)
+
+    def b(z):
+        log_p = F.log_softmax(z / T, dim=0)
+        rest = torch.logsumexp(log_p.masked_fill(gt, float("-inf")), dim=1)
+        return torch.stack([log_p.gather(1, y[:, None]).squeeze(1), rest], dim=1)
+
+    def q(z):
+        return F.log_softmax((z / T).masked_fill(gt, float("-inf")), dim=0)
+
+    return T**2 * (alpha * _kl(b(t), b(s)) + beta * _kl(q(t), q(s), gt)).mean()
+
+
+def dkd_masked_fill_zero(s, t, y, T, alpha, beta):
+    """masked_fill(..., 0) where -inf belongs, the KL summed over every class."""
+    _T(T)
+    t = t.detach()
+    tc, _ = _parts(s, t, y, T, T)
+    gt = _mask(s, y)
+    ls = F.log_softmax((s / T).masked_fill(gt, 0), 1)
+    lt = F.log_softmax((t / T).masked_fill(gt, 0), 1)
+    nc = F.kl_div(ls, lt, reduction="none", log_target=True).sum(1)
+    return T**2 * (alpha * tc + beta * nc).mean()
+
+
+def dkd_student_argmax(s, t, y, T, alpha, beta):
+    return dkd_masked(s, t, s.detach().argmax(1), T, alpha, beta)
+
+
+def dkd_student_q_unnormalised(s, t, y, T, alpha, beta):
+    """The teacher's q renormalised, the student's left as softmax(s / T) at the wrong classes."""
+    _T(T)
+    t = t.detach()
+    tc, _ = _parts(s, t, y, T, T)
+    gt = _mask(s, y)
+    nc = _kl(_q_log(t, y, T), F.log_softmax(s / T, 1), gt)
+    return T**2 * (alpha * tc + beta * nc).mean()
+
+
+def dkd_teacher_q_unnormalised(s, t, y, T, alpha, beta):
+    """The teacher's q left as softmax(t / T) at the wrong classes (sums to 1 - p_t,y)."""
+    _T(T)
+    t = t.detach()
+    tc, _ = _parts(s, t, y, T, T)
+    gt = _mask(s, y)
+    pt = F.softmax(t / T, 1).masked_fill(gt, 0.0)
+    nc = -(pt * _q_log(s, y, T).masked_fill(gt, 0.0)).sum(1)
+    return T**2 * (alpha * tc + beta * nc).mean()
+
+
 @pytest.mark.parametrize("fn, message", [
+    (dkd_T_not_T2, "multiplied by T, not by T**2"),
+    (dkd_nckd_all_classes, "the true class is not excluded"),
+    (dkd_softmax_dim0, "over dimension 0"),
+    (dkd_masked_fill_zero, "(masked_fill(..., 0)) instead of removing it, and the KL sums"),
+    (dkd_student_argmax, "the student's most likely class"),
+    (dkd_student_q_unnormalised, "the student's non-target log-probabilities"),
+    (dkd_teacher_q_unnormalised, "a teacher q left unnormalised"),
     (dkd_stub, "not implemented yet"),
     (dkd_no_T2, "missing its factor T**2"),
     (dkd_no_T, "the logits are not divided by T"),
@@ -650,6 +724,13 @@ def test_right_answers_pass_on_fresh_inputs(name, fn, seed):
     ("dkd_loss", dkd_teacher_argmax, "the teacher's most likely class"),
     ("dkd_loss", dkd_official_tckd, "underflow to 0"),
     ("dkd_loss", dkd_q_not_renormalised, "they sum to 1 - p_y"),
+    ("dkd_loss", dkd_T_not_T2, "multiplied by T, not by T"),
+    ("dkd_loss", dkd_mean_reduction, "averaged over its classes"),
+    ("dkd_loss", dkd_nckd_all_classes, "the true class is not excluded"),
+    ("dkd_loss", dkd_softmax_dim0, "over dimension 0"),
+    ("dkd_loss", dkd_masked_fill_zero, "and the KL sums over every class"),
+    ("dkd_loss", dkd_student_argmax, "the student's most likely class"),
+    ("dkd_loss", dkd_student_q_unnormalised, "the student's non-target log-probabilities"),
     ("permute_dark_knowledge", perm_one_order, "one order"),
     ("permute_dark_knowledge", perm_global_torch, "global random generator"),
     ("permute_dark_knowledge", perm_whole_row, "moved"),

@@ -37,6 +37,9 @@ DKD_MISTAKES = [
     Mistake("no_T2", "the loss is missing its factor T**2",
             "softening by T shrinks the gradients by 1/T**2; multiply the loss by T**2, as in "
             "classic KD"),
+    Mistake("T_not_T2", "the loss is multiplied by T, not by T**2",
+            "softening by T shrinks the gradients by 1/T**2, so the loss is scaled by T**2 "
+            "(T * T or T ** 2), as in classic KD"),
     Mistake("no_T", "the logits are not divided by T (your loss does not soften anything)",
             "compute p = softmax(logits / T) for the student and the teacher, and q from "
             "logits / T as well"),
@@ -51,12 +54,40 @@ DKD_MISTAKES = [
     Mistake("swapped_weights", "alpha and beta are swapped: alpha multiplies NCKD and beta TCKD",
             "alpha weights the binary (target-class) term, beta the non-target term"),
     Mistake("nckd_weighted", "NCKD is multiplied by 1 - p_t,y, the teacher's wrong-class mass: "
-                             "that is the weight classic KD gives it",
-            "decoupled KD drops that factor and gives NCKD its own weight beta"),
+                             "that is the weight classic KD gives it (a teacher q left "
+                             "unnormalised, softmax(t / T) at the wrong classes, does the same)",
+            "decoupled KD drops that factor and gives NCKD its own weight beta: renormalise "
+            "the teacher's q too, q_t = softmax over the non-target classes"),
     Mistake("q_not_renormalised", "your non-target distributions are the wrong-class entries of "
                                   "softmax(logits / T) as they are: they sum to 1 - p_y, not 1",
             "q_k = p_k / (1 - p_y) for k != y; in logs: the softmax of logits / T with the true "
             "class removed (masked_fill with float('-inf') before F.log_softmax)"),
+    Mistake("q_student_unnormalised", "the student's non-target log-probabilities are "
+                                      "log softmax(logits / T) at the wrong classes as they are "
+                                      "(their probabilities sum to 1 - p_s,y, not 1), while the "
+                                      "teacher's q is renormalised",
+            "renormalise the student's side as well: log q_s = F.log_softmax of the student's "
+            "logits / T with the true class's logit set to float('-inf')"),
+    Mistake("nckd_all_classes", "your NCKD compares the softmax over ALL C classes: the true "
+                                "class is not excluded, so NCKD repeats part of TCKD",
+            "q is the softmax over the C - 1 non-target classes: set the true class's logit to "
+            "float('-inf') (masked_fill(is_target, float('-inf'))) before F.log_softmax, and "
+            "leave that column out of the KL sum"),
+    Mistake("softmax_dim0", "your softmaxes are taken over dimension 0 (across the batch), not "
+                            "over the classes",
+            "logits are (N, C): normalise each row, F.log_softmax(logits / T, dim=1), and sum "
+            "over dim=1 as well"),
+    Mistake("target_zero_kept", "your non-target softmax sets the true class's logit to 0 "
+                                "(masked_fill(..., 0)) instead of removing it, and the KL sums "
+                                "over every class: the true class keeps a share of q and a term "
+                                "in NCKD",
+            "masked_fill with float('-inf'), not 0, before F.log_softmax, so the true class gets "
+            "probability 0; then leave its column out of the sum (masked_fill(is_target, 0.0) "
+            "after the product)"),
+    Mistake("student_argmax", "you took the student's most likely class as the target class "
+                              "(a mask from student_logits.argmax), not the label",
+            "the target class of row i is labels[i]: build the mask from labels, e.g. "
+            "F.one_hot(labels, C).bool()"),
     Mistake("target_logit_zero", "your non-target softmax sets the true class's logit to 0 "
                                  "instead of removing it, so the true class keeps a share of q",
             "set the true class's logit to float('-inf') (masked_fill) before the softmax, and "
@@ -157,6 +188,21 @@ def _dkd_outcome(title: str, out: dict, s: torch.Tensor, where: str) -> tuple:
     return decode(v), decode(grads[0]), gt
 
 
+def _name_dkd_mistake(check, settings, keys, outcomes) -> None:
+    """Fail with the mistake whose gradient matches the student's at every setting where the
+    student's gradient is wrong (one setting alone can fit two: at T = 2 on TCKD alone, T
+    instead of T**2 and a mean over the 2 entries of b both halve the loss)."""
+    wrong = [(st, k, gs) for st, k, (_, gs, _) in zip(settings, keys, outcomes)
+             if not _grad_close(gs, k["grad"])]
+    for m in check.mistakes:
+        if all(any(name == m.name and _grad_close(gs, ref) for name, ref, _ in k["mistakes"])
+               for _, k, gs in wrong):
+            T, a, b = wrong[0][0]
+            fail(check.title, f"T={T:g}, alpha={a:g}, beta={b:g}"
+                              f"{f' (and {len(wrong) - 1} more settings)' if len(wrong) > 1 else ''}"
+                              f": {m.what}", m.hint)
+
+
 def dkd_verdict(data, inp, key) -> str:
     """Check ``fn(student_logits (N, C), teacher_logits (N, C), labels (N,), T, alpha, beta)``.
 
@@ -182,6 +228,7 @@ def dkd_verdict(data, inp, key) -> str:
                  "work with log-probabilities (F.log_softmax, torch.logsumexp); a masked entry "
                  "of -inf times a probability of 0 gives nan: leave it out of the sum "
                  "(masked_fill with 0 after the product)")
+        _name_dkd_mistake(check, inp["settings"], key["settings"], outcomes)
         name_mistake(check, gs, k["mistakes"], where, atol=1e-5, rtol=1e-3)
         maxdiff = (gs - k["grad"]).abs().max().item() if gs.shape == k["grad"].shape else float("nan")
         fail(title, f"{where}: the gradient of your loss with respect to student_logits is wrong: "
