@@ -200,7 +200,29 @@ def pm_ceil(weight, sparsity):
     return mask.view(weight.shape)
 
 
+def pm_round_half_up(weight, sparsity):
+    """floor(x + 0.5): 2.5 -> 3, where round (and the lab) give 2."""
+    _valid(sparsity)
+    k = math.floor(sparsity * weight.numel() + 0.5)
+    mask = torch.ones(weight.numel(), dtype=torch.bool)
+    if k:
+        mask[torch.topk(weight.detach().abs().flatten(), k, largest=False).indices] = False
+    return mask.view(weight.shape)
+
+
+def pm_sort_index_k(weight, sparsity):
+    """The threshold read at sorted[k]: past the end at sparsity 1."""
+    _valid(sparsity)
+    k = round(sparsity * weight.numel())
+    if k == 0:
+        return torch.ones_like(weight, dtype=torch.bool)
+    a = weight.detach().abs()
+    return a > a.flatten().sort().values[k]
+
+
 PRUNE_WRONG = [
+    (pm_round_half_up, r"lies exactly halfway, and round\(\) goes to the even neighbour"),
+    (pm_sort_index_k, r"sparsity=1: your function raised IndexError.*\n.*sorted\[k\] does not exist"),
     (pm_kthvalue, "share the threshold magnitude .* removes every one of them"),
     (pm_quantile, r"torch.quantile\(\|w\|, sparsity\)"),
     (pm_quantile_plain, r"torch.quantile\(\|w\|, sparsity\)"),

@@ -109,6 +109,7 @@ def _prune_case(w: torch.Tensor, s: float) -> dict:
              ("values", _smallest(w, k), {}),
              ("truncate", _smallest(a, int(s * n)), {}),
              ("ceil", _smallest(a, math.ceil(s * n)), {}),
+             ("round_half_up", _smallest(a, min(n, math.floor(s * n + 0.5))), {}),
              ("quantile", _fixed(a > torch.quantile(a.reshape(-1), s)), {})]
     if k:
         cands += [("threshold_gt", _fixed(a > t), {}), ("threshold_ge", _fixed(a >= t), {})]
