@@ -386,7 +386,34 @@ def fq_float64(w, bits):
     return fq_ste(w.double(), bits)
 
 
+def fq_backwards_ste(w, bits):
+    """The straight-through estimator the wrong way round: its value is w."""
+    _valid_bits(bits)
+    qmax = 2 ** (bits - 1) - 1
+    w_q = torch.clamp(torch.round(w / _scale(w, qmax)), -qmax, qmax) * _scale(w, qmax)
+    return w_q + (w - w_q).detach()
+
+
+def fq_mean_scale(w, bits):
+    _valid_bits(bits)
+    qmax = 2 ** (bits - 1) - 1
+    v = w.detach()
+    mean = v.abs().flatten(1).mean(1).view(-1, *[1] * (w.dim() - 1))
+    scale = torch.where(mean > 0, mean / qmax, torch.ones_like(mean))
+    return w + (torch.clamp(torch.round(v / scale), -qmax, qmax) * scale - v).detach()
+
+
+def fq_rejects_two_bits(w, bits):
+    if bits <= 2:
+        raise ValueError(f"bits must be > 2, got {bits}")
+    return fq_ste(w, bits)
+
+
 QUANT_WRONG = [
+    (fq_backwards_ste, r"written the wrong way round, w_q \+ \(w - w_q\).detach\(\)"),
+    (fq_mean_scale, r"your scale comes from the MEAN \|w\| of each channel"),
+    (fq_rejects_two_bits, r"bits=2: your function raised ValueError.*2 bits is valid(.|\n)*"
+                          "not bits <= 2 or bits < 3"),
     (fq_no_ste, "gradient with respect to w is zero everywhere"),
     (fq_detached, "does not require grad"),
     (fq_scale_not_detached, "the scale .computed from w. still carries gradient"),

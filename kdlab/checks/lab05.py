@@ -272,6 +272,10 @@ QUANT_MISTAKES = [
     Mistake("no_abs", "your scale is the largest VALUE of each channel, max(w), not the largest "
                       "magnitude max|w|: where the largest |w| is negative, weights are clipped",
             "scale = w.abs().reshape(w.shape[0], -1).amax(dim=1) / qmax, reshaped to broadcast"),
+    Mistake("mean_scale", "your scale comes from the MEAN |w| of each channel, not the largest: "
+                          "every weight above qmax * scale is clipped to the top level",
+            "scale = max|w| of the channel / qmax: .amax(dim=1), not .mean(dim=1), so that no "
+            "weight is clipped"),
     Mistake("floor", "you rounded down (floor) instead of to the nearest level",
             "torch.round(w / scale)"),
     Mistake("trunc", "you truncated toward zero (int conversion) instead of rounding to the "
@@ -354,10 +358,19 @@ def _close_q(got: torch.Tensor, ref: torch.Tensor, tol: torch.Tensor) -> bool:
     return bool(torch.isfinite(g).all()) and bool(((g - ref).abs() <= tol).all())
 
 
-def _quant_result(out: dict, w: torch.Tensor, case: dict, where: str, zero_row) -> None:
+def _quant_result(out: dict, w: torch.Tensor, case: dict, where: str, zero_row,
+                  bits: int) -> None:
     """Fail unless the recorded call returned the key's fake quantization, naming the mistake."""
     check = CHECKS["fake_quantize"]
     title, expected = check.title, case["expected"]
+    r = out.get("raised")
+    if r and "ValueError" in r.get("bases", []) and bits >= 2:
+        fail(title, f"{where}: your function raised {r['type']}: {r['message']}; {bits} bits is "
+                    f"valid: qmax = 2**({bits}-1) - 1 = {2 ** (bits - 1) - 1}, levels "
+                    f"-{2 ** (bits - 1) - 1} .. {2 ** (bits - 1) - 1}"
+                    + (" (ternary weights)" if bits == 2 else ""),
+             "reject only bits < 2 (no level besides 0): if bits < 2: raise ValueError(...); "
+             "check that your test is not bits <= 2 or bits < 3")
     raised(title, out, where=where)
     got = result(title, out, "the result")
     unchanged(title, out, ["weight"])
@@ -395,6 +408,29 @@ def _quant_result(out: dict, w: torch.Tensor, case: dict, where: str, zero_row) 
              "keep the float dtype of w: fake quantization returns floats on the integer grid")
 
 
+def _backwards_ste(title: str, data: dict, inp: dict, key: dict) -> None:
+    """Fail if the result has w's values but not w's gradient: the straight-through estimator
+    written the wrong way round, w_q + (w - w_q).detach(), whose value is w."""
+    out, gr = data["grad_call"], data["grad"]
+    v = out.get("value", {})
+    if out.get("raised") or v.get("kind") != "tensor" or gr.get("kind") != "tensor":
+        return
+    got, w = decode(v).double(), inp["w"]
+    case = key["grad_case"]
+    grad = decode(gr).double()
+    if (tuple(got.shape) == tuple(w.shape) and _close_q(got, w.double(), case["tol"])
+            and not _close_q(got, case["expected"], case["tol"])
+            and tuple(grad.shape) == tuple(w.shape)
+            and not torch.allclose(grad, key["grad"], atol=1e-5, rtol=1e-4)):
+        fail(title, f"w with requires_grad=True, bits={inp['grad_bits']}: your result has the "
+                    "values of w (nothing quantized) and a gradient that is not the identity: "
+                    "the straight-through estimator is written the wrong way round, "
+                    "w_q + (w - w_q).detach(), whose value is w and whose gradient is w_q's"
+                    f"\n    gradient got      {short(grad)}\n    gradient expected "
+                    f"{short(key['grad'])} (the upstream gradient, unchanged)",
+             "the forward value must be w_q and the gradient w's: return w + (w_q - w).detach()")
+
+
 def quant_verdict(data, inp, key) -> str:
     """Check ``fn(w, bits)``: symmetric per-output-channel fake quantization with a
     straight-through gradient.
@@ -406,14 +442,15 @@ def quant_verdict(data, inp, key) -> str:
     """
     title = CHECKS["fake_quantize"].title
     w, zero = inp["w"], inp["zero_row"]
+    _backwards_ste(title, data, inp, key)
     for b, case, out in paired(inp["bits"], key["plain"], data["plain"]):
         _quant_result(out, w, case, f"a weight of shape {tuple(w.shape)} (channel {zero} all "
-                                    f"zero), bits={b}", zero)
+                                    f"zero), bits={b}", zero, b)
     _quant_result(data["conv"], inp["conv"], key["conv"], f"a conv weight of shape "
-                  f"{tuple(inp['conv'].shape)}, bits={inp['conv_bits']}", None)
+                  f"{tuple(inp['conv'].shape)}, bits={inp['conv_bits']}", None, inp["conv_bits"])
     where = f"w of shape {tuple(w.shape)} with requires_grad=True, bits={inp['grad_bits']}"
     out = data["grad_call"]
-    _quant_result(out, w, key["grad_case"], where, zero)
+    _quant_result(out, w, key["grad_case"], where, zero, inp["grad_bits"])
     if not out["value"].get("requires_grad"):
         fail(title, f"{where}: the result does not require grad: no gradient can reach w during "
                     "quantization-aware training",
