@@ -200,7 +200,29 @@ def pm_ceil(weight, sparsity):
     return mask.view(weight.shape)
 
 
+def pm_round_half_up(weight, sparsity):
+    """floor(x + 0.5): 2.5 -> 3, where round (and the lab) give 2."""
+    _valid(sparsity)
+    k = math.floor(sparsity * weight.numel() + 0.5)
+    mask = torch.ones(weight.numel(), dtype=torch.bool)
+    if k:
+        mask[torch.topk(weight.detach().abs().flatten(), k, largest=False).indices] = False
+    return mask.view(weight.shape)
+
+
+def pm_sort_index_k(weight, sparsity):
+    """The threshold read at sorted[k]: past the end at sparsity 1."""
+    _valid(sparsity)
+    k = round(sparsity * weight.numel())
+    if k == 0:
+        return torch.ones_like(weight, dtype=torch.bool)
+    a = weight.detach().abs()
+    return a > a.flatten().sort().values[k]
+
+
 PRUNE_WRONG = [
+    (pm_round_half_up, r"lies exactly halfway, and round\(\) goes to the even neighbour"),
+    (pm_sort_index_k, r"sparsity=1: your function raised IndexError.*\n.*sorted\[k\] does not exist"),
     (pm_kthvalue, "share the threshold magnitude .* removes every one of them"),
     (pm_quantile, r"torch.quantile\(\|w\|, sparsity\)"),
     (pm_quantile_plain, r"torch.quantile\(\|w\|, sparsity\)"),
@@ -364,7 +386,34 @@ def fq_float64(w, bits):
     return fq_ste(w.double(), bits)
 
 
+def fq_backwards_ste(w, bits):
+    """The straight-through estimator the wrong way round: its value is w."""
+    _valid_bits(bits)
+    qmax = 2 ** (bits - 1) - 1
+    w_q = torch.clamp(torch.round(w / _scale(w, qmax)), -qmax, qmax) * _scale(w, qmax)
+    return w_q + (w - w_q).detach()
+
+
+def fq_mean_scale(w, bits):
+    _valid_bits(bits)
+    qmax = 2 ** (bits - 1) - 1
+    v = w.detach()
+    mean = v.abs().flatten(1).mean(1).view(-1, *[1] * (w.dim() - 1))
+    scale = torch.where(mean > 0, mean / qmax, torch.ones_like(mean))
+    return w + (torch.clamp(torch.round(v / scale), -qmax, qmax) * scale - v).detach()
+
+
+def fq_rejects_two_bits(w, bits):
+    if bits <= 2:
+        raise ValueError(f"bits must be > 2, got {bits}")
+    return fq_ste(w, bits)
+
+
 QUANT_WRONG = [
+    (fq_backwards_ste, r"written the wrong way round, w_q \+ \(w - w_q\).detach\(\)"),
+    (fq_mean_scale, r"your scale comes from the MEAN \|w\| of each channel"),
+    (fq_rejects_two_bits, r"bits=2: your function raised ValueError.*2 bits is valid(.|\n)*"
+                          "not bits <= 2 or bits < 3"),
     (fq_no_ste, "gradient with respect to w is zero everywhere"),
     (fq_detached, "does not require grad"),
     (fq_scale_not_detached, "the scale .computed from w. still carries gradient"),

@@ -289,7 +289,81 @@ def dkd_nan_at_target(s, t, y, T, alpha, beta):
     return T**2 * (alpha * tc + beta * nc).mean()
 
 
+def dkd_T_not_T2(s, t, y, T, alpha, beta):
+    _T(T)
+    return dkd_masked(s, t, y, T, alpha, beta) / T
+
+
+def dkd_nckd_all_classes(s, t, y, T, alpha, beta):
+    """NCKD as KL between the full softmaxes: the target not excluded."""
+    _T(T)
+    t = t.detach()
+    tc, _ = _parts(s, t, y, T, T)
+    nc = F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1), reduction="none").sum(1)
+    return T**2 * (alpha * tc + beta * nc).mean()
+
+
+def dkd_softmax_dim0(s, t, y, T, alpha, beta):
+    _T(T)
+    t = t.detach()
+    gt = _mask(s, y)
+
+    def b(z):
+        log_p = F.log_softmax(z / T, dim=0)
+        rest = torch.logsumexp(log_p.masked_fill(gt, float("-inf")), dim=1)
+        return torch.stack([log_p.gather(1, y[:, None]).squeeze(1), rest], dim=1)
+
+    def q(z):
+        return F.log_softmax((z / T).masked_fill(gt, float("-inf")), dim=0)
+
+    return T**2 * (alpha * _kl(b(t), b(s)) + beta * _kl(q(t), q(s), gt)).mean()
+
+
+def dkd_masked_fill_zero(s, t, y, T, alpha, beta):
+    """masked_fill(..., 0) where -inf belongs, the KL summed over every class."""
+    _T(T)
+    t = t.detach()
+    tc, _ = _parts(s, t, y, T, T)
+    gt = _mask(s, y)
+    ls = F.log_softmax((s / T).masked_fill(gt, 0), 1)
+    lt = F.log_softmax((t / T).masked_fill(gt, 0), 1)
+    nc = F.kl_div(ls, lt, reduction="none", log_target=True).sum(1)
+    return T**2 * (alpha * tc + beta * nc).mean()
+
+
+def dkd_student_argmax(s, t, y, T, alpha, beta):
+    return dkd_masked(s, t, s.detach().argmax(1), T, alpha, beta)
+
+
+def dkd_student_q_unnormalised(s, t, y, T, alpha, beta):
+    """The teacher's q renormalised, the student's left as softmax(s / T) at the wrong classes."""
+    _T(T)
+    t = t.detach()
+    tc, _ = _parts(s, t, y, T, T)
+    gt = _mask(s, y)
+    nc = _kl(_q_log(t, y, T), F.log_softmax(s / T, 1), gt)
+    return T**2 * (alpha * tc + beta * nc).mean()
+
+
+def dkd_teacher_q_unnormalised(s, t, y, T, alpha, beta):
+    """The teacher's q left as softmax(t / T) at the wrong classes (sums to 1 - p_t,y)."""
+    _T(T)
+    t = t.detach()
+    tc, _ = _parts(s, t, y, T, T)
+    gt = _mask(s, y)
+    pt = F.softmax(t / T, 1).masked_fill(gt, 0.0)
+    nc = -(pt * _q_log(s, y, T).masked_fill(gt, 0.0)).sum(1)
+    return T**2 * (alpha * tc + beta * nc).mean()
+
+
 @pytest.mark.parametrize("fn, message", [
+    (dkd_T_not_T2, "multiplied by T, not by T**2"),
+    (dkd_nckd_all_classes, "the true class is not excluded"),
+    (dkd_softmax_dim0, "over dimension 0"),
+    (dkd_masked_fill_zero, "(masked_fill(..., 0)) instead of removing it, and the KL sums"),
+    (dkd_student_argmax, "the student's most likely class"),
+    (dkd_student_q_unnormalised, "the student's non-target log-probabilities"),
+    (dkd_teacher_q_unnormalised, "a teacher q left unnormalised"),
     (dkd_stub, "not implemented yet"),
     (dkd_no_T2, "missing its factor T**2"),
     (dkd_no_T, "the logits are not divided by T"),
@@ -496,24 +570,119 @@ def perm_others_only(p, labels, generator):
     return out[keep].view(p.shape[0], -1)
 
 
-@pytest.mark.parametrize("fn, message", [
+def perm_put_back_overwrite(p, labels, generator):
+    """Shuffle the whole row, then write p_y into its column over the value that was there."""
+    out = p.gather(1, torch.rand(p.shape, generator=generator).argsort(1))
+    rows = torch.arange(len(labels))
+    out[rows, labels] = p[rows, labels]
+    return out
+
+
+def perm_batch_rows(p, labels, generator):
+    return p[torch.randperm(p.shape[0], generator=generator)]
+
+
+def perm_one_column_order(p, labels, generator):
+    return p[:, torch.randperm(p.shape[1], generator=generator)]
+
+
+def perm_argsort_gather(p, labels, generator):
+    """argsort of p taken for a random order."""
+    return p.gather(1, p.argsort(dim=1))
+
+
+def perm_argsort_indices(p, labels, generator):
+    return torch.rand(p.shape, generator=generator).argsort(dim=1)
+
+
+def perm_sattolo(p, labels, generator):
+    """Fisher-Yates with j drawn in 0..i-1: only cyclic orders."""
+    out = p.clone()
+    for i in range(p.shape[0]):
+        others = [c for c in range(p.shape[1]) if c != int(labels[i])]
+        idx = list(others)
+        for a in range(len(idx) - 1, 0, -1):
+            b = int(torch.randint(0, a, (1,), generator=generator))
+            idx[a], idx[b] = idx[b], idx[a]
+        out[i, others] = p[i, idx]
+    return out
+
+
+def perm_global_python(p, labels, generator):
+    out = p.clone()
+    for i in range(p.shape[0]):
+        others = [c for c in range(p.shape[1]) if c != int(labels[i])]
+        shuffled = list(others)
+        random.shuffle(shuffled)
+        out[i, others] = p[i, shuffled]
+    return out
+
+
+def perm_fixed_seed(p, labels, generator):
+    return perm_argsort(p, labels, torch.Generator().manual_seed(0))
+
+
+def perm_renormalised(p, labels, generator):
+    out = perm_argsort(p, labels, generator)
+    return out / out.sum(dim=1, keepdim=True)
+
+
+def perm_noise(p, labels, generator):
+    out = perm_argsort(p, labels, generator) + 1e-3 * torch.rand(p.shape, generator=generator)
+    return out / out.sum(dim=1, keepdim=True)
+
+
+def perm_argmax_kept(p, labels, generator):
+    return perm_argsort(p, p.argmax(dim=1), generator)
+
+
+def perm_randint_keys(p, labels, generator):
+    """Random keys with ties (argsort keeps the original order among equal keys): biased."""
+    N, C = p.shape
+    rows = torch.arange(N)
+    keys = torch.randint(0, 6, (N, C), generator=generator).double()
+    keys[rows, labels] = 99.0
+    order = keys.argsort(dim=1, stable=True)[:, :C - 1]
+    wrong = torch.ones(N, C, dtype=torch.bool)
+    wrong[rows, labels] = False
+    out = p.clone()
+    out[rows[:, None], wrong.nonzero()[:, 1].view(N, C - 1)] = p.gather(1, order)
+    return out
+
+
+PERMUTE_WRONG = [
     (perm_stub, "not implemented yet"),
     (perm_identity, "nothing was shuffled"),
-    (perm_whole_row, "the true class's probability moved"),
+    (perm_whole_row, "you shuffled all C columns of each row"),
+    (perm_put_back_overwrite, "appears twice in row"),
+    (perm_batch_rows, "you shuffled the batch (dimension 0)"),
     (perm_one_order, "you drew one order and applied it to every row"),
-    (perm_global_torch, "global random generator"),
-    (perm_global_numpy, "global random generator"),
+    (perm_one_column_order, "ONE order of all C columns for the whole batch"),
+    (perm_global_torch, "you drew from torch's global random generator"),
+    (perm_global_numpy, "you drew from numpy's global random generator"),
+    (perm_global_python, "you drew from Python's random module"),
     (perm_clock, "not reproducible"),
+    (perm_fixed_seed, "a generator of your own with a fixed seed"),
     (perm_in_place, "changed the p passed to it"),
     (perm_across_rows, "values moved from one row to another"),
-    (perm_with_replacement, "does not hold the values of p's row"),
+    (perm_with_replacement, "with replacement"),
     (perm_rotation, "a rotation is not a shuffle"),
-    (perm_naive_swaps, "are not equally likely"),
+    (perm_naive_swaps, "the frequencies of the naive swap shuffle"),
+    (perm_sattolo, "Sattolo"),
+    (perm_randint_keys, "are not equally likely"),
     (perm_to_float32, "p is float64 but your result is float32"),
-    (perm_sorted, "two different generators gave the same result"),
+    (perm_sorted, "you sorted them instead of shuffling them"),
+    (perm_argsort_gather, "every row of your result is sorted (ascending)"),
+    (perm_argsort_indices, "you returned column indices"),
     (perm_numpy_out, "should be a torch.Tensor"),
-    (perm_others_only, "expected (6, 5)"),
-])
+    (perm_others_only, "you returned only the C - 1 shuffled wrong-class columns"),
+    (perm_renormalised, "renormalised the row"),
+    (perm_noise, "changed the values (added noise"),
+    (perm_argmax_kept, "you kept p.argmax(dim=1) fixed"),
+]
+
+
+@pytest.mark.parametrize("fn, message", PERMUTE_WRONG)
 def test_permute_rejects(fn, message):
     with pytest.raises(AssertionError) as e:
         check_permute_dark_knowledge(fn)
@@ -555,15 +724,56 @@ def test_right_answers_pass_on_fresh_inputs(name, fn, seed):
     ("dkd_loss", dkd_teacher_argmax, "the teacher's most likely class"),
     ("dkd_loss", dkd_official_tckd, "underflow to 0"),
     ("dkd_loss", dkd_q_not_renormalised, "they sum to 1 - p_y"),
+    ("dkd_loss", dkd_T_not_T2, "multiplied by T, not by T"),
+    ("dkd_loss", dkd_mean_reduction, "averaged over its classes"),
+    ("dkd_loss", dkd_nckd_all_classes, "the true class is not excluded"),
+    ("dkd_loss", dkd_softmax_dim0, "over dimension 0"),
+    ("dkd_loss", dkd_masked_fill_zero, "and the KL sums over every class"),
+    ("dkd_loss", dkd_student_argmax, "the student's most likely class"),
+    ("dkd_loss", dkd_student_q_unnormalised, "the student's non-target log-probabilities"),
     ("permute_dark_knowledge", perm_one_order, "one order"),
     ("permute_dark_knowledge", perm_global_torch, "global random generator"),
     ("permute_dark_knowledge", perm_whole_row, "moved"),
-    ("permute_dark_knowledge", perm_naive_swaps, "not equally likely"),
+    ("permute_dark_knowledge", perm_naive_swaps, "naive swap shuffle"),
 ])
 def test_wrong_answers_fail_on_fresh_inputs_with_their_message(name, fn, message, seed):
     check = CHECKS[name]
     with pytest.raises(AssertionError, match=message.replace("(", r"\(").replace(")", r"\)")):
         judge(check, probe_data(check, fn, seed), seed)
+
+
+def perm_naive_swaps_vectorised(p, labels, generator):
+    """The naive swap shuffle of every row at once: swap position a with any position."""
+    N, C = p.shape
+    rows = torch.arange(N)
+    wrong = torch.ones(N, C, dtype=torch.bool)
+    wrong[rows, labels] = False
+    cols = wrong.nonzero()[:, 1].view(N, C - 1)
+    idx = cols.clone()
+    for a in range(C - 1):
+        b = torch.randint(0, C - 1, (N,), generator=generator)
+        ia, ib = idx[:, a].clone(), idx[rows, b].clone()
+        idx[:, a], idx[rows, b] = ib, ia
+    out = p.clone()
+    out[rows[:, None], cols] = p.gather(1, idx)
+    return out
+
+
+FRESH_SEEDS = range(1000, 1020)
+
+
+@pytest.mark.parametrize("fn, passes", [(perm_argsort, True), (perm_multinomial, True),
+                                        (perm_naive_swaps_vectorised, False)])
+def test_uniformity_on_20_fresh_seeds(fn, passes):
+    """A biased shuffle never passes and a right one never fails on 20 fresh grading seeds
+    (the limit's false rejection is 1e-9 per grading, a naive swap's pass 2e-51)."""
+    check = CHECKS["permute_dark_knowledge"]
+    for seed in FRESH_SEEDS:
+        if passes:
+            assert judge(check, probe_data(check, fn, seed), seed)
+        else:
+            with pytest.raises(AssertionError, match="naive swap shuffle"):
+                judge(check, probe_data(check, fn, seed), seed)
 
 
 def test_fresh_inputs_are_of_the_notebooks_kinds():

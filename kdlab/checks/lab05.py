@@ -45,6 +45,12 @@ PRUNE_MISTAKES = [
             _COUNT_HINT),
     Mistake("ceil", "your mask removes {removed} of {n} entries, expected round({s:.4g} * {n}) "
                     "= {k} (= ceil({exact:.4g}): you rounded up)", _COUNT_HINT),
+    Mistake("round_half_up", "your mask removes {removed} of {n} entries, expected round({s:.4g} "
+                             "* {n}) = {k}: {exact:.4g} lies exactly halfway, and round() goes "
+                             "to the even neighbour ({k}, as the lab says: 2.5 rounds to 2); "
+                             "floor(x + 0.5) or int(x + 0.5) rounds every half up",
+            "count k = round(sparsity * weight.numel()) with Python's round (the count "
+            "torch.nn.utils.prune uses), not floor(x + 0.5)"),
     Mistake("quantile", "your mask keeps |w| > torch.quantile(|w|, sparsity): it removes "
                         "{removed} of {n} entries, expected round({s:.4g} * {n}) = {k}; a "
                         "quantile interpolates between the sorted |w| at position sparsity * "
@@ -81,9 +87,10 @@ def prune_inputs(seed=None, shape=(8, 10), dtype="float32") -> dict:
     """Inputs of the pruning check (seed None: the notebook's; an int: fresh ones of the same kinds).
 
     params: shape of the main weight (at least 4 entries), dtype "float32" or "float64".
-    The main weight has distinct magnitudes; its sparsities are 0.5, 0, 1 and four where
+    The main weight has distinct magnitudes; its sparsities are 0.5, 0, 1, four where
     sparsity * numel is not whole (k - 0.3 and k + 0.3 for a small k and a large k), so that
-    int, ceil, round and quantile counts differ. A weight whose |w| repeat is pruned with the
+    int, ceil, round and quantile counts differ, and one where it is exactly j + 0.5 for an
+    even j (round gives j, floor(x + 0.5) j + 1; e.g. 80 weights at sparsity 0.03125). A weight whose |w| repeat is pruned with the
     threshold inside a group of ties; a conv weight (4, 3, 3, 3); an nn.Parameter.
     """
     shape = tuple(int(s) for s in shape)
@@ -100,9 +107,16 @@ def prune_inputs(seed=None, shape=(8, 10), dtype="float32") -> dict:
     j = int(groups[torch.randint(0, len(groups), (1,), generator=g)])
     k_tied = int(counts[:j].sum()) + int(torch.randint(1, int(counts[j]), (1,), generator=g))
     conv = _weight((4, 3, 3, 3), g, dt)
+    # an exact half: s * n = j + 0.5 with j even (round gives j, floor(x + 0.5) gives j + 1)
+    halves = [j for j in range(0, n - 1, 2) if (j + 0.5) / n * n == j + 0.5]
+    half = halves[int(torch.randint(0, len(halves), (1,), generator=g))] if halves else None
+    if seed is None and 2 in halves:
+        half = 2                      # the lab's own example: 2.5 rounds to 2
     cases = [(w, 0.5, "main"), (w, (lo - 0.3) / n, "main"), (w, (lo + 0.3) / n, "main"),
              (w, (n - hi - 0.3) / n, "main"), (w, (n - hi + 0.3) / n, "main"), (w, 0.0, "main"),
              (w, 1.0, "main"), (conv, 0.6, "conv"), (tied, k_tied / n, "ties"), (w, 0.8, "param")]
+    if half is not None:
+        cases.append((w, (half + 0.5) / n, "main"))
     return {"cases": cases, "bad": (-0.1, 1.5)}
 
 
@@ -178,10 +192,18 @@ def prune_verdict(data, inp, key) -> str:
         r = out.get("raised")
         if r and s in (0.0, 1.0) and r["type"] not in ("NotImplementedError", "AssertionError",
                                                        "HelperInCheck"):
+            if "kthvalue" in r["message"]:
+                how = "torch.kthvalue needs 1 <= k <= numel"
+            elif r["type"] == "IndexError":
+                how = (f"the sorted |w| have indices 0 .. {w.numel() - 1}, so sorted[k] does not "
+                       "exist for k = numel; the k-th smallest is sorted[k - 1], which does not "
+                       "exist for k = 0")
+            else:
+                how = "no k-th smallest |w| exists for k = 0, and every entry goes for k = numel"
             fail(title, f"{where}: your function raised {r['type']}: {r['message']}",
-                 f"sparsity {s:g} means k = {k['k']} entries to remove: torch.kthvalue "
-                 "needs 1 <= k <= numel; handle k = 0 (keep everything) and k = numel "
-                 "(remove everything) first, or use torch.topk, which accepts k = 0")
+                 f"sparsity {s:g} means k = {k['k']} entries to remove: {how}; handle k = 0 "
+                 "(keep everything) and k = numel (remove everything) first, or use torch.topk, "
+                 "which accepts k = 0")
         raised(title, out, where=where)
         got = result(title, out, "the mask")
         unchanged(title, out, ["weight"])
@@ -250,6 +272,10 @@ QUANT_MISTAKES = [
     Mistake("no_abs", "your scale is the largest VALUE of each channel, max(w), not the largest "
                       "magnitude max|w|: where the largest |w| is negative, weights are clipped",
             "scale = w.abs().reshape(w.shape[0], -1).amax(dim=1) / qmax, reshaped to broadcast"),
+    Mistake("mean_scale", "your scale comes from the MEAN |w| of each channel, not the largest: "
+                          "every weight above qmax * scale is clipped to the top level",
+            "scale = max|w| of the channel / qmax: .amax(dim=1), not .mean(dim=1), so that no "
+            "weight is clipped"),
     Mistake("floor", "you rounded down (floor) instead of to the nearest level",
             "torch.round(w / scale)"),
     Mistake("trunc", "you truncated toward zero (int conversion) instead of rounding to the "
@@ -332,10 +358,19 @@ def _close_q(got: torch.Tensor, ref: torch.Tensor, tol: torch.Tensor) -> bool:
     return bool(torch.isfinite(g).all()) and bool(((g - ref).abs() <= tol).all())
 
 
-def _quant_result(out: dict, w: torch.Tensor, case: dict, where: str, zero_row) -> None:
+def _quant_result(out: dict, w: torch.Tensor, case: dict, where: str, zero_row,
+                  bits: int) -> None:
     """Fail unless the recorded call returned the key's fake quantization, naming the mistake."""
     check = CHECKS["fake_quantize"]
     title, expected = check.title, case["expected"]
+    r = out.get("raised")
+    if r and "ValueError" in r.get("bases", []) and bits >= 2:
+        fail(title, f"{where}: your function raised {r['type']}: {r['message']}; {bits} bits is "
+                    f"valid: qmax = 2**({bits}-1) - 1 = {2 ** (bits - 1) - 1}, levels "
+                    f"-{2 ** (bits - 1) - 1} .. {2 ** (bits - 1) - 1}"
+                    + (" (ternary weights)" if bits == 2 else ""),
+             "reject only bits < 2 (no level besides 0): if bits < 2: raise ValueError(...); "
+             "check that your test is not bits <= 2 or bits < 3")
     raised(title, out, where=where)
     got = result(title, out, "the result")
     unchanged(title, out, ["weight"])
@@ -373,6 +408,29 @@ def _quant_result(out: dict, w: torch.Tensor, case: dict, where: str, zero_row) 
              "keep the float dtype of w: fake quantization returns floats on the integer grid")
 
 
+def _backwards_ste(title: str, data: dict, inp: dict, key: dict) -> None:
+    """Fail if the result has w's values but not w's gradient: the straight-through estimator
+    written the wrong way round, w_q + (w - w_q).detach(), whose value is w."""
+    out, gr = data["grad_call"], data["grad"]
+    v = out.get("value", {})
+    if out.get("raised") or v.get("kind") != "tensor" or gr.get("kind") != "tensor":
+        return
+    got, w = decode(v).double(), inp["w"]
+    case = key["grad_case"]
+    grad = decode(gr).double()
+    if (tuple(got.shape) == tuple(w.shape) and _close_q(got, w.double(), case["tol"])
+            and not _close_q(got, case["expected"], case["tol"])
+            and tuple(grad.shape) == tuple(w.shape)
+            and not torch.allclose(grad, key["grad"], atol=1e-5, rtol=1e-4)):
+        fail(title, f"w with requires_grad=True, bits={inp['grad_bits']}: your result has the "
+                    "values of w (nothing quantized) and a gradient that is not the identity: "
+                    "the straight-through estimator is written the wrong way round, "
+                    "w_q + (w - w_q).detach(), whose value is w and whose gradient is w_q's"
+                    f"\n    gradient got      {short(grad)}\n    gradient expected "
+                    f"{short(key['grad'])} (the upstream gradient, unchanged)",
+             "the forward value must be w_q and the gradient w's: return w + (w_q - w).detach()")
+
+
 def quant_verdict(data, inp, key) -> str:
     """Check ``fn(w, bits)``: symmetric per-output-channel fake quantization with a
     straight-through gradient.
@@ -384,14 +442,15 @@ def quant_verdict(data, inp, key) -> str:
     """
     title = CHECKS["fake_quantize"].title
     w, zero = inp["w"], inp["zero_row"]
+    _backwards_ste(title, data, inp, key)
     for b, case, out in paired(inp["bits"], key["plain"], data["plain"]):
         _quant_result(out, w, case, f"a weight of shape {tuple(w.shape)} (channel {zero} all "
-                                    f"zero), bits={b}", zero)
+                                    f"zero), bits={b}", zero, b)
     _quant_result(data["conv"], inp["conv"], key["conv"], f"a conv weight of shape "
-                  f"{tuple(inp['conv'].shape)}, bits={inp['conv_bits']}", None)
+                  f"{tuple(inp['conv'].shape)}, bits={inp['conv_bits']}", None, inp["conv_bits"])
     where = f"w of shape {tuple(w.shape)} with requires_grad=True, bits={inp['grad_bits']}"
     out = data["grad_call"]
-    _quant_result(out, w, key["grad_case"], where, zero)
+    _quant_result(out, w, key["grad_case"], where, zero, inp["grad_bits"])
     if not out["value"].get("requires_grad"):
         fail(title, f"{where}: the result does not require grad: no gradient can reach w during "
                     "quantization-aware training",

@@ -109,6 +109,7 @@ def _prune_case(w: torch.Tensor, s: float) -> dict:
              ("values", _smallest(w, k), {}),
              ("truncate", _smallest(a, int(s * n)), {}),
              ("ceil", _smallest(a, math.ceil(s * n)), {}),
+             ("round_half_up", _smallest(a, min(n, math.floor(s * n + 0.5))), {}),
              ("quantile", _fixed(a > torch.quantile(a.reshape(-1), s)), {})]
     if k:
         cands += [("threshold_gt", _fixed(a > t), {}), ("threshold_ge", _fixed(a >= t), {})]
@@ -126,13 +127,14 @@ def prune_key(inp: dict) -> dict:
 
 # ------------------------------------------------------------------ fake_quantize
 
-def _quant(w, bits, per="channel", qmax=None, qmin=None, rnd=torch.round, denom=None, mag=torch.abs):
+def _quant(w, bits, per="channel", qmax=None, qmin=None, rnd=torch.round, denom=None, mag=torch.abs,
+           reduce="amax"):
     """Symmetric fake quantization (values as float64) with knobs that give the mistakes.
 
     Computed in w's dtype, as the student's code computes it. per: "channel" (dim 0),
     "tensor" or "dim1" (the wrong axis); qmax / qmin: the clamp's range (default
     [-(2**(bits-1) - 1), 2**(bits-1) - 1]); denom: what max|w| is divided by (default qmax);
-    mag: what the max is taken of (default |w|).
+    mag: what the max is taken of (default |w|); reduce: "amax", or "mean" (the mistake).
     """
     qm = 2 ** (bits - 1) - 1 if qmax is None else qmax
     lo = -qm if qmin is None else qmin
@@ -141,6 +143,8 @@ def _quant(w, bits, per="channel", qmax=None, qmin=None, rnd=torch.round, denom=
         amax = mag(w).max().expand(w.shape[0]).reshape(shape)
     elif per == "dim1":
         amax = mag(w).amax(dim=[i for i in range(w.dim()) if i != 1], keepdim=True)
+    elif reduce == "mean":
+        amax = mag(w).reshape(w.shape[0], -1).mean(1).reshape(shape)
     else:
         amax = mag(w).reshape(w.shape[0], -1).amax(1).reshape(shape)
     scale = torch.where(amax > 0, amax / (qm if denom is None else denom), torch.ones_like(amax))
@@ -176,6 +180,7 @@ def _quant_case(w: torch.Tensor, bits: int) -> dict:
               ("asymmetric", _asymmetric(w, bits)),
               ("asymmetric_tensor", _asymmetric(w, bits, per_tensor=True)),
               ("no_abs", _quant(w, bits, mag=lambda x: x)),
+              ("mean_scale", _quant(w, bits, reduce="mean")),
               ("floor", _quant(w, bits, rnd=torch.floor)),
               ("trunc", _quant(w, bits, rnd=torch.trunc))]
     return {"expected": fake_quantize(w, bits).detach().double(),

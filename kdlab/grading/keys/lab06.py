@@ -105,12 +105,40 @@ def _mistakes(s, t, y, T, a, b) -> dict:
     def teacher_argmax():
         return T * T * (lambda tc, nc: (a * tc + b * nc).mean())(*tckd_nckd(s, td, td.argmax(1), T))
 
+    def q_student_unnormalised():
+        tc, _ = tckd_nckd(s, td, y, T)
+        lt = _q_log(td, y, T)
+        ls = F.log_softmax(s / T, 1)
+        return right(tc, _kl_rows(lt, ls, tgt))
+
+    def nckd_all_classes():
+        tc, _ = tckd_nckd(s, td, y, T)
+        return right(tc, _kl_rows(F.log_softmax(td / T, 1), F.log_softmax(s / T, 1)))
+
+    def softmax_dim0():
+        def b_log(z):
+            log_p = F.log_softmax(z / T, dim=0)
+            rest = torch.logsumexp(log_p.masked_fill(tgt, float("-inf")), dim=1)
+            return torch.stack([log_p.gather(1, y[:, None]).squeeze(1), rest], dim=1)
+
+        def q_log(z):
+            return F.log_softmax((z / T).masked_fill(tgt, float("-inf")), dim=0)
+
+        return right(_kl_rows(b_log(td), b_log(s)), _kl_rows(q_log(td), q_log(s), tgt))
+
+    def target_zero_kept():
+        tc, _ = tckd_nckd(s, td, y, T)
+        lt = F.log_softmax((td / T).masked_fill(tgt, 0.0), 1)
+        ls = F.log_softmax((s / T).masked_fill(tgt, 0.0), 1)
+        return right(tc, _kl_rows(lt, ls))
+
     def mean_over_classes():
         tc, nc = tckd_nckd(s, td, y, T)
         return right(tc / 2, nc / C)
 
     return {
         "no_T2": lambda: right(*tckd_nckd(s, td, y, T), scale=1.0),
+        "T_not_T2": lambda: right(*tckd_nckd(s, td, y, T), scale=T),
         "no_T": lambda: right(*tckd_nckd(s, td, y, 1.0)),
         "teacher_not_softened": lambda: right(*tckd_nckd(s, td, y, T, Ts=T, Tt=1.0)),
         "student_not_softened": lambda: right(*tckd_nckd(s, td, y, T, Ts=1.0, Tt=T)),
@@ -119,6 +147,11 @@ def _mistakes(s, t, y, T, a, b) -> dict:
                                             + a * tckd_nckd(s, td, y, T)[1]).mean(),
         "nckd_weighted": nckd_weighted,
         "q_not_renormalised": q_not_renormalised,
+        "q_student_unnormalised": q_student_unnormalised,
+        "nckd_all_classes": nckd_all_classes,
+        "softmax_dim0": softmax_dim0,
+        "target_zero_kept": target_zero_kept,
+        "student_argmax": lambda: right(*tckd_nckd(s, td, s.detach().argmax(1), T)),
         "target_logit_zero": target_logit_zero,
         "tckd_target_only": tckd_target_only,
         "teacher_argmax": teacher_argmax,
