@@ -742,6 +742,15 @@ def test_wrong_answers_fail_on_fresh_inputs_with_their_message(name, fn, message
         judge(check, probe_data(check, fn, seed), seed)
 
 
+@pytest.mark.parametrize("fn, message", PERMUTE_WRONG)
+def test_permute_mistakes_are_named_on_fresh_inputs(fn, message):
+    """The grader's fresh inputs get the same message as the notebook's."""
+    check = CHECKS["permute_dark_knowledge"]
+    with pytest.raises(AssertionError) as e:
+        judge(check, probe_data(check, fn, 3), 3)
+    assert message in str(e.value), str(e.value)
+
+
 def perm_naive_swaps_vectorised(p, labels, generator):
     """The naive swap shuffle of every row at once: swap position a with any position."""
     N, C = p.shape
