@@ -8,7 +8,7 @@ from ._shared import _axes, _mean_std, _readable_log_axis
 
 
 def sparsity_curves(sparsities, curves: dict, reference: dict | None = None, ax=None,
-                    title: str = ""):
+                    title: str = "", ylabel: str = "test errors (log scale)"):
     """Test errors against sparsity, on an axis of the fraction of weights kept (log) -> Figure.
 
     sparsities: (S,) in [0, 1); curves: {label: S lists of test errors, one per seed}: a
@@ -16,7 +16,7 @@ def sparsity_curves(sparsities, curves: dict, reference: dict | None = None, ax=
     run is drawn hollow; reference: {label: errors} drawn as horizontal lines (e.g. the
     teacher, the dense model). The x axis is 1 - sparsity on a log scale, reversed, so that
     90%, 95% and 98% sparsity (10%, 5%, 2% of the weights kept) are spread out; ticks name the
-    sparsity. Log scale on y.
+    sparsity (of whichever rule each curve used). Log scale on y, labelled `ylabel`.
     """
     fig, ax = _axes(ax, (6.4, 3.8))
     kept = 1.0 - np.asarray(sparsities, dtype=float)
@@ -43,10 +43,10 @@ def sparsity_curves(sparsities, curves: dict, reference: dict | None = None, ax=
     ax.invert_xaxis()
     ax.set_xticks(list(kept), [f"{s:.0%}" for s in sparsities])
     ax.xaxis.set_minor_locator(plt.NullLocator())
-    ax.set_xlabel("global sparsity (share of weights removed; axis: log of the share kept)")
+    ax.set_xlabel("sparsity (share of the weights removed; axis: log of the share kept)")
     ax.set_yscale("log")
     _readable_log_axis(ax, all_y)
-    ax.set_ylabel("test errors (log scale)")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     if title:
@@ -70,17 +70,55 @@ def pareto_front(xs, ys) -> list[int]:
     return out
 
 
+def _label_points(ax, points: dict, avoid, fontsize: int = 7):
+    """Write each label beside its point where it overlaps no other label, point or the frame.
+
+    points: {label: (x, y)} in data coordinates; avoid: [(x, y), ...] other markers to keep
+    clear of. Tries offsets right, left, above and below each point, in that order, and keeps
+    the first free one (the first offset when none is free). Call after the final layout.
+    """
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    marks = [ax.transData.transform(p) for p in list(points.values()) + list(avoid)]
+    offsets = [((6, 3), "left", "bottom"), ((6, -3), "left", "top"), ((-6, 3), "right", "bottom"),
+               ((-6, -3), "right", "top"), ((0, 8), "center", "bottom"), ((0, -8), "center", "top"),
+               ((6, 12), "left", "bottom"), ((6, -12), "left", "top")]
+    taken = []
+    for label, xy in sorted(points.items(), key=lambda kv: kv[1]):
+        for k, (off, ha, va) in enumerate(offsets):
+            t = ax.annotate(label, xy, textcoords="offset points", xytext=off, ha=ha, va=va,
+                            fontsize=fontsize, color="0.25")
+            box = t.get_window_extent(renderer).expanded(1.04, 1.15)
+            free = (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+                    and not any(box.overlaps(b) for b in taken)
+                    and not any(box.x0 - 4 < mx < box.x1 + 4 and box.y0 - 4 < my < box.y1 + 4
+                                for mx, my in marks))
+            if free or k == len(offsets) - 1:
+                if not free:  # nowhere free: fall back to the first place
+                    t.remove()
+                    t = ax.annotate(label, xy, textcoords="offset points", xytext=offsets[0][0],
+                                    ha="left", va="bottom", fontsize=fontsize, color="0.25")
+                    box = t.get_window_extent(renderer)
+                taken.append(box)
+                break
+            t.remove()
+
+
 def pareto_fronts(cost: dict, errors: dict, xlabel: str = "MACs per image (log scale)",
-                  ax=None, title: str = ""):
+                  ax=None, title: str = "", ylabel: str = "test errors"):
     """Errors against cost of each candidate, one colour per training method, fronts drawn -> Figure.
 
     cost: {candidate name: cost (e.g. MACs)}; errors: {method: {candidate name: [test errors,
     one per seed]}}. A point is the mean over seeds with its sample std as a bar (a single-seed
     point is hollow); each method's Pareto front (no other candidate of that method is both
-    cheaper and better, by the mean) is joined by a line. Log scale on x.
+    cheaper and better, by the mean) is joined by a line. Log scale on x. Each candidate is
+    named once, beside its point of the first method, where the name overlaps no other name
+    and no point.
     """
-    fig, ax = _axes(ax, (6.6, 4.0))
+    fig, ax = _axes(ax, (7.2, 4.4))
     markers = ["o", "s", "^", "D"]
+    means = {}
     for k, (method, per_cand) in enumerate(errors.items()):
         names = [n for n in cost if n in per_cand]
         xs = [cost[n] for n in names]
@@ -94,18 +132,20 @@ def pareto_fronts(cost: dict, errors: dict, xlabel: str = "MACs per image (log s
         f = pareto_front(xs, ys)
         ax.plot([xs[i] for i in f], [ys[i] for i in f], "-", color=color, lw=1.5,
                 label=f"{method} (front: {len(f)} of {len(xs)})")
-        if k == 0:
-            for n, x, y in zip(names, xs, ys):
-                ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=7,
-                            color="0.3")
+        means[method] = dict(zip(names, zip(xs, ys)))
     ax.set_xscale("log")
+    lo, hi = min(cost.values()), max(cost.values())
+    ax.set_xlim(lo / 1.6, hi * 1.6)   # room for the names beside the first and last points
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("test errors")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
+    if means:
+        first, *rest = means.values()
+        _label_points(ax, first, [xy for other in rest for xy in other.values()])
     return fig
 
 
@@ -121,7 +161,8 @@ def size_tradeoff(points: dict, ax=None, title: str = ""):
     """
     order = sorted(points, key=lambda k: points[k][0])
     variants = list(dict.fromkeys(v for k in order for v in points[k][1]))
-    fig, ax = _axes(ax, (7.2, 1.4 + 0.2 * len(variants) * len(order) ** 0.5 + 0.55 * len(order)))
+    n_points = sum(len(points[k][1]) for k in order)
+    fig, ax = _axes(ax, (7.2, 1.3 + 0.4 * len(order) + 0.12 * n_points))
     step = 0.8 / max(1, len(variants))
     seen, all_x, yticks = set(), [], []
     for row, form in enumerate(order):
@@ -151,11 +192,15 @@ def size_tradeoff(points: dict, ax=None, title: str = ""):
     _readable_log_axis(ax, all_x, which="x")
     ax.set_xlabel("test errors (log scale)")
     ax.grid(alpha=0.3, axis="x", which="both")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.3 / len(order)),
-              ncol=min(4, len(variants)), frameon=False)
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
+    # the legend sits in its own strip at the bottom of the figure, right under the x label
+    leg = ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 0.005),
+                    bbox_transform=fig.transFigure, ncol=min(3, len(variants)), frameon=False)
+    leg.set_in_layout(False)
+    fig.canvas.draw()
+    strip = leg.get_window_extent().height / fig.bbox.height
+    fig.tight_layout(rect=(0, strip + 0.01, 1, 1))
     return fig
 
 

@@ -30,10 +30,12 @@ def error_gallery(images, labels, probs, indices, ncols: int = 10, title: str = 
     return fig
 
 
-def similarity_heatmap(S, ax=None, title: str = "", annotate: bool = True):
+def similarity_heatmap(S, ax=None, title: str = "", annotate: bool = True, vmin=None, vmax=None):
     """Heatmap of a class-similarity matrix on a log colour scale, diagonal masked -> Figure.
 
-    Input S: (C, C), row c = mean soft target of the digits of true class c.
+    Input S: (C, C), row c = mean soft target of the digits of true class c. vmin, vmax: the
+    ends of the colour scale (default: the smallest and largest off-diagonal values); give two
+    heatmaps the same ends to compare them by colour.
     """
     from matplotlib.colors import LogNorm
 
@@ -43,10 +45,12 @@ def similarity_heatmap(S, ax=None, title: str = "", annotate: bool = True):
     fig, ax = _axes(ax, (5.6, 4.6))
     cmap = plt.get_cmap("viridis").copy()
     cmap.set_bad("#dddddd")
-    im = ax.imshow(off, cmap=cmap, norm=LogNorm(vmin=off.min(), vmax=off.max()))
+    vmin = float(off.min()) if vmin is None else float(vmin)
+    vmax = float(off.max()) if vmax is None else float(vmax)
+    im = ax.imshow(off, cmap=cmap, norm=LogNorm(vmin=vmin, vmax=vmax))
     fig.colorbar(im, ax=ax, label="mean probability (log scale)")
     if annotate:
-        lo, hi = np.log(off.min()), np.log(off.max())
+        lo, hi = np.log(vmin), np.log(vmax)
         for r in range(C):
             for c in range(C):
                 if r != c and S[r, c] > 0:
