@@ -7,7 +7,7 @@ It ships in ``kdlab/assets/lm_teacher/`` as ``teacher.pt`` (the state dict) and
     teacher = kd.lm_zoo.load()          # GPT2LMHeadModel, eval mode
     kd.lm_zoo.metadata()["val_nats_per_char"]
 
-Remake it (about 10 minutes of CPU on two threads; writes kdlab/assets/lm_teacher/)::
+Remake it (about one minute of CPU time on one thread, 300 steps; writes kdlab/assets/lm_teacher/)::
 
     python -m kdlab.lm_zoo --make [--out folder] [--steps N]
 """
