@@ -182,3 +182,34 @@ def train_lm(model, ids: torch.Tensor, steps: int, batch_size: int = 32, lr: flo
             progress(step, losses[-1])
     model.eval()
     return {"losses": losses, "seconds": time.perf_counter() - t0}
+
+
+def window_dataset(ids: torch.Tensor, block: int = BLOCK, stride: int = 32) -> list:
+    """Windows of `block` ids starting every `stride` ids of ids (L,), as a Trainer dataset.
+
+    Returns: a list of {"input_ids", "attention_mask", "labels"} (each (block,) int64; no
+    padding, so the mask is all ones and the labels are the ids: the model shifts them).
+    """
+    starts = range(0, len(ids) - block + 1, stride)
+    return [{"input_ids": ids[s:s + block], "attention_mask": torch.ones(block, dtype=torch.long),
+             "labels": ids[s:s + block]} for s in starts]
+
+
+def training_args(steps: int, seed: int = 0, batch_size: int = 16, lr: float = 3e-3, **extra):
+    """``transformers.TrainingArguments`` for a short CPU run of `steps` optimizer steps.
+
+    AdamW (weight decay 0.1), warm-up over the first 10% then cosine decay, gradients clipped
+    at 1, `seed` for the data order, nothing logged, saved or reported; a fresh temporary
+    output folder. `extra` overrides any of them.
+    """
+    import tempfile
+
+    from transformers import TrainingArguments
+
+    kw = dict(output_dir=tempfile.mkdtemp(prefix="kdlab-lm-"), max_steps=steps,
+              per_device_train_batch_size=batch_size, learning_rate=lr, weight_decay=0.1,
+              lr_scheduler_type="cosine", warmup_steps=max(1, steps // 10), max_grad_norm=1.0,
+              seed=seed, data_seed=seed, use_cpu=True, report_to=[], logging_strategy="no",
+              save_strategy="no", disable_tqdm=True, dataloader_num_workers=0)
+    kw.update(extra)
+    return TrainingArguments(**kw)

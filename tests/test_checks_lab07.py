@@ -364,3 +364,151 @@ def test_token_kd_public_module_holds_no_answer():
     for word in ("functional", "F", "kl_div", "log_softmax", "softmax", "logsumexp",
                  "cross_entropy", "backward"):
         assert word not in used, word
+
+
+# ------------------------------------------------------------------ distill_trainer
+
+from transformers import Trainer  # noqa: E402
+
+TRAINER = lab07.check_distill_trainer.check
+
+
+class Base(Trainer):
+    """The lab's given part: __init__ stores the teacher and the loss's settings."""
+
+    def __init__(self, *args, teacher=None, alpha=0.5, T=1.0, beta=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher, self.alpha, self.T, self.beta = teacher, alpha, T, beta
+
+
+class RightTrainer(Base):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        self.teacher.eval()
+        with torch.no_grad():
+            t = self.teacher(input_ids=inputs["input_ids"],
+                             attention_mask=inputs["attention_mask"]).logits
+        kd_term = right_kl_div(outputs.logits, t, inputs["attention_mask"], self.T, self.beta)
+        loss = (1 - self.alpha) * outputs.loss + self.alpha * kd_term
+        return (loss, outputs) if return_outputs else loss
+
+
+class RightTrainerManual(Base):
+    """Its own shifted cross-entropy with ignore_index, the teacher under inference_mode."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs["labels"]
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        logits = outputs.logits
+        ce = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                             labels[:, 1:].reshape(-1), ignore_index=-100)
+        self.teacher.eval()
+        with torch.inference_mode():
+            t = self.teacher(input_ids=inputs["input_ids"]).logits
+        loss = self.alpha * right_flat(logits, t.clone(), inputs["attention_mask"], self.T,
+                                       self.beta) + (1 - self.alpha) * ce
+        return (loss, outputs) if return_outputs else loss
+
+
+def _trainer(**wrong):
+    """A trainer written with one slip (names as in the answer key's mistakes)."""
+    class Wrong(Base):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            outputs = model(**inputs)
+            if wrong.get("eval", True):
+                self.teacher.eval()
+            if wrong.get("no_grad", True):
+                with torch.no_grad():
+                    t = self.teacher(input_ids=inputs["input_ids"]).logits
+            else:
+                t = self.teacher(input_ids=inputs["input_ids"]).logits.detach()
+            s, mask = outputs.logits, inputs["attention_mask"]
+            T = 1.0 if wrong.get("T_ignored") else self.T
+            beta = 0.0 if wrong.get("beta_ignored") else self.beta
+            if wrong.get("mask_ignored"):
+                mask = torch.ones_like(mask)
+            kd_term = right_kl_div(t, s, mask, T, beta) if wrong.get("swap") else \
+                right_kl_div(s, t, mask, T, beta)
+            lm = outputs.loss
+            V = s.shape[-1]
+            if wrong.get("unshifted"):
+                lm = F.cross_entropy(s.reshape(-1, V), inputs["labels"].reshape(-1))
+            if wrong.get("padding"):
+                lm = F.cross_entropy(s[:, :-1].reshape(-1, V), inputs["input_ids"][:, 1:].reshape(-1))
+            a = self.alpha
+            loss = {"right": (1 - a) * lm + a * kd_term, "swapped": a * lm + (1 - a) * kd_term,
+                    "lm": lm, "kd": kd_term}[wrong.get("mix", "right")]
+            if wrong.get("plus"):
+                loss = loss + 1.0
+            if wrong.get("loss_only"):
+                return loss
+            return (loss, outputs) if return_outputs else loss
+    return Wrong
+
+
+class NoInit(Trainer):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        return model(**inputs).loss
+
+
+class StubTrainer(Base):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # YOUR CODE HERE
+        raise NotImplementedError
+
+
+TRAINER_WRONG = [
+    (_trainer(mix="swapped"), "alpha weights the wrong term"),
+    (_trainer(mix="lm"), "next-token loss only"),
+    (_trainer(mix="kd"), "the distillation term only"),
+    (_trainer(swap=True), "token_kd_loss(teacher_logits, student_logits"),
+    (_trainer(mask_ignored=True), "counts the padding"),
+    (_trainer(T_ignored=True), "computed at T = 1"),
+    (_trainer(beta_ignored=True), "not the trainer's beta"),
+    (_trainer(unshifted=True), "not t + 1"),
+    (_trainer(padding=True), "next-token loss counts the padding"),
+    (_trainer(eval=False), "the teacher ran in train mode"),
+    (_trainer(no_grad=False), "gradient tracking on"),
+    (_trainer(plus=True), "the gradient is right but the loss value is not"),
+    (_trainer(loss_only=True), "expects (loss, outputs)"),
+    (NoInit, "building the trainer raised TypeError"),
+    (StubTrainer, "not implemented yet"),
+]
+
+
+@pytest.mark.parametrize("cls", [RightTrainer, RightTrainerManual])
+def test_trainer_accepts_right_answers(cls, capsys):
+    kd.checks.check_distill_trainer(cls)
+    assert capsys.readouterr().out.startswith("PASSED check_distill_trainer")
+
+
+@pytest.mark.parametrize("cls,message", TRAINER_WRONG, ids=[str(i) for i in range(len(TRAINER_WRONG))])
+def test_trainer_rejects_mistake_with_its_message(cls, message):
+    with pytest.raises(AssertionError, match="check_distill_trainer") as err:
+        kd.checks.check_distill_trainer(cls)
+    assert message in str(err.value), str(err.value)
+    assert "Hint:" in str(err.value)
+
+
+@pytest.mark.parametrize("seed", [0, 12345])
+@pytest.mark.parametrize("cls", [RightTrainer, RightTrainerManual])
+def test_trainer_right_answers_pass_on_fresh_inputs(cls, seed):
+    assert "equal the recipe's" in judge(TRAINER, probe_data(TRAINER, cls, seed), seed)
+
+
+@pytest.mark.parametrize("cls,message", TRAINER_WRONG[:9], ids=[str(i) for i in range(9)])
+def test_trainer_wrong_answers_fail_on_fresh_inputs(cls, message):
+    with pytest.raises(AssertionError) as err:
+        judge(TRAINER, probe_data(TRAINER, cls, 3), 3)
+    assert message in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("seed", [None, 0, 1])
+def test_trainer_mistakes_are_distinguishable(seed):
+    key = keys.make("distill_trainer", lab07.trainer_inputs(seed))
+    grads = [("right", key["grad"])] + [(name, g) for name, g, _ in key["mistakes"]]
+    assert sorted({n for n, _ in grads}) == sorted(["right"] + [m.name for m in lab07.TRAINER_MISTAKES])
+    for i, (a, ga) in enumerate(grads):
+        for b, gb in grads[i + 1:]:
+            if a != b:  # two forms of one mistake may coincide
+                assert not torch.allclose(ga, gb, **lab07.TRAINER_TOL), (a, b)

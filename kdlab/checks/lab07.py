@@ -214,3 +214,214 @@ def token_kd_verdict(data, inp, key) -> str:
 
 check_token_kd_loss = register("token_kd_loss", token_kd_inputs, token_kd_probe,
                                token_kd_verdict, TOKEN_MISTAKES)
+
+
+# ------------------------------------------------------------------ distill_trainer
+
+TRAINER_FORMULA = ("loss = (1 - alpha) * (the model's own next-token loss, outputs.loss with the "
+                   "batch's labels) + alpha * token_kd_loss(student_logits, teacher_logits, "
+                   "attention_mask, T, beta), the teacher's logits computed in eval mode under "
+                   "torch.no_grad()")
+TRAINER_MISTAKES = [
+    Mistake("alpha_swapped", "alpha weights the wrong term: alpha multiplies the next-token "
+                             "loss and (1 - alpha) the distillation term",
+            "(1 - alpha) * outputs.loss + alpha * token_kd_loss(...): alpha = 1 is pure "
+            "distillation, as in Lab 03"),
+    Mistake("labels_only", "your loss is the model's own next-token loss only: the teacher "
+                           "plays no part", "add alpha * token_kd_loss(student_logits, "
+                                            "teacher_logits, attention_mask, T, beta)"),
+    Mistake("kd_only", "your loss is the distillation term only: the next-token loss on the "
+                       "labels is missing", "add (1 - alpha) * outputs.loss"),
+    Mistake("kd_args_swapped", "the distillation term gives the student no gradient: you "
+                               "called token_kd_loss(teacher_logits, student_logits, ...), so "
+                               "it detached the student's logits",
+            "the student's logits come first: token_kd_loss(outputs.logits, teacher_logits, "
+            "inputs['attention_mask'], self.T, self.beta)"),
+    Mistake("mask_ignored", "the distillation term counts the padding: the batch's "
+                            "attention_mask did not reach token_kd_loss",
+            "pass inputs['attention_mask'] to token_kd_loss"),
+    Mistake("T_ignored", "the distillation term is computed at T = 1, not at the trainer's T",
+            "use self.T (set in __init__) in the call of token_kd_loss"),
+    Mistake("beta_ignored", "the distillation term is the forward KL (beta = 0), not the "
+                            "trainer's beta", "use self.beta in the call of token_kd_loss"),
+    Mistake("lm_loss_unshifted", "your next-token loss compares the logits at position t with "
+                                 "token t, not t + 1 (the labels are not shifted)",
+            "let the model compute it: outputs = model(**inputs) with inputs['labels'] gives "
+            "outputs.loss, shifted and with padding (-100) left out"),
+    Mistake("lm_loss_padding", "your next-token loss counts the padding positions",
+            "use the labels (-100 where padded): outputs = model(**inputs) gives outputs.loss "
+            "without them"),
+]
+_TINY = {"student": dict(n_embd=16, n_layer=1, n_head=2), "teacher": dict(n_embd=24, n_layer=2,
+                                                                         n_head=2)}
+_TINY_V, _TINY_L = 13, 12
+_SCALE = {"student": 4.0, "teacher": 30.0}  # embeddings (tied to the output): confident models
+
+
+def trainer_models(inp) -> tuple:
+    """Fresh (student, teacher) GPT-2 models with the inputs' weights, both in train mode."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    out = []
+    for who in ("student", "teacher"):
+        cfg = GPT2Config(vocab_size=_TINY_V, n_positions=_TINY_L, resid_pdrop=0.0,
+                         embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None,
+                         pad_token_id=None, **_TINY[who])
+        model = GPT2LMHeadModel(cfg)
+        model.load_state_dict(inp[who])
+        out.append(model.train())
+    return tuple(out)
+
+
+def trainer_inputs(seed=None, N: int = 3) -> dict:
+    """Inputs of the distill_trainer check: two tiny GPT-2 models' weights and a padded batch.
+
+    seed None: the notebook's fixed inputs; an int: fresh weights and tokens. N >= 2 sequences
+    of 12 tokens over 13 symbols; row 0 full, the others right-padded (labels -100 there).
+    Also the trainer's (alpha, T, beta).
+    """
+    N, g = int(N), rng("distill_trainer", seed)
+    if N < 2:
+        raise ValueError(f"check_distill_trainer needs N >= 2 sequences, got N={N}")
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    weights = {}
+    for who in ("student", "teacher"):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+            model = GPT2LMHeadModel(GPT2Config(vocab_size=_TINY_V, n_positions=_TINY_L,
+                                               bos_token_id=None, eos_token_id=None,
+                                               pad_token_id=None, **_TINY[who]))
+        weights[who] = {k: (v * _SCALE[who] if k.endswith(("wte.weight", "lm_head.weight")) else v).detach().clone()
+                        for k, v in model.state_dict().items()}  # confident enough to differ
+    ids = torch.randint(0, _TINY_V, (N, _TINY_L), generator=g)
+    mask = torch.ones(N, _TINY_L, dtype=torch.long)
+    for i in range(1, N):
+        mask[i, int(torch.randint(4, _TINY_L - 2, (1,), generator=g)):] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    return {**weights, "input_ids": ids, "attention_mask": mask, "labels": labels,
+            "alpha": 0.6, "T": 2.0, "beta": 0.3}
+
+
+def _batch(inp) -> dict:
+    return {k: inp[k].clone() for k in ("input_ids", "attention_mask", "labels")}
+
+
+def trainer_probe(cls, inp) -> dict:
+    """Build cls(model=student, args=..., teacher=teacher, alpha, T, beta) with the teacher in
+    train mode; call compute_loss twice (return_outputs False, then True); record the loss, its
+    gradients for the student's weights, the teacher's mode and grad mode during its forward
+    passes, its weights and .grad afterwards."""
+    from transformers import TrainingArguments
+
+    student, teacher = trainer_models(inp)
+    seen = {"teacher_modes": [], "teacher_grad_modes": []}
+
+    def hook(module, args):
+        seen["teacher_modes"].append(module.training)
+        seen["teacher_grad_modes"].append(torch.is_grad_enabled())
+
+    teacher.transformer.register_forward_pre_hook(hook)
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="kdlab-trainer-"), report_to=[],
+                             use_cpu=True, disable_tqdm=True, save_strategy="no",
+                             logging_strategy="no", per_device_train_batch_size=len(inp["input_ids"]))
+    built, trainer = _p.call(cls, model=student, args=args, teacher=teacher, alpha=inp["alpha"],
+                             T=inp["T"], beta=inp["beta"])
+    data = {"built": built}
+    if trainer is None:
+        return data
+    params = [p for _, p in student.named_parameters()]
+    teacher.train()  # as handed over, whatever the constructor did
+    plain, loss = _p.call(getattr(trainer, "compute_loss", None), student, _batch(inp))
+    if torch.is_tensor(loss) and loss.dim() == 0 and loss.requires_grad:
+        plain["grads"] = _p.grads(loss, params)
+    data.update({"loss": plain, **{k: list(v) for k, v in seen.items()}})
+    pair, _ = _p.call(getattr(trainer, "compute_loss", None), student, _batch(inp),
+                      return_outputs=True)
+    data["pair"] = pair
+    data["teacher"] = {k: _p.tensor(v) for k, v in teacher.state_dict().items()}
+    data["teacher_grads"] = [n for n, p in teacher.named_parameters() if p.grad is not None
+                             and bool(p.grad.abs().max() > 0)]
+    data["names"] = [n for n, _ in student.named_parameters()]
+    return data
+
+
+def _flat_grads(title: str, out: dict, names) -> torch.Tensor:
+    """The recorded gradients as one vector; fail if the loss has none for the student."""
+    grads = out.get("grads")
+    if not grads or any(g.get("kind") == "error" for g in grads):
+        fail(title, "the loss does not depend on the student's weights (no gradient flows back)",
+             "compute the student's outputs with gradients on: outputs = model(**inputs), not "
+             "under torch.no_grad() and not detached")
+    parts = [decode(g).flatten() if g.get("kind") == "tensor" else None for g in grads]
+    missing = [n for n, p in paired(names, parts) if p is None]
+    if missing:
+        fail(title, f"the student's {', '.join(missing[:3])} get no gradient from your loss",
+             TRAINER_FORMULA)
+    return torch.cat([p.to(torch.float64) for p in parts])
+
+
+def trainer_verdict(data, inp, key) -> str:
+    """Check a transformers.Trainer subclass cls(..., teacher=, alpha=, T=, beta=) whose
+    compute_loss(model, inputs, return_outputs=False) mixes the model's next-token loss with
+    token_kd_loss on the teacher's logits (teacher in eval mode, under torch.no_grad())."""
+    check = CHECKS["distill_trainer"]
+    title = check.title
+    built = data["built"]
+    if built.get("raised", {}) and built["raised"].get("type") == "TypeError":
+        fail(title, f"building the trainer raised TypeError: {built['raised']['message']}",
+             "keep the lab's __init__: DistillationTrainer(model=..., args=..., teacher=teacher, "
+             "alpha=..., T=..., beta=...) stores them as self.teacher, self.alpha, self.T, "
+             "self.beta and passes everything else to Trainer.__init__")
+    raised(title, built)
+    out = data["loss"]
+    raised(title, out, where="compute_loss(model, inputs)")
+    v = out["value"]
+    if v.get("kind") != "tensor" or tuple(v.get("shape", [-1])) != ():
+        fail(title, f"compute_loss(model, inputs) should return the loss, a scalar tensor; got "
+                    f"{type_name(v)}" + (f" of shape {tuple(v['shape'])}" if v.get("kind") == "tensor" else ""),
+             "return loss when return_outputs is False, (loss, outputs) when it is True")
+    if not data["teacher_modes"]:
+        fail(title, "compute_loss never ran the teacher", "teacher_logits = self.teacher("
+             "input_ids=inputs['input_ids'], attention_mask=inputs['attention_mask']).logits")
+    if any(data["teacher_modes"]):
+        fail(title, "the teacher ran in train mode: the check handed it over in train mode "
+                    "and compute_loss did not call self.teacher.eval()",
+             "call self.teacher.eval() before its forward pass: dropout and batch statistics "
+             "(if the teacher has them) must not change its targets")
+    if any(data["teacher_grad_modes"]):
+        fail(title, "the teacher's forward pass ran with gradient tracking on: autograd kept "
+                    "the whole teacher's graph for a backward pass that never comes",
+             "with torch.no_grad(): teacher_logits = self.teacher(...).logits")
+    if data["teacher_grads"]:
+        fail(title, f"gradients reached the teacher ({', '.join(data['teacher_grads'][:3])})",
+             "compute the teacher's logits under torch.no_grad()")
+    for k, t in inp["teacher"].items():
+        got = data["teacher"].get(k)
+        if not isinstance(got, dict) or not close(decode(got), t, atol=0, rtol=0):
+            fail(title, f"the teacher's weights changed ({k})", "only the student learns")
+    g = _flat_grads(title, out, data["names"])
+    if not close(g, key["grad"], **TRAINER_TOL):
+        name_mistake(check, g, key["mistakes"], **TRAINER_TOL)
+        cmp(title, g, key["grad"], "the gradient of your loss with respect to the student's "
+            "weights", hint=TRAINER_FORMULA, **TRAINER_TOL)
+    val = decode(v)
+    if not close(val, key["loss"], **TRAINER_TOL):
+        fail(title, f"the gradient is right but the loss value is not: got {val.item():.6g}, "
+                    f"expected {key['loss'].item():.6g}", "remove any constant you added")
+    pair = data["pair"]
+    raised(title, pair, where="compute_loss(model, inputs, return_outputs=True)")
+    pv = pair["value"]
+    if pv.get("kind") not in ("tuple", "list") or len(pv.get("items", [])) != 2 \
+            or pv["items"][0].get("kind") != "tensor":
+        fail(title, f"compute_loss(model, inputs, return_outputs=True) returned {type_name(pv)}; "
+                    "Trainer's evaluation expects (loss, outputs)",
+             "end with: return (loss, outputs) if return_outputs else loss")
+    return (f"the loss and its gradient for every weight of the student equal the recipe's "
+            f"(alpha={inp['alpha']}, T={inp['T']}, beta={inp['beta']}, padded batch); the "
+            "teacher ran in eval mode under no_grad and is unchanged")
+
+
+TRAINER_TOL = dict(atol=1e-6, rtol=1e-3)
+check_distill_trainer = register("distill_trainer", trainer_inputs, trainer_probe,
+                                 trainer_verdict, TRAINER_MISTAKES)

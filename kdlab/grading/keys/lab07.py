@@ -175,3 +175,63 @@ def token_kd_key(inp: dict) -> dict:
 
 
 KEYS = {"token_kd_loss": token_kd_key}
+
+
+# ------------------------------------------------------------------ distill_trainer
+
+def trainer_loss(student, teacher, batch: dict, alpha: float, T: float, beta: float,
+                 how: str = "right") -> torch.Tensor:
+    """The reference trainer's loss on a batch (or one of its mistakes, `how`)."""
+    from kdlab.checks.lab07 import TRAINER_MISTAKES  # noqa: F401 - the names below
+
+    teacher.eval()
+    with torch.no_grad():  # "..._teacher_unmasked": the teacher ran without the attention_mask
+        t = teacher(input_ids=batch["input_ids"], attention_mask=None if how.endswith(
+            "_teacher_unmasked") else batch["attention_mask"]).logits
+    how = how.removesuffix("_teacher_unmasked")
+    out = student(**batch)
+    s, mask, ids = out.logits, batch["attention_mask"], batch["input_ids"]
+    lm = out.loss
+    if how == "lm_loss_unshifted":
+        lm = F.cross_entropy(s.reshape(-1, s.shape[-1]), batch["labels"].reshape(-1),
+                             ignore_index=-100)
+    if how == "lm_loss_padding":
+        lm = F.cross_entropy(s[:, :-1].reshape(-1, s.shape[-1]), ids[:, 1:].reshape(-1))
+    kd_mask = torch.ones_like(mask) if how == "mask_ignored" else mask
+    kT = 1.0 if how == "T_ignored" else T
+    kb = 0.0 if how == "beta_ignored" else beta
+    kd = token_kd_loss(s, t, kd_mask, kT, kb)
+    if how == "kd_args_swapped":
+        kd = token_kd_loss(t, s, mask, T, beta)  # detaches its second argument: the student
+    a = 1 - alpha if how == "alpha_swapped" else alpha
+    if how == "labels_only":
+        return lm
+    if how == "kd_only":
+        return kd
+    return (1 - a) * lm + a * kd
+
+
+TRAINER_HOWS = ("alpha_swapped", "labels_only", "kd_only", "kd_args_swapped", "mask_ignored",
+                "mask_ignored_teacher_unmasked", "T_ignored", "beta_ignored", "lm_loss_unshifted",
+                "lm_loss_padding")
+
+
+def trainer_key(inp: dict) -> dict:
+    """The reference loss and its gradient for the student's weights (one vector), and every
+    mistake's gradient."""
+    from kdlab.checks.lab07 import _batch, trainer_models
+
+    def grad(how):
+        student, teacher = trainer_models(inp)
+        loss = trainer_loss(student, teacher, _batch(inp), inp["alpha"], inp["T"], inp["beta"], how)
+        gs = torch.autograd.grad(loss, list(student.parameters()), allow_unused=True)
+        flat = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten().double()
+                          for g, p in zip(gs, student.parameters())])
+        return loss.detach(), flat
+
+    loss, g = grad("right")
+    return {"loss": loss, "grad": g, "mistakes": [[h.removesuffix("_teacher_unmasked"), grad(h)[1], {}]
+                                                  for h in TRAINER_HOWS]}
+
+
+KEYS["distill_trainer"] = trainer_key
