@@ -63,3 +63,26 @@ def test_untrained_model_is_near_uniform_and_measures_run():
     assert x.shape == (2, 20) and torch.equal(x, lm.sample(s, n=2, length=20, seed=0))
     assert 0 < lm.distinct_ngrams(x, 2) <= 1 and 0 < lm.char_entropy(x) <= math.log(65)
     assert abs(lm.score(s, x) - math.log(65)) < 0.5
+
+
+def test_shipped_teacher_is_verified_and_better_than_a_student(tmp_path):
+    import shutil
+
+    from kdlab import lm_zoo
+    from kdlab.teacher import CheckpointError
+    meta = lm_zoo.metadata()
+    assert meta["recipe"]["made_by"] == "python -m kdlab.lm_zoo --make"
+    teacher = lm_zoo.load()
+    assert not teacher.training and lm.num_params(teacher) == meta["params"]
+    nats = lm.nats_per_char(teacher, text.ids("val"), max_chars=4096)
+    assert nats < 2.7 < lm.nats_per_char(lm.build("student"), text.ids("val"), max_chars=4096)
+    bad = tmp_path / "t"
+    shutil.copytree(lm_zoo.ASSETS, bad)
+    with open(bad / lm_zoo.CHECKPOINT, "r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(CheckpointError, match="corrupted.*python -m kdlab.lm_zoo --make"):
+        lm_zoo.load(bad)
+    (bad / lm_zoo.METADATA).unlink()
+    with pytest.raises(CheckpointError, match="metadata missing"):
+        lm_zoo.load(bad)
