@@ -14,7 +14,6 @@ pass and checks that the teacher is left untouched.
 """
 from __future__ import annotations
 
-import math
 import tempfile
 
 import torch
@@ -292,8 +291,9 @@ def trainer_inputs(seed=None, N: int = 3) -> dict:
             model = GPT2LMHeadModel(GPT2Config(vocab_size=_TINY_V, n_positions=_TINY_L,
                                                bos_token_id=None, eos_token_id=None,
                                                pad_token_id=None, **_TINY[who]))
-        weights[who] = {k: (v * _SCALE[who] if k.endswith(("wte.weight", "lm_head.weight")) else v).detach().clone()
-                        for k, v in model.state_dict().items()}  # confident enough to differ
+        tied = ("wte.weight", "lm_head.weight")  # confident models: their outputs differ
+        weights[who] = {k: (v * _SCALE[who] if k.endswith(tied) else v).detach().clone()
+                        for k, v in model.state_dict().items()}
     ids = torch.randint(0, _TINY_V, (N, _TINY_L), generator=g)
     mask = torch.ones(N, _TINY_L, dtype=torch.long)
     for i in range(1, N):
@@ -378,8 +378,9 @@ def trainer_verdict(data, inp, key) -> str:
     raised(title, out, where="compute_loss(model, inputs)")
     v = out["value"]
     if v.get("kind") != "tensor" or tuple(v.get("shape", [-1])) != ():
+        shape = f" of shape {tuple(v['shape'])}" if v.get("kind") == "tensor" else ""
         fail(title, f"compute_loss(model, inputs) should return the loss, a scalar tensor; got "
-                    f"{type_name(v)}" + (f" of shape {tuple(v['shape'])}" if v.get("kind") == "tensor" else ""),
+                    f"{type_name(v)}{shape}",
              "return loss when return_outputs is False, (loss, outputs) when it is True")
     if not data["teacher_modes"]:
         fail(title, "compute_loss never ran the teacher", "teacher_logits = self.teacher("

@@ -181,9 +181,8 @@ KEYS = {"token_kd_loss": token_kd_key}
 
 def trainer_loss(student, teacher, batch: dict, alpha: float, T: float, beta: float,
                  how: str = "right") -> torch.Tensor:
-    """The reference trainer's loss on a batch (or one of its mistakes, `how`)."""
-    from kdlab.checks.lab07 import TRAINER_MISTAKES  # noqa: F401 - the names below
-
+    """The reference trainer's loss on a batch (or one of its mistakes, `how`: the names of
+    kdlab.checks.lab07.TRAINER_MISTAKES, "mask_ignored_teacher_unmasked" a second form)."""
     teacher.eval()
     with torch.no_grad():  # "..._teacher_unmasked": the teacher ran without the attention_mask
         t = teacher(input_ids=batch["input_ids"], attention_mask=None if how.endswith(
