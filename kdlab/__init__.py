@@ -5,9 +5,10 @@
     teacher = kd.teacher.load_teacher()
     kd.train.fit(student, kd.data.Batches(x, y), loss_fn, epochs=kd.budget(full=5, quick=1))
 """
-from . import checks, compress, data, models, plot, runtime, stats, teacher, train, views, widgets, zoo
+from . import (checks, compress, data, lm, lm_zoo, models, plot, runtime, stats, teacher, text,
+               train, views, widgets, zoo)
 from .runtime import budget, quick
 
 __version__ = "0.1.0"
-__all__ = ["checks", "compress", "data", "models", "plot", "runtime", "stats", "teacher", "train", "views",
-           "widgets", "zoo", "budget", "quick"]
+__all__ = ["checks", "compress", "data", "lm", "lm_zoo", "models", "plot", "runtime", "stats",
+           "teacher", "text", "train", "views", "widgets", "zoo", "budget", "quick"]

@@ -34,6 +34,9 @@ def test_wheel_contains_data_and_teacher(wheel):
     for name in zoo.names():  # Lab 06's other teachers
         assert f"kdlab/assets/zoo/{name}/teacher.pt" in names
         assert f"kdlab/assets/zoo/{name}/teacher.json" in names
+    for f in ["text/tinyshakespeare.txt", "text/PROVENANCE.md", "lm_teacher/teacher.pt",
+              "lm_teacher/teacher.json"]:  # Lab 07's text and teacher
+        assert f"kdlab/assets/{f}" in names
 
 
 def test_installed_wheel_loads_its_own_data(wheel, tmp_path):

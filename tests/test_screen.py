@@ -110,3 +110,20 @@ def test_the_screen_has_a_time_limit():
 def test_too_much_code_is_refused():
     got = screen.screen_cells([("c", "x = 1\n" * 200_000, None)], LAB)
     assert "more than the" in got
+
+
+def test_lab07_may_subclass_the_trainer_and_nothing_more_of_transformers():
+    """Lab 07's exercise subclasses transformers.Trainer: that one name (and TrainingArguments)
+    may be imported and used, also when a lab cell imported it; the rest of transformers not."""
+    lab = ["import kdlab as kd\nfrom transformers import Trainer"]
+    cls = ("class D(Trainer):\n    def compute_loss(self, model, inputs, return_outputs=False):\n"
+           "        return model(**inputs).loss")
+    assert screen.screen_cells([("cell 1", cls, None)], lab) == ""
+    assert screen.screen_cells([("cell 1", "from transformers import Trainer\n" + cls, None)], lab) == ""
+    for bad, construct in [("import transformers", "import transformers"),
+                           ("from transformers import utils", "from transformers import utils"),
+                           ("from transformers.utils import hub", "from transformers.utils import hub"),
+                           ("from transformers import _x", "from transformers import _x")]:
+        assert construct in screen.screen_cells([("cell 1", bad, None)], lab)
+    assert screen.screen_cells([("cell 1", "x = kd.lm.build('student')\ny = kd.text.ids('val')",
+                                 None)], lab) == ""

@@ -17,9 +17,10 @@ from kdlab.checks import CHECKS
 from kdlab.checks._probe import decode, encode
 from kdlab.checks._registry import KEYS_DIR
 
-from . import lab01, lab02, lab03, lab04, lab05, lab06
+from . import lab01, lab02, lab03, lab04, lab05, lab06, lab07
 
-KEYS = {**lab01.KEYS, **lab02.KEYS, **lab03.KEYS, **lab04.KEYS, **lab05.KEYS, **lab06.KEYS}
+KEYS = {**lab01.KEYS, **lab02.KEYS, **lab03.KEYS, **lab04.KEYS, **lab05.KEYS, **lab06.KEYS,
+        **lab07.KEYS}
 
 
 def make(name: str, inputs: dict) -> dict:
