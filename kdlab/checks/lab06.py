@@ -198,10 +198,11 @@ def _name_dkd_mistake(check, settings, keys, outcomes) -> None:
     for m in check.mistakes:
         if all(any(name == m.name and _grad_close(gs, ref) for name, ref, _ in k["mistakes"])
                for _, k, gs in wrong):
-            T, a, b = wrong[0][0]
+            (T, a, b), k, gs = wrong[0]
             fail(check.title, f"T={T:g}, alpha={a:g}, beta={b:g}"
                               f"{f' (and {len(wrong) - 1} more settings)' if len(wrong) > 1 else ''}"
-                              f": {m.what}", m.hint)
+                              f": {m.what}\n    gradient got      {short(gs)}\n    gradient "
+                              f"expected {short(k['grad'])}", m.hint)
 
 
 def dkd_verdict(data, inp, key) -> str:
