@@ -771,8 +771,7 @@ def perm_naive_swaps_vectorised(p, labels, generator):
 FRESH_SEEDS = range(1000, 1020)
 
 
-@pytest.mark.parametrize("fn, passes", [(perm_argsort, True), (perm_multinomial, True),
-                                        (perm_naive_swaps_vectorised, False)])
+@pytest.mark.parametrize("fn, passes", [(perm_argsort, True), (perm_naive_swaps_vectorised, False)])
 def test_uniformity_on_20_fresh_seeds(fn, passes):
     """A biased shuffle never passes and a right one never fails on 20 fresh grading seeds
     (the limit's false rejection is 1e-9 per grading, a naive swap's pass 2e-51)."""
@@ -801,5 +800,5 @@ def test_fresh_inputs_are_of_the_notebooks_kinds():
     assert right.any() and not right.all()
     margin = d["s_conf"].max(1).values - d["s_conf"].topk(2, 1).values[:, 1]
     assert (margin > 95).all()
-    p, y, _ = CHECKS["permute_dark_knowledge"].inputs(42)["same"]
-    assert (p == p[0]).all() and (y == y[0]).all() and len(set(p[0].tolist())) == p.shape[1]
+    row, label, _ = CHECKS["permute_dark_knowledge"].inputs(42)["same"]
+    assert row.shape == (5,) and len(set(row.tolist())) == 5 and 0 <= label < 5

@@ -52,7 +52,7 @@ def _values_changed(title, g, p, y, where) -> None:
     shown = f"\n    got      {short(g[i])}\n    p's row  {short(p[i])}"
     if torch.equal(g.flatten().sort().values, p.flatten().sort().values):
         fail(title, f"{where}: values moved from one row to another (row {i} no longer "
-                    "holds the values of p's row)",
+                    f"holds the values of p's row){shown}",
              "shuffle within each row: the order of row i's wrong-class values, not the "
              "values of the whole batch")
     if torch.allclose(gs.double(), ps.double(), rtol=1e-4, atol=0.0):

@@ -2,7 +2,7 @@
 
 Each runs the student's function on small inputs (fixed in the notebook, fresh in grading, of
 the same kinds: ties at the pruning threshold, counts where int, ceil, round and quantile
-differ, channels of very different scales), compares the outcomes with the answer key (the
+differ, a count of exactly k + 0.5, channels of very different scales), compares the outcomes with the answer key (the
 right values and those of the common mistakes) and names the mistake it recognises.
 """
 from __future__ import annotations

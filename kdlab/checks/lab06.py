@@ -198,10 +198,11 @@ def _name_dkd_mistake(check, settings, keys, outcomes) -> None:
     for m in check.mistakes:
         if all(any(name == m.name and _grad_close(gs, ref) for name, ref, _ in k["mistakes"])
                for _, k, gs in wrong):
-            T, a, b = wrong[0][0]
+            (T, a, b), k, gs = wrong[0]
             fail(check.title, f"T={T:g}, alpha={a:g}, beta={b:g}"
                               f"{f' (and {len(wrong) - 1} more settings)' if len(wrong) > 1 else ''}"
-                              f": {m.what}", m.hint)
+                              f": {m.what}\n    gradient got      {short(gs)}\n    gradient "
+                              f"expected {short(k['grad'])}", m.hint)
 
 
 def dkd_verdict(data, inp, key) -> str:
@@ -305,8 +306,9 @@ def permute_inputs(seed=None) -> dict:
       called with the first seed under several global random states (torch's, numpy's and
       Python's changed together and one at a time) and once with the second seed
     - "batch": (64, 10) float32 soft targets at a temperature, labels
-    - "same": 10,000 copies of one (5,) row of distinct values, one label: every row must get
-      its own order, and each of the 24 orders of the wrong classes about 1/24 of the rows
+    - "same": one (5,) row of distinct values, its label and a generator seed; the probe calls
+      fn on 10,000 copies of it (``same_rows_case``): every row must get its own order, and
+      each of the 24 orders of the wrong classes about 1/24 of the rows
     - "double": (8, 10) float64 soft targets: the result keeps the dtype
     """
     g = rng("permute_dark_knowledge", seed)
@@ -325,8 +327,15 @@ def permute_inputs(seed=None) -> dict:
     double_p, double_y = soft(8, 10, 2.0)
     return {"small": (small_p, small_y, gen_seed(), gen_seed()),
             "batch": (batch_p, batch_y, gen_seed()),
-            "same": (row.repeat(N_SAME, 1), torch.full((N_SAME,), label), gen_seed()),
+            "same": (row, label, gen_seed()),
             "double": (double_p.double(), double_y, gen_seed())}
+
+
+def same_rows_case(case) -> tuple:
+    """(p (N_SAME, C_SAME), labels (N_SAME,), generator seed) from the inputs' "same" case:
+    its one row repeated (the inputs carry the row once, not 10,000 times)."""
+    row, label, gseed = case
+    return row.repeat(N_SAME, 1), torch.full((N_SAME,), int(label)), gseed
 
 
 def _with_global_state(seeds, fn, *args) -> dict:
@@ -352,7 +361,7 @@ def permute_probe(fn, inp) -> dict:
 
     p, y, s1, s2 = inp["small"]
     small = [run(p, y, s2 if i == 3 else s1, st) for i, st in enumerate(GLOBAL_STATES)]
-    return {"small": small, "batch": run(*inp["batch"]), "same": run(*inp["same"]),
+    return {"small": small, "batch": run(*inp["batch"]), "same": run(*same_rows_case(inp["same"])),
             "double": run(*inp["double"])}
 
 
@@ -403,8 +412,9 @@ def permute_verdict(data, inp, key) -> str:
     small = [_perm_result(title, o, p, where) for o in outs]
     for got in small:
         same_rows(title, got, p, y, where)
-    for (name, case), out in paired([(n, inp[n]) for n in ("batch", "double", "same")],
-                                    [data[n] for n in ("batch", "double", "same")]):
+    cases = [("batch", inp["batch"]), ("double", inp["double"]),
+             ("same", same_rows_case(inp["same"]))]
+    for (name, case), out in paired(cases, [data[n] for n in ("batch", "double", "same")]):
         cp, cy = case[0], case[1]
         where = (f"{N_SAME:,} identical rows" if name == "same" else
                  f"p of shape {tuple(cp.shape)}, {str(cp.dtype).replace('torch.', '')}")
@@ -441,8 +451,8 @@ def permute_verdict(data, inp, key) -> str:
                     "draw at all)",
              "draw the orders with the generator you receive, e.g. torch.rand(N, C, "
              "generator=generator).argsort(1); do not create or seed another one")
-    same_p, same_y, _ = inp["same"]
-    return uniform_orders(title, result(title, data["same"]), same_p[0], int(same_y[0]))
+    row, label, _ = inp["same"]
+    return uniform_orders(title, result(title, data["same"]), row, int(label))
 
 
 check_permute_dark_knowledge = register("permute_dark_knowledge", permute_inputs, permute_probe,
