@@ -39,7 +39,8 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
+
+from kdlab.grading import outputs
 
 from ._common import (RESULTS, ROOT, Run, cpu_capability, goal_verdict, minutes, parser,
                       set_threads)
@@ -71,43 +72,23 @@ def _stamp() -> dict:
 
 def execute(path: Path, quick: bool, timeout: int = 1800, kernel_threads=None,
             save: bool = False, env: dict | None = None) -> dict:
-    """Execute the notebook at `path` in memory with KDLAB_QUICK set or unset.
+    """Execute the notebook at `path` with KDLAB_QUICK set or unset (in memory unless save).
 
     kernel_threads: if given, OMP_NUM_THREADS for the kernel (torch's thread count).
-    save: write the executed notebook (with its outputs) back to `path` if it ran without error.
+    save: write the executed notebook (with its outputs) back to `path` if it ran without
+    error, as ``python -m kdlab.grading refresh-outputs`` does (the same function).
     env: more environment variables for the kernel (e.g. KDLAB_THREADS, KDLAB_CACHE).
 
-    Returns {"seconds": float, "ok": bool, "error": str or None, "cells": int, "measured",
-    "load_before"}.
+    Returns {"seconds": float, "cpu_seconds": float (the kernel's), "ok": bool, "error": str
+    or None, "cells": int, "kernel_threads", "measured", "load_before", "cpu_capability"}.
     """
     stamp = _stamp()
-    nb = nbformat.read(path, as_version=4)
-    env = dict(env or {})
-    saved = {k: os.environ.get(k) for k in ("KDLAB_QUICK", "OMP_NUM_THREADS", *env)}
-    os.environ.update(env)
+    env = {**(env or {}), "KDLAB_QUICK": "1" if quick else None}
     if kernel_threads is not None:
-        os.environ["OMP_NUM_THREADS"] = str(kernel_threads)
-    if quick:
-        os.environ["KDLAB_QUICK"] = "1"
-    else:
-        os.environ.pop("KDLAB_QUICK", None)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    t0, error = time.perf_counter(), None
-    try:
-        client.execute()
-    except Exception as e:  # a failing notebook is recorded, the others still run
-        error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    if save and error is None:
-        nbformat.write(nb, path)
-    return {"seconds": round(time.perf_counter() - t0, 1), "ok": error is None, "error": error,
-            "cells": sum(c.cell_type == "code" for c in nb.cells),
+        env["OMP_NUM_THREADS"] = str(kernel_threads)
+    r = outputs.execute(path, env=env, timeout=timeout, save=save)
+    return {"seconds": r["seconds"], "cpu_seconds": r["cpu_seconds"], "ok": r["ok"],
+            "error": r["error"], "cells": r["cells"],
             "kernel_threads": kernel_threads or "torch default", **stamp}
 
 

@@ -1,6 +1,6 @@
 """Instructor tooling: generate labs/ from solutions/, answer keys, and grading.
 
-    python -m kdlab.grading make-labs | make-keys | grade | export | release
+    python -m kdlab.grading make-labs | make-keys | grade | export | release | refresh-outputs
 
 Modules, in the order a grading uses them: ``course`` (where the labs and solutions are; each
 lab's checks), ``notebook_io`` (read, validate, write notebooks deterministically),
@@ -10,7 +10,8 @@ probes' secret inputs), ``screen`` (what a graded notebook may use), ``sandbox``
 (the pytest plugin that reports per-cell results), ``scoring`` (judge each check in the
 grader's process: typed rows), ``report`` (the CSV, feedback files, LMS exports);
 ``gradebook`` runs that pipeline over a folder of submissions. ``keys`` holds the answer keys
-(reference implementations and mistakes); ``generator`` and ``release`` make what students get.
+(reference implementations and mistakes); ``generator`` and ``release`` make what students get; ``outputs`` re-executes the
+solutions and saves their outputs.
 Neither the student release nor the grading sandbox contains this package.
 """
 from .generator import MarkerError, generate_lab, make_labs

@@ -5,6 +5,7 @@
     python -m kdlab.grading grade SUBMISSIONS [--out gradebook.csv] [--student NAME] [--resume]
     python -m kdlab.grading export gradebook.csv --format canvas --roster roster.csv --out lms.csv
     python -m kdlab.grading release OUT                what an instructor hands to students
+    python -m kdlab.grading refresh-outputs [NOTEBOOK ...]  re-execute solutions, save outputs
 """
 from __future__ import annotations
 
@@ -76,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="CSV with a 'folder' column (submission folder) and the LMS's identity "
                          "columns (see INSTRUCTORS.md)")
     ex.add_argument("--out", required=True, help="the CSV to write")
+    ro = sub.add_parser("refresh-outputs",
+                        help="re-execute solution notebooks at the full budget and save their "
+                             "outputs in place (a notebook that fails is not saved)")
+    ro.add_argument("notebooks", nargs="*",
+                    help="solution notebooks (paths, or names in solutions/; default: all)")
+    ro.add_argument("--cell-timeout", type=int, default=3600, help="seconds per cell (3600)")
     rl = sub.add_parser("release", help="write the student release (labs/, kdlab, README) to OUT")
     rl.add_argument("out", help="folder to create (must not exist or be empty)")
     rl.add_argument("--labs", default="labs", help="folder of the lab notebooks")
@@ -96,6 +103,14 @@ def main(argv=None) -> int:
                 return 1
             print(f"answer keys: {'up to date' if not stale else 'wrote ' + ', '.join(stale)}")
             return 0
+        if args.cmd == "refresh-outputs":
+            from .outputs import refresh_outputs, solution_notebooks
+            results = refresh_outputs(solution_notebooks(args.notebooks),
+                                      timeout=args.cell_timeout)
+            failed = [Path(r["path"]).name for r in results if not r["ok"]]
+            if failed:
+                print(f"not saved, execution failed: {', '.join(failed)}")
+            return 1 if failed else 0
         if args.cmd == "release":
             make_release(args.out, labs_dir=args.labs)
             return 0
