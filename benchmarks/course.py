@@ -380,7 +380,8 @@ def main(argv=None) -> None:
     p.add_argument("--save-outputs", action="store_true",
                    help="write each full-budget notebook back with its outputs")
     p.add_argument("--fresh-cache", action="store_true",
-                   help="each budget's notebooks run in order with a new empty kdlab cache")
+                   help="each budget's notebooks run in order with a new empty kdlab cache, "
+                        "and make test with one of its own (as on a fresh clone)")
     a = p.parse_args(argv)
     set_threads(a.threads)
     run(a.budget, a.out, a.notebooks, a.budgets, a.skip_make_test, a.kernel_threads, a.update,
