@@ -1,10 +1,10 @@
-# kd-lab: make install | lab | test | labs | grade | release | bench
+# kd-lab: make install | lab | test | labs | outputs | grade | release | bench
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lab test labs grade release bench bench-long browser-deps grade-deps clean
+.PHONY: install lab test labs outputs grade release bench bench-long browser-deps grade-deps clean
 
 install: $(STAMP)            ## create .venv if missing and install the course into it (idempotent)
 
@@ -21,6 +21,9 @@ test: install                ## the whole test suite (quick budget)
 
 labs: install                ## regenerate labs/ from solutions/
 	$(PY) -m kdlab.grading make-labs
+
+outputs: install              ## re-execute solutions/ (full budget) and save their outputs: make outputs [NOTEBOOKS="03_response_kd ..."]
+	$(PY) -m kdlab.grading refresh-outputs $(NOTEBOOKS)
 
 grade: install               ## grade a folder of submissions (sandboxed): make grade SUBMISSIONS=dir [OUT=gradebook.csv]
 	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/submissions [OUT=gradebook.csv]"; exit 2)

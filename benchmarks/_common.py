@@ -3,7 +3,8 @@ wording of the table cells they render.
 
 Every benchmark writes one JSON file ``<out>/<name>.json`` holding what it measured
 ("results"), with what settings ("settings", "budget"), and under which conditions
-("env": torch version, threads, machine, date; "load": ``os.getloadavg()`` at start and end,
+("env": torch version, threads, machine, the CPU's model, torch's CPU capability and the
+instruction-set flags that pick its kernels, date; "load": ``os.getloadavg()`` at start and end,
 and a "load_note" saying whether other work on the machine inflated the timings). Each
 benchmark module also turns its JSON into the rows of the results table (``rows(d, results)``)
 and the part of its conditions line only it knows (``conditions(d)``), with the helpers below.
@@ -66,8 +67,57 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: the /proc/cpuinfo flags that decide which kernels torch and its libraries run (x86: vector
+#: widths, fused multiply-add, the AVX-512 and AMX extensions; ARM: NEON and SVE): machines
+#: with the same model string ("AMD EPYC") differ in them and run 2x apart
+CPU_FLAGS = ("fma", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni",
+             "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "amx_fp16",
+             "asimd", "sve", "sve2")
+
+
+def cpu_capability() -> str:
+    """The instruction set torch's CPU kernels use here: 'AVX512', 'AVX2', 'DEFAULT', 'SVE256'...
+
+    torch.backends.cpu.get_cpu_capability(), which honours ATEN_CPU_CAPABILITY. Two machines
+    with the same CPU model string can differ in it, and with it in speed (about 2x between
+    AVX2 and AVX-512 here) and in the last bits of float results."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def cpu_flags(cpuinfo: str | None = None) -> list[str]:
+    """The flags of CPU_FLAGS the CPU has, in that order ([] if none, or no /proc/cpuinfo).
+
+    Inputs: cpuinfo, the text of /proc/cpuinfo (default: read it). The flags come from the
+    first "flags" (x86) or "Features" (ARM) line."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            have = set(value.split())
+            return [f for f in CPU_FLAGS if f in have]
+    return []
+
+
+def cpu_conditions(e: dict) -> str:
+    """The CPU part of a conditions line from a run's env: 'CPU AMD EPYC (torch capability
+    AVX2; flags fma avx2)'; a run made before the scripts recorded the capability says
+    'capability not recorded' rather than guess it from the model."""
+    cap, flags = e.get("cpu_capability"), e.get("cpu_flags")
+    if cap is None and e["cpu_model"].startswith("model not recorded"):  # benchmarks.migrate's
+        return "CPU model and capability not recorded (run before the scripts recorded them)"
+    if cap is None:
+        return f"CPU {e['cpu_model']} (capability not recorded)"
+    return (f"CPU {e['cpu_model']} (torch capability {cap}; flags "
+            f"{' '.join(flags) if flags else 'none'})")
+
+
 def env() -> dict:
-    """The conditions of a run: software versions, threads, machine, date (UTC)."""
+    """The conditions of a run: software versions, threads, machine (CPU model, torch's CPU
+    capability, the instruction-set flags of CPU_FLAGS it has), date (UTC)."""
     return {
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -76,6 +126,8 @@ def env() -> dict:
         "machine": platform.machine(),
         "processor": platform.processor() or platform.machine(),
         "cpu_model": _cpu_model(),
+        "cpu_capability": cpu_capability(),
+        "cpu_flags": cpu_flags(),
         "system": f"{platform.system()} {platform.release()}",
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

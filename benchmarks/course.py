@@ -22,12 +22,16 @@ OMP_NUM_THREADS=1, as on a busy or single-core machine): the course map gives st
 ``--fresh-cache`` runs each budget's notebooks, in order, with a new empty kdlab cache folder
 (KDLAB_CACHE): what a student's first pass through the course costs, teacher logits and
 cached models included (each lab pays for the caches it is the first to need).
+``make test`` then runs with a new empty cache too, as on a fresh clone. Its row records its
+wall and CPU seconds (the CPU time is what a shared machine does not inflate) and torch's CPU
+capability, as every row does: one model string ("AMD EPYC") covers machines 2x apart.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -35,9 +39,11 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
-from ._common import RESULTS, ROOT, Run, goal_verdict, minutes, parser, set_threads
+from kdlab.grading import outputs
+
+from ._common import (RESULTS, ROOT, Run, cpu_capability, goal_verdict, minutes, parser,
+                      set_threads)
 
 GOALS = {"lab_full_minutes": 10, "course_full_minutes": 25, "quick_suite_minutes": 5}
 BUDGETS = ("quick", "full", "full-1thread")
@@ -46,6 +52,7 @@ MAKE_TEST = ["make", "-o", ".venv/.installed", "test"]  # the test recipe, witho
 # the kdlab cache the notebooks use (settings["cache"]): the user's, or new ones (--fresh-cache)
 USER_CACHE = "the user's kdlab cache (teacher logits and models of earlier runs)"
 FRESH_CACHE = "a new empty kdlab cache per budget, notebooks in order"
+FRESH_CACHE_MAKE_TEST = "a new empty kdlab cache (as on a fresh clone)"
 
 
 def _tiny_notebook(folder: Path) -> Path:
@@ -57,73 +64,70 @@ def _tiny_notebook(folder: Path) -> Path:
 
 
 def _stamp() -> dict:
-    """When and at what load a measurement was taken (kept per row by --update)."""
+    """When, at what load and on what CPU kind (torch's CPU capability) a measurement was
+    taken (kept per row by --update: rows of one course.json may come from other machines)."""
     return {"measured": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "load_before": round(os.getloadavg()[0], 2)}
+            "load_before": round(os.getloadavg()[0], 2), "cpu_capability": cpu_capability()}
 
 
 def execute(path: Path, quick: bool, timeout: int = 1800, kernel_threads=None,
             save: bool = False, env: dict | None = None) -> dict:
-    """Execute the notebook at `path` in memory with KDLAB_QUICK set or unset.
+    """Execute the notebook at `path` with KDLAB_QUICK set or unset (in memory unless save).
 
     kernel_threads: if given, OMP_NUM_THREADS for the kernel (torch's thread count).
-    save: write the executed notebook (with its outputs) back to `path` if it ran without error.
+    save: write the executed notebook (with its outputs) back to `path` if it ran without
+    error, as ``python -m kdlab.grading refresh-outputs`` does (the same function).
     env: more environment variables for the kernel (e.g. KDLAB_THREADS, KDLAB_CACHE).
 
-    Returns {"seconds": float, "ok": bool, "error": str or None, "cells": int, "measured",
-    "load_before"}.
+    Returns {"seconds": float, "cpu_seconds": float (the kernel's), "ok": bool, "error": str
+    or None, "cells": int, "kernel_threads", "measured", "load_before", "cpu_capability"}.
     """
     stamp = _stamp()
-    nb = nbformat.read(path, as_version=4)
-    env = dict(env or {})
-    saved = {k: os.environ.get(k) for k in ("KDLAB_QUICK", "OMP_NUM_THREADS", *env)}
-    os.environ.update(env)
+    env = {**(env or {}), "KDLAB_QUICK": "1" if quick else None}
     if kernel_threads is not None:
-        os.environ["OMP_NUM_THREADS"] = str(kernel_threads)
-    if quick:
-        os.environ["KDLAB_QUICK"] = "1"
-    else:
-        os.environ.pop("KDLAB_QUICK", None)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    t0, error = time.perf_counter(), None
-    try:
-        client.execute()
-    except Exception as e:  # a failing notebook is recorded, the others still run
-        error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    if save and error is None:
-        nbformat.write(nb, path)
-    return {"seconds": round(time.perf_counter() - t0, 1), "ok": error is None, "error": error,
-            "cells": sum(c.cell_type == "code" for c in nb.cells),
+        env["OMP_NUM_THREADS"] = str(kernel_threads)
+    r = outputs.execute(path, env=env, timeout=timeout, save=save)
+    return {"seconds": r["seconds"], "cpu_seconds": r["cpu_seconds"], "ok": r["ok"],
+            "error": r["error"], "cells": r["cells"],
             "kernel_threads": kernel_threads or "torch default", **stamp}
 
 
-def make_test(cwd: Path = ROOT) -> dict:
+def make_test(cwd: Path = ROOT, fresh_cache: bool = False) -> dict:
     """Run the test suite as `make test` does.
 
-    Returns seconds, exit code, pytest's summary line, the failed tests and pytest's ten
-    slowest test phases ("12.34s call tests/...") to show where the time goes.
+    fresh_cache: run it with a new empty kdlab cache (KDLAB_CACHE), as on a fresh clone.
+    Returns seconds (wall), cpu_seconds (user + system time of make and everything it ran,
+    which the load of other work on a shared machine does not inflate), exit code, pytest's
+    summary line, the failed tests, pytest's ten slowest test phases ("12.34s call tests/...")
+    to show where the time goes, and the stamp (date, load, torch's CPU capability).
     """
     stamp = _stamp()
-    t0 = time.perf_counter()
     env = {**os.environ, "PYTEST_ADDOPTS": f"{os.environ.get('PYTEST_ADDOPTS', '')} --durations=10"}
-    p = subprocess.run(MAKE_TEST, cwd=cwd, capture_output=True, text=True, env=env)
+    cache = tempfile.TemporaryDirectory(prefix="kdlab-cache-") if fresh_cache else None
+    if cache is not None:
+        env["KDLAB_CACHE"] = cache.name
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(MAKE_TEST, cwd=cwd, capture_output=True, text=True, env=env)
+    finally:
+        if cache is not None:
+            cache.cleanup()
+    seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     lines = [ln for ln in p.stdout.strip().splitlines() if ln.strip()]
     slowest = []
     for i, ln in enumerate(lines):
         if "slowest 10 durations" in ln:
             slowest = [x.strip() for x in lines[i + 1:i + 11] if x.strip()[:1].isdigit()]
-    return {"seconds": round(time.perf_counter() - t0, 1), "returncode": p.returncode,
+    return {"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+            "returncode": p.returncode,
             "summary": lines[-1].strip("= ") if lines else p.stderr.strip()[-300:],
             "failed": [ln.split(" - ")[0][len("FAILED "):] for ln in lines
                        if ln.startswith("FAILED ")],
-            "slowest_tests": slowest, "command": " ".join(MAKE_TEST), **stamp}
+            "slowest_tests": slowest, "command": " ".join(MAKE_TEST),
+            "cache": FRESH_CACHE_MAKE_TEST if fresh_cache else USER_CACHE, **stamp}
 
 
 def _goals(res: dict) -> None:
@@ -146,8 +150,9 @@ def _previous(out: Path) -> dict:
     d = json.loads(path.read_text())
     if not (d.get("complete") and d.get("budget") == "full"):
         return {}
-    earlier = d["results"].get("earlier_run") or {"date": d["env"]["date"], "load": d["load"],
-                                                  "load_note": d["load_note"]}
+    earlier = d["results"].get("earlier_run") or {
+        "date": d["env"]["date"], "load": d["load"], "load_note": d["load_note"],
+        "cpu_capability": d["env"].get("cpu_capability")}
     threads = d["settings"].get("kernel_threads", "torch default")
     for b in ("quick", "full"):  # rows of older runs: the kernel threads of their settings
         for row in d["results"].get(b, {}).get("notebooks", {}).values():
@@ -188,7 +193,7 @@ def run(budget: str = "full", out=RESULTS, notebooks=None, budgets=("quick", "fu
         # make test first, while benchmarks/results/course.json still holds the finished run
         # the README was rendered from: the checkpoints below would make the README test fail
         if not skip_make_test:
-            res["make_test"] = make_test()
+            res["make_test"] = make_test(fresh_cache=fresh_cache)
             print(f"make test: {res['make_test']['seconds']:.0f} s, "
                   f"{res['make_test']['summary']}", flush=True)
             r.save(complete=False)
@@ -243,7 +248,8 @@ def rows(d: dict, results: dict | None = None) -> list[tuple]:
         complete = len(nbs) == n_all
         met = r[b]["lab_goal_met"]
         out.append((f"Slowest lab, full budget{how}", f"≤ {goals['lab_full_minutes']} min",
-                    f"{minutes(nbs[slow]['seconds'])} ({slow}{status(b)})",
+                    f"{minutes(nbs[slow]['seconds'])} ({slow}, "
+                    f"{_capability_words(row_capability(d, nbs[slow]))}{status(b)})",
                     goal_verdict(met) if complete or not met else "not measured"))
         out.append((f"Whole course, full budget{how}", f"≤ {goals['course_full_minutes']} min",
                     minutes(r[b]["total_seconds"]) + status(b),
@@ -258,10 +264,46 @@ def rows(d: dict, results: dict | None = None) -> list[tuple]:
     if "make_test" in r:
         m = r["make_test"]
         out.append(("`make test`, whole suite (quick budget)",
-                    f"≤ {goals['quick_suite_minutes']} min", f"{minutes(m['seconds'])} ({m['summary']})",
+                    f"≤ {goals['quick_suite_minutes']} min",
+                    f"{minutes(m['seconds'])} ({m['summary']}; "
+                    + (f"{minutes(m['cpu_seconds'])} of CPU; " if "cpu_seconds" in m else "")
+                    + f"{_capability_words(row_capability(d, m))})",
                     goal_verdict(m["seconds"] <= 60 * goals["quick_suite_minutes"]
                                  and m["returncode"] == 0)))
     return out
+
+
+def row_capability(d: dict, row: dict) -> str | None:
+    """torch's CPU capability a row of the parsed course.json `d` was measured with: the row's
+    own, else (a row kept by --update from before rows recorded it) the earlier run's, else
+    the run's; None if the script that measured it did not record it."""
+    if "cpu_capability" in row:
+        return row["cpu_capability"]
+    if "earlier_run" in d["results"]:
+        return d["results"]["earlier_run"].get("cpu_capability")
+    return d["env"].get("cpu_capability")
+
+
+def _capability_words(cap: str | None) -> str:
+    """'torch capability AVX2', or 'capability not recorded' (never guessed)."""
+    return "capability not recorded" if cap is None else f"torch capability {cap}"
+
+
+def _capabilities(d: dict) -> str:
+    """The rows measured on another CPU kind than the run's (or with none recorded), for the
+    conditions line: 'make test measured with capability not recorded; 03_x (full) measured
+    with torch capability AVX512'; '' if every row shares the run's capability."""
+    here, others = d["env"].get("cpu_capability"), {}
+    rows = [(f"{nb} ({b})", row) for b in BUDGETS
+            for nb, row in d["results"].get(b, {}).get("notebooks", {}).items()]
+    if "make_test" in d["results"]:
+        rows.append(("make test", d["results"]["make_test"]))
+    for name, row in rows:
+        cap = row_capability(d, row)
+        if cap != here:
+            others.setdefault(_capability_words(cap), []).append(name)
+    return "; ".join(f"{', '.join(names)} measured with {words}"
+                     for words, names in others.items())
 
 
 def _kernel_threads(d: dict) -> str:
@@ -286,6 +328,8 @@ def conditions(d: dict) -> str:
     parts = [f"notebook kernels: threads {_kernel_threads(d)}"
              + ("; 1 for the full budget at 1 thread (KDLAB_THREADS=1)" if "full-1thread" in r
                 else ""), f"kdlab cache: {st['cache']}"]
+    if _capabilities(d):
+        parts.append(_capabilities(d))
     if r.get("remeasured"):
         parts.append(f"this run re-measured {', '.join(r['remeasured'])}; the other rows come "
                      f"from earlier runs, {_kept_rows_measured(r)}")
@@ -336,7 +380,8 @@ def main(argv=None) -> None:
     p.add_argument("--save-outputs", action="store_true",
                    help="write each full-budget notebook back with its outputs")
     p.add_argument("--fresh-cache", action="store_true",
-                   help="each budget's notebooks run in order with a new empty kdlab cache")
+                   help="each budget's notebooks run in order with a new empty kdlab cache, "
+                        "and make test with one of its own (as on a fresh clone)")
     a = p.parse_args(argv)
     set_threads(a.threads)
     run(a.budget, a.out, a.notebooks, a.budgets, a.skip_make_test, a.kernel_threads, a.update,

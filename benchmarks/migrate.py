@@ -7,6 +7,10 @@ itself holds:
 
 - ``env.cpu_model``, for runs made before the scripts recorded the CPU model: the model cannot
   be recovered, so it says so (the conditions line then reads "CPU model not recorded (...)");
+- ``env.cpu_capability`` and ``env.cpu_flags`` (torch's CPU capability, the instruction-set
+  flags), for runs made before the scripts recorded them: ``null``, never guessed from the
+  model string (one model name covers machines 2x apart); the conditions line then reads
+  "capability not recorded";
 - ``load_note``: judged again by ``_common.load_note`` from the file's loads at start and end,
   threads and CPU count (older scripts ignored the load at the end of a run);
 - ``settings.cache`` of course.json: ``course.USER_CACHE``, the only kdlab cache a course run
@@ -50,6 +54,10 @@ def migrate(d: dict) -> tuple[dict, list[str]]:
     if "cpu_model" not in e:
         d["env"] = e = _put(e, "cpu_model", CPU_NOT_RECORDED, after="processor")
         changed.append("env.cpu_model")
+    for key in ("cpu_flags", "cpu_capability"):  # null: not recorded by the script that ran
+        if key not in e:
+            d["env"] = e = _put(e, key, None, after="cpu_model")
+            changed.append(f"env.{key}")
     note = load_note(d["load"]["start"], d["load"]["end"],
                      own_threads(d["benchmark"], e["threads"]), cores=e["cpu_count"])
     if d["load_note"] != note:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import (course, grading, hinton, hinton_consistent, hinton_mlp_teacher, hinton_variants,
                kd_cost, threads, throughput)
-from ._common import RESULTS, ROOT, minutes
+from ._common import RESULTS, ROOT, cpu_conditions, minutes
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 HEAD_BEGIN, HEAD_END = "<!-- headline:begin -->", "<!-- headline:end -->"
@@ -69,7 +69,7 @@ def _conditions(name: str, d: dict) -> str:
     extra = f" {extra};" if extra else ""
     return (f"- `{name}.json`:{budget}{extra} {e['date'][:16].replace('T', ' ')} UTC, "
             f"torch {e['torch']}, threads {e['threads']}, {e['cpu_count']} CPUs ({e['machine']}), "
-            f"CPU {e['cpu_model']}, "
+            f"{cpu_conditions(e)}, "
             f"load {ld['start'][0]:.1f} → {ld['end'][0]:.1f} ({shared}), "
             f"{_wall(d) / 60:.1f} min in all" + (
                 f" ({d['results']['reused_seconds'] / 60:.1f} min of it the students of the earlier "

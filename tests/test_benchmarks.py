@@ -10,6 +10,7 @@ import os
 
 from benchmarks import (course, grading, hinton, hinton_consistent, hinton_mlp_teacher,
                         hinton_variants, kd_cost, migrate, render, run_all, threads, throughput)
+from benchmarks import _common
 from benchmarks._common import RESULTS, pick, vs_paper
 
 MODULES = {"hinton": hinton, "hinton_mlp_teacher": hinton_mlp_teacher,
@@ -50,6 +51,11 @@ def test_writes_json_with_conditions(tiny, name):
     assert d["settings"] and d["results"]
     assert set(d["env"]) >= {"torch", "threads", "machine", "cpu_model", "date"}
     assert d["env"]["cpu_model"]  # same-seed results differ between CPUs
+    # ...and one model string covers CPU kinds 2x apart: torch's capability and the flags
+    cap = torch.backends.cpu.get_cpu_capability()
+    assert d["env"]["cpu_capability"] == cap
+    assert d["env"]["cpu_flags"] == _common.cpu_flags()
+    assert f"torch capability {cap}; flags " in render._conditions(name, d)
     assert d["env"]["torch"] == torch.__version__ and d["env"]["threads"] == 1
     assert len(d["load"]["start"]) == 3 and len(d["load"]["end"]) == 3
     assert d["load_note"].startswith("machine ")
@@ -257,11 +263,12 @@ def test_migrate_fills_what_older_scripts_did_not_write(tiny, tmp_path):
     old.mkdir()
     d = _read(tiny, "kd_cost")
     assert f"CPU {d['env']['cpu_model']}" in render._conditions("kd_cost", d)
-    del d["env"]["cpu_model"]
+    del d["env"]["cpu_model"], d["env"]["cpu_capability"], d["env"]["cpu_flags"]
     d["load_note"] = "machine quiet at start (by an older rule)"
     (old / "kd_cost.json").write_text(json.dumps(d, indent=2) + "\n")
     c = _read(tiny, "course")
     del c["settings"]["cache"]
+    del c["env"]["cpu_capability"], c["env"]["cpu_flags"]  # a model, but no capability
     (old / "course.json").write_text(json.dumps(c, indent=2) + "\n")
     current = (tiny / "threads.json").read_text()
     (old / "threads.json").write_text(current)
@@ -269,14 +276,37 @@ def test_migrate_fills_what_older_scripts_did_not_write(tiny, tmp_path):
     new, now = _read(old, "kd_cost"), _read(tiny, "kd_cost")
     assert list(new["env"]) == list(now["env"])  # the field where the scripts write it
     assert new["env"]["cpu_model"] == migrate.CPU_NOT_RECORDED
-    assert "CPU model not recorded" in render._conditions("kd_cost", new)
+    assert new["env"]["cpu_capability"] is None and new["env"]["cpu_flags"] is None
+    assert "CPU model and capability not recorded" in render._conditions("kd_cost", new)
+    old_course = _read(old, "course")
+    assert old_course["env"]["cpu_capability"] is None  # never guessed from the model
+    assert (f"CPU {old_course['env']['cpu_model']} (capability not recorded)"
+            in render._conditions("course", old_course))
+    assert list(old_course["env"]) == list(_read(tiny, "course")["env"])
     assert new["load_note"] == now["load_note"]
-    assert _read(old, "course")["settings"] == _read(tiny, "course")["settings"]
+    assert old_course["settings"] == _read(tiny, "course")["settings"]
     assert _read(old, "course")["settings"]["cache"] == course.USER_CACHE
     assert (old / "threads.json").read_text() == current
     texts = {p.name: p.read_text() for p in old.glob("*.json")}
     assert migrate.migrate_folder(old) == {}
     assert {p.name: p.read_text() for p in old.glob("*.json")} == texts
+
+
+def test_cpu_flags_are_the_ones_that_pick_kernels():
+    """The flags recorded are those of CPU_FLAGS the CPU has (x86 "flags", ARM "Features"),
+    in CPU_FLAGS' order; none when /proc/cpuinfo names none; the conditions line says which."""
+    x86 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw amx_tile lm\n"
+    assert _common.cpu_flags(x86) == ["fma", "avx2", "avx512f", "avx512bw", "amx_tile"]
+    arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes sve\nCPU part\t: 0xd40\n"
+    assert _common.cpu_flags(arm) == ["asimd", "sve"]
+    assert _common.cpu_flags("processor\t: 0\nflags\t\t: fpu sse2\n") == []
+    assert _common.cpu_flags("") == []
+    e = {"cpu_model": "AMD EPYC", "cpu_capability": "AVX2", "cpu_flags": ["fma", "avx2"]}
+    assert _common.cpu_conditions(e) == "CPU AMD EPYC (torch capability AVX2; flags fma avx2)"
+    assert _common.cpu_conditions({**e, "cpu_capability": "DEFAULT", "cpu_flags": []}) == (
+        "CPU AMD EPYC (torch capability DEFAULT; flags none)")
+    assert _common.cpu_conditions({"cpu_model": "AMD EPYC"}) == (
+        "CPU AMD EPYC (capability not recorded)")  # a file not migrated yet: same words
 
 
 def test_throughput_training_is_timed_like_kd_cost_epoch(tiny):
@@ -412,7 +442,7 @@ def test_course_runs_make_test_before_it_checkpoints(tmp_path, monkeypatch):
     (out / "course.json").write_text('{"complete": true}')
     seen = []
 
-    def fake_make_test():
+    def fake_make_test(**kw):
         seen.append(("make_test", json.loads((out / "course.json").read_text())["complete"]))
         return {"seconds": 0.0, "returncode": 0, "summary": "1 passed", "failed": []}
 
@@ -427,6 +457,35 @@ def test_course_runs_make_test_before_it_checkpoints(tmp_path, monkeypatch):
     course.run("tiny", out, notebooks=[nb], budgets=("quick",))
     assert seen == [("make_test", True), ("execute", "a.ipynb")]
     assert _read(out, "course")["results"]["make_test"]["summary"] == "1 passed"
+
+
+def test_make_test_records_cpu_time_capability_and_cache(monkeypatch):
+    """course.make_test's row: wall and CPU seconds, torch's capability, and with
+    fresh_cache a new empty KDLAB_CACHE for the suite (as on a fresh clone)."""
+    import subprocess
+    import sys
+    seen, run = [], subprocess.run
+
+    def fake_run(cmd, env=None, **kw):
+        seen.append((cmd, env.get("KDLAB_CACHE"), env["PYTEST_ADDOPTS"]))
+        run([sys.executable, "-c", "import time\nt = time.process_time()\n"
+             "while time.process_time() - t < 0.3: pass"])  # a child that uses 0.3 s of CPU
+        return subprocess.CompletedProcess(cmd, 0, stdout="== 3 passed in 1.00s ==\n", stderr="")
+
+    monkeypatch.setattr(course.subprocess, "run", fake_run)
+    monkeypatch.delenv("KDLAB_CACHE", raising=False)
+    row = course.make_test(fresh_cache=True)
+    assert seen[0][0] == course.MAKE_TEST and "--durations=10" in seen[0][2]
+    assert seen[0][1] and not os.path.exists(seen[0][1])  # a new cache, removed afterwards
+    assert row["cache"] == course.FRESH_CACHE_MAKE_TEST and row["summary"] == "3 passed in 1.00s"
+    assert row["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert row["cpu_seconds"] >= 0.3  # the CPU time of what it ran, however busy the machine
+    assert course.make_test()["cache"] == course.USER_CACHE and seen[1][1] is None
+    d = {"settings": {"goals": course.GOALS, "notebooks": []}, "env": {},
+         "results": {"make_test": {**row, "seconds": 250.0, "cpu_seconds": 420.0}}}
+    (cell,) = [r[2] for r in course.rows(d)]
+    assert cell == (f"4.2 min (3 passed in 1.00s; 7.0 min of CPU; torch capability "
+                    f"{row['cpu_capability']})")
 
 
 def test_course_update_remeasures_only_what_is_asked(tmp_path, monkeypatch):
@@ -453,6 +512,17 @@ def test_course_update_remeasures_only_what_is_asked(tmp_path, monkeypatch):
     # the conditions line dates the kept rows: here a row older than per-row times
     assert ("the other rows come from earlier runs, measured 2026-01-02 03:04 UTC"
             in course.conditions(json.loads((tmp_path / "course.json").read_text())))
+    # each row keeps the CPU capability it was measured with; the earlier run recorded none
+    d = json.loads((tmp_path / "course.json").read_text())
+    cap = torch.backends.cpu.get_cpu_capability()
+    assert r["quick"]["notebooks"]["tiny"]["cpu_capability"] == cap
+    assert course.row_capability(d, d["results"]["make_test"]) is None
+    assert ("01_a (full), make test measured with capability not recorded"
+            in course.conditions(d))
+    (make_row,) = [row for row in course.rows(d) if row[0].startswith("`make test`")]
+    assert make_row[2].endswith("(9 passed; capability not recorded)")
+    (slow,) = [row for row in course.rows(d) if row[0] == "Slowest lab, full budget"]
+    assert "(01_a, capability not recorded" in slow[2]
     # each row keeps the kernel threads it was measured with; the conditions line names both
     assert r["full"]["notebooks"]["01_a"]["kernel_threads"] == "torch default"
     r = course.run("full", tmp_path, notebooks=[nb], budgets=("quick",), skip_make_test=True,

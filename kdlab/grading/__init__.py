@@ -2,6 +2,7 @@
 
     python -m kdlab.grading make-labs | make-keys | collect | grade | merge | answers | export
                             | gradescope | validate | release
+                            | refresh-outputs
 
 Modules, in the order a grading uses them: ``collect`` (an LMS's download -> one folder per
 student and a roster), ``course`` (where the labs and solutions are; each lab's checks),
@@ -15,7 +16,8 @@ grader's process: typed rows), ``report`` (the CSV, feedback files, merging grad
 ``answers`` (free-text answers out, manual scores in), ``lms`` (the files each LMS imports);
 ``gradebook`` runs that pipeline over a folder of submissions, ``gradescope`` on
 Gradescope's workers. ``keys`` holds the answer keys
-(reference implementations and mistakes); ``generator`` and ``release`` make what students get.
+(reference implementations and mistakes); ``generator`` and ``release`` make what students get;
+``outputs`` re-executes the solutions and saves their outputs.
 Neither the student release nor the grading sandbox contains this package (the release has
 copies of ``pick`` and ``screen``, for ``kdlab.validate``).
 """

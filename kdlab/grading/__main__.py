@@ -11,6 +11,7 @@
     python -m kdlab.grading validate NOTEBOOK          what the grader will do with a notebook
     python -m kdlab.grading gradescope --lab 01 --out autograder.zip   Gradescope's autograder
     python -m kdlab.grading release OUT                what an instructor hands to students
+    python -m kdlab.grading refresh-outputs [NOTEBOOK ...]  re-execute solutions, save outputs
 """
 from __future__ import annotations
 
@@ -125,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     gs.add_argument("--out", default="autograder.zip")
     gs.add_argument("--labs", default=None, help="folder of the lab notebooks")
     gs.add_argument("--solutions", default=None, help="folder of the solutions (hidden tests)")
+    ro = sub.add_parser("refresh-outputs",
+                        help="re-execute solution notebooks at the full budget and save their "
+                             "outputs in place (a notebook that fails is not saved)")
+    ro.add_argument("notebooks", nargs="*",
+                    help="solution notebooks (paths, or names in solutions/; default: all)")
+    ro.add_argument("--cell-timeout", type=int, default=3600, help="seconds per cell (3600)")
     rl = sub.add_parser("release", help="write the student release (labs/, kdlab, README) to OUT")
     rl.add_argument("out", help="folder to create (must not exist or be empty)")
     rl.add_argument("--labs", default=None,
@@ -146,6 +153,14 @@ def main(argv=None) -> int:
                 return 1
             print(f"answer keys: {'up to date' if not stale else 'wrote ' + ', '.join(stale)}")
             return 0
+        if args.cmd == "refresh-outputs":
+            from .outputs import refresh_outputs, solution_notebooks
+            results = refresh_outputs(solution_notebooks(args.notebooks),
+                                      timeout=args.cell_timeout)
+            failed = [Path(r["path"]).name for r in results if not r["ok"]]
+            if failed:
+                print(f"not saved, execution failed: {', '.join(failed)}")
+            return 1 if failed else 0
         if args.cmd == "release":
             labs, _ = find_course(args.labs, hidden=False)
             make_release(args.out, labs_dir=labs)
