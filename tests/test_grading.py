@@ -202,6 +202,57 @@ try:
 except Exception:
     pass"""
 REPORT = "def entropy(p):\n    raise RuntimeError(f'WROTE {written}')"
+# --- full Python: the screen is a courtesy, not the defence. Every attack below passes it
+# (getattr through an alias reaches the builtins, then exec runs any code in the notebook's
+# namespace) and must still earn nothing.
+
+
+def full_python(code: str) -> str:
+    """A cell that runs `code` in the notebook's namespace past the screen."""
+    return ("g = getattr\nb = g(print, '__self__')\n"
+            f"g(b, 'exec')({code!r}, g(b, 'globals')())")
+
+
+# the registry's probe of entropy replaced by one that probes a course helper (the figures'
+# entropy) instead of the student's blank function
+REGISTRY_SWAP = full_python("""import dataclasses
+import numpy as np
+import kdlab.checks as C
+from kdlab.plot import _shared
+real = C.CHECKS["entropy"]
+helper = lambda p: torch.from_numpy(np.asarray(_shared._entropy(p.detach()))).to(p.dtype)
+C.CHECKS["entropy"] = dataclasses.replace(real, probe=lambda obj, inp: real.probe(helper, inp))
+""")
+# a wrong entropy (bits) that, when first probed, reads the running cell's text (inputs,
+# token), displays a forged record computed by other code, and makes the real record unreadable
+FORGE_RECORD = full_python("""import ast, json
+from IPython.display import display
+import kdlab.checks as C
+from kdlab.checks import _probe, _registry
+FORGED = []
+def entropy(p):
+    if not FORGED:
+        FORGED.append(1)
+        src = get_ipython().kernel.get_parent()["content"]["code"]
+        for node in ast.walk(ast.parse(src)):
+            args = getattr(node, "args", None) or []
+            if isinstance(node, ast.Call) and args and getattr(args[0], "value", None) == "entropy":
+                consts = [a.value for a in args if isinstance(a, ast.Constant)]
+                inputs = _probe.decode(json.loads(consts[-1]))
+                rec = {"check": "entropy", "data": _registry.probe_data(
+                    C.CHECKS["entropy"], lambda q: -torch.xlogy(q, q).sum(-1), inputs=inputs)}
+                if len(consts) == 3:
+                    rec["token"] = consts[1]
+                display({_probe.MIME: json.dumps(rec)}, raw=True)
+        _probe.to_json = lambda d: "{not json"
+    return -(p * torch.log2(p)).nan_to_num().sum(-1)
+""")
+# widget (comm) messages: 4 MB of them, far past the output limit
+COMM_FLOOD = full_python("""import comm
+c = comm.create_comm(target_name="kdlab-flood", data={})
+for i in range(40):
+    c.send(data={"x": "y" * 100_000})
+""")
 ATTACKS = {
     # 1. a patched torch.allclose, with wrong answers
     "a1_allclose": {"ex-softmax": "torch.allclose = lambda *a, **k: True\n" + exercise("softmax", SOFTMAX_WRONG),
@@ -361,6 +412,12 @@ def softmax_with_temperature(logits, T=1.0):
     "d2_runtime_disk": {"ex-softmax": exercise("softmax", SOFTMAX_OK), "+softmax": RUNTIME_DISK,
                         "ex-entropy": REPORT},
     "d3_fork": {"ex-softmax": exercise("softmax", SOFTMAX_OK), "+softmax": FORK, "ex-entropy": REPORT},
+    # --- full Python (past the screen): the registry's probe swapped; a forged record beside
+    # an unreadable real one; a flood of widget messages
+    "c1_registry_swap": {"+setup": REGISTRY_SWAP},
+    "c2_forged_record": {"ex-entropy": FORGE_RECORD},
+    "c3_comm_flood": {"ex-softmax": exercise("softmax", SOFTMAX_OK), "+softmax": COMM_FLOOD,
+                      "ex-entropy": exercise("entropy", ENTROPY_OK)},
     # --- the gradebook: a formula, forged markdown headings
     "g1_formula": {"ex-softmax": exercise("softmax", SOFTMAX_OK),
                    "ex-entropy": 'def entropy(p):\n    raise AssertionError(\'=HYPERLINK("http://x", "full marks")\')'},
@@ -739,13 +796,16 @@ def test_restore_places_checks_after_the_students_own_cells():
     assert list(got.modified) == ["softmax_with_temperature"]
     graded = restore.graded_notebook(got, checks, {c.name: restore.draw(c) for c in checks})
     nbformat.validate(nbformat.from_dict(graded))
-    marked = [c for c in graded["cells"] if c["metadata"].get("kdlab_grader")]
-    assert sorted(c["metadata"]["kdlab_grader"]["check"] for c in marked) == ["entropy", "softmax_with_temperature"]
+    marked = [c for c in graded["cells"] if c["metadata"].get("kdlab_grader", {}).get("check")]
+    assert sorted(c["metadata"]["kdlab_grader"]["check"] for c in marked) == [
+        "entropy", "softmax_with_temperature"]  # one probe each: no hidden tests here
 
 
 def test_graded_check_cell_holds_inputs_not_seeds():
-    """The graded check cell carries the probes' inputs (drawn in the grader), never a seed;
-    the kernel sees them only when the cell runs."""
+    """Each probe runs in a cell of its own (the public one, then the hidden tests) holding the
+    inputs drawn in the grader, never a seed, and never the grader's token (which labels the
+    cell in metadata the kernel never sees): no cell's text tells the kernel anything about
+    another probe's inputs or how the grader recognises a record."""
     import json
 
     from kdlab.checks import CHECKS
@@ -753,18 +813,44 @@ def test_graded_check_cell_holds_inputs_not_seeds():
     chk = restore.CheckCell("entropy", 1, {"source": "kd.checks.check_entropy(entropy)"},
                         hidden=restore.parse_calls("kd.checks.check_entropy(entropy)", "hidden"))
     draws = restore.draw(chk)
-    src = restore.graded_source(chk, draws)
-    assert "kd.checks.check_" not in src and "seed" not in src
-    for d in draws:
-        assert str(d.seed) not in src and d.token in src
+    sources = [restore.probe_source(d, k) for k, d in enumerate(draws)]
+    for k, (d, src) in enumerate(zip(draws, sources)):
+        assert "kd.checks.check_" not in src and "seed" not in src
+        assert str(d.seed) not in src and d.token not in src
+        assert d.inputs in src and all(o.inputs not in src for o in draws if o is not d)
         want = CHECKS["entropy"].inputs(d.seed)
         got = decode(json.loads(d.inputs))
         assert all(torch.equal(a, b) for (a, _), (b, _) in zip(want["cases"], got["cases"]))
     assert draws[0].seed != draws[1].seed
+    restored = restore.Restored([{"cell_type": "code", "id": "ex", "metadata": {}, "source": "x = 1"},
+                                 dict(chk.cell, cell_type="code", id="chk",
+                                      metadata={"kdlab": {"check": "entropy", "points": 1}})])
+    nb = restore.graded_notebook(restored, [chk], {"entropy": draws})
+    assert [c["id"] for c in nb["cells"]][0] == restore.BIND_ID  # before any cell of the notebook
+    probes = [c for c in nb["cells"] if c["metadata"].get("kdlab_grader", {}).get("check")]
+    assert [c["metadata"]["kdlab_grader"] for c in probes] == [
+        {"check": "entropy", "probe": k, "token": d.token} for k, d in enumerate(draws)]
+    assert [c["source"] for c in probes] == sources
     for bad in ("print('x')", "kd.checks.check_entropy(entropy, C=len('x'))",
                 "kd.checks.check_entropy(entropy(p))"):
         with pytest.raises(notebook_io.NotebookError, match="check"):
             restore.parse_calls(bad, "cell")
+
+
+def test_graded_kernel_runs_setup_student_and_check_cells_only():
+    """The lab's experiment cells do not run in grading (they need the helpers the sandbox
+    does not hold); its setup cells, the exercises, the student's own and edited cells do."""
+    lab = {"cells": [{"cell_type": "code", "id": "setup", "metadata": {}, "source": "import torch"},
+                     {"cell_type": "code", "id": "train", "metadata": {}, "source": "kd.train.fit(m)"},
+                     {"cell_type": "code", "id": "ex", "metadata": {"kdlab": {"exercise": "f"}},
+                      "source": "def f(x):\n    raise NotImplementedError"}]}
+    keep = restore.runs_in_grading(lab)
+    cell = lambda cid, src, meta=None: {"cell_type": "code", "id": cid, "metadata": meta or {}, "source": src}
+    assert keep(cell("setup", "import torch"))
+    assert not keep(cell("train", "kd.train.fit(m)")) and not keep(cell("copy", "kd.train.fit(m)\n"))
+    assert keep(cell("train", "kd.train.fit(m, epochs=9)"))  # edited: the student's code
+    assert keep(cell("mine", "print(1)"))
+    assert keep(cell("ex", "def f(x):\n    raise NotImplementedError", {"kdlab": {"exercise": "f"}}))
 
 
 # ------------------------------------------------------------------ the attacks and the control
@@ -800,6 +886,33 @@ def test_attack_scores_zero_with_a_readable_reason(graded, attack):
     got = score(table, attack)
     assert got == {"softmax_with_temperature": (0, "failed"), "entropy": (0, "failed")}, got
     assert ATTACK_REASONS[attack] in reason(table, attack, "softmax_with_temperature")
+
+
+def test_full_python_registry_swap_earns_nothing(graded):
+    """Replacing a check's probe in the kernel's registry (past the screen) changes nothing:
+    the probe cells run the probes bound before any cell of the notebook, and the sandbox's
+    kdlab has no helper that computes an answer (the figures' entropy among them)."""
+    table, _, _ = graded
+    assert score(table, "c1_registry_swap") == {"softmax_with_temperature": (0, "failed"),
+                                                "entropy": (0, "failed")}
+    assert "not implemented yet" in reason(table, "c1_registry_swap", "entropy")
+
+
+def test_full_python_forged_record_earns_nothing(graded):
+    """A wrong entropy that displays a forged record computed by other code from the running
+    cell's text, and makes the real record unreadable: 0, "record tampered with"."""
+    table, _, _ = graded
+    assert score(table, "c2_forged_record")["entropy"] == (0, "failed")
+    assert "record tampered with" in reason(table, "c2_forged_record", "entropy")
+
+
+def test_widget_messages_count_against_the_output_limit(graded):
+    """Comm (widget) messages count against --max-output like printed text: the flood stops
+    the kernel, the checks before it keep their points."""
+    table, _, _ = graded
+    assert score(table, "c3_comm_flood") == {"softmax_with_temperature": (2, "passed"),
+                                             "entropy": (0, "error")}
+    assert "too much output" in reason(table, "c3_comm_flood", "entropy")
 
 
 def test_symlinked_notebook_or_folder_is_refused(graded):
@@ -1220,9 +1333,11 @@ def test_sandbox_data_cache_is_readable_and_read_only(tmp_path):
 
 
 def test_probe_data_counts_only_from_its_finished_grader_cell():
-    """A probe's result is judged only if it comes from the check's own grader-marked cell,
-    carries the token the grader gave it, appears once, and that cell ran to its end (a
-    forged display followed by a BaseException earns nothing)."""
+    """A probe's result is judged only if it comes from the probe's own grader-marked cell
+    (the grader's label is in the cell's metadata, which the kernel never sees) and that cell
+    ran to its end; a cell that finished with its record missing, duplicated, unparseable,
+    oversize or of another check scores 0 as "record tampered with" (a forged display beside
+    the real one, or the real one made unreadable, earns nothing)."""
     import json
 
     from kdlab.checks import CHECKS
@@ -1234,34 +1349,42 @@ def test_probe_data_counts_only_from_its_finished_grader_cell():
     lab = course.Lab(LAB, checks, lab_nb, {})
     draws = {c.name: restore.draw(c) for c in checks}
 
-    def payload(d, fn):
+    def payload(d, fn, check=None):
         from kdlab.checks._probe import decode
         data = probe_data(CHECKS[d.probe.check], fn, inputs=decode(json.loads(d.inputs)))
-        return json.dumps({"check": d.probe.check, "token": d.token, "data": data})
+        return json.dumps({"check": check or d.probe.check, "data": data})
 
     right = {"softmax_with_temperature": lambda z, T=1.0: (_ for _ in ()).throw(ValueError("T"))
              if not (T > 0 and T < float("inf")) else torch.softmax(z / T, -1),
              "entropy": lambda p: -torch.xlogy(p, p).sum(-1)}
 
-    def record(name, cell, probes, ename="", ok=True, grader=True):
-        return {"cell": cell, "id": name, "kdlab": {"check": name}, "grader": {"check": name} if grader else {},
-                "ok": ok, "error": "" if ok else "AssertionError", "ename": ename, "evalue": "",
-                "text": "", "probes": probes, "timed_out": False, "kernel_died": False,
-                "dead_at_start": False, "output_limit": False, "seconds": 0.1}
+    def records(probes=lambda d, n: [payload(d, right[n])], ename="", ok=True, grader=True,
+                token=None, problems=()):
+        out = []
+        for n in right:
+            for k, d in enumerate(draws[n]):
+                out.append({"cell": len(out), "id": f"{n}-{k}", "kdlab": {"check": n},
+                            "grader": {"check": n, "probe": k, "token": token or d.token} if grader else {},
+                            "ok": ok, "error": "" if ok else "AssertionError", "ename": ename,
+                            "evalue": "", "text": "", "probes": probes(d, n),
+                            "probe_problems": list(problems), "timed_out": False,
+                            "kernel_died": False, "dead_at_start": False, "output_limit": False,
+                            "seconds": 0.1})
+        return out
 
-    def points(records):
-        run = runner.RunResult(cells=records)
-        return {r.check: r.points for r in scoring.score("ann", lab, run, {}, draws, "")}
+    def graded(recs):
+        run = runner.RunResult(cells=recs)
+        return {r.check: (r.points, r.reason) for r in scoring.score("ann", lab, run, {}, draws, "")}
 
-    honest = [record(n, i, [payload(d, right[n]) for d in draws[n]]) for i, n in enumerate(right)]
-    assert points(honest) == {"softmax_with_temperature": 2, "entropy": 1}
-    raised = [record(n, i, [payload(d, right[n]) for d in draws[n]], ename="Stop", ok=False)
-              for i, n in enumerate(right)]
-    assert points(raised) == {"softmax_with_temperature": 0, "entropy": 0}
-    unmarked = [record(n, i, [payload(d, right[n]) for d in draws[n]], grader=False) for i, n in enumerate(right)]
-    assert points(unmarked) == {"softmax_with_temperature": 0, "entropy": 0}
-    twice = [record(n, i, [payload(d, right[n]) for d in draws[n]] * 2) for i, n in enumerate(right)]
-    assert points(twice) == {"softmax_with_temperature": 0, "entropy": 0}
-    other_token = {n: [restore.Draw(d.probe, "0" * 16, d.seed, d.inputs) for d in ds] for n, ds in draws.items()}
-    forged = [record(n, i, [payload(d, right[n]) for d in other_token[n]]) for i, n in enumerate(right)]
-    assert points(forged) == {"softmax_with_temperature": 0, "entropy": 0}
+    assert {k: v[0] for k, v in graded(records()).items()} == {"softmax_with_temperature": 2, "entropy": 1}
+    for bad, says in [(records(ename="Stop", ok=False), "raised Stop"),
+                      (records(grader=False), "not run"),
+                      (records(token="0" * 16), "not run"),
+                      (records(probes=lambda d, n: [payload(d, right[n])] * 2), scoring.TAMPERED),
+                      (records(probes=lambda d, n: []), scoring.TAMPERED),
+                      (records(probes=lambda d, n: [payload(d, right[n])[:-1]]), scoring.TAMPERED),
+                      (records(problems=["a probe record of 9,000,000 characters"]), scoring.TAMPERED),
+                      (records(probes=lambda d, n: [payload(d, right[n], "other")]), scoring.TAMPERED)]:
+        got = graded(bad)
+        assert {k: v[0] for k, v in got.items()} == {"softmax_with_temperature": 0, "entropy": 0}, got
+        assert says in got["entropy"][1], got

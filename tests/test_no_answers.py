@@ -93,3 +93,125 @@ def test_keys_compare_within_a_tolerance():
     assert not same(a, {"w": [1.001, 2.5, float("nan")], "n": 3, "name": "x"})
     assert not same(a, {"w": [1.0, 2.5], "n": 3, "name": "x"})
     assert not same(a, {"w": [1.0, 2.5, float("nan")], "n": 4, "name": "x"})
+
+
+SWEEP = r'''
+import faulthandler, importlib, inspect, json, pkgutil, signal, sys
+faulthandler.enable()
+import kdlab
+import kdlab.runtime
+from kdlab.checks import CHECKS
+from kdlab.checks._registry import probe_data
+
+assert "/site/" in kdlab.__file__, kdlab.__file__
+kdlab.runtime.refuse_in_check = lambda name: None  # full Python: the refusal counter reset
+for mod in list(sys.modules.values()):
+    if getattr(mod, "__name__", "").startswith("kdlab") and hasattr(mod, "refuse_in_check"):
+        mod.refuse_in_check = lambda name: None
+
+
+import builtins, io
+_open = builtins.open
+
+
+def no_fd_open(file, *a, **k):  # a tensor taken for a path would open (and close) fd 1
+    if not isinstance(file, (str, bytes)) and not hasattr(file, "__fspath__"):
+        raise TypeError("not a path")
+    return _open(file, *a, **k)
+
+
+builtins.open = io.open = no_fd_open
+
+
+class Slow(Exception):
+    pass
+
+
+def alarm(*_):
+    raise Slow()
+
+
+signal.signal(signal.SIGALRM, alarm)
+seen, fns = set(), []
+for m in pkgutil.walk_packages(kdlab.__path__, "kdlab."):
+    if m.name.startswith("kdlab.checks") or m.name.endswith("__main__"):
+        continue  # the checks themselves: probes and verdicts (they compute no answer)
+    mod = importlib.import_module(m.name)
+    for name, f in vars(mod).items():
+        if callable(f) and not name.startswith("__") and getattr(f, "__module__", "").startswith("kdlab") \
+                and id(f) not in seen:
+            seen.add(id(f))
+            fns.append((f"{m.name}.{name}", f))
+
+
+def curried(f, k):
+    return lambda *a, **kw: f(*a[k:], **kw)(*a[:k])
+
+
+def numpy_to_torch(f):
+    import numpy as np, torch
+    def g(*a, **kw):
+        out = f(*a, **kw)
+        return torch.from_numpy(np.asarray(out)) if not torch.is_tensor(out) else out
+    return g
+
+
+inputs = json.loads(sys.argv[1])
+out = open(sys.argv[2], "w", buffering=1)
+for name, f in fns:
+    slow = 0
+    for label, cand in [("", f), ("numpy", numpy_to_torch(f))] + [(f"curried {k}", curried(f, k)) for k in (2, 3)]:
+        for check, seed in inputs:
+            if slow >= 2:  # a function that trains or loads: it had its chance
+                break
+            signal.setitimer(signal.ITIMER_REAL, 1.0)
+            try:
+                data = probe_data(CHECKS[check], cand, seed)
+            except BaseException as e:
+                data = None
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            if data is None or "Slow" in json.dumps(data):
+                slow += 1
+            if data is not None:
+                out.write(json.dumps({"fn": name, "how": label, "check": check, "seed": seed, "data": data}) + "\n")
+out.write(f"DONE {len(fns)}\n")
+out.close()
+'''
+
+
+def test_no_callable_of_the_sandbox_kdlab_passes_a_check(tmp_path):
+    """Every callable of the sandbox's copy of kdlab (public or not, also curried as
+    ``f(T, alpha)(s, t, y)`` and with numpy results turned into tensors), with the course's
+    refusal inside a check switched off (the student has full Python), is probed as the
+    answer of every check on fresh inputs: none passes its verdict. Stripping nothing (the
+    helpers of ``sandbox.STRIPPED`` restored) makes this test fail."""
+    import json
+    import subprocess
+    import sys
+
+    from kdlab.checks._registry import judge
+    from kdlab.grading import keys, sandbox
+
+    site = sandbox.kdlab_copy(tmp_path / "site", data=False)
+    todo = [(name, 7) for name in sorted(CHECKS)]
+    found = tmp_path / "sweep.jsonl"
+    p = subprocess.run([sys.executable, "-c", SWEEP, json.dumps(todo), str(found)], capture_output=True, text=True,
+                       cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin",
+                                          "KDLAB_QUICK": "1", "OMP_NUM_THREADS": "1",
+                                          "KDLAB_THREADS": "1", "MPLBACKEND": "Agg",
+                                          "HOME": str(tmp_path)}, timeout=1500)
+    lines = found.read_text().splitlines() if found.exists() else []
+    assert lines and lines[-1].startswith("DONE"), (p.returncode, lines[-3:], p.stderr[-3000:])
+    passed = []
+    for line in lines:
+        d = json.loads(line) if line.startswith("{") else {}
+        if "data" not in d:
+            continue
+        check = CHECKS[d["check"]]
+        try:
+            judge(check, d["data"], d["seed"], key=keys.make(check.name, check.inputs(d["seed"])))
+        except AssertionError:
+            continue
+        passed.append(f"{d['fn']} ({d['how'] or 'as is'}) passes check_{d['check']}")
+    assert not passed, passed

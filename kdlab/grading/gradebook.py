@@ -125,7 +125,8 @@ def _grade_notebook(student: str, lab, path, opts: Options, site) -> list:
         Path(opts.work_root).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"kdlab-grade-{lab.name[:2]}-", dir=opts.work_root))
     try:
-        notebook_io.write(restore.graded_notebook(restored, lab.checks, draws),
+        notebook_io.write(restore.graded_notebook(restored, lab.checks, draws,
+                                                  keep=restore.runs_in_grading(lab.nb)),
                           work / f"{lab.name}.ipynb")
         run = run_notebook(work / f"{lab.name}.ipynb", opts.cell_timeout, opts.timeout,
                            opts.max_output, opts.quick, opts.threads, site=site,

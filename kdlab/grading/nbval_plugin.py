@@ -85,7 +85,16 @@ def _inner_process(pid: int, timeout: float = 30.0) -> int:
     raise RuntimeError("the sandboxed kernel did not start (no process in its namespaces)")
 
 
-def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> None:
+def _cap_messages(kc, limit: int | None) -> None:
+    """Make the client's sockets refuse (disconnect) any message larger than `limit` bytes,
+    so that one huge message cannot grow this process before it is counted."""
+    if limit:
+        import zmq
+        kc.context.setsockopt(zmq.MAXMSGSIZE, int(limit))
+
+
+def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None,
+                        max_message: int | None = None) -> None:
     """Start nbval's kernels with `argv`, over Unix sockets under `runtime_dir`/k.
 
     inside: for a sandboxed kernel, the folder of its sockets inside its own /tmp: once it
@@ -113,6 +122,7 @@ def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> Non
             pid = _inner_process(km.provisioner.process.pid)
             os.symlink(f"/proc/{pid}/root{inside}", f"{runtime_dir}/k")
         kc = km.client()
+        _cap_messages(kc, max_message)
         kc.start_channels()
         try:
             kc.wait_for_ready(timeout=startup_timeout)
@@ -137,19 +147,21 @@ def _patch_nbval(max_output: int) -> None:
 
     def receive_iopub(self, timeout):
         msg = original_get(self, "iopub", timeout=timeout)
-        if msg.get("msg_type") in ("stream", "display_data", "execute_result",
-                                   "update_display_data", "error"):
-            content = msg.get("content", {})
-            size = len(content.get("text", "")) + sum(
-                len(v) if isinstance(v, str) else len(json.dumps(v))
-                for v in content.get("data", {}).values())
-            self._kdlab_output = getattr(self, "_kdlab_output", 0) + size
-            if self._kdlab_output > max_output:
-                if self.is_alive():
-                    self.stop()
-                raise OutputLimitExceeded(
-                    f"the notebook printed more than {max_output:,} bytes of output; "
-                    "its kernel was stopped (print less, e.g. not inside a long loop)")
+        # every message counts (streams, displays, comm messages of widgets, ...): its content
+        # and its binary buffers
+        content = msg.get("content", {})
+        try:
+            size = len(json.dumps(content, default=str))
+        except (TypeError, ValueError, RecursionError):
+            size = max_output + 1
+        size += sum(len(b) for b in msg.get("buffers") or [])
+        self._kdlab_output = getattr(self, "_kdlab_output", 0) + size
+        if self._kdlab_output > max_output:
+            if self.is_alive():
+                self.stop()
+            raise OutputLimitExceeded(
+                f"the notebook sent more than {max_output:,} bytes of output (text, displays, "
+                "widget messages); its kernel was stopped (print less, e.g. not inside a long loop)")
         return msg
 
     def get_message(self, stream, timeout=None):
@@ -192,24 +204,33 @@ def pytest_configure(config):
     if config.getoption("--kdlab-kernel-argv"):
         _patch_kernel_start(json.loads(config.getoption("--kdlab-kernel-argv")),
                             config.getoption("--kdlab-runtime-dir"),
-                            config.getoption("--kdlab-sandbox-runtime"))
+                            config.getoption("--kdlab-sandbox-runtime"),
+                            config.getoption("--kdlab-max-output") + 1_000_000)
 
 
 def _outputs(item, mime):
-    text, ename, evalue, probes = [], "", "", []
+    """(stdout text, ename, evalue, probe record texts, problems with the probe records)."""
+    text, ename, evalue, probes, problems = [], "", "", [], []
     for out in getattr(item, "test_outputs", None) or []:
         if out.get("output_type") == "stream":
             text.append(out.get("text", ""))
         elif out.get("output_type") == "error":
             ename, evalue = out.get("ename", ""), out.get("evalue", "")
-        elif out.get("output_type") in ("display_data", "execute_result"):
+        elif out.get("output_type") in ("display_data", "execute_result", "update_display_data"):
             data = out.get("data") or {}
-            if mime and isinstance(data.get(mime), str):
-                probes.append(data[mime][:PROBE_LIMIT])
+            if mime and mime in data:
+                record = data[mime]
+                if not isinstance(record, str):
+                    problems.append(f"a probe record that is not text ({type(record).__name__})")
+                elif len(record) > PROBE_LIMIT:
+                    problems.append(f"a probe record of {len(record):,} characters (at most "
+                                    f"{PROBE_LIMIT:,})")
+                else:
+                    probes.append(record)
     text = "".join(text)
     if len(text) > TEXT_LIMIT:
         text = text[:TEXT_LIMIT // 2] + "\n[... output truncated ...]\n" + text[-TEXT_LIMIT // 2:]
-    return text, ename, evalue, probes
+    return text, ename, evalue, probes, problems
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -230,7 +251,7 @@ def pytest_runtest_makereport(item, call):
     if call.when == "teardown":
         return
     exc = call.excinfo.value if call.excinfo is not None else None
-    text, ename, evalue, probes = _outputs(item, item.config.getoption("--kdlab-probe-mime"))
+    text, ename, evalue, probes, problems = _outputs(item, item.config.getoption("--kdlab-probe-mime"))
     parent = getattr(item, "parent", None)
     error = ""
     if exc is not None:
@@ -243,6 +264,7 @@ def pytest_runtest_makereport(item, call):
         "grader": dict(cell.get("metadata", {}).get("kdlab_grader", {}) or {}),
         "ok": exc is None and call.when == "call", "error": error,
         "ename": ename, "evalue": evalue[:4000], "text": text, "probes": probes,
+        "probe_problems": problems,
         "timed_out": bool(getattr(parent, "timed_out", False))
         and not getattr(item, "_kdlab_timed_out_before", False),
         "kernel_died": isinstance(exc, KernelDied),
