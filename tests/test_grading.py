@@ -1388,3 +1388,35 @@ def test_probe_data_counts_only_from_its_finished_grader_cell():
         got = graded(bad)
         assert {k: v[0] for k, v in got.items()} == {"softmax_with_temperature": 0, "entropy": 0}, got
         assert says in got["entropy"][1], got
+
+
+def test_names_map_one_to_one_to_files_and_export_rows(tmp_path):
+    """A folder named exactly like another student's feedback file (`ann_b-<digest>`), or
+    like another's shown name (`bob?~<digest>` beside `bob\\n`), gets a file and an export row
+    of its own: feedback file names and the export are keyed one-to-one by folder names."""
+    from kdlab.grading import report
+    from kdlab.grading.scoring import Row
+    mapped = report.file_name("ann b", "")
+    shown = report.display_name("bob\n")
+    folders = ["ann b", "ann_b", mapped, "bob", "bob\n", shown]
+    files = [report.file_name(f) for f in folders]
+    assert len(set(files)) == len(files), files
+    names = [report.display_name(f) for f in folders]
+    assert len(set(names)) == len(names), names
+    rows = [Row(f, LAB, "entropy", i, 10, "passed") for i, f in enumerate(folders)]
+    report.write_feedback(rows, tmp_path / "feedback")
+    assert len(list((tmp_path / "feedback").glob("*.md"))) == len(folders)
+    for f, i in zip(folders, range(len(folders))):
+        text = (tmp_path / "feedback" / report.file_name(f)).read_text()
+        assert f"Total: **{i} / 10**" in text, (f, text)
+    report.write_csv(rows, tmp_path / "g.csv")
+    with open(tmp_path / "roster.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["folder", "name", "sid", "email"])
+        for i, f in enumerate(folders):
+            w.writerow([f, f"student {i}", str(i), f"s{i}@x"])
+    report.export(tmp_path / "g.csv", "gradescope", tmp_path / "roster.csv", tmp_path / "lms.csv",
+                  log=lambda *a: None)
+    with open(tmp_path / "lms.csv", newline="", encoding="utf-8") as fh:
+        got = {r["SID"]: r["Total"] for r in csv.DictReader(fh)}
+    assert got == {str(i): str(i) for i in range(len(folders))}, got

@@ -287,11 +287,12 @@ def grade_submissions(submissions, labs_dir, out="gradebook.csv", feedback_dir=N
         rows += results[k] if k in results else done[keys[k]]
     if not opts.sandbox:
         rows = [replace(r, reason=UNSANDBOXED + (f"; {r.reason}" if r.reason else "")) for r in rows]
-    everything = rows
-    if students and out.exists():
+    if students and out.exists():  # the gradebook holds display names: compare and write those
         regraded = {report.display_name(s) for s in chosen_students}
-        everything = [r for r in report.read_csv(out) if report.display_name(r.student) not in regraded] + rows
-    report.write_csv(everything, out)
+        report.write_csv([r for r in report.read_csv(out) if r.student not in regraded]
+                         + [replace(r, student=report.display_name(r.student)) for r in rows], out, shown=True)
+    else:
+        report.write_csv(rows, out)
     feedback_dir = Path(feedback_dir) if feedback_dir else out.resolve().parent / "feedback"
     report.write_feedback(rows, feedback_dir)
     journal.unlink(missing_ok=True)
