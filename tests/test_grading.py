@@ -751,7 +751,7 @@ def test_infinite_loop_hits_the_cell_limit_and_the_rest_is_graded(graded):
 def test_crash_scores_what_ran(graded):
     table, _, _ = graded
     assert score(table, "exit") == {"softmax_with_temperature": (2, "passed"), "entropy": (0, "error")}
-    assert "the kernel died in cell 3" in reason(table, "exit", "entropy")
+    assert re.search(r"the kernel died in cell \d+ \(id 'student-check-softmax-0'\)", reason(table, "exit", "entropy"))
 
 
 def test_huge_output_is_cut(graded):
@@ -1420,3 +1420,50 @@ def test_names_map_one_to_one_to_files_and_export_rows(tmp_path):
     with open(tmp_path / "lms.csv", newline="", encoding="utf-8") as fh:
         got = {r["SID"]: r["Total"] for r in csv.DictReader(fh)}
     assert got == {str(i): str(i) for i in range(len(folders))}, got
+
+
+def test_fifo_and_sparse_giant_are_invalid_and_the_others_graded(tmp_path):
+    """A FIFO named like a notebook (reading it would block the whole grading before it
+    starts) and a sparse 1 TB notebook (reading it would exhaust memory) are `invalid` with
+    the reason; the other students are graded."""
+    sol = tiny_course(tmp_path)
+    for who in ("fifo", "sparse", "ok"):
+        (tmp_path / "subs" / who).mkdir(parents=True)
+    os.mkfifo(tmp_path / "subs" / "fifo" / f"{LAB}.ipynb")
+    with open(tmp_path / "subs" / "sparse" / f"{LAB}.ipynb", "wb") as f:
+        f.truncate(1024 ** 4)
+    nbformat.write(sol, str(tmp_path / "subs" / "ok" / f"{LAB}.ipynb"))
+    done = []
+    t = threading.Thread(target=lambda: done.append(grade_submissions(
+        tmp_path / "subs", labs_dir=tmp_path / "labs", out=tmp_path / "g.csv",
+        solutions_dir=tmp_path / "solutions", jobs=1, log=lambda *a: None, sandbox=False)), daemon=True)
+    t.start()
+    t.join(240)
+    assert done, "the grading hung on a FIFO or a sparse file"
+    rows = {(r.student, r.check): r for r in done[0]}
+    for who, says in (("fifo", "is a FIFO, not a regular file"), ("sparse", "more than the")):
+        for check in ("softmax_with_temperature", "entropy"):
+            assert rows[(who, check)].status == "invalid" and says in rows[(who, check)].reason, rows[(who, check)]
+    assert [rows[("ok", c)].points for c in ("softmax_with_temperature", "entropy")] == [2, 1]
+
+
+def test_sandbox_shows_no_editable_install_of_the_course(tmp_path):
+    """The venv's editable-install finder and kdlab's direct_url.json (both name the course's
+    source tree) read as empty inside the sandbox."""
+    import glob
+    import site
+    hosts = [p for d in site.getsitepackages() for p in glob.glob(f"{d}/__editable__*kdlab*")
+             + glob.glob(f"{d}/kdlab*.dist-info/direct_url.json")]
+    if not hosts:
+        pytest.skip("kdlab is not an editable install here")
+    tree = str(Path(kdlab.__file__).resolve().parents[1])
+    named = {m for p in hosts for m in re.findall(r"(/[\w./-]+)", Path(p).read_text(errors="replace"))
+             if "/kdlab" in m or m.startswith(("/work", "/home", "/root"))}
+    code = ("import glob\nfor p in glob.glob('/opt/kdlab-*/lib*/python*/site-packages/*kdlab*') + "
+            "glob.glob('/opt/kdlab-*/lib*/python*/site-packages/kdlab*/*'):\n"
+            "    try:\n        print(p, open(p).read())\n    except OSError:\n        pass\n")
+    p = sandbox_python(tmp_path, code)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "finder" in p.stdout or "direct_url" in p.stdout, p.stdout[:2000]  # the files are there, empty
+    for path in named | {tree}:
+        assert path not in p.stdout, (path, p.stdout[:3000])

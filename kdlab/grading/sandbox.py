@@ -209,6 +209,11 @@ def _python_mounts(site_dir: Path) -> tuple[list[str], str]:
             where = _inside(pth)
             if hook and where:
                 args += ["--ro-bind", "/dev/null", where]
+        # an editable install's finder and its direct_url.json name the course's source tree
+        for f in sorted(d.glob("__editable__*kdlab*")) + sorted(d.glob("kdlab*.dist-info/direct_url.json")):
+            where = _inside(f)
+            if where and f.is_file():
+                args += ["--ro-bind", "/dev/null", where]
     return args, python
 
 
