@@ -1145,12 +1145,15 @@ def test_ctrl_c_on_the_grader_stops_at_once(tmp_path):
 
 
 def grade_course(tmp: Path, cancel=None):
-    """Every lab's solution and its unfilled lab, graded in the sandbox (2 at a time).
+    """Every lab's solution and its unfilled lab, graded in the sandbox (2 at a time), and
+    every solution notebook run whole (its experiments too, which grading does not run).
 
     This is also the suite's only run of the solution notebooks (pytest's testpaths leave out
-    solutions/): the solutions' executed copies are kept, and their cell records returned.
+    solutions/): each is executed with nbval in a plain kernel of this Python (the sandbox's
+    kdlab has no training helpers), and its cell records returned.
     Returns (gradebook rows, {lab: (cell records, number of code cells)}).
     """
+    from kdlab.grading.runner import run_notebook
     rows, cells = [], {}
     for who, folder in (("solution", ROOT / "solutions"), ("blank", ROOT / "labs")):
         subs = tmp / who / "submissions"
@@ -1161,12 +1164,26 @@ def grade_course(tmp: Path, cancel=None):
             shutil.copyfile(src, subs / who / solution.name)
         rows += grade_submissions(subs, labs_dir=ROOT / "labs", out=tmp / who / "gradebook.csv",
                                   solutions_dir=ROOT / "solutions", jobs=2, log=lambda *a: None,
-                                  cell_timeout=600, timeout=1200, keep=who == "solution",
-                                  work_root=tmp / who / "work", cancel=cancel)
-    for nb_path in (tmp / "solution" / "work").glob("kdlab-grade-*/*.ipynb"):
-        nb = nbformat.read(str(nb_path), as_version=4)
-        cells[nb_path.stem] = (read_cells(nb_path.with_name("cells.jsonl")),
-                               sum(c.cell_type == "code" for c in nb.cells))
+                                  cell_timeout=600, timeout=1200, work_root=tmp / who / "work",
+                                  cancel=cancel)
+
+    def run_whole(solution):
+        work = tmp / "whole" / solution.stem
+        work.mkdir(parents=True)
+        nb = nbformat.read(str(solution), as_version=4)
+        for c in nb.cells:
+            if c.cell_type == "code":
+                c.outputs, c.execution_count = [], None
+        # as an instructor runs it: the hidden tests judge inputs whose keys only the
+        # instructor's package computes
+        nb.cells.insert(0, new_code_cell("import kdlab.grading.keys", id="instructor-keys"))
+        nbformat.write(nb, str(work / solution.name))
+        run = run_notebook(work / solution.name, cell_timeout=600, timeout=1200, quick=True,
+                           threads=1, cancel=cancel)
+        return solution.stem, (run.cells, sum(c.cell_type == "code" for c in nb.cells))
+
+    with futures.ThreadPoolExecutor(2) as pool:
+        cells = dict(pool.map(run_whole, SOLUTIONS))
     return rows, cells
 
 
@@ -1191,10 +1208,11 @@ def test_course_solution_full_marks_and_lab_zero(solution, course_graded):
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
 def test_course_solution_runs_every_cell(solution, course_graded):
-    """Every code cell of solutions/NN runs without error (quick budget, in the sandbox).
+    """Every code cell of solutions/NN runs without error (quick budget).
 
-    The suite's run of each solution notebook: the course grading above executes it with
-    nbval, so pytest does not execute solutions/ a second time (testpaths = tests)."""
+    The suite's run of each solution notebook, beside the course grading (which runs only the
+    setup, exercise and check cells), so pytest does not execute solutions/ a second time
+    (testpaths = tests)."""
     records, n_code = course_graded[1].get(solution.stem, ([], None))
     assert n_code is not None, f"{solution.name} was not graded"
     failed = [f"cell {r['cell']} (id {r['id']!r}) raised "

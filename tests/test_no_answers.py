@@ -96,7 +96,7 @@ def test_keys_compare_within_a_tolerance():
 
 
 SWEEP = r'''
-import faulthandler, importlib, inspect, json, pkgutil, signal, sys
+import faulthandler, importlib, inspect, json, pkgutil, signal, sys, time
 faulthandler.enable()
 import kdlab
 import kdlab.runtime
@@ -159,7 +159,7 @@ def numpy_to_torch(f):
 inputs = json.loads(sys.argv[1])
 out = open(sys.argv[2], "w", buffering=1)
 for name, f in fns:
-    slow = 0
+    slow, t0 = 0, time.process_time()
     for label, cand in [("", f), ("numpy", numpy_to_torch(f))] + [(f"curried {k}", curried(f, k)) for k in (2, 3)]:
         for check, seed in inputs:
             if slow >= 2:  # a function that trains or loads: it had its chance

@@ -88,7 +88,8 @@ def answer_key(check: Check, seed=None, params=None) -> dict:
     if not KEY_MAKERS:
         raise NoAnswerKey(
             f"{check.title}: no answer key for these inputs here (seed {seed}, parameters "
-            f"{params}): the course ships keys only for the notebook's own cases")
+            f"{params}): the course ships keys only for the notebook's own cases (instructors: "
+            "`import kdlab.grading.keys` first to judge any inputs)")
     return KEY_MAKERS[-1](check.name, check.inputs(seed, **params))
 
 
