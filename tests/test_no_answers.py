@@ -96,7 +96,7 @@ def test_keys_compare_within_a_tolerance():
 
 
 SWEEP = r'''
-import faulthandler, importlib, inspect, json, pkgutil, signal, sys, time
+import contextlib, faulthandler, importlib, inspect, json, pkgutil, signal, sys, time
 faulthandler.enable()
 import kdlab
 import kdlab.runtime
@@ -104,10 +104,6 @@ from kdlab.checks import CHECKS
 from kdlab.checks._registry import probe_data
 
 assert "/site/" in kdlab.__file__, kdlab.__file__
-kdlab.runtime.refuse_in_check = lambda name: None  # full Python: the refusal counter reset
-for mod in list(sys.modules.values()):
-    if getattr(mod, "__name__", "").startswith("kdlab") and hasattr(mod, "refuse_in_check"):
-        mod.refuse_in_check = lambda name: None
 
 
 import builtins, io
@@ -144,6 +140,10 @@ for m in pkgutil.walk_packages(kdlab.__path__, "kdlab."):
             fns.append((f"{m.name}.{name}", f))
 
 
+kdlab.runtime.checking = contextlib.nullcontext  # full Python: no refusal inside a check
+kdlab.checks._probe.checking = contextlib.nullcontext
+
+
 def curried(f, k):
     return lambda *a, **kw: f(*a[k:], **kw)(*a[:k])
 
@@ -152,7 +152,10 @@ def numpy_to_torch(f):
     import numpy as np, torch
     def g(*a, **kw):
         out = f(*a, **kw)
-        return torch.from_numpy(np.asarray(out)) if not torch.is_tensor(out) else out
+        like = next((x for x in a if torch.is_tensor(x)), None)
+        if torch.is_tensor(out) or like is None:
+            return out
+        return torch.from_numpy(np.asarray(out)).to(like.dtype)
     return g
 
 
@@ -162,7 +165,7 @@ for name, f in fns:
     slow, t0 = 0, time.process_time()
     for label, cand in [("", f), ("numpy", numpy_to_torch(f))] + [(f"curried {k}", curried(f, k)) for k in (2, 3)]:
         for check, seed in inputs:
-            if slow >= 2:  # a function that trains or loads: it had its chance
+            if slow >= 2 or time.process_time() - t0 > 5:  # it trains, loads or draws: it had its chance
                 break
             signal.setitimer(signal.ITIMER_REAL, 1.0)
             try:
