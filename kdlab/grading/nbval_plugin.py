@@ -11,11 +11,13 @@ cells that ran survive if the whole run is killed at the notebook time limit:
      "seconds": float}
 
 "probes" lists the probe results the cell displayed (the MIME type given by ``--kdlab-probe-mime``:
-``kdlab.checks._probe.MIME``, see ``kdlab.checks.probe_cell``) as JSON texts.
+``kdlab.checks._probe.MIME``, see ``kdlab.checks.bind_probes``) as JSON texts, and
+"probe_problems" the records it could not keep (not text, oversize): scoring counts those as tampering.
 
 It also makes nbval notice a dead kernel (``os._exit``, a crash) within a second instead of
-waiting for the cell timeout, stops the kernel once a notebook has printed more than
-``--kdlab-max-output`` bytes, and with ``--kdlab-kernel-argv`` starts the kernel with the
+waiting for the cell timeout, stops the kernel once a notebook has sent more than
+``--kdlab-max-output`` bytes on its output channel (every message counts as it arrives:
+text, displays, widget messages; none is kept past the limit), and with ``--kdlab-kernel-argv`` starts the kernel with the
 given command line (the grader's sandbox) talking over Unix sockets under
 ``--kdlab-runtime-dir`` (a kernel in its own network namespace cannot reach TCP ports on the
 host's loopback; a sandboxed kernel makes its sockets in its own /tmp, reached through
