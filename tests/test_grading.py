@@ -826,7 +826,8 @@ def test_graded_check_cell_holds_inputs_not_seeds():
                                  dict(chk.cell, cell_type="code", id="chk",
                                       metadata={"kdlab": {"check": "entropy", "points": 1}})])
     nb = restore.graded_notebook(restored, [chk], {"entropy": draws})
-    assert [c["id"] for c in nb["cells"]][0] == restore.BIND_ID  # before any cell of the notebook
+    assert [c["id"] for c in nb["cells"]][0] == "ex"
+    assert restore.BIND_LINE in restore.kernel_args()[0]  # bound as the kernel starts
     probes = [c for c in nb["cells"] if c["metadata"].get("kdlab_grader", {}).get("check")]
     assert [c["metadata"]["kdlab_grader"] for c in probes] == [
         {"check": "entropy", "probe": k, "token": d.token} for k, d in enumerate(draws)]

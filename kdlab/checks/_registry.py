@@ -140,7 +140,7 @@ def register(name: str, inputs: Callable, probe: Callable, verdict: Callable,
 def bind_probes():
     """Grading: the function the grader's probe cells call, bound now to the probes registered now.
 
-    The grader runs ``_kdlab_probe = bind_probes()`` in a cell of its own before any cell of
+    A graded kernel runs ``_kdlab_probe = bind_probes()`` as it starts, before any cell of
     the notebook, so a later change of ``CHECKS``, of this module or of ``kdlab.checks`` does
     not change which probe a check cell runs. Returns ``probe(name, obj, inputs_json)``: run
     the probe of check `name` on `obj` with the inputs the grader wrote into the cell, and

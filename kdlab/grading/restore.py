@@ -7,8 +7,8 @@ of the lab that follows it) and reported as "check cell modified".
 
 In the copy that is executed, each check cell is replaced by one cell per probe (the public
 one, then each of the instructor's hidden tests): each runs the check's *probe* on inputs the
-grader drew from a secret seed and wrote into that cell, through the probes bound by the
-grader's first cell (``kdlab.checks.bind_probes``); the grader runs the verdicts in its own
+grader drew from a secret seed and wrote into that cell, through the probes the kernel bound
+as it started (``kdlab.checks.bind_probes``); the grader runs the verdicts in its own
 process on the numbers the probes displayed (scoring.py).
 """
 from __future__ import annotations
@@ -253,11 +253,14 @@ def runs_in_grading(lab_nb: dict):
     return keep
 
 
-BIND_ID = "kdlab-grader-bind"
 PROBE_NAME = "_kdlab_probe"  # the kernel's name of the probes bound before any notebook cell
-BIND_SOURCE = ("# grader: the checks' probes, bound before any cell of the notebook runs\n"
-               f"from kdlab.checks import bind_probes as {PROBE_NAME}\n"
-               f"{PROBE_NAME} = {PROBE_NAME}()")
+# run by the kernel as it starts (ipykernel's exec_lines), before any cell of the notebook
+BIND_LINE = f"from kdlab.checks import bind_probes as {PROBE_NAME}; {PROBE_NAME} = {PROBE_NAME}()"
+
+
+def kernel_args() -> list:
+    """The arguments a graded kernel starts with: it binds the checks' probes (``BIND_LINE``)."""
+    return [f"--IPKernelApp.exec_lines={[BIND_LINE]!r}"]
 
 
 def probe_source(d: Draw, k: int) -> str:
@@ -274,23 +277,21 @@ def graded_source(chk: CheckCell, draws: list) -> str:
 
 
 def graded_notebook(restored: Restored, checks: list, draws: dict, keep=None) -> dict:
-    """The notebook that is executed: a cell binding the probes, then the restored cells with
-    each check cell replaced by one cell per probe (public, then hidden tests, each after the
-    one before has finished).
+    """The notebook that is executed: the restored cells with each check cell replaced by one
+    cell per probe (public, then hidden tests, each after the one before has finished); the
+    kernel binds the probes as it starts (``kernel_args``), before any of these cells.
 
     draws: {check name: ``draw(check)``}; keep: a function cell -> bool, the cells to run
     besides the check cells (default: all).
 
     Cells are rebuilt clean (type, unique id, metadata, source; no outputs), so that any
     notebook that parsed can be executed. The grader marks its own cells with metadata
-    ``kdlab_grader`` ({"bind": true}, or {"check", "probe", "token"}), which the kernel never
+    ``kdlab_grader`` ({"check", "probe", "token"}), which the kernel never
     sees (nbval sends it only the source); no submission keeps that key.
     """
     by_name = {c.name: c for c in checks}
     canonical = {id(c) for c in restored.cells if kdlab_meta(c).get("check") in by_name}
-    cells = [{"cell_type": "code", "id": BIND_ID, "metadata": {"kdlab_grader": {"bind": True}},
-              "source": BIND_SOURCE, "outputs": [], "execution_count": None}]
-    ids = {BIND_ID}
+    cells, ids = [], set()
     for i, old in enumerate(restored.cells):
         kind = old.get("cell_type") if old.get("cell_type") in ("code", "markdown", "raw") else "raw"
         meta = old.get("metadata") if isinstance(old.get("metadata"), dict) else {}

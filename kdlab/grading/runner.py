@@ -133,6 +133,8 @@ def run_notebook(nb_path, cell_timeout: float = 300, timeout: float = 1200,
             if shutil.which("prlimit"):  # the kernel is not the nbval process: lift its cap
                 argv = [shutil.which("prlimit"), "--data=unlimited", "--"] + argv
             (runtime / "k").mkdir()
+        from .restore import kernel_args
+        argv = argv + kernel_args()  # the probes, bound before any cell of the notebook
         result = _run(Path(nb_path).resolve(), cell_timeout, timeout, max_output, quick, threads,
                       argv, runtime, inside, cancel)
         result.oom_killed = cgroup is not None and cgroup.oom_killed()
