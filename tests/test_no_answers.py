@@ -196,13 +196,15 @@ def test_no_callable_of_the_sandbox_kdlab_passes_a_check(tmp_path):
     ``compress._grid`` answer only inside code a student writes around them: they are
     stripped as well, see ``sandbox.STRIPPED``.)"""
     import json
+    import os
     import subprocess
     import sys
 
     from kdlab.checks._registry import judge
     from kdlab.grading import keys, sandbox
 
-    site = sandbox.kdlab_copy(tmp_path / "site", data=False)
+    site = sandbox.kdlab_copy(tmp_path / "site", data=False,
+                              strip=not os.environ.get("KDLAB_TEST_NO_STRIP"))  # the control
     todo = [(name, 7) for name in sorted(CHECKS)]
     found = tmp_path / "sweep.jsonl"
     p = subprocess.run([sys.executable, "-c", SWEEP, json.dumps(todo), str(found)], capture_output=True, text=True,

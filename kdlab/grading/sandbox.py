@@ -106,9 +106,9 @@ def _strip(path: Path, names) -> None:
         lines[first.lineno - 1:node.end_lineno] = [raise_line]
     path.write_text("".join(lines), encoding="utf-8")
 
-def kdlab_copy(dest, data: bool = True) -> Path:
+def kdlab_copy(dest, data: bool = True, strip: bool = True) -> Path:
     """Copy the installed kdlab (code and assets, without kdlab.grading and without the helpers
-    of ``STRIPPED``) to dest/kdlab; return dest.
+    of ``STRIPPED``, unless strip=False: a test's control) to dest/kdlab; return dest.
 
     With data=True, also fill dest/data-cache, the kernels' read-only ``KDLAB_CACHE``: MNIST
     extracted from the package's verified archives (so no kernel spends seconds extracting
@@ -125,7 +125,7 @@ def kdlab_copy(dest, data: bool = True) -> Path:
     dest = Path(dest)
     shutil.copytree(src, dest / "kdlab", ignore=shutil.ignore_patterns(
         "__pycache__", "*.pyc", "grading"))
-    for rel, names in ({} if os.environ.get("KDLAB_TEST_NO_STRIP") else STRIPPED).items():
+    for rel, names in (STRIPPED if strip else {}).items():
         _strip(dest / "kdlab" / rel, names)
     cfg = Path(sys.prefix) / "pyvenv.cfg"
     if sys.prefix != sys.base_prefix and cfg.is_file():
