@@ -228,3 +228,22 @@ def test_no_callable_of_the_sandbox_kdlab_passes_a_check(tmp_path):
             continue
         passed.append(f"{d['fn']} ({d['how'] or 'as is'}) passes check_{d['check']}")
     assert not passed, passed
+
+
+def test_checks_never_import_the_grading_package():
+    """kdlab.checks judges the notebook's own cases without kdlab.grading (the student's side
+    never reaches the grader's code); keys of other inputs come only from a key maker the
+    grader registers, and without one a check says so."""
+    import subprocess
+    import sys
+    code = ("import sys, torch, kdlab.checks as C\n"
+            "C.check_entropy(lambda p: -torch.xlogy(p, p).sum(-1))\n"
+            "assert not [m for m in sys.modules if m.startswith('kdlab.grading')], 'grading imported'\n"
+            "from kdlab.checks._registry import NoAnswerKey, answer_key\n"
+            "try:\n    answer_key(C.CHECKS['entropy'], seed=3)\nexcept NoAnswerKey as e:\n    print('NoAnswerKey', e)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "PASSED check_entropy" in p.stdout and "NoAnswerKey" in p.stdout, p.stdout
+    root = Path(kdlab.__file__).parent / "checks"
+    for path in root.glob("*.py"):
+        assert not re.search(r"^\s*(from|import) kdlab\.grading|from \.\.grading", path.read_text(), re.M), path
