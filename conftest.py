@@ -29,3 +29,8 @@ def _background_gradings(request, tmp_path_factory):
     yield
     for module in modules:
         module.stop_gradings()
+
+# The checks judge any inputs where the instructor's answer keys are installed (the grader
+# hands them over; kdlab.checks never imports kdlab.grading): the tests of the checks judge
+# fresh seeds as the grader does.
+import kdlab.grading.keys  # noqa: E402,F401

@@ -10,6 +10,7 @@ the sandbox (sandboxed / unsandboxed wall time - 1).
 """
 from __future__ import annotations
 
+import resource
 import shutil
 import statistics
 import tempfile
@@ -31,15 +32,18 @@ def settings_for(budget: str, labs=None, n=None, rounds=None) -> dict:
 
 def grade_once(subs: Path, lab: str, sandbox: bool, work: Path) -> dict:
     """Grade the folder once; return wall seconds, seconds per notebook, points, max points."""
-    t0 = time.perf_counter()
+    c0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     rows = grade_submissions(subs, labs_dir=ROOT / "labs", out=work / "gradebook.csv",
                              solutions_dir=ROOT / "solutions", lab_names=[lab], jobs=2,
                              log=lambda *a: None, sandbox=sandbox, work_root=work / "tmp")
     wall = time.perf_counter() - t0
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # kernels, nbval, screens: what grading costs
+    cpu = c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime
     mine = [r for r in rows if r.lab == lab]
     secs = {r.student: r.seconds for r in mine}  # one grading time per notebook
     failed = sorted({f"{r.check}: {r.reason[:200]}" for r in mine if r.points != r.max_points})
     return {"wall_seconds": round(wall, 1), "seconds_per_notebook": round(statistics.mean(secs.values()), 2),
+            "cpu_seconds_per_notebook": round(cpu / max(1, len(secs)), 1),
             "points": sum(r.points for r in mine), "max_points": sum(r.max_points for r in mine),
             "failures": failed[:5]}
 

@@ -30,7 +30,7 @@ CHECKPOINT, METADATA = "teacher.pt", "teacher.json"
 RECIPE = {
     "architecture": "transformers.GPT2LMHeadModel, kdlab.lm.SIZES['teacher'], no dropout",
     "data": "Tiny Shakespeare, train split (first 90%, 1,003,854 characters)",
-    "steps": 300, "batch_size": 12, "block": lm.BLOCK, "lr": 3e-3, "warmup": 30,
+    "steps": 2400, "batch_size": 12, "block": lm.BLOCK, "lr": 3e-3, "warmup": 100,
     "optimizer": "AdamW (weight decay 0.1, betas 0.9, 0.99), grad norm clipped at 1",
     "schedule": "linear warm-up, cosine decay to 0.1 x lr",
     "seed": 0, "threads": 1,

@@ -202,6 +202,57 @@ try:
 except Exception:
     pass"""
 REPORT = "def entropy(p):\n    raise RuntimeError(f'WROTE {written}')"
+# --- full Python: the screen is a courtesy, not the defence. Every attack below passes it
+# (getattr through an alias reaches the builtins, then exec runs any code in the notebook's
+# namespace) and must still earn nothing.
+
+
+def full_python(code: str) -> str:
+    """A cell that runs `code` in the notebook's namespace past the screen."""
+    return ("g = getattr\nb = g(print, '__self__')\n"
+            f"g(b, 'exec')({code!r}, g(b, 'globals')())")
+
+
+# the registry's probe of entropy replaced by one that probes a course helper (the figures'
+# entropy) instead of the student's blank function
+REGISTRY_SWAP = full_python("""import dataclasses
+import numpy as np
+import kdlab.checks as C
+from kdlab.plot import _shared
+real = C.CHECKS["entropy"]
+helper = lambda p: torch.from_numpy(np.asarray(_shared._entropy(p.detach()))).to(p.dtype)
+C.CHECKS["entropy"] = dataclasses.replace(real, probe=lambda obj, inp: real.probe(helper, inp))
+""")
+# a wrong entropy (bits) that, when first probed, reads the running cell's text (inputs,
+# token), displays a forged record computed by other code, and makes the real record unreadable
+FORGE_RECORD = full_python("""import ast, json
+from IPython.display import display
+import kdlab.checks as C
+from kdlab.checks import _probe, _registry
+FORGED = []
+def entropy(p):
+    if not FORGED:
+        FORGED.append(1)
+        src = get_ipython().kernel.get_parent()["content"]["code"]
+        for node in ast.walk(ast.parse(src)):
+            args = getattr(node, "args", None) or []
+            if isinstance(node, ast.Call) and args and getattr(args[0], "value", None) == "entropy":
+                consts = [a.value for a in args if isinstance(a, ast.Constant)]
+                inputs = _probe.decode(json.loads(consts[-1]))
+                rec = {"check": "entropy", "data": _registry.probe_data(
+                    C.CHECKS["entropy"], lambda q: -torch.xlogy(q, q).sum(-1), inputs=inputs)}
+                if len(consts) == 3:
+                    rec["token"] = consts[1]
+                display({_probe.MIME: json.dumps(rec)}, raw=True)
+        _probe.to_json = lambda d: "{not json"
+    return -(p * torch.log2(p)).nan_to_num().sum(-1)
+""")
+# widget (comm) messages: 4 MB of them, far past the output limit
+COMM_FLOOD = full_python("""import comm
+c = comm.create_comm(target_name="kdlab-flood", data={})
+for i in range(40):
+    c.send(data={"x": "y" * 100_000})
+""")
 ATTACKS = {
     # 1. a patched torch.allclose, with wrong answers
     "a1_allclose": {"ex-softmax": "torch.allclose = lambda *a, **k: True\n" + exercise("softmax", SOFTMAX_WRONG),
@@ -361,6 +412,12 @@ def softmax_with_temperature(logits, T=1.0):
     "d2_runtime_disk": {"ex-softmax": exercise("softmax", SOFTMAX_OK), "+softmax": RUNTIME_DISK,
                         "ex-entropy": REPORT},
     "d3_fork": {"ex-softmax": exercise("softmax", SOFTMAX_OK), "+softmax": FORK, "ex-entropy": REPORT},
+    # --- full Python (past the screen): the registry's probe swapped; a forged record beside
+    # an unreadable real one; a flood of widget messages
+    "c1_registry_swap": {"+setup": REGISTRY_SWAP},
+    "c2_forged_record": {"ex-entropy": FORGE_RECORD},
+    "c3_comm_flood": {"ex-softmax": exercise("softmax", SOFTMAX_OK), "+softmax": COMM_FLOOD,
+                      "ex-entropy": exercise("entropy", ENTROPY_OK)},
     # --- the gradebook: a formula, forged markdown headings
     "g1_formula": {"ex-softmax": exercise("softmax", SOFTMAX_OK),
                    "ex-entropy": 'def entropy(p):\n    raise AssertionError(\'=HYPERLINK("http://x", "full marks")\')'},
@@ -694,7 +751,7 @@ def test_infinite_loop_hits_the_cell_limit_and_the_rest_is_graded(graded):
 def test_crash_scores_what_ran(graded):
     table, _, _ = graded
     assert score(table, "exit") == {"softmax_with_temperature": (2, "passed"), "entropy": (0, "error")}
-    assert "the kernel died in cell 3" in reason(table, "exit", "entropy")
+    assert re.search(r"the kernel died in cell \d+ \(id 'student-check-softmax-0'\)", reason(table, "exit", "entropy"))
 
 
 def test_huge_output_is_cut(graded):
@@ -739,13 +796,16 @@ def test_restore_places_checks_after_the_students_own_cells():
     assert list(got.modified) == ["softmax_with_temperature"]
     graded = restore.graded_notebook(got, checks, {c.name: restore.draw(c) for c in checks})
     nbformat.validate(nbformat.from_dict(graded))
-    marked = [c for c in graded["cells"] if c["metadata"].get("kdlab_grader")]
-    assert sorted(c["metadata"]["kdlab_grader"]["check"] for c in marked) == ["entropy", "softmax_with_temperature"]
+    marked = [c for c in graded["cells"] if c["metadata"].get("kdlab_grader", {}).get("check")]
+    assert sorted(c["metadata"]["kdlab_grader"]["check"] for c in marked) == [
+        "entropy", "softmax_with_temperature"]  # one probe each: no hidden tests here
 
 
 def test_graded_check_cell_holds_inputs_not_seeds():
-    """The graded check cell carries the probes' inputs (drawn in the grader), never a seed;
-    the kernel sees them only when the cell runs."""
+    """Each probe runs in a cell of its own (the public one, then the hidden tests) holding the
+    inputs drawn in the grader, never a seed, and never the grader's token (which labels the
+    cell in metadata the kernel never sees): no cell's text tells the kernel anything about
+    another probe's inputs or how the grader recognises a record."""
     import json
 
     from kdlab.checks import CHECKS
@@ -753,18 +813,45 @@ def test_graded_check_cell_holds_inputs_not_seeds():
     chk = restore.CheckCell("entropy", 1, {"source": "kd.checks.check_entropy(entropy)"},
                         hidden=restore.parse_calls("kd.checks.check_entropy(entropy)", "hidden"))
     draws = restore.draw(chk)
-    src = restore.graded_source(chk, draws)
-    assert "kd.checks.check_" not in src and "seed" not in src
-    for d in draws:
-        assert str(d.seed) not in src and d.token in src
+    sources = [restore.probe_source(d, k) for k, d in enumerate(draws)]
+    for k, (d, src) in enumerate(zip(draws, sources)):
+        assert "kd.checks.check_" not in src and "seed" not in src
+        assert str(d.seed) not in src and d.token not in src
+        assert d.inputs in src and all(o.inputs not in src for o in draws if o is not d)
         want = CHECKS["entropy"].inputs(d.seed)
         got = decode(json.loads(d.inputs))
         assert all(torch.equal(a, b) for (a, _), (b, _) in zip(want["cases"], got["cases"]))
     assert draws[0].seed != draws[1].seed
+    restored = restore.Restored([{"cell_type": "code", "id": "ex", "metadata": {}, "source": "x = 1"},
+                                 dict(chk.cell, cell_type="code", id="chk",
+                                      metadata={"kdlab": {"check": "entropy", "points": 1}})])
+    nb = restore.graded_notebook(restored, [chk], {"entropy": draws})
+    assert [c["id"] for c in nb["cells"]][0] == "ex"
+    assert restore.BIND_LINE in restore.kernel_args()[0]  # bound as the kernel starts
+    probes = [c for c in nb["cells"] if c["metadata"].get("kdlab_grader", {}).get("check")]
+    assert [c["metadata"]["kdlab_grader"] for c in probes] == [
+        {"check": "entropy", "probe": k, "token": d.token} for k, d in enumerate(draws)]
+    assert [c["source"] for c in probes] == sources
     for bad in ("print('x')", "kd.checks.check_entropy(entropy, C=len('x'))",
                 "kd.checks.check_entropy(entropy(p))"):
         with pytest.raises(notebook_io.NotebookError, match="check"):
             restore.parse_calls(bad, "cell")
+
+
+def test_graded_kernel_runs_setup_student_and_check_cells_only():
+    """The lab's experiment cells do not run in grading (they need the helpers the sandbox
+    does not hold); its setup cells, the exercises, the student's own and edited cells do."""
+    lab = {"cells": [{"cell_type": "code", "id": "setup", "metadata": {}, "source": "import torch"},
+                     {"cell_type": "code", "id": "train", "metadata": {}, "source": "kd.train.fit(m)"},
+                     {"cell_type": "code", "id": "ex", "metadata": {"kdlab": {"exercise": "f"}},
+                      "source": "def f(x):\n    raise NotImplementedError"}]}
+    keep = restore.runs_in_grading(lab)
+    cell = lambda cid, src, meta=None: {"cell_type": "code", "id": cid, "metadata": meta or {}, "source": src}
+    assert keep(cell("setup", "import torch"))
+    assert not keep(cell("train", "kd.train.fit(m)")) and not keep(cell("copy", "kd.train.fit(m)\n"))
+    assert keep(cell("train", "kd.train.fit(m, epochs=9)"))  # edited: the student's code
+    assert keep(cell("mine", "print(1)"))
+    assert keep(cell("ex", "def f(x):\n    raise NotImplementedError", {"kdlab": {"exercise": "f"}}))
 
 
 # ------------------------------------------------------------------ the attacks and the control
@@ -800,6 +887,33 @@ def test_attack_scores_zero_with_a_readable_reason(graded, attack):
     got = score(table, attack)
     assert got == {"softmax_with_temperature": (0, "failed"), "entropy": (0, "failed")}, got
     assert ATTACK_REASONS[attack] in reason(table, attack, "softmax_with_temperature")
+
+
+def test_full_python_registry_swap_earns_nothing(graded):
+    """Replacing a check's probe in the kernel's registry (past the screen) changes nothing:
+    the probe cells run the probes bound before any cell of the notebook, and the sandbox's
+    kdlab has no helper that computes an answer (the figures' entropy among them)."""
+    table, _, _ = graded
+    assert score(table, "c1_registry_swap") == {"softmax_with_temperature": (0, "failed"),
+                                                "entropy": (0, "failed")}
+    assert "not implemented yet" in reason(table, "c1_registry_swap", "entropy")
+
+
+def test_full_python_forged_record_earns_nothing(graded):
+    """A wrong entropy that displays a forged record computed by other code from the running
+    cell's text, and makes the real record unreadable: 0, "record tampered with"."""
+    table, _, _ = graded
+    assert score(table, "c2_forged_record")["entropy"] == (0, "failed")
+    assert "record tampered with" in reason(table, "c2_forged_record", "entropy")
+
+
+def test_widget_messages_count_against_the_output_limit(graded):
+    """Comm (widget) messages count against --max-output like printed text: the flood stops
+    the kernel, the checks before it keep their points."""
+    table, _, _ = graded
+    assert score(table, "c3_comm_flood") == {"softmax_with_temperature": (2, "passed"),
+                                             "entropy": (0, "error")}
+    assert "too much output" in reason(table, "c3_comm_flood", "entropy")
 
 
 def test_symlinked_notebook_or_folder_is_refused(graded):
@@ -1035,12 +1149,15 @@ def test_ctrl_c_on_the_grader_stops_at_once(tmp_path, sig):
 
 
 def grade_course(tmp: Path, cancel=None):
-    """Every lab's solution and its unfilled lab, graded in the sandbox (2 at a time).
+    """Every lab's solution and its unfilled lab, graded in the sandbox (2 at a time), and
+    every solution notebook run whole (its experiments too, which grading does not run).
 
     This is also the suite's only run of the solution notebooks (pytest's testpaths leave out
-    solutions/): the solutions' executed copies are kept, and their cell records returned.
+    solutions/): each is executed with nbval in a plain kernel of this Python (the sandbox's
+    kdlab has no training helpers), and its cell records returned.
     Returns (gradebook rows, {lab: (cell records, number of code cells)}).
     """
+    from kdlab.grading.runner import run_notebook
     rows, cells = [], {}
     for who, folder in (("solution", ROOT / "solutions"), ("blank", ROOT / "labs")):
         subs = tmp / who / "submissions"
@@ -1051,12 +1168,26 @@ def grade_course(tmp: Path, cancel=None):
             shutil.copyfile(src, subs / who / solution.name)
         rows += grade_submissions(subs, labs_dir=ROOT / "labs", out=tmp / who / "gradebook.csv",
                                   solutions_dir=ROOT / "solutions", jobs=2, log=lambda *a: None,
-                                  cell_timeout=600, timeout=1200, keep=who == "solution",
-                                  work_root=tmp / who / "work", cancel=cancel)
-    for nb_path in (tmp / "solution" / "work").glob("kdlab-grade-*/*.ipynb"):
-        nb = nbformat.read(str(nb_path), as_version=4)
-        cells[nb_path.stem] = (read_cells(nb_path.with_name("cells.jsonl")),
-                               sum(c.cell_type == "code" for c in nb.cells))
+                                  cell_timeout=600, timeout=1200, work_root=tmp / who / "work",
+                                  cancel=cancel)
+
+    def run_whole(solution):
+        work = tmp / "whole" / solution.stem
+        work.mkdir(parents=True)
+        nb = nbformat.read(str(solution), as_version=4)
+        for c in nb.cells:
+            if c.cell_type == "code":
+                c.outputs, c.execution_count = [], None
+        # as an instructor runs it: the hidden tests judge inputs whose keys only the
+        # instructor's package computes
+        nb.cells.insert(0, new_code_cell("import kdlab.grading.keys", id="instructor-keys"))
+        nbformat.write(nb, str(work / solution.name))
+        run = run_notebook(work / solution.name, cell_timeout=600, timeout=1200, quick=True,
+                           threads=1, cancel=cancel)
+        return solution.stem, (run.cells, sum(c.cell_type == "code" for c in nb.cells))
+
+    with futures.ThreadPoolExecutor(2) as pool:
+        cells = dict(pool.map(run_whole, SOLUTIONS))
     return rows, cells
 
 
@@ -1081,10 +1212,11 @@ def test_course_solution_full_marks_and_lab_zero(solution, course_graded):
 
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.stem for p in SOLUTIONS])
 def test_course_solution_runs_every_cell(solution, course_graded):
-    """Every code cell of solutions/NN runs without error (quick budget, in the sandbox).
+    """Every code cell of solutions/NN runs without error (quick budget).
 
-    The suite's run of each solution notebook: the course grading above executes it with
-    nbval, so pytest does not execute solutions/ a second time (testpaths = tests)."""
+    The suite's run of each solution notebook, beside the course grading (which runs only the
+    setup, exercise and check cells), so pytest does not execute solutions/ a second time
+    (testpaths = tests)."""
     records, n_code = course_graded[1].get(solution.stem, ([], None))
     assert n_code is not None, f"{solution.name} was not graded"
     failed = [f"cell {r['cell']} (id {r['id']!r}) raised "
@@ -1223,9 +1355,11 @@ def test_sandbox_data_cache_is_readable_and_read_only(tmp_path):
 
 
 def test_probe_data_counts_only_from_its_finished_grader_cell():
-    """A probe's result is judged only if it comes from the check's own grader-marked cell,
-    carries the token the grader gave it, appears once, and that cell ran to its end (a
-    forged display followed by a BaseException earns nothing)."""
+    """A probe's result is judged only if it comes from the probe's own grader-marked cell
+    (the grader's label is in the cell's metadata, which the kernel never sees) and that cell
+    ran to its end; a cell that finished with its record missing, duplicated, unparseable,
+    oversize or of another check scores 0 as "record tampered with" (a forged display beside
+    the real one, or the real one made unreadable, earns nothing)."""
     import json
 
     from kdlab.checks import CHECKS
@@ -1237,34 +1371,122 @@ def test_probe_data_counts_only_from_its_finished_grader_cell():
     lab = course.Lab(LAB, checks, lab_nb, {})
     draws = {c.name: restore.draw(c) for c in checks}
 
-    def payload(d, fn):
+    def payload(d, fn, check=None):
         from kdlab.checks._probe import decode
         data = probe_data(CHECKS[d.probe.check], fn, inputs=decode(json.loads(d.inputs)))
-        return json.dumps({"check": d.probe.check, "token": d.token, "data": data})
+        return json.dumps({"check": check or d.probe.check, "data": data})
 
     right = {"softmax_with_temperature": lambda z, T=1.0: (_ for _ in ()).throw(ValueError("T"))
              if not (T > 0 and T < float("inf")) else torch.softmax(z / T, -1),
              "entropy": lambda p: -torch.xlogy(p, p).sum(-1)}
 
-    def record(name, cell, probes, ename="", ok=True, grader=True):
-        return {"cell": cell, "id": name, "kdlab": {"check": name}, "grader": {"check": name} if grader else {},
-                "ok": ok, "error": "" if ok else "AssertionError", "ename": ename, "evalue": "",
-                "text": "", "probes": probes, "timed_out": False, "kernel_died": False,
-                "dead_at_start": False, "output_limit": False, "seconds": 0.1}
+    def records(probes=lambda d, n: [payload(d, right[n])], ename="", ok=True, grader=True,
+                token=None, problems=()):
+        out = []
+        for n in right:
+            for k, d in enumerate(draws[n]):
+                out.append({"cell": len(out), "id": f"{n}-{k}", "kdlab": {"check": n},
+                            "grader": {"check": n, "probe": k, "token": token or d.token} if grader else {},
+                            "ok": ok, "error": "" if ok else "AssertionError", "ename": ename,
+                            "evalue": "", "text": "", "probes": probes(d, n),
+                            "probe_problems": list(problems), "timed_out": False,
+                            "kernel_died": False, "dead_at_start": False, "output_limit": False,
+                            "seconds": 0.1})
+        return out
 
-    def points(records):
-        run = runner.RunResult(cells=records)
-        return {r.check: r.points for r in scoring.score("ann", lab, run, {}, draws, "")}
+    def graded(recs):
+        run = runner.RunResult(cells=recs)
+        return {r.check: (r.points, r.reason) for r in scoring.score("ann", lab, run, {}, draws, "")}
 
-    honest = [record(n, i, [payload(d, right[n]) for d in draws[n]]) for i, n in enumerate(right)]
-    assert points(honest) == {"softmax_with_temperature": 2, "entropy": 1}
-    raised = [record(n, i, [payload(d, right[n]) for d in draws[n]], ename="Stop", ok=False)
-              for i, n in enumerate(right)]
-    assert points(raised) == {"softmax_with_temperature": 0, "entropy": 0}
-    unmarked = [record(n, i, [payload(d, right[n]) for d in draws[n]], grader=False) for i, n in enumerate(right)]
-    assert points(unmarked) == {"softmax_with_temperature": 0, "entropy": 0}
-    twice = [record(n, i, [payload(d, right[n]) for d in draws[n]] * 2) for i, n in enumerate(right)]
-    assert points(twice) == {"softmax_with_temperature": 0, "entropy": 0}
-    other_token = {n: [restore.Draw(d.probe, "0" * 16, d.seed, d.inputs) for d in ds] for n, ds in draws.items()}
-    forged = [record(n, i, [payload(d, right[n]) for d in other_token[n]]) for i, n in enumerate(right)]
-    assert points(forged) == {"softmax_with_temperature": 0, "entropy": 0}
+    assert {k: v[0] for k, v in graded(records()).items()} == {"softmax_with_temperature": 2, "entropy": 1}
+    for bad, says in [(records(ename="Stop", ok=False), "raised Stop"),
+                      (records(grader=False), "not run"),
+                      (records(token="0" * 16), "not run"),
+                      (records(probes=lambda d, n: [payload(d, right[n])] * 2), scoring.TAMPERED),
+                      (records(probes=lambda d, n: []), scoring.TAMPERED),
+                      (records(probes=lambda d, n: [payload(d, right[n])[:-1]]), scoring.TAMPERED),
+                      (records(problems=["a probe record of 9,000,000 characters"]), scoring.TAMPERED),
+                      (records(probes=lambda d, n: [payload(d, right[n], "other")]), scoring.TAMPERED)]:
+        got = graded(bad)
+        assert {k: v[0] for k, v in got.items()} == {"softmax_with_temperature": 0, "entropy": 0}, got
+        assert says in got["entropy"][1], got
+
+
+def test_names_map_one_to_one_to_files_and_export_rows(tmp_path):
+    """A folder named exactly like another student's feedback file (`ann_b-<digest>`), or
+    like another's shown name (`bob?~<digest>` beside `bob\\n`), gets a file and an export row
+    of its own: feedback file names and the export are keyed one-to-one by folder names."""
+    from kdlab.grading import report
+    from kdlab.grading.scoring import Row
+    mapped = report.file_name("ann b", "")
+    shown = report.display_name("bob\n")
+    folders = ["ann b", "ann_b", mapped, "bob", "bob\n", shown]
+    files = [report.file_name(f) for f in folders]
+    assert len(set(files)) == len(files), files
+    names = [report.display_name(f) for f in folders]
+    assert len(set(names)) == len(names), names
+    rows = [Row(f, LAB, "entropy", i, 10, "passed") for i, f in enumerate(folders)]
+    report.write_feedback(rows, tmp_path / "feedback")
+    assert len(list((tmp_path / "feedback").glob("*.md"))) == len(folders)
+    for f, i in zip(folders, range(len(folders))):
+        text = (tmp_path / "feedback" / report.file_name(f)).read_text()
+        assert f"Total: **{i} / 10**" in text, (f, text)
+    report.write_csv(rows, tmp_path / "g.csv")
+    with open(tmp_path / "roster.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["folder", "name", "sid", "email"])
+        for i, f in enumerate(folders):
+            w.writerow([f, f"student {i}", str(i), f"s{i}@x"])
+    from kdlab.grading import lms
+    (path,) = lms.export(tmp_path / "g.csv", "gradescope", tmp_path / "roster.csv",
+                         tmp_path / "lms", missing="zero", log=lambda *a: None)
+    with open(path, newline="", encoding="utf-8") as fh:
+        got = {r["SID"]: r["Total Score"] for r in csv.DictReader(fh)}
+    assert got == {str(i): str(i) for i in range(len(folders))}, got
+
+
+def test_fifo_and_sparse_giant_are_invalid_and_the_others_graded(tmp_path):
+    """A FIFO named like a notebook (reading it would block the whole grading before it
+    starts) and a sparse 1 TB notebook (reading it would exhaust memory) are `invalid` with
+    the reason; the other students are graded."""
+    sol = tiny_course(tmp_path)
+    for who in ("fifo", "sparse", "ok"):
+        (tmp_path / "subs" / who).mkdir(parents=True)
+    os.mkfifo(tmp_path / "subs" / "fifo" / f"{LAB}.ipynb")
+    with open(tmp_path / "subs" / "sparse" / f"{LAB}.ipynb", "wb") as f:
+        f.truncate(1024 ** 4)
+    nbformat.write(sol, str(tmp_path / "subs" / "ok" / f"{LAB}.ipynb"))
+    done = []
+    t = threading.Thread(target=lambda: done.append(grade_submissions(
+        tmp_path / "subs", labs_dir=tmp_path / "labs", out=tmp_path / "g.csv",
+        solutions_dir=tmp_path / "solutions", jobs=1, log=lambda *a: None, sandbox=False)), daemon=True)
+    t.start()
+    t.join(240)
+    assert done, "the grading hung on a FIFO or a sparse file"
+    rows = {(r.student, r.check): r for r in done[0]}
+    for who, says in (("fifo", "is a FIFO, not a regular file"), ("sparse", "more than the")):
+        for check in ("softmax_with_temperature", "entropy"):
+            assert rows[(who, check)].status == "invalid" and says in rows[(who, check)].reason, rows[(who, check)]
+    assert [rows[("ok", c)].points for c in ("softmax_with_temperature", "entropy")] == [2, 1]
+
+
+def test_sandbox_shows_no_editable_install_of_the_course(tmp_path):
+    """The venv's editable-install finder and kdlab's direct_url.json (both name the course's
+    source tree) read as empty inside the sandbox."""
+    import glob
+    import site
+    hosts = [p for d in site.getsitepackages() for p in glob.glob(f"{d}/__editable__*kdlab*")
+             + glob.glob(f"{d}/kdlab*.dist-info/direct_url.json")]
+    if not hosts:
+        pytest.skip("kdlab is not an editable install here")
+    tree = str(Path(kdlab.__file__).resolve().parents[1])
+    named = {m for p in hosts for m in re.findall(r"(/[\w./-]+)", Path(p).read_text(errors="replace"))
+             if "/kdlab" in m or m.startswith(("/work", "/home", "/root"))}
+    code = ("import glob\nfor p in glob.glob('/opt/kdlab-*/lib*/python*/site-packages/*kdlab*') + "
+            "glob.glob('/opt/kdlab-*/lib*/python*/site-packages/kdlab*/*'):\n"
+            "    try:\n        print(p, open(p).read())\n    except OSError:\n        pass\n")
+    p = sandbox_python(tmp_path, code)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "finder" in p.stdout or "direct_url" in p.stdout, p.stdout[:2000]  # the files are there, empty
+    for path in named | {tree}:
+        assert path not in p.stdout, (path, p.stdout[:3000])

@@ -93,3 +93,157 @@ def test_keys_compare_within_a_tolerance():
     assert not same(a, {"w": [1.001, 2.5, float("nan")], "n": 3, "name": "x"})
     assert not same(a, {"w": [1.0, 2.5], "n": 3, "name": "x"})
     assert not same(a, {"w": [1.0, 2.5, float("nan")], "n": 4, "name": "x"})
+
+
+SWEEP = r'''
+import contextlib, faulthandler, importlib, inspect, json, pkgutil, signal, sys, time
+faulthandler.enable()
+import kdlab
+import kdlab.runtime
+from kdlab.checks import CHECKS
+from kdlab.checks._registry import probe_data
+
+assert "/site/" in kdlab.__file__, kdlab.__file__
+
+
+import builtins, io
+_open = builtins.open
+
+
+def no_fd_open(file, *a, **k):  # a tensor taken for a path would open (and close) fd 1
+    if not isinstance(file, (str, bytes)) and not hasattr(file, "__fspath__"):
+        raise TypeError("not a path")
+    return _open(file, *a, **k)
+
+
+builtins.open = io.open = no_fd_open
+
+
+class Slow(Exception):
+    pass
+
+
+def alarm(*_):
+    raise Slow()
+
+
+signal.signal(signal.SIGALRM, alarm)
+seen, fns = set(), []
+for m in pkgutil.walk_packages(kdlab.__path__, "kdlab."):
+    if m.name.startswith("kdlab.checks") or m.name.endswith("__main__"):
+        continue  # the checks themselves: probes and verdicts (they compute no answer)
+    mod = importlib.import_module(m.name)
+    for name, f in vars(mod).items():
+        if callable(f) and not name.startswith("__") and getattr(f, "__module__", "").startswith("kdlab") \
+                and id(f) not in seen:
+            seen.add(id(f))
+            fns.append((f"{m.name}.{name}", f))
+
+
+kdlab.runtime.checking = contextlib.nullcontext  # full Python: no refusal inside a check
+kdlab.checks._probe.checking = contextlib.nullcontext
+
+
+def curried(f, k):
+    return lambda *a, **kw: f(*a[k:], **kw)(*a[:k])
+
+
+def numpy_to_torch(f):
+    import numpy as np, torch
+    def g(*a, **kw):
+        out = f(*a, **kw)
+        like = next((x for x in a if torch.is_tensor(x)), None)
+        if torch.is_tensor(out) or like is None:
+            return out
+        return torch.from_numpy(np.asarray(out)).to(like.dtype)
+    return g
+
+
+inputs = json.loads(sys.argv[1])
+out = open(sys.argv[2], "w", buffering=1)
+for name, f in fns:
+    slow, t0 = 0, time.process_time()
+    for label, cand in [("", f), ("numpy", numpy_to_torch(f))] + [(f"curried {k}", curried(f, k)) for k in (2, 3)]:
+        for check, seed in inputs:
+            if slow >= 2 or time.process_time() - t0 > 5:  # it trains, loads or draws: it had its chance
+                break
+            signal.setitimer(signal.ITIMER_REAL, 1.0)
+            try:
+                data = probe_data(CHECKS[check], cand, seed)
+            except Slow:
+                data, slow = None, slow + 1
+            except BaseException:  # the probe itself choked on what came back
+                data = None
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            if data is not None and '"type": "Slow"' in json.dumps(data):
+                slow += 1
+            if data is not None:
+                out.write(json.dumps({"fn": name, "how": label, "check": check, "seed": seed, "data": data}) + "\n")
+    out.write(json.dumps({"fn": name, "cpu": time.process_time() - t0}) + "\n")
+out.write(f"DONE {len(fns)}\n")
+out.close()
+'''
+
+
+def test_no_callable_of_the_sandbox_kdlab_passes_a_check(tmp_path):
+    """Every callable of the sandbox's copy of kdlab (public or not, also curried as
+    ``f(T, alpha)(s, t, y)`` and with numpy results turned into tensors), with the course's
+    refusal inside a check switched off (the student has full Python), is probed as the
+    answer of every check on fresh inputs: none passes its verdict. With nothing stripped
+    (KDLAB_TEST_NO_STRIP=1) it fails: the figures' entropy passes check_entropy and
+    ``kd.train.distillation(T, alpha)(s, t, y)`` passes check_kd_loss. (``fit`` and
+    ``compress._grid`` answer only inside code a student writes around them: they are
+    stripped as well, see ``sandbox.STRIPPED``.)"""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from kdlab.checks._registry import judge
+    from kdlab.grading import keys, sandbox
+
+    site = sandbox.kdlab_copy(tmp_path / "site", data=False,
+                              strip=not os.environ.get("KDLAB_TEST_NO_STRIP"))  # the control
+    todo = [(name, 7) for name in sorted(CHECKS)]
+    found = tmp_path / "sweep.jsonl"
+    p = subprocess.run([sys.executable, "-c", SWEEP, json.dumps(todo), str(found)], capture_output=True, text=True,
+                       cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin",
+                                          "KDLAB_QUICK": "1", "OMP_NUM_THREADS": "1",
+                                          "KDLAB_THREADS": "1", "MPLBACKEND": "Agg",
+                                          "HOME": str(tmp_path)}, timeout=1500)
+    lines = found.read_text().splitlines() if found.exists() else []
+    assert lines and lines[-1].startswith("DONE"), (p.returncode, lines[-3:], p.stderr[-3000:])
+    passed, made = [], {}
+    for line in lines:
+        d = json.loads(line) if line.startswith("{") else {}
+        if "data" not in d:
+            continue
+        check = CHECKS[d["check"]]
+        if (check.name, d["seed"]) not in made:
+            made[(check.name, d["seed"])] = keys.make(check.name, check.inputs(d["seed"]))
+        try:
+            judge(check, d["data"], d["seed"], key=made[(check.name, d["seed"])])
+        except AssertionError:
+            continue
+        passed.append(f"{d['fn']} ({d['how'] or 'as is'}) passes check_{d['check']}")
+    assert not passed, passed
+
+
+def test_checks_never_import_the_grading_package():
+    """kdlab.checks judges the notebook's own cases without kdlab.grading (the student's side
+    never reaches the grader's code); keys of other inputs come only from a key maker the
+    grader registers, and without one a check says so."""
+    import subprocess
+    import sys
+    code = ("import sys, torch, kdlab.checks as C\n"
+            "C.check_entropy(lambda p: -torch.xlogy(p, p).sum(-1))\n"
+            "assert not [m for m in sys.modules if m.startswith('kdlab.grading')], 'grading imported'\n"
+            "from kdlab.checks._registry import NoAnswerKey, answer_key\n"
+            "try:\n    answer_key(C.CHECKS['entropy'], seed=3)\nexcept NoAnswerKey as e:\n    print('NoAnswerKey', e)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "PASSED check_entropy" in p.stdout and "NoAnswerKey" in p.stdout, p.stdout
+    root = Path(kdlab.__file__).parent / "checks"
+    for path in root.glob("*.py"):
+        assert not re.search(r"^\s*(from|import) kdlab\.grading|from \.\.grading", path.read_text(), re.M), path

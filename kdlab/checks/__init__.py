@@ -4,7 +4,7 @@ Each check runs the student's function on small fixed inputs with known answers.
 one line starting with PASSED, or raises AssertionError saying what is wrong and a hint.
 """
 from ._common import PASS_MARK  # noqa: F401
-from ._registry import CHECKS, probe_cell  # noqa: F401
+from ._registry import CHECKS, bind_probes  # noqa: F401
 
 # one import line per lab module below
 from .lab01 import check_entropy, check_gradient_scale, check_softmax_with_temperature  # noqa: F401,E501

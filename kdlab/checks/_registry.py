@@ -10,15 +10,17 @@ A check is four things, named in its lab module's ``register(...)`` call:
 - the answer key: the right values and each named mistake's values on those inputs. For the
   notebook's fixed cases it ships as data (``keys/<check>.json``); for any other inputs it is
   computed by the instructor-only ``kdlab.grading.keys``, which neither the student release
-  nor the grading sandbox contains. No reference implementation is in the public package.
+  nor the grading sandbox contains, and which this package never imports: the grader hands
+  the key to ``judge``. No reference implementation is in the public package.
 - ``verdict(data, inputs, key) -> str``: reads only the plain data, the inputs and the key,
   raises AssertionError (``_common.fail``) naming the mistake (from the check's ``MISTAKES``
   table), or returns the detail of the pass line.
 
 In the notebook, ``kd.checks.check_<name>(obj)`` runs the probe in the kernel, sends its data
 through JSON (so the verdict sees exactly what a grader would) and judges it there against
-the shipped key. In grading, the check cell runs only ``probe_cell`` on inputs the grader drew
-and wrote into the cell; the grader judges the displayed JSON in its own process.
+the shipped key. In grading, each probe runs in a cell of its own (``bind_probes``) on inputs
+the grader drew and wrote into the cell; the grader judges the displayed JSON in its own
+process.
 """
 from __future__ import annotations
 
@@ -68,37 +70,41 @@ class Check:
         return f"check_{self.name}"
 
 
+KEY_MAKERS: list = []  # where keys for other inputs come from: the grader adds its own
+
+
 def answer_key(check: Check, seed=None, params=None) -> dict:
     """The answer key of `check` for the inputs of (seed, params), as plain decoded data.
 
     The notebook's fixed inputs (seed None, no params): the shipped ``keys/<name>.json``.
-    Anything else: computed by the instructor-only ``kdlab.grading.keys``; NoAnswerKey where
-    that is not installed (the student release, the grading sandbox).
+    Anything else: from a key maker the instructor's tooling registered in ``KEY_MAKERS``
+    (``kdlab.grading.keys`` does so when imported; this package never imports it);
+    NoAnswerKey where there is none (the student release, the grading sandbox).
     """
     params = dict(params or {})
     path = KEYS_DIR / f"{check.name}.json"
     if seed is None and not params and path.is_file():
         return _probe.decode(json.loads(path.read_text(encoding="utf-8")))
-    try:
-        from kdlab.grading import keys
-    except ImportError:
+    if not KEY_MAKERS:
         raise NoAnswerKey(
             f"{check.title}: no answer key for these inputs here (seed {seed}, parameters "
-            f"{params}): the course ships keys only for the notebook's own cases") from None
-    return keys.make(check.name, check.inputs(seed, **params))
+            f"{params}): the course ships keys only for the notebook's own cases (instructors: "
+            "`import kdlab.grading.keys` first to judge any inputs)")
+    return KEY_MAKERS[-1](check.name, check.inputs(seed, **params))
 
 
-def judge(check: Check, data, seed=None, params=None) -> str:
+def judge(check: Check, data, seed=None, params=None, key=None) -> str:
     """The verdict on probe data (plain, e.g. parsed JSON): the pass detail, or AssertionError.
 
-    Inputs and key are made again here from (seed, params), never taken from the probe's side.
+    Inputs are made again here from (seed, params), never taken from the probe's side; key:
+    the answer key of those inputs (the grader hands it over), else ``answer_key``.
     """
     __tracebackhide__ = True
     if not isinstance(data, dict):
         raise AssertionError(f"{check.title}: the probe's data is not a record (got "
                              f"{type(data).__name__}): the check cell or its output was tampered with")
     inp = check.inputs(seed, **(params or {}))
-    return check.verdict(data, inp, answer_key(check, seed, params))
+    return check.verdict(data, inp, key if key is not None else answer_key(check, seed, params))
 
 
 def probe_data(check: Check, obj, seed=None, params=None, inputs=None) -> dict:
@@ -131,20 +137,30 @@ def register(name: str, inputs: Callable, probe: Callable, verdict: Callable,
     return run
 
 
-def probe_cell(name: str, obj, token: str, inputs_json: str) -> None:
-    """Grading: run the probe of check `name` on `obj` with the inputs the grader wrote into
-    the cell; display the data as JSON (MIME ``_probe.MIME``) for the grader to judge.
+def bind_probes():
+    """Grading: the function the grader's probe cells call, bound now to the probes registered now.
 
-    token: the grader's label of this probe (matches the display to the probe it asked for).
+    A graded kernel runs ``_kdlab_probe = bind_probes()`` as it starts, before any cell of
+    the notebook, so a later change of ``CHECKS``, of this module or of ``kdlab.checks`` does
+    not change which probe a check cell runs. Returns ``probe(name, obj, inputs_json)``: run
+    the probe of check `name` on `obj` with the inputs the grader wrote into the cell, and
+    display its data once as JSON (MIME ``_probe.MIME``); the grader knows from the cell
+    itself (its metadata, which never reaches the kernel) which probe that record belongs to.
     """
     from IPython.display import display
 
-    check = CHECKS[name]
-    try:
-        inp = _probe.decode(json.loads(inputs_json))
-        data = probe_data(check, obj, inputs=inp)
-    except BaseException as e:  # noqa: BLE001 - the probe itself broke on hostile input
-        if type(e) is KeyboardInterrupt:
-            raise
-        data = {"_probe_error": f"{type(e).__name__}: {_probe.text(e)}"}
-    display({_probe.MIME: _probe.to_json({"check": name, "token": token, "data": data})}, raw=True)
+    probes = {name: check.probe for name, check in CHECKS.items()}
+    decode, to_json, from_json, text, mime = (_probe.decode, _probe.to_json, _probe.from_json,
+                                              _probe.text, _probe.MIME)
+    loads = json.loads
+
+    def probe(name: str, obj, inputs_json: str) -> None:
+        try:
+            data = from_json(to_json(probes[name](obj, decode(loads(inputs_json)))))
+        except BaseException as e:  # noqa: BLE001 - the probe itself broke on hostile input
+            if type(e) is KeyboardInterrupt:
+                raise
+            data = {"_probe_error": f"{type(e).__name__}: {text(e)}"}
+        display({mime: to_json({"check": name, "data": data})}, raw=True)
+
+    return probe

@@ -97,14 +97,35 @@ class SubmissionError(ValueError):
     """A submitted path the grader refuses to read (a symbolic link, outside the folder)."""
 
 
-def read_submission(path: Path) -> bytes:
-    """The bytes of a submitted notebook, never through a symbolic link (SubmissionError)."""
+MAX_SUBMISSION = 64 * 1024 ** 2  # bytes a submitted notebook may have (outputs included)
+
+
+def read_submission(path: Path, limit: int = MAX_SUBMISSION) -> bytes:
+    """The bytes of a submitted notebook: only a regular file (never through a symbolic link,
+    never a FIFO or a device, which could block or never end) of at most `limit` bytes;
+    SubmissionError saying why otherwise. Never blocks: the file is opened non-blocking and
+    checked before a byte is read."""
+    import stat
+
+    name = Path(path).name
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         if Path(path).is_symlink():
-            raise SubmissionError(f"{Path(path).name} is a symbolic link: submit the notebook "
+            raise SubmissionError(f"{name} is a symbolic link: submit the notebook "
                                   "file itself") from None
-        raise SubmissionError(f"cannot read {Path(path).name}: {e.strerror}") from None
+        raise SubmissionError(f"cannot read {name}: {e.strerror}") from None
     with os.fdopen(fd, "rb") as f:
-        return f.read()
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                    or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a file")
+            raise SubmissionError(f"{name} is {kind}, not a regular file: submit the notebook file itself")
+        if st.st_size > limit:
+            raise SubmissionError(f"{name} has {st.st_size:,} bytes, more than the {limit:,} a "
+                                  "notebook may have: clear its outputs (Edit > Clear All Outputs) "
+                                  "and submit it again")
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise SubmissionError(f"{name} has more than the {limit:,} bytes a notebook may have")
+    return data

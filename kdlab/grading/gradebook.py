@@ -136,7 +136,8 @@ def _grade_notebook(student: str, lab, choice: Choice, opts: Options, site) -> l
         Path(opts.work_root).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"kdlab-grade-{lab.name[:2]}-", dir=opts.work_root))
     try:
-        notebook_io.write(restore.graded_notebook(restored, lab.checks, draws),
+        notebook_io.write(restore.graded_notebook(restored, lab.checks, draws,
+                                                  keep=restore.runs_in_grading(lab.nb)),
                           work / f"{lab.name}.ipynb")
         run = run_notebook(work / f"{lab.name}.ipynb", opts.cell_timeout, opts.timeout,
                            opts.max_output, opts.quick, opts.threads, site=site,
@@ -296,21 +297,26 @@ def grade_submissions(submissions, labs_dir, out="gradebook.csv", feedback_dir=N
         rows += results[k] if k in results else done[keys[k]]
     if not opts.sandbox:
         rows = [replace(r, reason=UNSANDBOXED + (f"; {r.reason}" if r.reason else "")) for r in rows]
-    everything = rows
+    # the gradebook holds display names (report.display_name, one-to-one with folder names,
+    # not idempotent): rows read back from it are never mapped again
+    shown = [replace(r, student=report.display_name(r.student)) for r in rows]
+    folder_of = {report.display_name(s): s for s in chosen_students}
+    everything, kept = shown, []
     if (students or lab_names) and out.exists():
-        # a partial grading updates exactly the (student, lab) pairs it graded
-        redone = {(report.display_name(r.student), r.lab) for r in rows}
-        # (and manually scored items, e.g. free-text answers, stay: answers.py)
+        # a partial grading updates exactly the (student, lab) pairs it graded; manually
+        # scored items (e.g. free-text answers, answers.py) stay
+        redone = {(r.student, r.lab) for r in shown}
         kept = [r for r in report.read_csv(out)
-                if (report.display_name(r.student), r.lab) not in redone or r.status == report.MANUAL]
-        everything = kept + rows
-        order = {s: i for i, s in enumerate(sorted({report.display_name(r.student) for r in everything}))}
-        everything.sort(key=lambda r: (order[report.display_name(r.student)], r.lab,
-                                       r.status == report.MANUAL))
-    report.write_csv(everything, out)
+                if (r.student, r.lab) not in redone or r.status == report.MANUAL]
+        everything = kept + shown
+        everything.sort(key=lambda r: (r.student, r.lab, r.status == report.MANUAL))
+    report.write_csv(everything, out, shown=True)
     feedback_dir = Path(feedback_dir) if feedback_dir else out.resolve().parent / "feedback"
-    regraded = {report.display_name(s) for s in chosen_students}
-    report.write_feedback([r for r in everything if report.display_name(r.student) in regraded],
+    # feedback files are keyed by folder names: the kept rows of the regraded students are
+    # given their folder's name back
+    report.write_feedback(sorted(rows + [replace(r, student=folder_of[r.student]) for r in kept
+                                         if r.student in folder_of],
+                                 key=lambda r: (r.student, r.lab, r.status == report.MANUAL)),
                           feedback_dir)
     journal.unlink(missing_ok=True)
     log(f"graded {len(todo)} notebooks in {time.monotonic() - start:.1f} s; wrote {out} and "

@@ -128,7 +128,7 @@ def grades(rows) -> dict:
     """{(student, lab): {points, max, missing, statuses, file, sha, graded_at, failed}}."""
     out = {}
     for r in rows:
-        g = out.setdefault((display_name(r.student), r.lab), {
+        g = out.setdefault((r.student, r.lab), {  # the gradebook holds shown names
             "points": 0, "max": 0, "statuses": set(), "file": r.file,
             "sha": r.submission_sha256, "graded_at": r.graded_at, "failed": []})
         g["points"] += r.points
@@ -188,17 +188,18 @@ def export(gradebook, fmt: str, roster_path, out, missing: str | None = None, as
     roster = read_roster(roster_path)
     _check_roster(fmt, roster, roster_path, moodle_id)
     titles = _titles(fmt, labs, read_assignments(assignments, fmt) if assignments else None)
-    for s in sorted({s for s, _ in g} - set(roster)):
+    shown = {display_name(f): f for f in roster}  # the gradebook holds display names
+    for s in sorted({s for s, _ in g} - set(shown)):
         log(f"warning: {s} has grades but is not in the roster: left out of the export")
     unresolved = sorted(f"{s} {lab}" for (s, lab), v in g.items()
-                        if lab in labs and s in roster and "ambiguous" in v["statuses"])
+                        if lab in labs and s in shown and "ambiguous" in v["statuses"])
     if unresolved:
         log(f"warning: exported as graded (0 for the lab) although two notebooks matched: "
             f"{unresolved}; settle them and regrade first if a student asks")
     lab_max = {lab: max(v["max"] for (s, lb), v in g.items() if lb == lab) for lab in labs}
 
     def cell(folder, lab):  # a number, or None: leave alone
-        v = g.get((folder, lab))
+        v = g.get((display_name(folder), lab))
         if v is None or v["missing"]:
             return 0 if missing == "zero" else None
         return v["points"]

@@ -11,11 +11,13 @@ cells that ran survive if the whole run is killed at the notebook time limit:
      "seconds": float}
 
 "probes" lists the probe results the cell displayed (the MIME type given by ``--kdlab-probe-mime``:
-``kdlab.checks._probe.MIME``, see ``kdlab.checks.probe_cell``) as JSON texts.
+``kdlab.checks._probe.MIME``, see ``kdlab.checks.bind_probes``) as JSON texts, and
+"probe_problems" the records it could not keep (not text, oversize): scoring counts those as tampering.
 
 It also makes nbval notice a dead kernel (``os._exit``, a crash) within a second instead of
-waiting for the cell timeout, stops the kernel once a notebook has printed more than
-``--kdlab-max-output`` bytes, and with ``--kdlab-kernel-argv`` starts the kernel with the
+waiting for the cell timeout, stops the kernel once a notebook has sent more than
+``--kdlab-max-output`` bytes on its output channel (every message counts as it arrives:
+text, displays, widget messages; none is kept past the limit), and with ``--kdlab-kernel-argv`` starts the kernel with the
 given command line (the grader's sandbox) talking over Unix sockets under
 ``--kdlab-runtime-dir`` (a kernel in its own network namespace cannot reach TCP ports on the
 host's loopback; a sandboxed kernel makes its sockets in its own /tmp, reached through
@@ -137,19 +139,21 @@ def _patch_nbval(max_output: int) -> None:
 
     def receive_iopub(self, timeout):
         msg = original_get(self, "iopub", timeout=timeout)
-        if msg.get("msg_type") in ("stream", "display_data", "execute_result",
-                                   "update_display_data", "error"):
-            content = msg.get("content", {})
-            size = len(content.get("text", "")) + sum(
-                len(v) if isinstance(v, str) else len(json.dumps(v))
-                for v in content.get("data", {}).values())
-            self._kdlab_output = getattr(self, "_kdlab_output", 0) + size
-            if self._kdlab_output > max_output:
-                if self.is_alive():
-                    self.stop()
-                raise OutputLimitExceeded(
-                    f"the notebook printed more than {max_output:,} bytes of output; "
-                    "its kernel was stopped (print less, e.g. not inside a long loop)")
+        # every message counts (streams, displays, comm messages of widgets, ...): its content
+        # and its binary buffers
+        content = msg.get("content", {})
+        try:
+            size = len(json.dumps(content, default=str))
+        except (TypeError, ValueError, RecursionError):
+            size = max_output + 1
+        size += sum(len(b) for b in msg.get("buffers") or [])
+        self._kdlab_output = getattr(self, "_kdlab_output", 0) + size
+        if self._kdlab_output > max_output:
+            if self.is_alive():
+                self.stop()
+            raise OutputLimitExceeded(
+                f"the notebook sent more than {max_output:,} bytes of output (text, displays, "
+                "widget messages); its kernel was stopped (print less, e.g. not inside a long loop)")
         return msg
 
     def get_message(self, stream, timeout=None):
@@ -196,26 +200,45 @@ def pytest_configure(config):
 
 
 def _outputs(item, mime):
-    text, ename, evalue, probes = [], "", "", []
+    """(stdout text, ename, evalue, probe record texts, problems with the probe records)."""
+    text, ename, evalue, probes, problems = [], "", "", [], []
     for out in getattr(item, "test_outputs", None) or []:
         if out.get("output_type") == "stream":
             text.append(out.get("text", ""))
         elif out.get("output_type") == "error":
             ename, evalue = out.get("ename", ""), out.get("evalue", "")
-        elif out.get("output_type") in ("display_data", "execute_result"):
+        elif out.get("output_type") in ("display_data", "execute_result", "update_display_data"):
             data = out.get("data") or {}
-            if mime and isinstance(data.get(mime), str):
-                probes.append(data[mime][:PROBE_LIMIT])
+            if mime and mime in data:
+                record = data[mime]
+                if not isinstance(record, str):
+                    problems.append(f"a probe record that is not text ({type(record).__name__})")
+                elif len(record) > PROBE_LIMIT:
+                    problems.append(f"a probe record of {len(record):,} characters (at most "
+                                    f"{PROBE_LIMIT:,})")
+                else:
+                    probes.append(record)
     text = "".join(text)
     if len(text) > TEXT_LIMIT:
         text = text[:TEXT_LIMIT // 2] + "\n[... output truncated ...]\n" + text[-TEXT_LIMIT // 2:]
-    return text, ename, evalue, probes
+    return text, ename, evalue, probes, problems
+
+
+_TIMED_OUT_CHECKS: set = set()  # checks one of whose probe cells hit the time limit
+
+
+def _grader_check(item):
+    cell = getattr(item, "cell", None) or {}
+    grader = cell.get("metadata", {}).get("kdlab_grader", {}) or {}
+    return grader.get("check")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     parent = getattr(item, "parent", None)
     item._kdlab_timed_out_before = bool(getattr(parent, "timed_out", False))
+    if _grader_check(item) in _TIMED_OUT_CHECKS:  # its hidden tests would wait as long again
+        pytest.skip("an earlier probe of this check hit the time limit")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -230,7 +253,7 @@ def pytest_runtest_makereport(item, call):
     if call.when == "teardown":
         return
     exc = call.excinfo.value if call.excinfo is not None else None
-    text, ename, evalue, probes = _outputs(item, item.config.getoption("--kdlab-probe-mime"))
+    text, ename, evalue, probes, problems = _outputs(item, item.config.getoption("--kdlab-probe-mime"))
     parent = getattr(item, "parent", None)
     error = ""
     if exc is not None:
@@ -243,6 +266,7 @@ def pytest_runtest_makereport(item, call):
         "grader": dict(cell.get("metadata", {}).get("kdlab_grader", {}) or {}),
         "ok": exc is None and call.when == "call", "error": error,
         "ename": ename, "evalue": evalue[:4000], "text": text, "probes": probes,
+        "probe_problems": problems,
         "timed_out": bool(getattr(parent, "timed_out", False))
         and not getattr(item, "_kdlab_timed_out_before", False),
         "kernel_died": isinstance(exc, KernelDied),
@@ -250,6 +274,8 @@ def pytest_runtest_makereport(item, call):
         "output_limit": isinstance(exc, OutputLimitExceeded),
         "seconds": round(call.stop - call.start, 3),
     }
+    if record["timed_out"] and _grader_check(item):
+        _TIMED_OUT_CHECKS.add(_grader_check(item))
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()

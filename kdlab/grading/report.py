@@ -30,13 +30,19 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 MAX_FILE_NAME = 80
 
 
+_SHOWN_DIGEST = re.compile(r"~[0-9a-f]{10}$")  # what display_name adds
+_FILE_DIGEST = re.compile(r"-[0-9a-f]{12}$")  # what file_name adds
+
+
 def display_name(folder_name: str) -> str:
     """A folder name as readable one-line text: undecodable bytes and control characters
-    replaced, with a short digest of the original when anything had to be replaced."""
+    replaced, with a short digest of the original when anything had to be replaced, or when
+    the name itself ends like such a digest (so that no folder is shown as another one is:
+    the mapping is one-to-one)."""
     raw = folder_name.encode("utf-8", "surrogateescape")
     text = raw.decode("utf-8", "replace")
     clean = "".join(ch if unicodedata.category(ch)[0] != "C" else "?" for ch in text)
-    if clean != folder_name:
+    if clean != folder_name or _SHOWN_DIGEST.search(folder_name):
         clean += "~" + hashlib.sha256(raw).hexdigest()[:10]
     return clean
 
@@ -44,11 +50,12 @@ def display_name(folder_name: str) -> str:
 def file_name(student: str, suffix: str = ".md") -> str:
     """A portable file name for a student's feedback: letters, digits, - _ . only, at most
     80 characters, and distinct for distinct students (a digest is added whenever the name
-    had to be changed)."""
+    had to be changed, and to a name that already ends like such a digest, so that no folder
+    is given the file of another)."""
     raw = student.encode("utf-8", "surrogateescape")
     safe = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in student)
     safe = safe.lstrip(".") or "_"
-    if safe != student or len(safe) > MAX_FILE_NAME:
+    if safe != student or len(safe) > MAX_FILE_NAME or _FILE_DIGEST.search(safe):
         safe = safe[:MAX_FILE_NAME - 13] + "-" + hashlib.sha256(raw).hexdigest()[:12]
     return safe + suffix
 
@@ -81,13 +88,15 @@ def totals(rows: list) -> list:
     return out
 
 
-def write_csv(rows: list, path) -> None:
-    """Write the gradebook: the check rows of `rows` with their totals (see ``totals``)."""
+def write_csv(rows: list, path, shown: bool = False) -> None:
+    """Write the gradebook: the check rows of `rows` with their totals (see ``totals``).
+
+    shown: the rows' student names are already display names (rows of ``read_csv``)."""
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)
         for r in totals(rows):
-            w.writerow([neutral(display_name(c) if k == "student" else c)
+            w.writerow([neutral(display_name(c) if k == "student" and not shown else c)
                         for k, c in zip(COLUMNS, r.cells())])
 
 

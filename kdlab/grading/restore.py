@@ -5,9 +5,10 @@ canonical id). One that is missing, duplicated, edited, re-labelled or moved out
 section is replaced by the canonical cell at its canonical place (just before the next cell
 of the lab that follows it) and reported as "check cell modified".
 
-In the copy that is executed, each check cell runs only the check's *probe* on inputs the
-grader drew from a secret seed and wrote into the cell (``kdlab.checks.probe_cell``), and so
-do the instructor's hidden tests of that check; the grader runs the verdicts in its own
+In the copy that is executed, each check cell is replaced by one cell per probe (the public
+one, then each of the instructor's hidden tests): each runs the check's *probe* on inputs the
+grader drew from a secret seed and wrote into that cell, through the probes the kernel bound
+as it started (``kdlab.checks.bind_probes``); the grader runs the verdicts in its own
 process on the numbers the probes displayed (scoring.py).
 """
 from __future__ import annotations
@@ -227,26 +228,66 @@ def draw(chk: CheckCell) -> list:
     return out
 
 
+GRADED_LAB_CELLS = ("setup", "imports", "settings")  # the lab's own cells a graded kernel runs
+
+
+def runs_in_grading(lab_nb: dict):
+    """The cells of a submission its graded kernel runs (a function cell -> bool), besides the
+    check cells: the lab's setup cells (ids in ``GRADED_LAB_CELLS``), the exercise cells and
+    every cell that is not one of the lab's own (the student's cells, edited lab cells). The
+    lab's experiment cells are not graded and do not run: the kernel needs no helper that
+    trains or computes an exercise's answer (the sandbox's kdlab has none, see
+    ``sandbox.STRIPPED``), and grading takes a fraction of the notebook's time."""
+    own = {}
+    for c in lab_nb["cells"]:
+        if c.get("cell_type") == "code" and "exercise" not in kdlab_meta(c):
+            own.setdefault(str(c.get("source", "")).strip(), c.get("id"))
+
+    def keep(cell) -> bool:
+        src = cell.get("source", "")
+        src = ("".join(src) if isinstance(src, list) else str(src)).strip()
+        if cell.get("cell_type") != "code" or "exercise" in kdlab_meta(cell) or src not in own:
+            return True
+        return own[src] in GRADED_LAB_CELLS
+
+    return keep
+
+
+PROBE_NAME = "_kdlab_probe"  # the kernel's name of the probes bound before any notebook cell
+# run by the kernel as it starts (ipykernel's exec_lines), before any cell of the notebook
+BIND_LINE = f"from kdlab.checks import bind_probes as {PROBE_NAME}; {PROBE_NAME} = {PROBE_NAME}()"
+
+
+def kernel_args() -> list:
+    """The arguments a graded kernel starts with: it binds the checks' probes (``BIND_LINE``)."""
+    return [f"--IPKernelApp.exec_lines={[BIND_LINE]!r}"]
+
+
+def probe_source(d: Draw, k: int) -> str:
+    """The source of the cell that runs probe k of a check (0: the public one, then the
+    hidden tests) on the inputs the grader drew: no seed, no token, no verdict code."""
+    what = "its public probe" if k == 0 else f"hidden test {k}"
+    return (f"# grader: check {d.probe.check!r}, {what}; the verdict runs in the grader\n"
+            f"{PROBE_NAME}({d.probe.check!r}, {d.probe.expr}, {d.inputs!r})")
+
+
 def graded_source(chk: CheckCell, draws: list) -> str:
-    """The source run in place of a check cell: each probe on the inputs the grader drew.
-
-    draws: ``draw(chk)``. No seed and no verdict code: the verdicts run in the grader.
-    """
-    lines = [f"# grader: the probes of check {chk.name!r}; the verdicts run in the grader",
-             "import kdlab.checks"]
-    for d in draws:
-        lines.append(f"kdlab.checks.probe_cell({d.probe.check!r}, {d.probe.expr}, {d.token!r}, "
-                     f"{d.inputs!r})")
-    return "\n".join(lines)
+    """The sources of the cells run in place of a check cell, one per probe (see ``probe_source``)."""
+    return "\n\n".join(probe_source(d, k) for k, d in enumerate(draws))
 
 
-def graded_notebook(restored: Restored, checks: list, draws: dict) -> dict:
-    """The notebook that is executed: restored cells, check cells running only probes.
+def graded_notebook(restored: Restored, checks: list, draws: dict, keep=None) -> dict:
+    """The notebook that is executed: the restored cells with each check cell replaced by one
+    cell per probe (public, then hidden tests, each after the one before has finished); the
+    kernel binds the probes as it starts (``kernel_args``), before any of these cells.
 
-    draws: {check name: ``draw(check)``}.
+    draws: {check name: ``draw(check)``}; keep: a function cell -> bool, the cells to run
+    besides the check cells (default: all).
 
     Cells are rebuilt clean (type, unique id, metadata, source; no outputs), so that any
-    notebook that parsed can be executed.
+    notebook that parsed can be executed. The grader marks its own cells with metadata
+    ``kdlab_grader`` ({"check", "probe", "token"}), which the kernel never
+    sees (nbval sends it only the source); no submission keeps that key.
     """
     by_name = {c.name: c for c in checks}
     canonical = {id(c) for c in restored.cells if kdlab_meta(c).get("check") in by_name}
@@ -256,7 +297,8 @@ def graded_notebook(restored: Restored, checks: list, draws: dict) -> dict:
         meta = old.get("metadata") if isinstance(old.get("metadata"), dict) else {}
         meta = {k: v for k, v in meta.items() if k != "kdlab_grader"}  # the grader's mark only
         cid = old.get("id")
-        if not isinstance(cid, str) or not re.fullmatch(r"[a-zA-Z0-9-_]{1,64}", cid) or cid in ids:
+        if not isinstance(cid, str) or not re.fullmatch(r"[a-zA-Z0-9-_]{1,64}", cid) or cid in ids \
+                or cid.startswith("kdlab-"):
             cid = f"kdlab-cell-{i}"  # missing, invalid or duplicate ids would stop nbval
         ids.add(cid)
         src = old.get("source", "")
@@ -266,8 +308,16 @@ def graded_notebook(restored: Restored, checks: list, draws: dict) -> dict:
             cell.update(outputs=[], execution_count=None)
             name = kdlab_meta(cell).get("check")
             if name in by_name and id(old) in canonical:
-                cell["source"] = graded_source(by_name[name], draws[name])
-                cell["metadata"]["kdlab_grader"] = {"check": name}
+                for k, d in enumerate(draws[name]):
+                    pid = f"kdlab-probe-{len(cells)}"
+                    ids.add(pid)
+                    cells.append({"cell_type": "code", "id": pid, "metadata": {
+                        "kdlab": copy.deepcopy(cell["metadata"].get("kdlab", {})),
+                        "kdlab_grader": {"check": name, "probe": k, "token": d.token}},
+                        "source": probe_source(d, k), "outputs": [], "execution_count": None})
+                continue
+            if keep is not None and not keep(old):
+                continue
         cells.append(cell)
     return {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                         "language": "python"}},

@@ -20,6 +20,25 @@ from pathlib import Path
 import psutil
 
 PLUGIN = "_kdlab_grader_plugin"
+RUNNER_MEMORY = 1024 ** 3  # bytes of data the grader's own nbval process may hold (plus the output cap)
+
+
+def runner_memory(max_output: int) -> int:
+    """The data limit (RLIMIT_DATA) of the grader's nbval process: enough for pytest, nbval
+    and a notebook's output up to `max_output` bytes, several times over; no more."""
+    return RUNNER_MEMORY + 4 * int(max_output)
+
+
+def _limit_memory(limit: int):
+    """For Popen's preexec_fn: cap this process's data (soft limit only, so that the kernel
+    it starts can still be given its own limit)."""
+    import resource
+
+    def apply():
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit if hard == resource.RLIM_INFINITY
+                                                  else min(limit, hard), hard))
+    return apply
 
 
 @dataclass
@@ -111,7 +130,11 @@ def run_notebook(nb_path, cell_timeout: float = 300, timeout: float = 1200,
             inside = sandbox.SANDBOX_RUNTIME
         else:
             argv, inside = sandbox.plain_argv(), None
+            if shutil.which("prlimit"):  # the kernel is not the nbval process: lift its cap
+                argv = [shutil.which("prlimit"), "--data=unlimited", "--"] + argv
             (runtime / "k").mkdir()
+        from .restore import kernel_args
+        argv = argv + kernel_args()  # the probes, bound before any cell of the notebook
         result = _run(Path(nb_path).resolve(), cell_timeout, timeout, max_output, quick, threads,
                       argv, runtime, inside, cancel)
         result.oom_killed = cgroup is not None and cgroup.oom_killed()
@@ -160,7 +183,8 @@ def _run(nb_path: Path, cell_timeout, timeout, max_output, quick, threads, kerne
     start = time.monotonic()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_limit_memory(runner_memory(max_output)))
         root = psutil.Process(proc.pid)
         seen = {proc.pid: root}
         timed_out = cancelled = False

@@ -75,8 +75,40 @@ def parse_memory(text) -> int:
 
 # ------------------------------------------------------------------ what the sandbox shows
 
-def kdlab_copy(dest, data: bool = True) -> Path:
-    """Copy the installed kdlab (code and assets, without kdlab.grading) to dest/kdlab; return dest.
+# The course's helpers that compute an exercise's answer (or its core), by file of kdlab: in
+# the sandbox's copy their bodies are replaced by a raise. The graded kernel runs no cell that
+# needs them (restore.runs_in_grading); tests/test_no_answers.py runs every callable of the
+# copy on every check's inputs and fails if one passes a check.
+STRIPPED = {
+    "train.py": ("fit", "distillation", "train_once"),  # Lab 03's kd_loss and distill_step
+    "compress.py": ("_grid", "pack"),  # Lab 05's fake_quantize (the grid of 2**bits levels)
+    "plot/_shared.py": ("_soft", "_entropy"),  # Lab 01's softmax with T and entropy (numpy)
+}
+
+
+def _strip(path: Path, names) -> None:
+    """Replace the bodies of the top-level functions `names` of the file at `path` by a raise
+    (their docstrings stay); ValueError if one of them is not there."""
+    import ast
+
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    nodes = {n.name: n for n in ast.parse("".join(lines)).body if isinstance(n, ast.FunctionDef)}
+    missing = [n for n in names if n not in nodes]
+    if missing:
+        raise ValueError(f"sandbox.STRIPPED names {missing}, which {path.name} does not define")
+    for node in sorted((nodes[n] for n in names), key=lambda n: -n.lineno):
+        body = node.body
+        first = body[1] if len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(
+            getattr(body[0], "value", None), ast.Constant) else body[0]
+        indent = " " * (first.col_offset)
+        what = f"kdlab.{path.stem}.{node.name}" if path.parent.name == "kdlab" else node.name
+        raise_line = (f"{indent}raise RuntimeError({what + ' is not available while a notebook is graded: the graded kernel runs your cells and the checks, not the experiments'!r})\n")
+        lines[first.lineno - 1:node.end_lineno] = [raise_line]
+    path.write_text("".join(lines), encoding="utf-8")
+
+def kdlab_copy(dest, data: bool = True, strip: bool = True) -> Path:
+    """Copy the installed kdlab (code and assets, without kdlab.grading and without the helpers
+    of ``STRIPPED``, unless strip=False: a test's control) to dest/kdlab; return dest.
 
     With data=True, also fill dest/data-cache, the kernels' read-only ``KDLAB_CACHE``: MNIST
     extracted from the package's verified archives (so no kernel spends seconds extracting
@@ -93,6 +125,8 @@ def kdlab_copy(dest, data: bool = True) -> Path:
     dest = Path(dest)
     shutil.copytree(src, dest / "kdlab", ignore=shutil.ignore_patterns(
         "__pycache__", "*.pyc", "grading"))
+    for rel, names in (STRIPPED if strip else {}).items():
+        _strip(dest / "kdlab" / rel, names)
     cfg = Path(sys.prefix) / "pyvenv.cfg"
     if sys.prefix != sys.base_prefix and cfg.is_file():
         keep = [ln for ln in cfg.read_text().splitlines()
@@ -174,6 +208,11 @@ def _python_mounts(site_dir: Path) -> tuple[list[str], str]:
                 hook = False
             where = _inside(pth)
             if hook and where:
+                args += ["--ro-bind", "/dev/null", where]
+        # an editable install's finder and its direct_url.json name the course's source tree
+        for f in sorted(d.glob("__editable__*kdlab*")) + sorted(d.glob("kdlab*.dist-info/direct_url.json")):
+            where = _inside(f)
+            if where and f.is_file():
                 args += ["--ro-bind", "/dev/null", where]
     return args, python
 

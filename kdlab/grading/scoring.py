@@ -1,9 +1,12 @@
 """Score one executed notebook: a typed row per check, from the probes' data and the verdicts.
 
 Pure: it reads the run's per-cell records (``runner.RunResult``) and judges each check's probe
-data here, in the grader's process, on the inputs the grader drew; nothing the kernel printed
-counts but those numbers. A probe's data is accepted only from its own check cell, once, with
-the token the grader gave it, and only if that cell ran to its end.
+data here, in the grader's process, on the inputs the grader drew and the answer key it
+computes for them; nothing the kernel printed counts but those numbers. A probe's data is
+accepted only from the probe's own grader cell (marked by the grader in metadata the kernel
+never sees), only if that cell ran to its end, and only if it shows exactly one well-formed
+record: a record missing from a cell that finished, unparseable, oversize or duplicated scores
+0 as "record tampered with".
 
 status is one of passed, failed (the check ran and rejected the code, or the code crashed),
 error (the check could not run: time limit, dead kernel, too much output), invalid (the file
@@ -75,50 +78,59 @@ def first_event(run, memory: float | None = None):
     return None, ""
 
 
-def _payloads(r) -> list:
-    out = []
-    for text in r.get("probes", []):
-        try:
-            d = json.loads(text)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(d, dict):
-            out.append(d)
-    return out
+TAMPERED = "record tampered with"
 
 
-def verdict(draws: list, r: dict) -> str:
-    """'' if every probe of a check passed its verdict, else the reason it failed.
+def _record(r: dict, check: str):
+    """The one probe record of a grader cell (plain data), or the reason it cannot be used."""
+    problems = list(r.get("probe_problems") or [])
+    texts = r.get("probes") or []
+    if problems:
+        return None, f"{TAMPERED}: {problems[0]}"
+    if len(texts) != 1:
+        return None, (f"{TAMPERED}: the probe cell showed {len(texts)} probe records, not one "
+                      "(was the probe, its display or the cell's output rewritten?)")
+    try:
+        d = json.loads(texts[0])
+    except (ValueError, RecursionError):
+        return None, f"{TAMPERED}: the probe record is not JSON"
+    if not isinstance(d, dict) or d.get("check") != check or set(d) != {"check", "data"}:
+        return None, f"{TAMPERED}: the probe record is not the record of check {check!r}"
+    return d["data"], ""
 
-    draws: the check's ``restore.Draw`` list; r: its check cell's record.
+
+def verdict(draw, r: dict, label: str = "", key=None) -> str:
+    """'' if the probe of `draw` (a ``restore.Draw``) passed its verdict, else the reason.
+
+    r: the record of that probe's own grader cell; label: put before a reason (hidden tests);
+    key: the answer key of the draw's inputs (default: computed here, ``keys.make``).
     """
     from kdlab.checks import CHECKS
     from kdlab.checks._registry import judge
 
-    payloads = _payloads(r)
-    for k, d in enumerate(draws):
-        label = "hidden test: " if k > 0 else ""
-        mine = [p for p in payloads if p.get("token") == d.token and p.get("check") == d.probe.check]
-        if r["ename"] or not r["ok"]:  # the cell did not run to its end: nothing it showed counts
-            if r["ename"] == "NameError":
-                return label + f"NameError: {r['evalue']} (run the exercise cell before its check)"
-            return label + (f"the check cell raised {r['ename']}: {r['evalue']}" if r["ename"]
-                            else f"the check cell did not finish ({r['error'][:300]})")
-        if not mine:
-            return (label + "the check cell ran but its probe reported nothing (was the cell's "
-                    "code or output rewritten?)")
-        if len(mine) > 1:
-            return label + "the probe's result appeared more than once: the check cell's output was tampered with"
-        data = mine[0].get("data")
-        if isinstance(data, dict) and "_probe_error" in data:
-            return label + f"the probe could not run on your code ({str(data['_probe_error'])[:300]})"
-        try:
-            judge(CHECKS[d.probe.check], data, d.seed, dict(d.probe.params))
-        except AssertionError as e:
-            return label + str(e)
-        except Exception as e:  # noqa: BLE001 - data that is not what the probe writes
-            return (label + f"the probe's result could not be read ({type(e).__name__}: "
-                    f"{str(e)[:200]}): was the probe or its output tampered with?")
+    from . import keys
+
+    if r["ename"] or not r["ok"]:  # the cell did not run to its end: nothing it showed counts
+        if r["ename"] == "NameError":
+            return label + f"NameError: {r['evalue']} (run the exercise cell before its check)"
+        return label + (f"the check cell raised {r['ename']}: {r['evalue']}" if r["ename"]
+                        else f"the check cell did not finish ({r['error'][:300]})")
+    data, problem = _record(r, draw.probe.check)
+    if problem:
+        return label + problem
+    if isinstance(data, dict) and "_probe_error" in data:
+        return label + f"the probe could not run on your code ({str(data['_probe_error'])[:300]})"
+    check = CHECKS[draw.probe.check]
+    params = dict(draw.probe.params)
+    try:
+        if key is None:
+            key = keys.make(check.name, check.inputs(draw.seed, **params))
+        judge(check, data, draw.seed, params, key=key)
+    except AssertionError as e:
+        return label + str(e)
+    except Exception as e:  # noqa: BLE001 - data that is not what the probe writes
+        return (label + f"{TAMPERED}: the probe's result could not be read ({type(e).__name__}: "
+                f"{str(e)[:200]})")
     return ""
 
 
@@ -131,36 +143,50 @@ def score(student: str, lab, run, modified: dict, draws: dict, sha: str,
     (bytes) or None; timeouts: (seconds per cell, seconds per notebook), for the messages.
     """
     cell_timeout, nb_timeout = timeouts
-    by_check = {r["grader"]["check"]: r for r in run.cells if r.get("grader", {}).get("check")}
+    by_probe = {}
+    for r in run.cells:
+        g = r.get("grader") or {}
+        if g.get("check") is not None:
+            by_probe.setdefault((g.get("check"), g.get("probe"), g.get("token")), []).append(r)
     event, event_text = first_event(run, memory)
     out = []
     for chk in lab.checks:
-        r = by_check.get(chk.name)
+        points, status, reason, first = 0, "passed", "", None
+        for k, d in enumerate(draws.get(chk.name, [])):
+            label = "hidden test: " if k > 0 else ""
+            found = by_probe.get((chk.name, k, d.token), [])
+            r = found[0] if len(found) == 1 else None
+            first = first or r
+            if len(found) > 1:
+                status, reason = "failed", f"{label}{TAMPERED}: the probe's cell ran {len(found)} times"
+            elif r is None:
+                status = "error"
+                if event is not None:
+                    reason = f"not run: {event_text}"
+                elif run.timed_out:
+                    reason = f"not run: the notebook exceeded its time limit of {nb_timeout:g} s"
+                else:
+                    reason = "not run: the notebook could not be executed (" + (
+                        run.log.strip().splitlines() or ["no output"])[-1][:300] + ")"
+            elif event is not None and event_text.startswith("out of memory") and event["cell"] <= r["cell"]:
+                status, reason = "error", event_text
+            elif r["timed_out"]:
+                status, reason = "error", f"the check exceeded the time limit of {cell_timeout:g} s per cell"
+            elif r["kernel_died"] or r["output_limit"]:
+                status, reason = "error", r["error"].split(": ", 1)[-1]
+            elif r.get("dead_at_start"):
+                status, reason = "error", f"not run: {event_text or 'the kernel had stopped'}"
+            else:
+                reason = verdict(d, r, label)
+                status = "failed" if reason else "passed"
+            if status != "passed":
+                break
+        if status == "passed":
+            points = chk.points
+        r = first
         earlier = [x for x in run.cells if r is not None and x["cell"] < r["cell"]
                    and not x["ok"] and x["ename"] not in ("", "NotImplementedError")
                    and not x.get("grader")]
-        points, status = 0, "failed"
-        if r is None:
-            status = "error"
-            if event is not None:
-                reason = f"not run: {event_text}"
-            elif run.timed_out:
-                reason = f"not run: the notebook exceeded its time limit of {nb_timeout:g} s"
-            else:
-                reason = "not run: the notebook could not be executed (" + (
-                    run.log.strip().splitlines() or ["no output"])[-1][:300] + ")"
-        elif event is not None and event_text.startswith("out of memory") and event["cell"] <= r["cell"]:
-            status, reason = "error", event_text
-        elif r["timed_out"]:
-            status, reason = "error", f"the check exceeded the time limit of {cell_timeout:g} s per cell"
-        elif r["kernel_died"] or r["output_limit"]:
-            status, reason = "error", r["error"].split(": ", 1)[-1]
-        elif r.get("dead_at_start"):
-            status, reason = "error", f"not run: {event_text or 'the kernel had stopped'}"
-        else:
-            reason = verdict(draws[chk.name], r)
-            if not reason:
-                points, status = chk.points, "passed"
         if status == "failed" and earlier:
             e = earlier[0]
             what = f"{e['ename']}: {e['evalue'][:300]}" if e["evalue"] else e["ename"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kdlab.checks import CHECKS
 from kdlab.checks._probe import decode, encode
-from kdlab.checks._registry import KEYS_DIR
+from kdlab.checks._registry import KEY_MAKERS, KEYS_DIR
 
 from . import lab01, lab02, lab03, lab04, lab05, lab06, lab07
 
@@ -32,6 +32,10 @@ def make(name: str, inputs: dict) -> dict:
     if name not in KEYS:
         raise KeyError(f"no answer key for check {name!r}; known: {sorted(KEYS)}")
     return decode(json.loads(public_text(name, inputs)))
+
+
+if make not in KEY_MAKERS:  # the instructor's checks in JupyterLab judge any inputs too
+    KEY_MAKERS.append(make)
 
 
 def public_text(name: str, inputs: dict) -> str:
