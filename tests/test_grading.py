@@ -1436,7 +1436,7 @@ def test_names_map_one_to_one_to_files_and_export_rows(tmp_path):
         w = csv.writer(fh)
         w.writerow(["folder", "name", "sid", "email"])
         for i, f in enumerate(folders):
-            w.writerow([f, f"student {i}", str(i), f"s{i}@x"])
+            w.writerow([f, f"student {i}", str(i), f"s{i}@example.org"])
     from kdlab.grading import lms
     (path,) = lms.export(tmp_path / "g.csv", "gradescope", tmp_path / "roster.csv",
                          tmp_path / "lms", missing="zero", log=lambda *a: None)
