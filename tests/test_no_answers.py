@@ -119,7 +119,7 @@ def no_fd_open(file, *a, **k):  # a tensor taken for a path would open (and clos
 builtins.open = io.open = no_fd_open
 
 
-class Slow(Exception):
+class Slow(BaseException):  # not Exception: library code that catches Exception must not swallow it
     pass
 
 
