@@ -106,6 +106,17 @@ def call(fn, *args, **kwargs) -> tuple[dict, object]:
     return out, result
 
 
+def call_with_grads(fn, s: torch.Tensor, t: torch.Tensor, *rest) -> dict:
+    """fn(s, t, *rest) on fresh leaves of s and t (both require grad; tensors of `rest` are
+    cloned): the outcome of ``call``, plus under "grads" the gradients of a scalar result
+    with respect to s and t (the student's and the teacher's logits)."""
+    s, t = s.clone().requires_grad_(True), t.clone().requires_grad_(True)
+    out, res = call(fn, s, t, *[a.clone() if torch.is_tensor(a) else a for a in rest])
+    if torch.is_tensor(res) and res.dim() == 0 and res.requires_grad:
+        out["grads"] = grads(res, [s, t])
+    return out
+
+
 def raised(e: BaseException) -> dict:
     """Plain data of an exception: its type's name, message and the names of its bases."""
     return {"type": text(type(e).__name__, 100), "message": text(e),

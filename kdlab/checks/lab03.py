@@ -91,20 +91,11 @@ def kd_loss_inputs(seed=None, N: int = 6, C: int = 5) -> dict:
             "s_conf": s * 20, "t_conf": t_conf, "conf_setting": (1.0, 0.5), "bad_Ts": (0.0, -2.0)}
 
 
-def _call_with_grads(fn, s, t, y, T, alpha) -> dict:
-    """fn on fresh leaves (s and t require grad); the outcome plus both gradients if scalar."""
-    s, t = s.clone().requires_grad_(True), t.clone().requires_grad_(True)
-    out, res = _p.call(fn, s, t, y.clone(), T, alpha)
-    if torch.is_tensor(res) and res.dim() == 0 and res.requires_grad:
-        out["grads"] = _p.grads(res, [s, t])
-    return out
-
-
 def kd_loss_probe(fn, inp) -> dict:
     """Call fn at every (T, alpha) setting, on confident logits and with bad temperatures."""
     s, t, y = inp["s"], inp["t"], inp["y"]
-    return {"settings": [_call_with_grads(fn, s, t, y, T, a) for T, a in inp["settings"]],
-            "confident": _call_with_grads(fn, inp["s_conf"], inp["t_conf"], y, *inp["conf_setting"]),
+    return {"settings": [_p.call_with_grads(fn, s, t, y, T, a) for T, a in inp["settings"]],
+            "confident": _p.call_with_grads(fn, inp["s_conf"], inp["t_conf"], y, *inp["conf_setting"]),
             "bad": [_p.call(fn, s.clone(), t.clone(), y.clone(), T, 0.5)[0] for T in inp["bad_Ts"]]}
 
 

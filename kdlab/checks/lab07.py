@@ -124,20 +124,11 @@ def token_kd_inputs(seed=None, N: int = 3, L: int = 7, V: int = 11) -> dict:
             "bad": [tuple(x) for x in TOKEN_BAD]}
 
 
-def _kd_call(fn, s, t, mask, T, beta) -> dict:
-    """fn on fresh leaves (s and t require grad): the outcome plus both gradients if scalar."""
-    s, t = s.clone().requires_grad_(True), t.clone().requires_grad_(True)
-    out, res = _p.call(fn, s, t, mask.clone(), T, beta)
-    if torch.is_tensor(res) and res.dim() == 0 and res.requires_grad:
-        out["grads"] = _p.grads(res, [s, t])
-    return out
-
-
 def token_kd_probe(fn, inp) -> dict:
     """Call fn at every (T, beta) setting, on confident logits and with bad (T, beta)."""
     s, t, m = inp["s"], inp["t"], inp["mask"]
-    return {"settings": [_kd_call(fn, s, t, m, T, b) for T, b in inp["settings"]],
-            "confident": [_kd_call(fn, inp["s_conf"], inp["t_conf"], m, T, b)
+    return {"settings": [_p.call_with_grads(fn, s, t, m, T, b) for T, b in inp["settings"]],
+            "confident": [_p.call_with_grads(fn, inp["s_conf"], inp["t_conf"], m, T, b)
                           for T, b in inp["conf_settings"]],
             "bad": [_p.call(fn, s.clone(), t.clone(), m.clone(), T, b)[0] for T, b in inp["bad"]]}
 
