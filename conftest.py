@@ -34,3 +34,27 @@ def _background_gradings(request, tmp_path_factory):
 # hands them over; kdlab.checks never imports kdlab.grading): the tests of the checks judge
 # fresh seeds as the grader does.
 import kdlab.grading.keys  # noqa: E402,F401
+
+# An answer key is a function of (check, seed, params): the check tests judge dozens of
+# answers on the same fresh seed, and each judge() without a key made the same key again
+# (a reference training step: seconds). The session makes each key once and hands each
+# verdict its own copy, as the grader hands over the one key of a seed.
+import copy  # noqa: E402
+import json  # noqa: E402
+
+from kdlab.checks import _registry  # noqa: E402
+
+_answer_key, _KEYS_MADE = _registry.answer_key, {}
+
+
+def _answer_key_once(check, seed=None, params=None):
+    if seed is None or not _registry.KEY_MAKERS:  # shipped keys (a file) or NoAnswerKey
+        return _answer_key(check, seed, params)
+    made_by = (check.name, check.inputs, _registry.KEY_MAKERS[-1], seed,
+               json.dumps(params or {}, sort_keys=True, default=repr))
+    if made_by not in _KEYS_MADE:
+        _KEYS_MADE[made_by] = _answer_key(check, seed, params)
+    return copy.deepcopy(_KEYS_MADE[made_by])
+
+
+_registry.answer_key = _answer_key_once
