@@ -2,14 +2,39 @@
 inherit it). Students get the full budget: they do not run pytest. And the grading tests'
 gradings start in the background before the first test: the course grading is also the
 suite's one run of the solution notebooks (testpaths leave out solutions/).
+
+``make test`` runs the suite in two pytest-xdist workers (``-n 2 --dist loadfile``: a test
+file's module fixtures run once), each with one torch thread: two processes on two cores,
+the background gradings beside them. The workers share one run of each grading.
 """
 import os
+import time
 
 import pytest
 
 os.environ.setdefault("KDLAB_QUICK", "1")
 
 _GRADINGS = {"graded": "hostile", "course_graded": "course"}  # fixture -> grading
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1"... under pytest-xdist
+
+if WORKER:  # one torch thread per worker: a second one would only wait for the other worker
+    import torch
+    torch.set_num_threads(1)
+
+
+def _shared_folder(tmp_path_factory):
+    """The folder the xdist workers of this run share (None without xdist)."""
+    if not WORKER:
+        return None
+    folder = tmp_path_factory.getbasetemp().parent / "shared-gradings"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _others_finished(shared) -> bool:
+    """Whether every other xdist worker of this run has finished its tests."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return len([p for p in shared.glob("*.finished") if p.stem != WORKER]) >= count - 1
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -17,7 +42,12 @@ def _background_gradings(request, tmp_path_factory):
     """Start tests/test_grading.py's gradings (sandboxed kernels, minutes of CPU) before the
     first test, when a selected test needs them: they then run beside the rest of the suite,
     which leaves a core idle most of the time. At the end of the session, what is still
-    running is killed (a session stopped early by Ctrl-C or -x does not wait for it)."""
+    running is killed (a session stopped early by Ctrl-C or -x does not wait for it).
+
+    Under xdist every worker collects every test: the first worker to claim a grading runs
+    it, the others read its result (test_grading.SHARED), and a worker that runs a grading
+    another one still needs waits for it before its session ends."""
+    shared = _shared_folder(tmp_path_factory)
     modules: dict = {}
     for item in request.session.items:
         module = getattr(item, "module", None)
@@ -25,8 +55,16 @@ def _background_gradings(request, tmp_path_factory):
         if names and hasattr(module, "start_gradings"):
             modules.setdefault(module, set()).update(names)
     for module, names in modules.items():
-        module.start_gradings(sorted(names), tmp_path_factory.mktemp("gradings"))
+        if shared is not None:
+            module.SHARED = shared
+            names = {n for n in names if module.claim(n, shared)}
+        module.start_gradings(sorted(names), tmp_path_factory.mktemp("gradings"), shared)
     yield
+    if shared is not None:
+        (shared / f"{WORKER}.finished").touch()
+        while (any(m.running_gradings() for m in modules) and not _others_finished(shared)
+               and not request.session.shouldstop):
+            time.sleep(0.5)
     for module in modules:
         module.stop_gradings()
 
