@@ -15,26 +15,34 @@ import pytest
 os.environ.setdefault("KDLAB_QUICK", "1")
 
 _GRADINGS = {"graded": "hostile", "course_graded": "course"}  # fixture -> grading
-WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1"... under pytest-xdist
-
-if WORKER:  # one torch thread per worker: a second one would only wait for the other worker
-    import torch
-    torch.set_num_threads(1)
 
 
-def _shared_folder(tmp_path_factory):
+def _worker(config):
+    """("gw0", number of workers) in a pytest-xdist worker, else None (a plain run; also a
+    pytest a test starts, which inherits the worker's environment variables)."""
+    info = getattr(config, "workerinput", None)
+    return (info["workerid"], info["workercount"]) if info else None
+
+
+def pytest_configure(config):
+    if _worker(config):  # one torch thread per worker: a second would only wait for the other worker
+        import torch
+        torch.set_num_threads(1)
+
+
+def _shared_folder(config, tmp_path_factory):
     """The folder the xdist workers of this run share (None without xdist)."""
-    if not WORKER:
+    if not _worker(config):
         return None
     folder = tmp_path_factory.getbasetemp().parent / "shared-gradings"
     folder.mkdir(exist_ok=True)
     return folder
 
 
-def _others_finished(shared) -> bool:
+def _others_finished(config, shared) -> bool:
     """Whether every other xdist worker of this run has finished its tests."""
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    return len([p for p in shared.glob("*.finished") if p.stem != WORKER]) >= count - 1
+    me, count = _worker(config)
+    return len([p for p in shared.glob("*.finished") if p.stem != me]) >= count - 1
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,7 +55,7 @@ def _background_gradings(request, tmp_path_factory):
     Under xdist every worker collects every test: the first worker to claim a grading runs
     it, the others read its result (test_grading.SHARED), and a worker that runs a grading
     another one still needs waits for it before its session ends."""
-    shared = _shared_folder(tmp_path_factory)
+    shared = _shared_folder(request.config, tmp_path_factory)
     modules: dict = {}
     for item in request.session.items:
         module = getattr(item, "module", None)
@@ -61,8 +69,9 @@ def _background_gradings(request, tmp_path_factory):
         module.start_gradings(sorted(names), tmp_path_factory.mktemp("gradings"), shared)
     yield
     if shared is not None:
-        (shared / f"{WORKER}.finished").touch()
-        while (any(m.running_gradings() for m in modules) and not _others_finished(shared)
+        (shared / f"{_worker(request.config)[0]}.finished").touch()
+        while (any(m.running_gradings() for m in modules)
+               and not _others_finished(request.config, shared)
                and not request.session.shouldstop):
             time.sleep(0.5)
     for module in modules:
