@@ -133,7 +133,7 @@ def test_checks_pass_under_every_capability(cap, request):
     child run when the session itself runs all those tests: the child would run the same
     tests again on the same kernels (for the session's results, see its own report)."""
     env = {**os.environ, "ATEN_CPU_CAPABILITY": cap, CHILD: "1", "KDLAB_QUICK": "1",
-           "KDLAB_THREADS": "1"}
+           "KDLAB_THREADS": "1", "OMP_NUM_THREADS": "1"}  # one torch thread, as said
     checks = sorted(str(p) for p in (ROOT / "tests").glob("test_checks_lab*.py"))
     probe = ("import torch; print('capability', torch.backends.cpu.get_cpu_capability())")
     seen = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
