@@ -25,9 +25,14 @@ def _worker(config):
 
 
 def pytest_configure(config):
-    if _worker(config):  # one torch thread per worker: a second would only wait for the other worker
+    """In an xdist worker: one torch thread, here and in the kernels and subprocesses its tests
+    start (unless a test or the user says otherwise): a second thread would only wait for the
+    other worker and the background gradings."""
+    if _worker(config):
         import torch
         torch.set_num_threads(1)
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        os.environ.setdefault("KDLAB_THREADS", "1")
 
 
 def _shared_folder(config, tmp_path_factory):
