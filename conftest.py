@@ -35,6 +35,16 @@ def pytest_configure(config):
         os.environ.setdefault("KDLAB_THREADS", "1")
 
 
+# files whose few tests take long (the sweep of every callable: minutes; every benchmark's
+# tiny run; the browser): under xdist they start first, not last beside an idle core
+LONG_FIRST = ("test_no_answers.py", "test_benchmarks.py", "test_browser.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    if _worker(config):  # every worker sorts alike (xdist checks the collections are equal)
+        items.sort(key=lambda item: item.path.name not in LONG_FIRST)
+
+
 def _shared_folder(config, tmp_path_factory):
     """The folder the xdist workers of this run share (None without xdist)."""
     if not _worker(config):
