@@ -8,6 +8,7 @@ own defences are tested apart from the screen, by running code in it directly.
 import csv
 import hashlib
 import os
+import pickle
 import re
 import secrets
 import shutil
@@ -514,10 +515,54 @@ def checks_digest():
 # daemon threads, and conftest.py calls stop_gradings() when the session ends: a session
 # stopped early (Ctrl-C, -x) does not wait for them.
 _RUNS: dict = {}  # name -> (Future, folder, cancel event)
+# Under pytest-xdist the workers of one run share a folder (conftest.py): the first worker to
+# claim a grading runs it and writes its result there ("<name>.result"), and a test of that
+# grading in another worker reads it from there instead of grading a second time.
+SHARED: Path | None = None
 
 
-def start_gradings(names, base: Path) -> None:
-    """Start the named gradings ("hostile", "course") in the background, in folders under base."""
+def claim(name: str, shared: Path) -> bool:
+    """Claim the grading `name` for this process in the workers' shared folder: True for the
+    first claimant only (the file is created atomically)."""
+    try:
+        fd = os.open(shared / f"{name}.owner", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
+def _publish(name: str, future, shared: Path) -> None:
+    """Write a finished grading's result (or its exception) where the other workers read it."""
+    try:
+        data = pickle.dumps(("ok", future.result()))
+    except BaseException as e:  # noqa: BLE001 - handed on to the waiting tests
+        try:
+            data = pickle.dumps(("error", e))
+        except Exception:  # noqa: BLE001 - an exception pickle cannot carry
+            data = pickle.dumps(("error", RuntimeError(f"grading {name} failed: {e!r}")))
+    tmp = shared / f"{name}.result.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, shared / f"{name}.result")
+
+
+def _shared_result(name: str):
+    """The result of a grading another worker of this run claimed (waits for it)."""
+    owner = int((SHARED / f"{name}.owner").read_text() or 0)
+    result = SHARED / f"{name}.result"
+    while not result.exists():
+        assert psutil.pid_exists(owner), f"the worker grading {name!r} (pid {owner}) is gone"
+        time.sleep(0.5)
+    status, value = pickle.loads(result.read_bytes())
+    if status == "error":
+        raise value
+    return value
+
+
+def start_gradings(names, base: Path, shared: Path | None = None) -> None:
+    """Start the named gradings ("hostile", "course") in the background, in folders under base;
+    with `shared` (xdist workers' folder), write each result there when it is done."""
     for name in names:
         if name not in _RUNS:
             tmp = base / name
@@ -531,8 +576,15 @@ def start_gradings(names, base: Path) -> None:
                 except BaseException as e:  # noqa: BLE001 - the waiting fixture re-raises it
                     future.set_exception(e)
 
+            if shared is not None:
+                future.add_done_callback(lambda f, name=name: _publish(name, f, shared))
             threading.Thread(target=work, name=f"grading-{name}", daemon=True).start()
             _RUNS[name] = (future, tmp, cancel)
+
+
+def running_gradings() -> list:
+    """The names of the gradings this process started that have not finished."""
+    return [name for name, (future, _, _) in _RUNS.items() if not future.done()]
 
 
 def _processes_under(folder: Path) -> list:
@@ -596,7 +648,9 @@ def test_stop_gradings_kills_what_an_unfinished_grading_runs(tmp_path, monkeypat
 
 
 def _result(name: str, tmp_path_factory):
-    start_gradings([name], tmp_path_factory.mktemp("gradings"))  # if conftest did not
+    if name not in _RUNS and SHARED is not None and not claim(name, SHARED):
+        return _shared_result(name)  # another worker grades it
+    start_gradings([name], tmp_path_factory.mktemp("gradings"), SHARED)  # if conftest did not
     return _RUNS[name][0].result()
 
 
