@@ -253,6 +253,34 @@ c = comm.create_comm(target_name="kdlab-flood", data={})
 for i in range(40):
     c.send(data={"x": "y" * 100_000})
 """)
+# what the kernel can read of its own process, its mounts and its connection file: the
+# paths that are not the sandbox's own go into the softmax check's feedback, the connection
+# file's key and socket path into the entropy check's
+HOST_PEEK = full_python(r"""import json, os, re, sys
+texts = {}
+conn_file = sys.argv[sys.argv.index("-f") + 1] if "-f" in sys.argv else "/opt/kdlab-kernel.json"
+for f in ("/proc/self/mountinfo", "/proc/1/mountinfo", "/proc/self/mounts", "/proc/self/environ",
+          "/proc/self/cmdline", "/proc/1/cmdline", conn_file):
+    try:
+        texts[f] = open(f, errors="replace").read().replace("\0", " ")
+    except OSError as e:
+        texts[f] = ""
+texts["sys"] = " ".join(sys.path + sys.argv + getattr(sys, "orig_argv", []) + [sys.prefix, sys.base_prefix])
+texts["tmp"] = " ".join("/tmp/" + n for n in os.listdir("/tmp"))
+texts["env"] = " ".join(f"{k}={v}" for k, v in os.environ.items())
+own = ("/opt/kdlab-", "/proc", "/dev", "/usr", "/etc", "/bin", "/lib", "/sys", "/tmp/kdlab-rt/")
+paths = sorted({p for t in texts.values() for p in re.findall(r"/[\w.+~-]+(?:/[\w.+~-]+)*", t)
+                if not p.startswith(own) and p not in ("/tmp", "/tmp/kdlab-rt")}, key=len)
+try:
+    conn = json.loads(texts[conn_file])
+except ValueError:
+    conn = {}
+read = ",".join(os.path.basename(f) for f, t in texts.items() if t and f.startswith("/"))
+def softmax_with_temperature(logits, T=1.0):
+    raise RuntimeError("HOST " + " ".join(paths))
+def entropy(p):
+    raise RuntimeError(f"KEY {conn.get('key')} IP {conn.get('ip')} READ {read}")
+""")
 ATTACKS = {
     # 1. a patched torch.allclose, with wrong answers
     "a1_allclose": {"ex-softmax": "torch.allclose = lambda *a, **k: True\n" + exercise("softmax", SOFTMAX_WRONG),
@@ -418,6 +446,10 @@ def softmax_with_temperature(logits, T=1.0):
     "c2_forged_record": {"ex-entropy": FORGE_RECORD},
     "c3_comm_flood": {"ex-softmax": exercise("softmax", SOFTMAX_OK), "+softmax": COMM_FLOOD,
                       "ex-entropy": exercise("entropy", ENTROPY_OK)},
+    # --- the host's paths and the kernel's key, read in the kernel and shown in the feedback
+    # (two students: each kernel's key is its own)
+    "h1_host_paths": {"ex-softmax": HOST_PEEK, "ex-entropy": "# defined above"},
+    "h2_host_paths": {"ex-softmax": HOST_PEEK, "ex-entropy": "# defined above"},
     # --- the gradebook: a formula, forged markdown headings
     "g1_formula": {"ex-softmax": exercise("softmax", SOFTMAX_OK),
                    "ex-entropy": 'def entropy(p):\n    raise AssertionError(\'=HYPERLINK("http://x", "full marks")\')'},
@@ -960,6 +992,37 @@ def test_nothing_leaks_and_nothing_reaches_the_network(graded):
                 assert f"secret-{other}-text" not in text, f"{md.name} shows {other}'s notebook"
 
 
+def test_nothing_of_the_host_reaches_the_feedback(graded):
+    """A kernel that reads /proc/self/mountinfo, /proc/self/environ and cmdline, its connection
+    file and sys.path, and shows every path it finds in its feedback, shows none of the grader's
+    machine: not the course's tree, the home folder, the Python installation or virtualenv,
+    the grader's temporary folders (the work folders, the copy of kdlab, the kernels' runtime
+    folders). Its connection file names its sockets inside the sandbox, and its key is its
+    own: another kernel's key appears in no other feedback."""
+    table, tmp, extras = graded
+    every = _feedback_text(tmp) + (tmp / "gradebook.csv").read_text(errors="replace")
+    host = [str(ROOT), str(Path.home()), str(Path(sys.prefix).resolve()),
+            str(Path(sys.base_prefix).resolve()), str(tmp), str(Path(tmp).resolve()),
+            "kdlab-rt-", "kdlab-site-", "kdlab-grade-"]
+    keys = {}
+    for who in ("h1_host_paths", "h2_host_paths"):
+        paths = reason(table, who, "softmax_with_temperature")
+        conn = reason(table, who, "entropy")
+        assert "HOST" in paths and "KEY" in conn, (paths, conn)  # the attack ran and reported
+        assert "kdlab-kernel.json" in conn, conn  # it read its connection file
+        for marker in host:
+            assert marker not in paths and marker not in conn, (marker, paths, conn)
+        assert "IP /tmp/kdlab-rt/kernel " in conn, conn  # the sandbox's own socket path
+        keys[who] = re.search(r"KEY (\S+)", conn).group(1)
+        assert len(keys[who]) >= 32, conn
+    for marker in host:
+        assert marker not in every, marker
+    assert keys["h1_host_paths"] != keys["h2_host_paths"]
+    for md in (tmp / "feedback").glob("*.md"):  # each key only in its own student's feedback
+        for who, key in keys.items():
+            assert md.stem == report_name(who) or key not in md.read_text(errors="replace"), (md, who)
+
+
 def report_name(student: str) -> str:
     from kdlab.grading.report import file_name
     return file_name(folder_of(student), "")
@@ -1236,7 +1299,7 @@ def sandbox_python(tmp_path, code: str, limits=None, cgroup=None, timeout=120):
     rt = tmp_path / "rt"
     rt.mkdir()
     (rt / "kernel.json").write_text("{}")
-    argv = sandbox.kernel_argv(rt, site, {}, limits, cgroup=cgroup)
+    argv = sandbox.kernel_argv(site, {}, limits, cgroup=cgroup)
     argv = [a.replace("{connection_file}", str(rt / "kernel.json")) for a in argv]
     cut = argv.index("-m")  # the interpreter inside, then -m ipykernel_launcher
     return subprocess.run(argv[:cut] + ["-c", code], capture_output=True, text=True, timeout=timeout)
@@ -1244,16 +1307,19 @@ def sandbox_python(tmp_path, code: str, limits=None, cgroup=None, timeout=120):
 
 def test_sandbox_argv_names_no_path_of_the_course_or_home(tmp_path):
     """The Python installation is shown at neutral paths: nothing of the home folder or of
-    the course's tree (which may be a clone under /tmp) is bound into the sandbox."""
+    the course's tree (which may be a clone under /tmp) is bound into the sandbox; there is
+    no procfs, and the connection file is copied in."""
     from kdlab.grading import sandbox
     site = sandbox.kdlab_copy(tmp_path / "site", data=False)
-    argv = sandbox.kernel_argv(tmp_path / "rt", site, {})
+    argv = sandbox.kernel_argv(site, {})
     sources = [argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind", "--ro-bind-try")]
     for src in sources:  # of the course's tree, only the virtualenv's lib/ if it lives there
         assert not src.startswith(str(ROOT)) or src.startswith(str(Path(sys.prefix).resolve())), src
-        assert src.startswith(("/usr", "/etc", "/bin", "/lib", "/dev/null", "{connection_file}",
+        assert src.startswith(("/usr", "/etc", "/bin", "/lib", "/dev/null", "/proc/cpuinfo",
                                str(tmp_path), sys.base_prefix, str(Path(sys.prefix).resolve()))), src
     assert "--bind" not in argv, "something of the grader's disk is writable"
+    assert "--proc" not in argv, "a procfs: /proc/self/mountinfo names the host path of every bind"
+    assert argv[argv.index("--ro-bind-data") + 2] == sandbox.KERNEL_JSON  # copied, not bound
 
 
 PEEK = """import os, socket, json

@@ -38,6 +38,10 @@ import pytest
 # graded notebook). nbformat never validates that format: skip the optional import here.
 sys.modules.setdefault("rfc3987_syntax", None)
 
+# what a kernel reads from its connection file (its key is made for it alone, by jupyter_client)
+KERNEL_NEEDS = ("transport", "ip", "shell_port", "iopub_port", "stdin_port", "control_port",
+                "hb_port", "key", "signature_scheme", "kernel_name", "curve_publickey",
+                "curve_secretkey")
 TEXT_LIMIT = 20_000  # characters of a cell's output kept in the report
 PROBE_LIMIT = 4_000_000  # characters of one probe result kept
 
@@ -106,10 +110,24 @@ def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> Non
             return KernelSpec(argv=list(argv), display_name="kdlab grading", language="python",
                               interrupt_mode="message")
 
+    class Manager(KernelManager):
+        def write_connection_file(self, **kwargs):
+            """The file the kernel reads: for a sandboxed kernel, its sockets as the sandbox
+            sees them (no path of the grader's), and only what a kernel needs to connect."""
+            super().write_connection_file(**kwargs)
+            if inside is not None:
+                path = self.connection_file
+                with open(path, encoding="utf-8") as f:
+                    info = json.load(f)
+                info = {k: v for k, v in info.items() if k in KERNEL_NEEDS}
+                info["ip"] = f"{inside}/kernel"
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump(info, f)
+
     def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
-        km = KernelManager(kernel_name="kdlab-grading", kernel_spec_manager=SpecManager(),
-                           transport="ipc", ip=f"{runtime_dir}/k/kernel",
-                           connection_file=f"{runtime_dir}/kernel.json")
+        km = Manager(kernel_name="kdlab-grading", kernel_spec_manager=SpecManager(),
+                     transport="ipc", ip=f"{runtime_dir}/k/kernel",
+                     connection_file=f"{runtime_dir}/kernel.json")
         km.start_kernel(**kwargs)
         if inside is not None:
             pid = _inner_process(km.provisioner.process.pid)
