@@ -948,6 +948,85 @@ def test_widget_messages_count_against_the_output_limit(graded):
     assert "too much output" in reason(table, "c3_comm_flood", "entropy")
 
 
+# floods of the grader's output channel: 40 display updates of 20 MB each; JSON of six million
+# empty lists (24 MB of text that Python holds as ~400 MB of objects); 100 widget messages
+# with a 20 MB binary buffer each
+FLOODS = {
+    "f1_display_updates": """from IPython.display import display
+h = display({"text/plain": "start"}, raw=True, display_id=True)
+s = "y" * 20_000_000
+for i in range(40):
+    h.update({"text/plain": s}, raw=True)""",
+    "f2_nested_json": """import json
+from IPython.display import display
+nested = json.loads("[" + "[]," * 6_000_000 + "[]]")
+for i in range(3):
+    display({"application/json": nested}, raw=True)""",
+    "f3_comm_buffers": """import comm
+c = comm.create_comm(target_name="kdlab-flood", data={})
+b = b"y" * 20_000_000
+for i in range(100):
+    c.send(data={}, buffers=[b])""",
+}
+FLOOD_OUTPUT = 20_000_000  # bytes: the grader's default --max-output
+RUNNER_RSS = 300 * 1024 ** 2  # bytes: the most the grader's nbval process may hold, with that limit
+
+
+def _peak_rss(pid: int) -> int:
+    """The peak resident memory (VmHWM) of process `pid` so far, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_grader_memory_is_bounded_under_output_floods(tmp_path):
+    """Floods of displays, display updates, nested JSON and widget messages with binary
+    buffers, each past the output limit, stop their kernels; the grader's own nbval processes
+    (measured from outside: the peak resident memory of each) stay under RUNNER_RSS, and an
+    honest notebook graded beside them gets full marks."""
+    sol = tiny_course(tmp_path)
+    lab = nbformat.read(str(tmp_path / "labs" / f"{LAB}.ipynb"), as_version=4)
+    ok = {"ex-softmax": exercise("softmax", SOFTMAX_OK), "ex-entropy": exercise("entropy", ENTROPY_OK)}
+    students = {name: cells_with(lab, replace=ok, insert_after={"check-softmax": [full_python(code)]})
+                for name, code in FLOODS.items()}
+    students["honest"] = cells_with(lab, replace=ok)
+    for who, nb in students.items():
+        (tmp_path / "subs" / who).mkdir(parents=True)
+        nbformat.write(nb, str(tmp_path / "subs" / who / f"{LAB}.ipynb"))
+    peaks, stop = {}, threading.Event()
+
+    def watch():  # the nbval processes the grading starts, sampled every 20 ms
+        me = psutil.Process()
+        while not stop.is_set():
+            for p in me.children(recursive=True):
+                try:
+                    if p.cmdline()[1:3] == ["-m", "pytest"]:
+                        peaks[p.pid] = max(peaks.get(p.pid, 0), _peak_rss(p.pid))
+                except (psutil.Error, OSError, IndexError):
+                    pass
+            stop.wait(0.02)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        rows = grade_submissions(tmp_path / "subs", labs_dir=tmp_path / "labs", out=tmp_path / "g.csv",
+                                 solutions_dir=tmp_path / "solutions", jobs=2, log=lambda *a: None,
+                                 cell_timeout=120, timeout=300, max_output=FLOOD_OUTPUT,
+                                 work_root=tmp_path / "work")
+    finally:
+        stop.set()
+        watcher.join(5)
+    got = {(r.student, r.check): (r.points, r.status, r.reason) for r in rows}
+    assert got[("honest", "softmax_with_temperature")][:2] == (2, "passed")
+    assert got[("honest", "entropy")][:2] == (1, "passed")
+    for who in FLOODS:
+        assert got[(who, "softmax_with_temperature")][:2] == (2, "passed"), got[(who, "softmax_with_temperature")]
+        assert got[(who, "entropy")][:2] == (0, "error") and "too much output" in got[(who, "entropy")][2], \
+            got[(who, "entropy")]
+    assert len(peaks) >= len(students), peaks  # every notebook's nbval process was measured
+    assert max(peaks.values()) < RUNNER_RSS, {pid: f"{b / 2 ** 20:.0f} MB" for pid, b in peaks.items()}
+
+
 def test_symlinked_notebook_or_folder_is_refused(graded):
     """A submitted notebook that is a link to the instructor's solution, or a student folder
     that is a link to another student's, is never followed."""
