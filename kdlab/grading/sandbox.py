@@ -3,7 +3,7 @@
 The kernel of a graded notebook (the only process that runs student code: the notebook's
 cells and the checks' probes) is started as
 
-    sh -c 'join the cgroup; exec "$@" 3< connection-file' bwrap --unshare-all ... prlimit --data=LIMIT -- python -m ipykernel_launcher
+    sh -c 'join the cgroup' bwrap --unshare-all ... prlimit --data=LIMIT -- python -m ipykernel_launcher
 
 - its own user, network, PID, IPC and UTS namespaces: no network, nothing outlives the run,
   no view of the grader's processes (or their command lines);
@@ -17,9 +17,9 @@ cells and the checks' probes) is started as
   reaches them through ``/proc/<pid>/root`` (see ``nbval_plugin``);
 - nothing of the host's paths: no procfs (``/proc/self/mountinfo`` would name the host path
   of every bind; only a read-only ``/proc/cpuinfo``, which torch needs to pick its CPU
-  kernels), and a mount namespace without a procfs cannot mount one. The connection file is
-  copied in (bubblewrap's ``--ro-bind-data``, from a descriptor), written by the grader with
-  the sandbox's own socket path and a key made for this kernel alone;
+  kernels), and a mount namespace without a procfs cannot mount one. The connection file,
+  written by the grader for this kernel, names only the sandbox's own socket path and holds
+  a key made for this kernel alone;
 - limits: a memory cgroup (which also counts what the tmpfs hold) and a pids cgroup where
   this machine lets the grader make them (root, or a delegated cgroup v2), and always
   RLIMIT_DATA (a large allocation fails with MemoryError) and the tmpfs sizes;
@@ -331,7 +331,8 @@ def kernel_argv(kdlab_site, env: dict, limits: Limits | None = None,
 
     The connection file at ``{connection_file}`` must name the kernel's sockets as the
     sandbox sees them (``SANDBOX_RUNTIME``, in its own /tmp: see ``nbval_plugin``); it is
-    copied into the sandbox (``KERNEL_JSON``), not bound. kdlab_site: folder holding the copy
+    shown read-only at ``KERNEL_JSON`` (with no procfs inside, nothing shows where it lies
+    on the grader's disk). kdlab_site: folder holding the copy
     of kdlab (``kdlab_copy``); env: variables to set inside (on top of PATH, HOME,
     PYTHONPATH); limits: see ``Limits``; python: the interpreter inside (default: the
     grader's, remapped); cgroup: the cgroup to start in (``Cgroup.create``), if any.
@@ -345,7 +346,7 @@ def kernel_argv(kdlab_site, env: dict, limits: Limits | None = None,
             "--dir", "/proc", "--ro-bind-try", "/proc/cpuinfo", "/proc/cpuinfo", "--dev", "/dev",
             "--size", str(limits.shm), "--tmpfs", "/dev/shm",
             "--size", str(limits.tmp), "--tmpfs", "/tmp",
-            "--dir", SANDBOX_RUNTIME, "--ro-bind-data", "3", KERNEL_JSON]
+            "--dir", SANDBOX_RUNTIME, "--ro-bind", "{connection_file}", KERNEL_JSON]
     args += _system_mounts() + py_args
     args += ["--ro-bind", str(Path(kdlab_site).resolve() / "kdlab"), f"{MOUNT_KDLAB}/kdlab",
              "--ro-bind-try", str(Path(kdlab_site).resolve() / DATA_CACHE), f"{MOUNT_KDLAB}/{DATA_CACHE}",
@@ -364,11 +365,10 @@ def kernel_argv(kdlab_site, env: dict, limits: Limits | None = None,
     if limit:
         limit.append("--")
     argv = args + ["--"] + limit + [python or py_inside, "-m", "ipykernel_launcher", "-f", KERNEL_JSON]
-    # bubblewrap copies the connection file from descriptor 3 (and closes it)
-    script = 'exec "$@" 3< "$0"'
     if cgroup is not None:
-        script = " && ".join(f"echo $$ > '{p}'" for p in cgroup.procs) + " && " + script
-    return ["/bin/sh", "-c", script, "{connection_file}"] + argv
+        join = " && ".join(f"echo $$ > '{p}'" for p in cgroup.procs)
+        argv = ["/bin/sh", "-c", f'{join} && exec "$@"', "kdlab-kernel"] + argv
+    return argv
 
 
 def plain_argv(python: str | None = None) -> list[str]:
