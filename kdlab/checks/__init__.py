@@ -13,4 +13,4 @@ from .lab03 import check_distill_step, check_kd_loss  # noqa: F401
 from .lab04 import check_hint_loss, check_hint_regressor  # noqa: F401
 from .lab05 import check_fake_quantize, check_prune_mask  # noqa: F401
 from .lab06 import check_dkd_loss, check_permute_dark_knowledge  # noqa: F401
-from .lab07 import check_distill_trainer, check_token_kd_loss  # noqa: F401
+from .lab07 import check_distill_trainer, check_on_policy_batch, check_token_kd_loss  # noqa: F401
