@@ -622,10 +622,8 @@ def on_policy_verdict(check, data, inp, key) -> str:
                         "it: the trainer's batch is not yours to edit",
                  "build the new batch from clones: ids = batch['input_ids'].clone(), ...")
     lams = [lam for (lam, _), _, _ in calls]
-    rows = [sorted(i for i in range(N) if not (torch.equal(g["input_ids"][i], ids0[i])
-                                              and torch.equal(g["attention_mask"][i], mask0[i])
-                                              and torch.equal(g["labels"][i], lab0[i])))
-            for g in got]
+    rows = [sorted(i for i in range(N) if not torch.equal(g["input_ids"][i], ids0[i]))
+            for g in got]  # the rows the student continued (masks and labels: judged below)
     counts, want = [len(r) for r in rows], [k["k"] for _, k, _ in calls]
     if counts != want:
         rule = _count_rule(counts, lams, N)
@@ -680,10 +678,6 @@ def on_policy_verdict(check, data, inp, key) -> str:
                     "continuations: your sampling ignores the seed it was given",
              "seed torch's generator right before sampling: with torch.random.fork_rng("
              "devices=[]): torch.manual_seed(seed); out = student.generate(...)")
-    if torch.equal(gen[0], gen[2]):
-        fail(title, f"two calls with different seeds ({calls[0][0][1]} and {calls[2][0][1]}) "
-                    "gave the same continuations: the seed passed in is not the one used",
-             "torch.manual_seed(seed) with the function's argument, not a constant")
     for ((lam, seed), k, _), g in zip(calls, gen):
         if k["k"] and not torch.equal(g, k["tokens"].to(torch.int64)):
             for name, ref, fields in k["mistakes"]:
@@ -691,6 +685,11 @@ def on_policy_verdict(check, data, inp, key) -> str:
                     m = check.mistake(name)
                     fail(title, f"lam={lam:.3g}, seed={seed}: " + m.what.format(**fields),
                          m.hint.format(**fields))
+            if torch.equal(gen[0], gen[2]):
+                fail(title, f"two calls with different seeds ({calls[0][0][1]} and "
+                            f"{calls[2][0][1]}) gave the same continuations: the seed passed in "
+                            "is not the one used",
+                     "torch.manual_seed(seed) with the function's argument, not a constant")
             fail(title, f"lam={lam:.3g}, seed={seed}: the continuations are not the student's "
                         f"samples for this seed\n    got      {g[0].tolist()}\n    expected "
                         f"{k['tokens'][0].to(torch.int64).tolist()} (row 0)", _EXACT_CALL)
