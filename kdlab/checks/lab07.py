@@ -22,6 +22,7 @@ its forward passes and whether torch's global random state was restored.
 from __future__ import annotations
 
 import tempfile
+import threading
 
 import torch
 
@@ -30,6 +31,18 @@ from ._common import (Mistake, close, cmp, expects_value_error, fail, name_mista
                       raised, recorded, rejects, type_name)
 from ._registry import Check
 from ._scalar import SCALAR_LOSS_PARTS, ScalarLoss
+
+_IMPORT = threading.Lock()
+
+
+def _gpt2() -> tuple:
+    """(GPT2Config, GPT2LMHeadModel), imported under a lock: transformers' lazy attributes are
+    not safe to resolve from two threads at once (the grader grades two notebooks at a time),
+    where one of them gets ImportError: cannot import name 'GPT2Config'."""
+    with _IMPORT:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    return GPT2Config, GPT2LMHeadModel
+
 
 # ------------------------------------------------------------------ token_kd_loss
 
@@ -256,7 +269,7 @@ _SCALE = {"student": 4.0, "teacher": 30.0}  # embeddings (tied to the output): c
 
 def trainer_models(inp) -> tuple:
     """Fresh (student, teacher) GPT-2 models with the inputs' weights, both in train mode."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    GPT2Config, GPT2LMHeadModel = _gpt2()
 
     out = []
     for who in ("student", "teacher"):
@@ -279,7 +292,7 @@ def trainer_inputs(seed=None, N: int = 3) -> dict:
     N, g = int(N), check_distill_trainer.rng(seed)
     if N < 2:
         raise ValueError(f"check_distill_trainer needs N >= 2 sequences, got N={N}")
-    from transformers import GPT2Config, GPT2LMHeadModel
+    GPT2Config, GPT2LMHeadModel = _gpt2()
 
     weights = {}
     for who in ("student", "teacher"):
@@ -460,7 +473,7 @@ OP_KEYS = ("input_ids", "attention_mask", "labels")
 
 def on_policy_model(inp):
     """A fresh tiny GPT-2 student with the inputs' weights (dropout on), in train mode."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    GPT2Config, GPT2LMHeadModel = _gpt2()
 
     d = _OP["dropout"]
     cfg = GPT2Config(vocab_size=_OP["V"], n_positions=_OP["L"], resid_pdrop=d, embd_pdrop=d,
@@ -489,7 +502,7 @@ def on_policy_inputs(seed=None, N: int = 4) -> dict:
     N, g = int(N), check_on_policy_batch.rng(seed)
     if not 3 <= N <= 12:
         raise ValueError(f"check_on_policy_batch needs 3 <= N <= 12 rows, got N={N}")
-    from transformers import GPT2Config, GPT2LMHeadModel
+    GPT2Config, GPT2LMHeadModel = _gpt2()
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
