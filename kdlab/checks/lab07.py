@@ -32,14 +32,18 @@ from ._common import (Mistake, close, cmp, expects_value_error, fail, name_mista
 from ._registry import Check
 from ._scalar import SCALAR_LOSS_PARTS, ScalarLoss
 
-_IMPORT = threading.Lock()
+# The grader grades two notebooks at a time, in threads of one process. Two things of this
+# module are not safe there without a lock: resolving transformers' lazy attributes (one thread
+# gets ImportError: cannot import name 'GPT2Config') and torch's global random generator, which
+# seeds the tiny models' weights (fork_rng + manual_seed) and which building a model or sampling
+# draws from: another thread's draws in between change the weights or the samples, so that the
+# inputs the verdict makes again, or the key's samples, differ from the probe's.
+RNG_LOCK = threading.RLock()
 
 
 def _gpt2() -> tuple:
-    """(GPT2Config, GPT2LMHeadModel), imported under a lock: transformers' lazy attributes are
-    not safe to resolve from two threads at once (the grader grades two notebooks at a time),
-    where one of them gets ImportError: cannot import name 'GPT2Config'."""
-    with _IMPORT:
+    """(GPT2Config, GPT2LMHeadModel), imported under RNG_LOCK (see above)."""
+    with RNG_LOCK:
         from transformers import GPT2Config, GPT2LMHeadModel
     return GPT2Config, GPT2LMHeadModel
 
@@ -276,7 +280,8 @@ def trainer_models(inp) -> tuple:
         cfg = GPT2Config(vocab_size=_TINY_V, n_positions=_TINY_L, resid_pdrop=0.0,
                          embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None,
                          pad_token_id=None, **_TINY[who])
-        model = GPT2LMHeadModel(cfg)
+        with RNG_LOCK:
+            model = GPT2LMHeadModel(cfg)
         model.load_state_dict(inp[who])
         out.append(model.train())
     return tuple(out)
@@ -296,7 +301,7 @@ def trainer_inputs(seed=None, N: int = 3) -> dict:
 
     weights = {}
     for who in ("student", "teacher"):
-        with torch.random.fork_rng(devices=[]):
+        with RNG_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
             model = GPT2LMHeadModel(GPT2Config(vocab_size=_TINY_V, n_positions=_TINY_L,
                                                bos_token_id=None, eos_token_id=None,
@@ -479,7 +484,8 @@ def on_policy_model(inp):
     cfg = GPT2Config(vocab_size=_OP["V"], n_positions=_OP["L"], resid_pdrop=d, embd_pdrop=d,
                      attn_pdrop=d, bos_token_id=None, eos_token_id=None, pad_token_id=None,
                      **_OP["dims"])
-    model = GPT2LMHeadModel(cfg)
+    with RNG_LOCK:
+        model = GPT2LMHeadModel(cfg)
     model.load_state_dict(inp["student"])
     return model.train()
 
@@ -504,7 +510,7 @@ def on_policy_inputs(seed=None, N: int = 4) -> dict:
         raise ValueError(f"check_on_policy_batch needs 3 <= N <= 12 rows, got N={N}")
     GPT2Config, GPT2LMHeadModel = _gpt2()
 
-    with torch.random.fork_rng(devices=[]):
+    with RNG_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
         model = GPT2LMHeadModel(GPT2Config(vocab_size=_OP["V"], n_positions=_OP["L"],
                                            bos_token_id=None, eos_token_id=None,

@@ -12,7 +12,8 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from kdlab.checks.lab07 import check_distill_trainer, check_on_policy_batch, check_token_kd_loss
+from kdlab.checks.lab07 import (RNG_LOCK, check_distill_trainer, check_on_policy_batch,
+                                check_token_kd_loss)
 
 from ._table import key_of
 
@@ -264,7 +265,7 @@ def on_policy_batch(student, batch: dict, lam: float, prompt_len: int, seed: int
     kw = dict(do_sample=how != "greedy", max_new_tokens=L - prompt_len, pad_token_id=0)
     if how != "top_k_default":
         kw["top_k"] = 0
-    with torch.random.fork_rng(devices=[]):
+    with RNG_LOCK, torch.random.fork_rng(devices=[]):  # grader threads: see RNG_LOCK
         torch.manual_seed(seed)
         if how == "row_by_row":
             out = torch.cat([student.generate(p[None], attention_mask=torch.ones_like(p[None]),
