@@ -512,3 +512,224 @@ def test_trainer_mistakes_are_distinguishable(seed):
         for b, gb in grads[i + 1:]:
             if a != b:  # two forms of one mistake may coincide
                 assert not torch.allclose(ga, gb, **lab07.TRAINER_TOL), (a, b)
+
+
+# ------------------------------------------------------------------ on_policy_batch
+
+from kdlab.grading.keys.lab07 import on_policy_batch as reference_on_policy_batch  # noqa: E402
+
+ON_POLICY = lab07.check_on_policy_batch
+
+
+def _lam_ok(lam):
+    if not 0 <= lam <= 1:
+        raise ValueError(f"lam must be in [0, 1], got {lam}")
+
+
+def right_on_policy(student, batch, lam, prompt_len, seed):
+    """As the notebook's solution: clones, one generate call for the k rows, fork_rng."""
+    _lam_ok(lam)
+    ids, mask, labels = (batch[k].clone() for k in ("input_ids", "attention_mask", "labels"))
+    N, L = ids.shape
+    k = round(lam * N)
+    if k > 0:
+        was = student.training
+        student.eval()
+        prompts = ids[:k, :prompt_len]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            out = student.generate(prompts, attention_mask=torch.ones_like(prompts),
+                                   do_sample=True, top_k=0, max_new_tokens=L - prompt_len,
+                                   pad_token_id=0)
+        student.train(was)
+        ids[:k], mask[:k], labels[:k] = out, 1, out
+        labels[:k, prompt_len:] = -100
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def right_on_policy_cat(student, batch, lam, prompt_len, seed):
+    """torch.cat of new rows and kept rows, the RNG state saved and restored by hand, a
+    GenerationConfig, the mode restored in a finally block."""
+    from transformers import GenerationConfig
+    _lam_ok(lam)
+    ids = batch["input_ids"]
+    n, length = ids.shape
+    k = int(round(lam * n))
+    if k == 0:
+        return {name: t.clone() for name, t in batch.items()}
+    cfg = GenerationConfig(do_sample=True, top_k=0, max_new_tokens=length - prompt_len,
+                           pad_token_id=0)
+    was = student.training
+    state = torch.get_rng_state()
+    try:
+        student.eval()
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            new = student.generate(ids[:k, :prompt_len], attention_mask=torch.ones(
+                k, prompt_len, dtype=torch.long), generation_config=cfg)
+    finally:
+        torch.set_rng_state(state)
+        student.train(was)
+    new_labels = torch.where(torch.arange(length) < prompt_len, new, torch.full_like(new, -100))
+    return {"input_ids": torch.cat([new, ids[k:]]),
+            "attention_mask": torch.cat([torch.ones_like(new), batch["attention_mask"][k:]]),
+            "labels": torch.cat([new_labels, batch["labels"][k:]])}
+
+
+def _on_policy(**wrong):
+    """on_policy_batch written with one slip (as a student would)."""
+    def fn(student, batch, lam, prompt_len, seed):
+        if not wrong.get("any_lam"):
+            _lam_ok(lam)
+        src = batch if wrong.get("in_place") else {k: v.clone() for k, v in batch.items()}
+        ids, mask, labels = src["input_ids"], src["attention_mask"], src["labels"]
+        N, L = ids.shape
+        k = {"round": lambda: round(lam * N), "int": lambda: int(lam * N),
+             "inverted": lambda: round((1 - lam) * N),
+             "random": lambda: int((torch.rand(N, generator=torch.Generator().manual_seed(seed)) < lam).sum())}[wrong.get("count", "round")]()
+        if k == 0:
+            return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        model = wrong.get("model", student)
+        was = model.training
+        if wrong.get("eval", True):
+            model.eval()
+        prompts = ids[:k, :prompt_len]
+        kw = dict(do_sample=not wrong.get("greedy"), max_new_tokens=L - prompt_len, pad_token_id=0)
+        if not wrong.get("top_k_default"):
+            kw["top_k"] = 0
+        if wrong.get("no_seed"):
+            out = model.generate(prompts, attention_mask=torch.ones_like(prompts), **kw)
+        elif wrong.get("global_seed"):
+            torch.manual_seed(seed)
+            out = model.generate(prompts, attention_mask=torch.ones_like(prompts), **kw)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(wrong.get("fixed_seed", seed))
+                if wrong.get("all_rows"):
+                    p = ids[:, :prompt_len]
+                    out = model.generate(p, attention_mask=torch.ones_like(p), **kw)[:k]
+                elif wrong.get("manual_grad"):  # own sampling loop, gradients on
+                    out = prompts
+                    for _ in range(L - prompt_len):
+                        probs = torch.softmax(model(input_ids=out).logits[:, -1], -1)
+                        out = torch.cat([out, torch.multinomial(probs, 1)], 1)
+                else:
+                    out = model.generate(prompts, attention_mask=torch.ones_like(prompts), **kw)
+        if wrong.get("restore", True):
+            model.train(was)
+        if wrong.get("new_only"):  # the new tokens written after the prompt's place
+            out = torch.cat([out[:, prompt_len:], out[:, :prompt_len]], 1)
+        ids[:k] = out
+        if not wrong.get("mask_kept"):
+            mask[:k] = 1
+        if wrong.get("labels_all_real"):  # labels rebuilt for every row from input_ids
+            labels = ids.clone()
+        else:
+            labels[:k] = out
+        if not wrong.get("labels_self"):
+            labels[:k, prompt_len:] = -100
+        if wrong.get("prompt_labels_dropped"):
+            labels[:k, :prompt_len] = -100
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return fn
+
+
+def _other_model():
+    m = lab07.on_policy_model(lab07.on_policy_inputs(99))
+    return m.eval()
+
+
+def stub_on_policy(student, batch, lam, prompt_len, seed):
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+def returns_ids_only(student, batch, lam, prompt_len, seed):
+    return right_on_policy(student, batch, lam, prompt_len, seed)["input_ids"]
+
+
+ON_POLICY_WRONG = [
+    (_on_policy(model=_other_model()), "the student passed in never ran"),
+    (_on_policy(count="inverted"), "lambda is inverted"),
+    (_on_policy(count="int"), "you rounded lam * N down"),
+    (_on_policy(count="random"), "is not round(lam * N)"),
+    (_on_policy(eval=False), "sampled in train mode"),
+    (_on_policy(restore=False), "left in eval mode"),
+    (_on_policy(manual_grad=True), "gradient tracking on"),
+    (_on_policy(new_only=True), "do not start with their prompt"),
+    (_on_policy(no_seed=True), "ignores the seed"),
+    (_on_policy(fixed_seed=0), "the seed passed in is not the one used"),
+    (_on_policy(global_seed=True), "global random state was left reseeded"),
+    (_on_policy(greedy=True), "greedy (argmax)"),
+    (_on_policy(top_k_default=True), "50 likeliest tokens"),
+    (_on_policy(all_rows=True), "for all N rows and kept the first k"),
+    (_on_policy(mask_kept=True), "old padding was kept"),
+    (_on_policy(labels_self=True), "imitate its own samples"),
+    (_on_policy(prompt_labels_dropped=True), "labels of the prompts"),
+    (_on_policy(labels_all_real=True), "the dataset rows"),
+    (_on_policy(in_place=True), "changed batch['input_ids'] passed to it"),
+    (_on_policy(any_lam=True), "lam=-0.2 should raise ValueError"),
+    (returns_ids_only, "expected a dict"),
+    (stub_on_policy, "not implemented yet"),
+]
+
+
+@pytest.mark.parametrize("fn", [right_on_policy, right_on_policy_cat, reference_on_policy_batch])
+def test_on_policy_accepts_right_answers(fn, capsys):
+    kd.checks.check_on_policy_batch(fn)
+    assert capsys.readouterr().out.startswith("PASSED check_on_policy_batch")
+
+
+@pytest.mark.parametrize("fn,message", ON_POLICY_WRONG, ids=[str(i) for i in range(len(ON_POLICY_WRONG))])
+def test_on_policy_rejects_mistake_with_its_message(fn, message):
+    with pytest.raises(AssertionError, match="check_on_policy_batch") as err:
+        kd.checks.check_on_policy_batch(fn)
+    assert message in str(err.value), str(err.value)
+    assert "Hint:" in str(err.value)
+
+
+@pytest.mark.parametrize("seed", [0, 12345])
+@pytest.mark.parametrize("fn", [right_on_policy, right_on_policy_cat])
+def test_on_policy_right_answers_pass_on_fresh_inputs(fn, seed):
+    assert "keep their prompt" in judge(ON_POLICY, probe_data(ON_POLICY, fn, seed), seed)
+
+
+@pytest.mark.parametrize("fn,message", ON_POLICY_WRONG[1:4] + ON_POLICY_WRONG[11:14],
+                         ids=[str(i) for i in range(6)])
+def test_on_policy_wrong_answers_fail_on_fresh_inputs(fn, message):
+    with pytest.raises(AssertionError) as err:
+        judge(ON_POLICY, probe_data(ON_POLICY, fn, 3), 3)
+    assert message in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("seed", [None, 0, 1, 7])
+def test_on_policy_sampling_mistakes_are_distinguishable(seed):
+    """On the first call (k = N - 1 rows) every sampling mistake gives other tokens than the
+    right ones and than each other; the answer key has every mistake of the check's table."""
+    key = keys.make("on_policy_batch", lab07.on_policy_inputs(seed))
+    first = key["calls"][0]
+    toks = {"right": first["tokens"], **{n: t for n, t, _ in first["mistakes"]}}
+    assert sorted(toks) == sorted(["right"] + [m.name for m in lab07.ON_POLICY_MISTAKES])
+    names = list(toks)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not torch.equal(toks[a], toks[b]), (a, b)
+
+
+@pytest.mark.parametrize("N", [3, 5, 8])
+def test_on_policy_counts_tell_the_rules_apart(N):
+    """round, int, ceil and 1 - lam give different numbers of rows over the two lams."""
+    a, b = lab07.on_policy_settings(N)
+    rules = [lambda x: round(x * N), lambda x: int(x * N), lambda x: math.ceil(x * N - 1e-9),
+             lambda x: round((1 - x) * N)]
+    got = [(r(a), r(b)) for r in rules]
+    assert len(set(got)) == len(got), got
+
+
+def test_on_policy_params_override(capsys):
+    kd.checks.check_on_policy_batch(right_on_policy, N=6)
+    assert capsys.readouterr().out.startswith("PASSED check_on_policy_batch")
+    with pytest.raises(AssertionError, match="lambda is inverted"):
+        kd.checks.check_on_policy_batch(_on_policy(count="inverted"), N=6)
+    with pytest.raises(ValueError, match="3 <= N <= 12"):
+        lab07.on_policy_inputs(None, N=2)

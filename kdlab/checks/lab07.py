@@ -1,4 +1,4 @@
-"""Checks of Lab 07 (distilling a language model): the token-level KD loss and the KD trainer.
+"""Checks of Lab 07 (distilling a language model): token-level KD, the KD trainer, on-policy batches.
 
 ``check_token_kd_loss(fn)`` calls ``fn(student_logits, teacher_logits, attention_mask, T,
 beta)`` on a padded batch of sequences at several (T, beta) settings and on confident logits,
@@ -11,18 +11,42 @@ tiny GPT-2 models (the teacher handed over in train mode), calls its ``compute_l
 padded batch, and compares the loss and its gradient with respect to every weight of the
 student with the recipe's; it records the teacher's mode and grad mode during its forward
 pass and checks that the teacher is left untouched.
+
+``check_on_policy_batch(fn)`` calls ``fn(student, batch, lam, prompt_len, seed)`` on a tiny
+GPT-2 student (dropout on, handed over in train mode) and a right-padded batch at several
+(lam, seed) settings, and compares the returned batch with the recipe's: which rows are
+continued, the prompts kept, the sampled tokens (exactly, against the answer key's samples of
+the same seed), the masks and labels; it records the student's mode and grad mode in each of
+its forward passes and whether torch's global random state was restored.
 """
 from __future__ import annotations
 
 import tempfile
+import threading
 
 import torch
 
 from . import _probe as _p
-from ._common import (Mistake, close, cmp, recorded, fail, name_mistake, paired, raised,
-                      rejects, type_name)
+from ._common import (Mistake, close, cmp, expects_value_error, fail, name_mistake, paired,
+                      raised, recorded, rejects, type_name)
 from ._registry import Check
 from ._scalar import SCALAR_LOSS_PARTS, ScalarLoss
+
+# The grader grades two notebooks at a time, in threads of one process. Two things of this
+# module are not safe there without a lock: resolving transformers' lazy attributes (one thread
+# gets ImportError: cannot import name 'GPT2Config') and torch's global random generator, which
+# seeds the tiny models' weights (fork_rng + manual_seed) and which building a model or sampling
+# draws from: another thread's draws in between change the weights or the samples, so that the
+# inputs the verdict makes again, or the key's samples, differ from the probe's.
+RNG_LOCK = threading.RLock()
+
+
+def _gpt2() -> tuple:
+    """(GPT2Config, GPT2LMHeadModel), imported under RNG_LOCK (see above)."""
+    with RNG_LOCK:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    return GPT2Config, GPT2LMHeadModel
+
 
 # ------------------------------------------------------------------ token_kd_loss
 
@@ -249,14 +273,15 @@ _SCALE = {"student": 4.0, "teacher": 30.0}  # embeddings (tied to the output): c
 
 def trainer_models(inp) -> tuple:
     """Fresh (student, teacher) GPT-2 models with the inputs' weights, both in train mode."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    GPT2Config, GPT2LMHeadModel = _gpt2()
 
     out = []
     for who in ("student", "teacher"):
         cfg = GPT2Config(vocab_size=_TINY_V, n_positions=_TINY_L, resid_pdrop=0.0,
                          embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None,
                          pad_token_id=None, **_TINY[who])
-        model = GPT2LMHeadModel(cfg)
+        with RNG_LOCK:
+            model = GPT2LMHeadModel(cfg)
         model.load_state_dict(inp[who])
         out.append(model.train())
     return tuple(out)
@@ -272,11 +297,11 @@ def trainer_inputs(seed=None, N: int = 3) -> dict:
     N, g = int(N), check_distill_trainer.rng(seed)
     if N < 2:
         raise ValueError(f"check_distill_trainer needs N >= 2 sequences, got N={N}")
-    from transformers import GPT2Config, GPT2LMHeadModel
+    GPT2Config, GPT2LMHeadModel = _gpt2()
 
     weights = {}
     for who in ("student", "teacher"):
-        with torch.random.fork_rng(devices=[]):
+        with RNG_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
             model = GPT2LMHeadModel(GPT2Config(vocab_size=_TINY_V, n_positions=_TINY_L,
                                                bos_token_id=None, eos_token_id=None,
@@ -415,3 +440,319 @@ def trainer_verdict(check, data, inp, key) -> str:
 TRAINER_TOL = dict(atol=1e-6, rtol=1e-3)
 check_distill_trainer = Check("distill_trainer", trainer_inputs, trainer_probe,
                                  trainer_verdict, TRAINER_MISTAKES)
+
+
+# ------------------------------------------------------------------ on_policy_batch
+
+ON_POLICY_RECIPE = (
+    "k = round(lam * N); the first k rows: their first prompt_len tokens, then student.generate"
+    "(prompts, attention_mask=torch.ones_like(prompts), do_sample=True, top_k=0, "
+    "max_new_tokens=L - prompt_len, pad_token_id=0) run in eval mode right after "
+    "torch.manual_seed(seed) inside torch.random.fork_rng(devices=[]); attention_mask 1 on "
+    "those rows; labels: the prompt's tokens, -100 on the generated ones; the other rows as "
+    "given")
+_EXACT_CALL = ("one call for the k on-policy rows: with torch.random.fork_rng(devices=[]): "
+               "torch.manual_seed(seed); out = student.generate(prompts, attention_mask="
+               "torch.ones_like(prompts), do_sample=True, top_k=0, max_new_tokens=L - prompt_len, "
+               "pad_token_id=0)")
+ON_POLICY_MISTAKES = [
+    Mistake("greedy", "the continuations are the student's greedy (argmax) choices, not "
+                      "samples: on-policy distillation learns from what the student would "
+                      "actually write, a sample of its distribution",
+            "pass do_sample=True (and top_k=0) to student.generate"),
+    Mistake("top_k_default", "the continuations are sampled from the student's 50 likeliest "
+                             "tokens only: generate() keeps its default top_k=50 unless told "
+                             "otherwise",
+            "pass top_k=0 to student.generate: sample from the whole distribution"),
+    Mistake("all_rows_sampled", "you sampled continuations for all N rows and kept the first "
+                                "k: the random draws are then spread over N rows, not the k "
+                                "the recipe samples (and N - k continuations are wasted work)",
+            "sample only the k on-policy rows: student.generate(input_ids[:k, :prompt_len], ...)"),
+    Mistake("row_by_row", "you sampled one row per generate() call: the random draws are "
+                          "consumed in another order than one call for the k rows",
+            _EXACT_CALL),
+]
+_OP = {"V": 65, "L": 16, "P": 5, "dims": dict(n_embd=16, n_layer=1, n_head=2), "dropout": 0.2}
+OP_KEYS = ("input_ids", "attention_mask", "labels")
+
+
+def on_policy_model(inp):
+    """A fresh tiny GPT-2 student with the inputs' weights (dropout on), in train mode."""
+    GPT2Config, GPT2LMHeadModel = _gpt2()
+
+    d = _OP["dropout"]
+    cfg = GPT2Config(vocab_size=_OP["V"], n_positions=_OP["L"], resid_pdrop=d, embd_pdrop=d,
+                     attn_pdrop=d, bos_token_id=None, eos_token_id=None, pad_token_id=None,
+                     **_OP["dims"])
+    with RNG_LOCK:
+        model = GPT2LMHeadModel(cfg)
+    model.load_state_dict(inp["student"])
+    return model.train()
+
+
+def on_policy_settings(N: int) -> tuple:
+    """(lam_a, lam_b): lam_a * N = N - 1.3 and lam_b * N = 1.4, so that round, int, ceil and
+    1 - lam give different numbers of on-policy rows over the two (for N >= 3)."""
+    return (N - 1.3) / N, 1.4 / N
+
+
+def on_policy_inputs(seed=None, N: int = 4) -> dict:
+    """Inputs of the on_policy_batch check: a tiny GPT-2 student's weights and a padded batch.
+
+    seed None: the notebook's fixed inputs; an int: fresh weights, tokens and seeds. N >= 3
+    rows of 16 tokens over 65 symbols, row 0 full, the others right-padded (at least
+    prompt_len + 2 real tokens each; labels -100 on padding); prompt_len 5. Calls: (lam, seed)
+    pairs; the first two share their seed, the third has another; then lam 1 and lam 0; bad:
+    lam outside [0, 1].
+    """
+    N, g = int(N), check_on_policy_batch.rng(seed)
+    if not 3 <= N <= 12:
+        raise ValueError(f"check_on_policy_batch needs 3 <= N <= 12 rows, got N={N}")
+    GPT2Config, GPT2LMHeadModel = _gpt2()
+
+    with RNG_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=_OP["V"], n_positions=_OP["L"],
+                                           bos_token_id=None, eos_token_id=None,
+                                           pad_token_id=None, **_OP["dims"]))
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    L, P = _OP["L"], _OP["P"]
+    ids = torch.randint(0, _OP["V"], (N, L), generator=g)
+    mask = torch.ones(N, L, dtype=torch.long)
+    for i in range(1, N):
+        mask[i, int(torch.randint(P + 2, L - 1, (1,), generator=g)):] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    seeds = [int(s) for s in torch.randint(0, 2**31 - 1, (5,), generator=g)]
+    lam_a, lam_b = on_policy_settings(N)
+    calls = [(lam_a, seeds[0]), (lam_a, seeds[0]), (lam_a, seeds[1]), (lam_b, seeds[2]),
+             (1.0, seeds[3]), (0.0, seeds[4])]
+    return {"student": weights, "input_ids": ids, "attention_mask": mask, "labels": labels,
+            "prompt_len": P, "calls": [tuple(c) for c in calls],
+            "bad": [(-0.2, seeds[0]), (1.5, seeds[0])]}
+
+
+def _op_batch(inp) -> dict:
+    return {k: inp[k].clone() for k in OP_KEYS}
+
+
+def on_policy_probe(fn, inp) -> dict:
+    """Call fn(student, batch, lam, prompt_len, seed) at every (lam, seed) with the student in
+    train mode; record what it returned, the student's mode and grad mode in each of its
+    forward passes, its mode afterwards, whether torch's global random state and the batch
+    passed in were left as they were."""
+    student = on_policy_model(inp)
+    seen = []
+
+    def hook(module, args):
+        seen.append([module.training, torch.is_grad_enabled()])
+
+    student.transformer.register_forward_pre_hook(hook)
+    records = []
+    for lam, seed in list(inp["calls"]) + list(inp["bad"]):
+        batch = _op_batch(inp)
+        student.train()
+        seen.clear()
+        state = torch.get_rng_state()
+        out, res = _p.call(fn, student, batch, lam, inp["prompt_len"], seed)
+        rec = {"outcome": out, "forwards": [list(s) for s in seen],
+               "train_after": bool(student.training),
+               "rng_kept": bool(torch.equal(state, torch.get_rng_state())),
+               "changed": [k for k in OP_KEYS if not (batch[k].shape == inp[k].shape
+                                                      and torch.equal(batch[k], inp[k]))]}
+        if isinstance(res, dict):
+            rec["keys"] = [_p.text(k, 100) for k in res]
+            rec["returned"] = {k: _p.value(res[k]) for k in OP_KEYS if k in res}
+        records.append(rec)
+    n = len(inp["calls"])
+    return {"calls": records[:n], "bad": [r["outcome"] for r in records[n:]]}
+
+
+def _op_returned(title: str, rec: dict, where: str, N: int, L: int) -> dict:
+    """The three returned tensors (int64, (N, L)) of one recorded call, or fail."""
+    out = rec["outcome"]
+    raised(title, out, where=where)
+    if "returned" not in rec:
+        fail(title, f"{where}: on_policy_batch returned {type_name(out['value'])}; expected a "
+                    "dict with 'input_ids', 'attention_mask' and 'labels'",
+             "return {'input_ids': ..., 'attention_mask': ..., 'labels': ...}, a new batch "
+             "for the trainer")
+    got = {}
+    for k in OP_KEYS:
+        v = rec["returned"].get(k)
+        if v is None or v.get("kind") != "tensor":
+            fail(title, f"{where}: the returned batch has no tensor under {k!r} (its keys: "
+                        f"{rec.get('keys')})",
+                 "return all three of 'input_ids', 'attention_mask' and 'labels'")
+        if tuple(v["shape"]) != (N, L):
+            extra = (" generate() returns the prompt followed by the new tokens: ask for "
+                     "max_new_tokens = L - prompt_len and take its output as the whole row"
+                     if k == "input_ids" else " keep every tensor of the batch (N, L)")
+            fail(title, f"{where}: the returned {k} has shape {tuple(v['shape'])}, expected "
+                        f"{(N, L)} (the batch's own shape)", extra.strip())
+        if v.get("dtype") not in ("int64", "int32"):
+            fail(title, f"{where}: the returned {k} has dtype {v.get('dtype')}; token ids, "
+                        "masks and labels are integers (int64)",
+                 "keep the batch's dtype: build the new rows from the batch's own tensors and "
+                 "generate()'s output (both int64)")
+        got[k] = recorded(v).to(torch.int64)
+    return got
+
+
+def _count_rule(counts, lams, N) -> str | None:
+    """The name of the rule that gave these numbers of on-policy rows, if a known wrong one."""
+    import math
+    rules = {"int": lambda x: int(x * N), "ceil": lambda x: math.ceil(x * N - 1e-9),
+             "inverted": lambda x: round((1 - x) * N), "all": lambda x: N if x > 0 else 0}
+    for name, rule in rules.items():
+        if [rule(x) for x in lams] == counts:
+            return name
+    return None
+
+
+_COUNT_MESSAGES = {
+    "int": ("you rounded lam * N down (int(lam * N)): {got} rows where round(lam * N) gives "
+            "{want}", "k = round(lam * N)"),
+    "ceil": ("you rounded lam * N up (math.ceil): {got} rows where round(lam * N) gives {want}",
+             "k = round(lam * N)"),
+    "inverted": ("lambda is inverted: {got} rows are on-policy, round((1 - lam) * N); lam is "
+                 "the share of rows continued by the student ({want})",
+                 "k = round(lam * N) rows continued by the student, the other N - k from the "
+                 "dataset: lam = 0 is plain off-policy distillation, lam = 1 fully on-policy"),
+    "all": ("every row was continued by the student whatever lam was: {got} rows where "
+            "round(lam * N) gives {want}", "k = round(lam * N): only the first k rows"),
+}
+
+
+def on_policy_verdict(check, data, inp, key) -> str:
+    """Check on_policy_batch(student, batch, lam, prompt_len, seed) -> a new batch whose first
+    round(lam * N) rows keep their prompt and continue it with the student's seeded samples
+    (eval mode, no gradients), the rest from the dataset, masks and labels to match."""
+    title = check.title
+    ids0, mask0, lab0 = inp["input_ids"], inp["attention_mask"], inp["labels"]
+    N, L = ids0.shape
+    P = inp["prompt_len"]
+    calls = list(paired(inp["calls"], key["calls"], data["calls"]))
+    got = []
+    for (lam, seed), k, rec in calls:
+        where = f"lam={lam:.3g}, seed={seed}"
+        got.append(_op_returned(title, rec, where, N, L))
+        if rec["changed"]:
+            fail(title, f"{where}: your function changed batch[{rec['changed'][0]!r}] passed to "
+                        "it: the trainer's batch is not yours to edit",
+                 "build the new batch from clones: ids = batch['input_ids'].clone(), ...")
+    lams = [lam for (lam, _), _, _ in calls]
+    rows = [sorted(i for i in range(N) if not torch.equal(g["input_ids"][i], ids0[i]))
+            for g in got]  # the rows the student continued (masks and labels: judged below)
+    counts, want = [len(r) for r in rows], [k["k"] for _, k, _ in calls]
+    if counts != want:
+        rule = _count_rule(counts, lams, N)
+        pairs = ", ".join(f"lam={x:.3g}: {c} (expected {w})" for x, c, w in zip(lams, counts, want))
+        if rule:
+            what, hint = _COUNT_MESSAGES[rule]
+            fail(title, what.format(got=counts, want=want) + f" (N={N}; {pairs})", hint)
+        fail(title, f"the number of rows your batch changed is not round(lam * N) (N={N}; "
+                    f"{pairs})",
+             "exactly the first k = round(lam * N) rows are continued by the student (not a "
+             "random share of them); the other rows are returned as they were")
+    for ((lam, seed), k, rec), r in zip(calls, rows):
+        where = f"lam={lam:.3g}, seed={seed}"
+        fwd = rec["forwards"]
+        if r and not fwd:
+            fail(title, f"{where}: the student passed in never ran, so the continuations do "
+                        "not come from it: did you sample from the teacher (sequence-level "
+                        "KD) or from another model of the notebook?",
+                 "on-policy means the student writes: student.generate(...) on the model "
+                 "passed as the first argument")
+        if any(t for t, _ in fwd):
+            fail(title, f"{where}: the student sampled in train mode (dropout on): its samples "
+                        "are not what it writes when used",
+                 "was_training = student.training; student.eval(); ...generate...; "
+                 "student.train(was_training)")
+        if any(gr for _, gr in fwd):
+            fail(title, f"{where}: the student's forward passes ran with gradient tracking on: "
+                        "no gradient flows through sampling (the tokens are discrete), so "
+                        "autograd only keeps a graph that is never used",
+                 "sample under torch.no_grad() (student.generate does it for you)")
+        if not rec["train_after"]:
+            fail(title, f"{where}: the student was handed over in train mode and left in eval "
+                        "mode: the trainer's forward pass that follows would run without "
+                        "dropout",
+                 "remember student.training before student.eval() and restore it with "
+                 "student.train(was_training) after sampling")
+    for ((lam, seed), k, _), r in zip(calls, rows):
+        if r != list(range(k["k"])):
+            fail(title, f"lam={lam:.3g}: the on-policy rows are {r}; expected the first "
+                        f"{k['k']}, rows {list(range(k['k']))}",
+                 "continue rows 0 .. k-1 (input_ids[:k]) and return rows k .. N-1 as they were")
+    for ((lam, seed), k, _), g in zip(calls, got):
+        n = k["k"]
+        if n and not torch.equal(g["input_ids"][:n, :P], ids0[:n, :P]):
+            fail(title, f"lam={lam:.3g}, seed={seed}: the on-policy rows do not start with their "
+                        f"prompt (the row's first prompt_len={P} tokens)",
+                 "take generate()'s whole output as the row: it returns the prompt followed "
+                 "by the new tokens")
+    gen = [g["input_ids"][:k["k"], P:] for (_, k, _), g in zip(calls, got)]
+    if not torch.equal(gen[0], gen[1]):
+        fail(title, f"two calls with the same seed ({calls[0][0][1]}) gave different "
+                    "continuations: your sampling ignores the seed it was given",
+             "seed torch's generator right before sampling: with torch.random.fork_rng("
+             "devices=[]): torch.manual_seed(seed); out = student.generate(...)")
+    for ((lam, seed), k, _), g in zip(calls, gen):
+        if k["k"] and not torch.equal(g, k["tokens"].to(torch.int64)):
+            for name, ref, fields in k["mistakes"]:
+                if torch.equal(g, ref.to(torch.int64)):
+                    m = check.mistake(name)
+                    fail(title, f"lam={lam:.3g}, seed={seed}: " + m.what.format(**fields),
+                         m.hint.format(**fields))
+            if torch.equal(gen[0], gen[2]):
+                fail(title, f"two calls with different seeds ({calls[0][0][1]} and "
+                            f"{calls[2][0][1]}) gave the same continuations: the seed passed in "
+                            "is not the one used",
+                     "torch.manual_seed(seed) with the function's argument, not a constant")
+            fail(title, f"lam={lam:.3g}, seed={seed}: the continuations are not the student's "
+                        f"samples for this seed\n    got      {g[0].tolist()}\n    expected "
+                        f"{k['tokens'][0].to(torch.int64).tolist()} (row 0)", _EXACT_CALL)
+    for ((lam, seed), k, rec) in calls:
+        if k["k"] and not rec["rng_kept"]:
+            fail(title, f"lam={lam:.3g}, seed={seed}: torch's global random state was left "
+                        "reseeded: every on-policy batch would reset the randomness of the "
+                        "whole training run (data order, dropout) to the same point",
+                 "seed inside with torch.random.fork_rng(devices=[]): ..., which restores the "
+                 "global state when the block ends")
+    for ((lam, seed), k, _), g in zip(calls, got):
+        n, where = k["k"], f"lam={lam:.3g}, seed={seed}"
+        if not bool((g["attention_mask"][:n] == 1).all()):
+            fail(title, f"{where}: the attention_mask of the on-policy rows is not all ones: the "
+                        "row's old padding was kept over the generated tokens",
+                 "every token of a continued row is real: attention_mask[:k] = 1")
+        lab = g["labels"][:n]
+        if n and bool((lab[:, P:] != -100).any()):
+            same = bool((lab[:, P:] == g["input_ids"][:n, P:]).all())
+            fail(title, f"{where}: " + ("the labels of the generated tokens are the tokens "
+                                        "themselves: the next-token loss would train the "
+                                        "student to imitate its own samples" if same else
+                                        "the labels of the generated tokens are not -100"),
+                 "labels[:k, prompt_len:] = -100: on generated text only the teacher teaches "
+                 "(the distillation term); the next-token loss learns from real text")
+        if n and not torch.equal(lab[:, :P], ids0[:n, :P]):
+            fail(title, f"{where}: the labels of the prompts are not the prompt's tokens "
+                        "(the prompt is real text: the next-token loss learns from it)",
+                 "labels[:k, :prompt_len] = input_ids[:k, :prompt_len]")
+        for name, ref in (("input_ids", ids0), ("attention_mask", mask0), ("labels", lab0)):
+            if not torch.equal(g[name][n:], ref[n:]):
+                fail(title, f"{where}: the dataset rows (k={n} .. N-1) were changed in {name}: "
+                            "their padding must stay out (attention_mask 0, labels -100)",
+                     "return rows k .. N-1 exactly as given: only the first k rows change")
+    for (lam, _), out in paired(inp["bad"], data["bad"]):
+        expects_value_error(title, out, f"lam={lam}", "start with: if not 0 <= lam <= 1: "
+                            "raise ValueError(...)",
+                            "lam is a share of the batch, in [0, 1]; start with: if not 0 <= "
+                            "lam <= 1: raise ValueError(f'lam must be in [0, 1], got {lam}')")
+    return (f"on a padded batch of {N} rows, the first round(lam * N) rows keep their prompt "
+            f"and continue it with the student's seeded samples (eval mode, no gradients, "
+            f"global random state kept), masks and labels to match, at {len(calls)} (lam, seed) "
+            "settings; bad lam rejected")
+
+
+check_on_policy_batch = Check("on_policy_batch", on_policy_inputs, on_policy_probe,
+                              on_policy_verdict, ON_POLICY_MISTAKES)

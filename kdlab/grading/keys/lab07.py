@@ -12,7 +12,8 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from kdlab.checks.lab07 import check_distill_trainer, check_token_kd_loss
+from kdlab.checks.lab07 import (RNG_LOCK, check_distill_trainer, check_on_policy_batch,
+                                check_token_kd_loss)
 
 from ._table import key_of
 
@@ -236,3 +237,65 @@ def trainer_key(inp: dict) -> dict:
     loss, g = grad("right")
     return {"loss": loss, "grad": g, "mistakes": [[h.removesuffix("_teacher_unmasked"), grad(h)[1], {}]
                                                   for h in TRAINER_HOWS]}
+
+
+# ------------------------------------------------------------------ on_policy_batch
+
+def on_policy_batch(student, batch: dict, lam: float, prompt_len: int, seed: int,
+                    how: str = "right") -> dict:
+    """GKD's mixed batch: the first round(lam * N) rows continued by the student's samples.
+
+    Inputs: student a causal LM; batch {"input_ids", "attention_mask", "labels"} (N, L),
+    right-padded, each row with at least prompt_len real tokens; lam in [0, 1]; seed for
+    torch.manual_seed right before sampling (inside fork_rng). how: "right" or one of the
+    sampling mistakes of kdlab.checks.lab07.ON_POLICY_MISTAKES. Returns: a new batch; rows
+    < k: prompt then L - prompt_len sampled tokens, mask 1, labels -100 on the samples.
+    """
+    if not 0 <= lam <= 1:
+        raise ValueError(f"lam must be in [0, 1], got {lam}")
+    ids, mask, labels = (batch[k].clone() for k in ("input_ids", "attention_mask", "labels"))
+    N, L = ids.shape
+    k = round(lam * N)
+    if k == 0:
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    was = student.training
+    student.eval()
+    rows = N if how == "all_rows_sampled" else k
+    prompts = ids[:rows, :prompt_len]
+    kw = dict(do_sample=how != "greedy", max_new_tokens=L - prompt_len, pad_token_id=0)
+    if how != "top_k_default":
+        kw["top_k"] = 0
+    with RNG_LOCK, torch.random.fork_rng(devices=[]):  # grader threads: see RNG_LOCK
+        torch.manual_seed(seed)
+        if how == "row_by_row":
+            out = torch.cat([student.generate(p[None], attention_mask=torch.ones_like(p[None]),
+                                              **kw) for p in prompts])
+        else:
+            out = student.generate(prompts, attention_mask=torch.ones_like(prompts), **kw)
+    student.train(was)
+    ids[:k] = out[:k]
+    mask[:k] = 1
+    labels[:k] = out[:k]
+    labels[:k, prompt_len:] = -100
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+OP_HOWS = ("greedy", "top_k_default", "all_rows_sampled", "row_by_row")
+
+
+@key_of(check_on_policy_batch)
+def on_policy_key(inp: dict) -> dict:
+    """For each (lam, seed) call: the number of on-policy rows, the right sampled tokens
+    (k, L - prompt_len) and each sampling mistake's."""
+    from kdlab.checks.lab07 import _op_batch, on_policy_model
+
+    student = on_policy_model(inp)
+    P = inp["prompt_len"]
+    calls = []
+    for lam, seed in inp["calls"]:
+        def tokens(how):
+            return on_policy_batch(student, _op_batch(inp), lam, P, seed, how)["input_ids"][
+                :round(lam * len(inp["input_ids"])), P:]
+        calls.append({"k": round(lam * len(inp["input_ids"])), "tokens": tokens("right"),
+                      "mistakes": [[h, tokens(h), {}] for h in OP_HOWS]})
+    return {"calls": calls}
