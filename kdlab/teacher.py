@@ -15,9 +15,7 @@ Retrain (overwrites the shipped checkpoint unless --out is given)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from . import data, models, train
+from . import cache, data, models, train
 from .views import Jittered
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "teacher"
@@ -120,22 +118,15 @@ class TeacherLogits(NamedTuple):
 
 def logits_cache_path(split: str, sha256: str) -> Path:
     """The cache file of the teacher's logits for `split`: <cache>/teacher-logits/<sha>-<split>.pt."""
-    return data.cache_dir() / LOGITS_FOLDER / f"{sha256[:16]}-{split}.pt"
-
-
-def _logits_digest(logits: torch.Tensor) -> str:
-    return hashlib.sha256(logits.contiguous().numpy().tobytes()).hexdigest()
+    return cache.path(LOGITS_FOLDER, f"{sha256[:16]}-{split}.pt")
 
 
 def _read_logits_cache(path: Path, sha256: str, split: str, n: int) -> tuple:
     """(logits or None, why not): the cached logits if the file is whole and fits this teacher."""
-    if not path.exists():
-        return None, "no cache file yet"
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a truncated or overwritten file
-        return None, f"unreadable ({type(e).__name__})"
-    if not isinstance(blob, dict) or not torch.is_tensor(blob.get("logits")):
+    blob, why = cache.read(path)
+    if blob is None:
+        return None, why
+    if not torch.is_tensor(blob.get("logits")):
         return None, "not a teacher-logits file"
     logits = blob["logits"]
     if blob.get("sha256") != sha256:
@@ -143,7 +134,7 @@ def _read_logits_cache(path: Path, sha256: str, split: str, n: int) -> tuple:
     if blob.get("split") != split or tuple(logits.shape) != (n, 10) or logits.dtype != torch.float32:
         return None, (f"holds {blob.get('split')!r} logits of shape {tuple(logits.shape)}, "
                       f"expected {split!r} ({n}, 10) float32")
-    if blob.get("digest") != _logits_digest(logits):
+    if blob.get("digest") != cache.digest(logits):
         return None, "its values do not match their recorded digest (corrupted)"
     return logits, ""
 
@@ -205,15 +196,8 @@ def fetch_logits(split: str = "train", teacher: torch.nn.Module | None = None, i
         return TeacherLogits(logits, "subset", seconds, "")
     logits = train.predict_logits(teacher, x, progress=progress).float().contiguous()
     seconds = time.perf_counter() - t0
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"sha256": sha, "split": split, "digest": _logits_digest(logits),
-                    "logits": logits}, tmp)
-        os.replace(tmp, path)
-        where = f"saved to {path}"
-    except OSError as e:  # a read-only home: still return the logits
-        where = f"not saved ({e}); set KDLAB_CACHE to a writable folder"
+    where = cache.write(path, {"sha256": sha, "split": split, "digest": cache.digest(logits),
+                               "logits": logits})
     if verbose:
         print(f"teacher logits ({split}, {len(x):,} images): computed in {seconds:.1f} s, {where}")
     return TeacherLogits(logits, "computed", seconds, str(path))

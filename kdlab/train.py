@@ -8,13 +8,13 @@ lives in ``kdlab.runtime``; its functions are also reachable here (``kd.train.se
 """
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 import torch
 from torch import nn
 
+from .cache import train_once  # noqa: F401 - the notebooks' kd.train.train_once, until they call kd.cache
 from .data import Batches
 from .runtime import (QUICK_BANNER, budget, device, quick, quick_banner, refuse_in_check,  # noqa: F401
                       seed, threads)
@@ -169,90 +169,6 @@ def distillation(T: float = 4.0, alpha: float = 0.9):
 
     loss_fn.__name__ = loss_fn.__qualname__ = f"distillation(T={T:g}, alpha={alpha:g})"
     return loss_fn
-
-
-MODELS_FOLDER = "models"
-
-
-def _state_digest(state: dict) -> str:
-    """sha256 over the names, shapes, dtypes and values of a state dict's tensors."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for k, v in state.items():
-        t = v.detach().cpu().contiguous()
-        h.update(f"{k}:{tuple(t.shape)}:{t.dtype};".encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    return h.hexdigest()
-
-
-def train_once(name: str, recipe: dict, make, train_fn, verbose: bool = True):
-    """A model trained once, then read from the kdlab cache folder on later runs.
-
-    Inputs:
-    - name: the start of the cache file's name, e.g. "lab05-dense-seed0"
-    - recipe: a JSON-serialisable dict of everything that decides the trained weights (data,
-      epochs, learning rate, seed, ...); the file is keyed by its hash and the torch version,
-      so a changed recipe trains a new model
-    - make: ``make() -> nn.Module``, a fresh untrained model
-    - train_fn: ``train_fn(model) -> dict or None`` trains the model in place; a dict it
-      returns (JSON-serialisable, e.g. the test errors per epoch) is kept with the weights
-    - verbose: print where the model came from
-    Returns: (model, info): the trained model in eval mode; info = {"source": "cache" or
-    "trained", "seconds": training time (0 when read), "path": the cache file, "extra": what
-    train_fn returned}.
-
-    The file lives in ``<cache>/models/`` (``$KDLAB_CACHE``, default ``~/.cache/kdlab``) and
-    holds the recipe, the state dict and its digest; an unreadable, mismatched or corrupted
-    file is reported and the model retrained. Under the quick budget nothing is read or
-    written: the model is always trained (the tests stay free of side effects).
-    """
-    import hashlib
-    import json
-
-    from .data import cache_dir
-
-    key = json.dumps({"name": name, "recipe": recipe, "torch": torch.__version__}, sort_keys=True)
-    path = cache_dir() / MODELS_FOLDER / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
-    model = make()
-    if not quick() and path.exists():
-        why = ""
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            if blob.get("key") != key:
-                why = "made by another recipe"
-            elif blob.get("digest") != _state_digest(blob["state"]):
-                why = "its weights do not match their recorded digest (corrupted)"
-            else:
-                model.load_state_dict(blob["state"])
-                extra = json.loads(blob.get("extra", "null"))
-                if verbose:
-                    print(f"{name}: read from the cache {path}")
-                return model.eval(), {"source": "cache", "seconds": 0.0, "path": str(path),
-                                      "extra": extra}
-        except Exception as e:  # noqa: BLE001 - truncated file, wrong architecture, ...
-            why = f"unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
-        if verbose:
-            print(f"{name}: the cache file {path} is not usable: {why}; training again")
-    t0 = time.perf_counter()
-    extra = train_fn(model)
-    seconds = time.perf_counter() - t0
-    where = "not cached (quick budget)"
-    if not quick():
-        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save({"key": key, "state": state, "digest": _state_digest(state),
-                        "extra": json.dumps(extra)}, tmp)
-            os.replace(tmp, path)
-            where = f"saved to {path}"
-        except OSError as e:  # a read-only home: the model is still returned
-            where = f"not saved ({e}); set KDLAB_CACHE to a writable folder"
-    if verbose:
-        print(f"{name}: trained in {seconds:.1f} s, {where}")
-    return model.eval(), {"source": "trained", "seconds": seconds, "path": str(path),
-                          "extra": extra}
 
 
 @torch.no_grad()
