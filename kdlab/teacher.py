@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from . import cache, data, models, train
+from . import cache, data, evaluation, models, runtime, train
 from .views import Jittered
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "teacher"
@@ -63,7 +63,7 @@ def metadata(folder: Path = ASSETS) -> dict:
 def load_teacher(folder: Path = ASSETS, device=None) -> torch.nn.Module:
     """The pretrained teacher in eval mode, after checking the checkpoint's sha256.
 
-    Inputs: folder holding teacher.pt and teacher.json; device (default: kd.train.device()).
+    Inputs: folder holding teacher.pt and teacher.json; device (default: kd.runtime.device()).
     Returns: a ``Teacher`` mapping x (N, 1, 28, 28) to logits (N, 10).
     """
     folder = Path(folder)
@@ -84,7 +84,7 @@ def load_teacher(folder: Path = ASSETS, device=None) -> torch.nn.Module:
         kw = f"width={meta['recipe']['width']}" if "width" in meta["recipe"] else "default size"
         raise CheckpointError(f"checkpoint {ckpt} does not match the {type(model).__name__} "
                               f"architecture ({kw}): {e}") from None
-    return model.to(device if device is not None else train.device()).eval()
+    return model.to(device if device is not None else runtime.device()).eval()
 
 
 def build(recipe: dict) -> torch.nn.Module:
@@ -188,13 +188,13 @@ def fetch_logits(split: str = "train", teacher: torch.nn.Module | None = None, i
     t0 = time.perf_counter()
     if indices is not None:
         idx = torch.as_tensor(indices)
-        logits = train.predict_logits(teacher, x[idx], progress=progress).float()
+        logits = evaluation.predict_logits(teacher, x[idx], progress=progress).float()
         seconds = time.perf_counter() - t0
         if verbose:
             print(f"teacher logits ({split}, {len(idx):,} of {len(x):,} images): computed in "
                   f"{seconds:.1f} s (a subset: not cached)")
         return TeacherLogits(logits, "subset", seconds, "")
-    logits = train.predict_logits(teacher, x, progress=progress).float().contiguous()
+    logits = evaluation.predict_logits(teacher, x, progress=progress).float().contiguous()
     seconds = time.perf_counter() - t0
     where = cache.write(path, {"sha256": sha, "split": split, "digest": cache.digest(logits),
                                "logits": logits})
@@ -210,7 +210,7 @@ def setup(recipe: dict = RECIPE) -> tuple:
     images shifted by up to 2 px, and the schedule spans recipe["epochs"] passes over them.
     Used by ``retrain`` and by ``kd.zoo`` (snapshots of this very run, a smaller teacher).
     """
-    train.seed(recipe["seed"])
+    runtime.seed(recipe["seed"])
     x, y = data.mnist("train")
     model = build(recipe)
     batches = Jittered(data.Batches(x, y, recipe["batch_size"], seed=recipe["seed"]), 2.0,
@@ -236,7 +236,7 @@ def retrain(out: Path = ASSETS, epochs: int | None = None, progress: bool = True
     hist = train.fit(model, batches, loss_fn, recipe["epochs"], optimizer=opt, scheduler=sched,
                      val=(xt, yt), progress=progress, desc="teacher")
     seconds = time.perf_counter() - t0
-    res = train.evaluate(model, xt, yt)
+    res = evaluation.evaluate(model, xt, yt)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / CHECKPOINT)

@@ -1,10 +1,11 @@
-"""The course's one training loop, plus evaluation, batched prediction and the KD loss.
+"""The course's one training loop: ``fit`` trains a model with the loss it is given.
 
 ``fit(model, data, loss_fn, epochs)`` trains any model with any loss passed in. When a
 teacher is given (live model, or its logits cached once), the loss is called as
 ``loss_fn(student_out, teacher_out, labels)``, the argument order of the labs' ``kd_loss``;
-otherwise as ``loss_fn(out, labels)``. The run's policy (budget, seeding, threads, device)
-lives in ``kdlab.runtime``; its functions are also reachable here (``kd.train.seed(0)``).
+otherwise as ``loss_fn(out, labels)``. Evaluation is in ``kdlab.evaluation``, the course's
+distillation loss in ``kdlab.distill``, the run's policy (budget, seeding, threads, device)
+in ``kdlab.runtime``.
 """
 from __future__ import annotations
 
@@ -16,16 +17,10 @@ from torch import nn
 
 from .cache import train_once  # noqa: F401 - the notebooks' kd.train.train_once, until they call kd.cache
 from .data import Batches
+from .distill import loss as distillation  # noqa: F401 - kd.train.distillation, until the notebooks call kd.distill.loss
+from .evaluation import evaluate, predict_logits  # noqa: F401 - kd.train.evaluate/predict_logits, until the notebooks call kd.evaluation
 from .runtime import (QUICK_BANNER, budget, device, quick, quick_banner, refuse_in_check,  # noqa: F401
                       seed, threads)
-
-
-def _progress(iterable, enabled: bool, **kw):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, **kw)
 
 
 def _as_batches(data, batch_size: int = 128):
@@ -137,68 +132,3 @@ def fit(model: nn.Module, data, loss_fn, epochs: int = 1, *, teacher: nn.Module 
         if bar is not None:
             bar.close()
     return hist
-
-
-def distillation(T: float = 4.0, alpha: float = 0.9):
-    """The distillation loss the labs train with after Lab 03, for ``fit`` with a teacher.
-
-    Returns loss_fn(student_logits (B, C), teacher_logits (B, C), labels (B,)) -> scalar:
-    (1 - alpha) * cross-entropy with the labels + alpha * T**2 * cross-entropy of the
-    student's softened outputs with the teacher's soft targets softmax(teacher_logits / T)
-    (which differs from the KL form by the teacher's entropy, a constant for the student,
-    so it trains the same). The teacher gets no gradient. Use it in ``fit``:
-    ``fit(student, batches, kd.train.distillation(T=4, alpha=0.9), teacher_logits=...)``.
-    It refuses to run inside a check: an exercise must be your own code.
-    """
-    if not (isinstance(T, (int, float)) and not isinstance(T, bool) and T > 0 and T < float("inf")):
-        raise ValueError(f"distillation: T must be a finite number > 0, got {T!r}")
-    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
-        raise ValueError(f"distillation: alpha must be a number in [0, 1], got {alpha!r}")
-    T, alpha = float(T), float(alpha)
-
-    def loss_fn(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                labels: torch.Tensor) -> torch.Tensor:
-        refuse_in_check("kd.train.distillation")
-        if student_logits.shape != teacher_logits.shape:
-            raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
-                             f"{tuple(teacher_logits.shape)} must have the same shape (B, C)")
-        targets = torch.softmax(teacher_logits.detach() / T, dim=-1)
-        soft = nn.functional.cross_entropy(student_logits / T, targets)
-        hard = nn.functional.cross_entropy(student_logits, labels) if alpha < 1 else 0.0
-        return (1 - alpha) * hard + alpha * T * T * soft
-
-    loss_fn.__name__ = loss_fn.__qualname__ = f"distillation(T={T:g}, alpha={alpha:g})"
-    return loss_fn
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
-                   progress: bool = False) -> torch.Tensor:
-    """Model outputs for all of x, in batches, in eval mode, without gradients.
-
-    Inputs: x (N, 1, 28, 28). Returns: (N, C) float32 on the CPU.
-    The model's train/eval mode is restored afterwards.
-    """
-    was_training = model.training
-    model.eval()
-    p = next(model.parameters(), None)
-    dev = p.device if p is not None else torch.device("cpu")
-    try:
-        outs = [model(x[i:i + batch_size].to(dev)).cpu()
-                for i in _progress(range(0, len(x), batch_size), progress, desc="predict",
-                                   unit="batch")]
-    finally:
-        model.train(was_training)
-    return torch.cat(outs) if outs else torch.empty(0)
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> dict:
-    """Accuracy and number of errors of `model` on (x, y).
-
-    Inputs: x (N, 1, 28, 28), y (N,). Returns {"accuracy": float, "errors": int, "n": int}.
-    """
-    pred = predict_logits(model, x, batch_size).argmax(1)
-    if pred.shape != y.shape:
-        raise ValueError(f"predictions {tuple(pred.shape)} and labels {tuple(y.shape)} differ")
-    errors = int((pred != y.cpu()).sum())
-    return {"accuracy": 1 - errors / len(y), "errors": errors, "n": len(y)}

@@ -122,7 +122,7 @@ def test_lowest_soft_target_bar_is_visible():
 
 def test_budget_keywords_and_the_quick_switch(monkeypatch):
     monkeypatch.setenv("KDLAB_QUICK", "1")
-    assert kd.train.budget(full=5, quick=1) == 1 and kd.budget(quick="q", full="f") == "q"
+    assert kd.runtime.budget(full=5, quick=1) == 1 and kd.budget(quick="q", full="f") == "q"
     monkeypatch.setenv("KDLAB_QUICK", "0")
-    assert kd.train.budget(full=5, quick=1) == 5
-    assert "globals()" not in inspect.getsource(kd.train.budget)
+    assert kd.runtime.budget(full=5, quick=1) == 5
+    assert "globals()" not in inspect.getsource(kd.runtime.budget)

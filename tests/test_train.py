@@ -17,7 +17,7 @@ def small():
 
 
 def _train(small, seed, **kw):
-    kd.train.seed(seed)
+    kd.seed(seed)
     m = kd.models.TinyCNN()
     h = kd.train.fit(m, kd.data.Batches(*small, batch_size=32, seed=seed), F.cross_entropy,
                      epochs=2, progress=False, **kw)
@@ -43,7 +43,7 @@ def held_out():
 
 
 def test_fit_learns_and_records_history(small, held_out):
-    kd.train.seed(0)
+    kd.seed(0)
     m = kd.models.TinyCNN()
     h = kd.train.fit(m, kd.data.Batches(*small, batch_size=32), F.cross_entropy, epochs=8,
                      progress=False, val=held_out)
@@ -51,7 +51,7 @@ def test_fit_learns_and_records_history(small, held_out):
     assert h["loss"][-1] < 0.5 * h["loss"][0]
     # on 300 digits it never trained on: guessing gets about 270 wrong, 8 epochs about 40
     assert h["val_errors"][-1] < 90 and h["val_errors"][-1] < h["val_errors"][0]
-    assert h["val_errors"][-1] == kd.train.evaluate(m, *held_out)["errors"]
+    assert h["val_errors"][-1] == kd.evaluation.evaluate(m, *held_out)["errors"]
 
 
 def test_fit_leaves_student_training_and_teacher_in_eval(small):
@@ -70,12 +70,12 @@ def test_fit_leaves_student_training_and_teacher_in_eval(small):
 def test_live_and_cached_teacher_give_identical_training(small):
     teacher = kd.models.TinyCNN(c1=4, c2=4).eval()
     loss = functools.partial(kd_loss, T=4.0, alpha=0.9)
-    cached = kd.train.predict_logits(teacher, small[0])
-    kd.train.seed(0)
+    cached = kd.evaluation.predict_logits(teacher, small[0])
+    kd.seed(0)
     a = kd.models.TinyCNN()
     ha = kd.train.fit(a, kd.data.Batches(*small, batch_size=32), loss, 1, teacher=teacher,
                       progress=False)
-    kd.train.seed(0)
+    kd.seed(0)
     b = kd.models.TinyCNN()
     hb = kd.train.fit(b, kd.data.Batches(*small, batch_size=32), loss, 1, teacher_logits=cached,
                       progress=False)
@@ -116,11 +116,11 @@ def test_predict_logits_restores_mode_and_batches(small):
         assert not torch.allclose(m(x[:7]), m.eval()(x[:7]), atol=1e-3)  # mode matters here
     m.train()
     stats = m[2].running_mean.clone()
-    out = kd.train.predict_logits(m, x, batch_size=7)
+    out = kd.evaluation.predict_logits(m, x, batch_size=7)
     assert out.shape == (300, 10) and m.training and not out.requires_grad
     assert torch.equal(m[2].running_mean, stats)  # eval mode: the statistics were not updated
     m.eval()
-    kd.train.predict_logits(m, x)
+    kd.evaluation.predict_logits(m, x)
     assert not m.training
     with torch.no_grad():
         ref = m(x)  # eval mode, one batch: what batches of 7 must give too
@@ -138,7 +138,7 @@ def test_evaluate_counts_errors(small):
         def forward(self, x):
             return self.logits.expand(len(x), 10)
 
-    r = kd.train.evaluate(AlwaysZero(), *small)  # 30 per class: 270 are not zeros
+    r = kd.evaluation.evaluate(AlwaysZero(), *small)  # 30 per class: 270 are not zeros
     assert r["errors"] == 270 and r["n"] == 300 and r["accuracy"] == pytest.approx(0.1)
 
 
@@ -153,4 +153,4 @@ def test_budget_switch(monkeypatch):
 
 def test_device_override(monkeypatch):
     monkeypatch.setenv("KDLAB_DEVICE", "cpu")
-    assert kd.train.device() == torch.device("cpu")
+    assert kd.device() == torch.device("cpu")

@@ -80,7 +80,8 @@ def parse_memory(text) -> int:
 # needs them (restore.runs_in_grading); tests/test_no_answers.py runs every callable of the
 # copy on every check's inputs and fails if one passes a check.
 STRIPPED = {
-    "train.py": ("fit", "distillation"),  # Lab 03's kd_loss and distill_step
+    "train.py": ("fit",),  # Lab 03's distill_step
+    "distill.py": ("loss",),  # Lab 03's kd_loss
     "cache.py": ("train_once",),
     "compress.py": ("_grid", "pack"),  # Lab 05's fake_quantize (the grid of 2**bits levels)
     "plot/_shared.py": ("_soft", "_entropy"),  # Lab 01's softmax with T and entropy (numpy)
