@@ -218,9 +218,9 @@ def full_python(code: str) -> str:
 REGISTRY_SWAP = full_python("""import dataclasses
 import numpy as np
 import kdlab.checks as C
-from kdlab.plot import _shared
+from kdlab.plot import probabilities
 real = C.CHECKS["entropy"]
-helper = lambda p: torch.from_numpy(np.asarray(_shared._entropy(p.detach()))).to(p.dtype)
+helper = lambda p: torch.from_numpy(np.asarray(probabilities.entropy_nats(p.detach()))).to(p.dtype)
 C.CHECKS["entropy"] = dataclasses.replace(real, probe=lambda obj, inp: real.probe(helper, inp))
 """)
 # a wrong entropy (bits) that, when first probed, reads the running cell's text (inputs,

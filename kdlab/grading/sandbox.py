@@ -84,7 +84,7 @@ STRIPPED = {
     "distill.py": ("loss",),  # Lab 03's kd_loss
     "cache.py": ("train_once",),
     "compress.py": ("_grid", "pack"),  # Lab 05's fake_quantize (the grid of 2**bits levels)
-    "plot/_shared.py": ("_soft", "_entropy"),  # Lab 01's softmax with T and entropy (numpy)
+    "plot/probabilities.py": ("soft", "entropy_nats"),  # Lab 01's softmax with T and entropy (numpy)
 }
 
 
