@@ -26,12 +26,13 @@ import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import kdlab.checks
-from kdlab.grading import generator, make_labs, notebook_io, restore
+from kdlab.authoring import generator, make_labs
+from kdlab.grading import markers, notebook_io, restore
 from kdlab.grading.gradebook import GradingCancelled, grade_submissions
 from kdlab.grading.runner import read_cells
 
 ROOT = Path(__file__).resolve().parents[1]
-SOLUTIONS = sorted((ROOT / "solutions").glob(generator.NOTEBOOK_GLOB))
+SOLUTIONS = sorted((ROOT / "solutions").glob(markers.NOTEBOOK_GLOB))
 LAB = "01_tiny"
 # An honest tiny notebook takes about 7 s on an idle machine (its slowest cell 3 s); it is
 # graded in the background while the rest of the suite runs, so the limits leave a 5x margin.

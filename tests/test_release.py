@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from kdlab.grading.generator import BEGIN_SOLUTION, END_SOLUTION
-from kdlab.grading.release import make_release
+from kdlab.grading.markers import BEGIN_SOLUTION, END_SOLUTION
+from kdlab.authoring.release import make_release
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +47,7 @@ def test_no_solution_in_the_release(release):
     names = {p.relative_to(release).parts[0] for p in files}
     assert "solutions" not in names and "tests" not in names and "benchmarks" not in names
     assert not (release / "kdlab" / "grading").exists(), "instructor tooling in the release"
+    assert not (release / "kdlab" / "authoring").exists(), "instructor tooling in the release"
     for p in files:
         try:
             text = p.read_text(encoding="utf-8")
@@ -98,7 +99,7 @@ def test_release_from_another_folder_says_how_to_submit(tmp_path):
     """`release` finds the installed course's labs from any folder; the student README says
     how to submit and how to validate; environment.yml installs the course without its test
     extra."""
-    p = subprocess.run([sys.executable, "-m", "kdlab.grading", "release", "rel"], cwd=tmp_path,
+    p = subprocess.run([sys.executable, "-m", "kdlab.authoring", "release", "rel"], cwd=tmp_path,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     rel = tmp_path / "rel"
@@ -108,3 +109,18 @@ def test_release_from_another_folder_says_how_to_submit(tmp_path):
     assert "pytest" not in env and "nbval" not in env and "playwright" not in env and "[test]" not in env
     assert "torch==" in env and env.rstrip().endswith("- .")
     assert (rel / "kdlab" / "_pick.py").exists() and (rel / "kdlab" / "_screen.py").exists()
+
+
+def test_instructor_only_packages_reach_neither_students_nor_the_sandbox(release, tmp_path):
+    """kdlab.grading (the grader, the answer keys) and kdlab.authoring (making the course) are
+    sandbox.INSTRUCTOR_ONLY: neither the release nor the sandbox's copy of kdlab holds them."""
+    import kdlab
+    from kdlab.grading import sandbox
+    assert sandbox.INSTRUCTOR_ONLY == ("grading", "authoring")
+    root = Path(kdlab.__file__).parent
+    assert all((root / name / "__init__.py").exists() for name in sandbox.INSTRUCTOR_ONLY)
+    copy = sandbox.kdlab_copy(tmp_path / "site", data=False)
+    for tree in (release / "kdlab", copy / "kdlab"):
+        assert (tree / "train.py").exists() and (tree / "checks").is_dir()
+        for name in sandbox.INSTRUCTOR_ONLY:
+            assert not (tree / name).exists(), f"{tree / name}"

@@ -6,7 +6,7 @@ mistakes, one edit away from them) exist only here. One module per lab, each wit
 ``KEYS = {check name: key(inputs) -> dict}``; ``make`` computes a key, ``write_public``
 writes the keys of the notebooks' own cases into ``kdlab/checks/keys/`` (shipped).
 
-    python -m kdlab.grading make-keys [--check]
+    python -m kdlab.authoring make-keys [--check]
 """
 from __future__ import annotations
 
