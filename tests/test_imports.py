@@ -113,3 +113,21 @@ def test_no_import_circle_in_kdlab_or_benchmarks():
     assert "benchmarks.render" in graph["benchmarks.run_all"]  # the graph sees real edges
     found = cycles(graph)
     assert not found, "import circles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_imports_cross_the_instructor_only_boundary_one_way():
+    """The student side (every kdlab module but kdlab.grading and kdlab.authoring) imports
+    neither instructor-only package, except kdlab.validate's guarded import of the grader's
+    file-name rule and screen (the release ships copies of both); the grader never imports
+    the authoring tools (authoring uses the grader's notebook tools and keys, not the reverse)."""
+    known = modules()
+    graph = {n: imports(n, p, known) for n, p in known.items()}
+    instructor = ("kdlab.grading", "kdlab.authoring")
+    crossing = {n: sorted(m for m in e if m.startswith(instructor)) for n, e in graph.items()
+                if n.startswith("kdlab") and not n.startswith(instructor)}
+    crossing = {n: e for n, e in crossing.items() if e}
+    assert crossing == {"kdlab.validate": ["kdlab.grading", "kdlab.grading.pick", "kdlab.grading.screen"]}
+    assert "except ImportError" in known["kdlab.validate"].read_text()
+    back = {n: sorted(m for m in e if m.startswith("kdlab.authoring"))
+            for n, e in graph.items() if n.startswith("kdlab.grading")}
+    assert not {n: e for n, e in back.items() if e}, back
