@@ -2,7 +2,8 @@
 
 Every verdict the labs print about two settings (KD against labels, one teacher against
 another, ...) compares their results over the same seeds, where a seed fixes everything the
-two runs share (initial weights, data order, pruned weights). The rule, stated once here:
+two runs share (initial weights, data order, pruned weights). The rule (the labs state it
+once, for students, in Lab 03, section 5; the other labs point there):
 
     Take the difference b - a on each of the n seeds; d is their mean and s_d their sample
     standard deviation. The difference is **beyond seed noise** when

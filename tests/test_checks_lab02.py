@@ -436,7 +436,7 @@ def test_public_modules_hold_no_reference():
         inp, key = check.inputs(None), answer_key(check)  # what judge() uses, made once
         for fn in public + wrapped:
             with pytest.raises(AssertionError, match=check.title):
-                check.verdict(probe_data(check, fn, inputs=inp), inp, key)
+                check.verdict(check, probe_data(check, fn, inputs=inp), inp, key)
 
 
 @pytest.mark.parametrize("n_classes", [3, 7])

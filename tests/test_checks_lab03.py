@@ -245,7 +245,7 @@ def test_reference_matches_another_formulation():
 from kdlab.checks import CHECKS  # noqa: E402
 from kdlab.checks._registry import judge, probe_data  # noqa: E402
 
-KD = lab03.check_kd_loss.check
+KD = lab03.check_kd_loss
 
 
 @pytest.mark.parametrize("seed", [0, 1, 7, 12345])
@@ -514,7 +514,7 @@ def test_distill_step_rejects_mistake_with_its_message(fn, message):
     assert "Hint:" in str(err.value)
 
 
-STEP = lab03.check_distill_step.check
+STEP = lab03.check_distill_step
 
 
 @pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")

@@ -13,7 +13,7 @@ from kdlab.checks._registry import judge, probe_data
 from kdlab.grading import keys
 from kdlab.grading.keys.lab07 import token_kd_loss as reference_token_kd_loss
 
-TOKEN = lab07.check_token_kd_loss.check
+TOKEN = lab07.check_token_kd_loss
 
 
 def _check(T, beta):
@@ -370,7 +370,7 @@ def test_token_kd_public_module_holds_no_answer():
 
 from transformers import Trainer  # noqa: E402
 
-TRAINER = lab07.check_distill_trainer.check
+TRAINER = lab07.check_distill_trainer
 
 
 class Base(Trainer):

@@ -416,3 +416,99 @@ def test_answers_export_and_manual_scores(tmp_path):
         read_manual(tmp_path / "bad.csv")
     (tmp_path / "typo.csv").write_text(f"student,lab,item,points,max_points\nanm,{L1},1,1,1\n")
     assert main(["merge", str(gb), "--manual", str(tmp_path / "typo.csv"), "--out", str(tmp_path / "x.csv")]) == 2
+
+
+# ------------------------------------------------------------------ points split across a verdict's parts
+
+def _softmax_never_raises(logits, T):
+    """Right values and gradient, but T <= 0, nan and inf are not rejected."""
+    import torch
+    return torch.softmax(logits / T, dim=-1)
+
+
+def _kd_loss_teacher_live(s, t, y, T, alpha):
+    """The right loss, except that the teacher's logits are not detached."""
+    import torch.nn.functional as F
+    if T <= 0:
+        raise ValueError("T must be > 0")
+    soft = F.kl_div(F.log_softmax(s / T, dim=1), F.softmax(t / T, dim=1), reduction="batchmean")
+    return (1 - alpha) * F.cross_entropy(s, y) + alpha * T * T * soft
+
+
+def test_a_verdict_judges_each_part_on_its_own():
+    """Lab 01's softmax without its ValueError passes values and gradient and fails errors;
+    Lab 03's kd_loss (the shared scalar-loss verdict) with a live teacher fails only the
+    teacher part; the message is the first failure, the one the notebook prints."""
+    from kdlab.checks import check_kd_loss, check_softmax_with_temperature
+    from kdlab.checks._registry import judge, judge_parts, probe_data
+    from kdlab.grading import keys
+
+    for check, fn, failing, words in (
+            (check_softmax_with_temperature, _softmax_never_raises, "errors",
+             "T=0.0 should raise ValueError"),
+            (check_kd_loss, _kd_loss_teacher_live, "teacher", "teacher_logits received a gradient")):
+        for seed in (None, 3):
+            key = keys.make(check, check.inputs(seed))
+            data = probe_data(check, fn, seed)
+            detail, by_part, first = judge_parts(check, data, seed, key=key)
+            assert detail is None and words in first
+            assert by_part == {p: (first if p == failing else "") for p in check.parts}
+            with pytest.raises(AssertionError) as e:
+                judge(check, data, seed, key=key)
+            assert str(e.value) == first
+        with pytest.raises(AssertionError, match=words):  # the notebook's message, unchanged
+            check(fn)
+    # a call that raises fails every part at once, with the one message of the check
+    data = probe_data(check_kd_loss, lambda *a: 1 / 0, None)
+    detail, by_part, first = judge_parts(check_kd_loss, data)
+    assert "ZeroDivisionError" in first and set(by_part.values()) == {first}
+
+
+def _lab(name: str, points: int, split):
+    from kdlab.grading.course import Lab
+    from kdlab.grading.restore import CheckCell
+
+    cell = {"id": "check-x", "cell_type": "code", "source": f"kd.checks.check_{name}(f)",
+            "metadata": {"kdlab": {"check": name, "points": points, "parts": split}}}
+    return Lab("01_softmax_temperature", [CheckCell(name, points, cell)], {}, {})
+
+
+def test_points_split_across_a_verdicts_parts():
+    """Each part the public probe passes earns its points; "hidden" only with the public probe
+    whole; the reason names the parts that passed before the first failure's message."""
+    from kdlab.grading import parts
+
+    S = "softmax_with_temperature"
+    lab = _lab(S, 3, {"values": 1, "gradient": 1, "errors": 1})
+    why = "check_softmax_with_temperature: T=0.0 should raise ValueError, but ..."
+    row = Row("ann", L1, S, 0, 3, "failed", why,
+              part_reasons={"values": "", "gradient": "", "errors": why})
+    [got] = parts.apply([row], lab)
+    assert (got.points, got.status) == (2, "failed")
+    assert got.reason == f"parts passed: values, gradient (2/3 points); {why}"
+    none = Row("ann", L1, S, 0, 3, "failed", "x", part_reasons={p: "x" for p in ("values", "gradient", "errors")})
+    assert parts.apply([none], lab)[0].points == 0
+    assert parts.apply([Row("ann", L1, S, 0, 3, "error", "time limit")], lab)[0].points == 0
+    lab = _lab(S, 4, {"values": 1, "gradient": 1, "errors": 0, "hidden": 2})
+    hidden = Row("ann", L1, S, 0, 4, "failed", "hidden test: wrong for float64",
+                 part_reasons={"values": "", "gradient": "", "errors": ""})
+    assert parts.apply([hidden], lab)[0].points == 2
+    lab = _lab(S, 2, {"public": 1, "hidden": 1})  # the split of before still holds
+    assert parts.apply([Row("ann", L1, S, 0, 2, "failed", "hidden test: x")], lab)[0].points == 1
+
+
+@pytest.mark.parametrize("name,points,split,words", [
+    ("softmax_with_temperature", 3, {"values": 1, "gradient": 2}, "['values', 'gradient', 'errors']"),
+    ("softmax_with_temperature", 3, {"values": 1, "gradient": 1, "errors": 2}, "adding up to points (3)"),
+    ("softmax_with_temperature", 3, {"values": 1, "gradient": 1, "errors": 1.0}, "whole numbers"),
+    ("softmax_with_temperature", 3, {"values": 1, "grad": 1, "errors": 1}, "got {'values': 1, 'grad'"),
+    ("softmax_with_temperature", 3, {"values": 2, "gradient": 1, "errors": 1, "hidden": -1}, ">= 0"),
+    ("entropy", 2, {"values": 2}, "its verdict has no parts of its own"),
+])
+def test_malformed_part_metadata_is_a_clear_error(name, points, split, words):
+    from kdlab.grading import parts
+    from kdlab.grading.notebook_io import NotebookError
+
+    with pytest.raises(NotebookError) as e:
+        parts.validate(_lab(name, points, split))
+    assert "check cell 'check-x'" in str(e.value) and words in str(e.value)

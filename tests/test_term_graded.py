@@ -257,6 +257,31 @@ def test_gradescope_autograder_in_gradescopes_layout(tmp_path):
     assert "graded file: my_lab01_softmax_temperature.ipynb" in results["output"]
 
 
+def test_points_split_across_the_parts_of_a_verdict(tmp_path):
+    """A check cell with kdlab.parts across its verdict's parts: a softmax right in all but its
+    ValueError earns values and gradient (2 of 4 points, the hidden test's point lost with the
+    public probe), and the reason names them before the message the notebook prints."""
+    sol = tiny_solution()
+    for c in sol.cells:
+        if c.get("id") == "check-softmax":
+            c.metadata["kdlab"].update(points=4, parts={"values": 1, "gradient": 1, "errors": 1,
+                                                        "hidden": 1})
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(sol, str(tmp_path / "solutions" / f"{L1}.ipynb"))
+    assert make_labs(tmp_path / "solutions", tmp_path / "labs", log=lambda *a: None) == 0
+    never_raises = cells_with(sol, replace={"ex-softmax": exercise("softmax", (
+        "    return torch.softmax(logits / T, dim=-1)"))})
+    (tmp_path / "subs" / "ann").mkdir(parents=True)
+    nbformat.write(never_raises, str(tmp_path / "subs" / "ann" / f"{L1}.ipynb"))
+    args = ["grade", str(tmp_path / "subs"), "--labs", str(tmp_path / "labs"), "--solutions",
+            str(tmp_path / "solutions"), "--out", str(tmp_path / "g.csv"), "--no-sandbox", "--jobs", "1"]
+    assert main(args) == 0
+    row = _pairs(_read(tmp_path / "g.csv"))[("ann", L1, "softmax_with_temperature")]
+    assert (row["points"], row["max_points"], row["status"]) == ("2", "4", "failed")
+    assert row["reason"].startswith("parts passed: values, gradient (2/4 points); "
+                                    "check_softmax_with_temperature: T=0.0 should raise ValueError")
+
+
 def test_points_split_between_public_part_and_hidden_tests(tmp_path, capsys):
     """A check cell with kdlab.parts {"public": 1, "hidden": 1}: a softmax right on the
     notebook's float32 cases that turns float64 logits into float32 earns the public part

@@ -22,10 +22,14 @@ class Mistake:
     """A common wrong answer of an exercise: its key name, what it is, how to fix it.
 
     `what` and `hint` may hold ``{fields}`` filled from the answer key (e.g. ``{dim}``).
+    keyed: True when the answer key holds this mistake's values (an entry [name, values,
+    fields] that the verdict compares with the student's); False when the verdict recognises
+    it from the probe's data alone (ratios, structure), with no entry in the key.
     """
     name: str
     what: str
     hint: str
+    keyed: bool = True
 
 
 def rng(check: str, seed=None, part: str = "") -> torch.Generator:
@@ -85,13 +89,12 @@ def cmp(check: str, got: torch.Tensor, expected: torch.Tensor, what: str = "the 
 def name_mistake(check, got: torch.Tensor, candidates, where: str = "", **tol) -> None:
     """Fail with the first mistake of `candidates` whose values `got` matches, if any.
 
-    check: the Check (its title and MISTAKES); candidates: the answer key's list of
+    check: the Check (its title and its mistakes table); candidates: the answer key's list of
     [mistake name, values, {fields}]; where: which input, prefixed to the message.
     """
-    table = {m.name: m for m in check.mistakes}
     for name, ref, fields in candidates:
         if close(got, ref, **tol):
-            m = table[name]
+            m = check.mistake(name)
             fail(check.title, (f"{where}: " if where else "") + m.what.format(**fields),
                  m.hint.format(**fields))
 
@@ -110,7 +113,7 @@ def type_name(v: dict) -> str:
             "tuple": "tuple"}.get(kind) or str(v.get("type", kind))
 
 
-def decode(v: dict) -> torch.Tensor:
+def recorded(v: dict) -> torch.Tensor:
     """The tensor recorded by ``_probe.tensor``: its values, shape and dtype (float64 if unknown)."""
     vals = torch.tensor([float(x) for x in v["values"]], dtype=torch.float64)
     out = vals.reshape([int(s) for s in v["shape"]])
@@ -161,7 +164,7 @@ def expects_value_error(check: str, out: dict, what: str, hint: str,
     if r:
         fail(check, f"{what} raised {r['type']}: {r['message']}; expected a ValueError", hint)
     v = out.get("value", {})
-    shown = short(decode(v)) if v.get("kind") == "tensor" else v.get("repr", type_name(v))
+    shown = short(recorded(v)) if v.get("kind") == "tensor" else v.get("repr", type_name(v))
     fail(check, f"{what} should raise ValueError, but your function returned {shown}",
          returned_hint or hint)
 
@@ -186,7 +189,7 @@ def result(check: str, out: dict, what: str = "the result", shapes: str = "") ->
     if v.get("kind") != "tensor":
         fail(check, f"{what} should be a torch.Tensor, got {type_name(v)}",
              "use torch operations all the way and return the tensor")
-    return decode(v)
+    return recorded(v)
 
 
 _CHANGE_HINTS = {

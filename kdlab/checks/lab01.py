@@ -13,8 +13,8 @@ import torch
 
 from . import _probe as _p
 from ._common import (Mistake, close, cmp, fail, name_mistake, paired, rejects,
-                      raised, result, rng, short, type_name, unchanged)
-from ._registry import CHECKS, register
+                      raised, result, short, type_name, unchanged)
+from ._registry import Check
 
 # ------------------------------------------------------------------ softmax_with_temperature
 
@@ -41,9 +41,8 @@ SOFTMAX_MISTAKES = [
 ]
 
 
-def _softmax_case(got: torch.Tensor, key: dict, where: str, **tol) -> None:
+def _softmax_case(check, got: torch.Tensor, key: dict, where: str, **tol) -> None:
     """Fail, naming the mistake that turns softmax(z / T) into `got`, unless it is right."""
-    check = CHECKS["softmax_with_temperature"]
     expected = key["expected"]
     if close(got, expected, **tol):
         return
@@ -74,7 +73,7 @@ def softmax_inputs(seed=None, dtype: str = "float32") -> dict:
     """
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    g = rng("softmax_with_temperature", seed)
+    g = check_softmax_with_temperature.rng(seed)
     if seed is None:
         z1 = torch.tensor([2.0, 1.0, 0.1, -1.0, 3.0])
     else:
@@ -100,51 +99,56 @@ def softmax_probe(fn, inp) -> dict:
     return {"one_d": one_d, "batch": batch, "big": big, "grad": grad, "bad": bad}
 
 
-def softmax_verdict(data, inp, key) -> str:
+def softmax_verdict(check, data, inp, key) -> str:
     """Check ``fn(logits, T)`` = softmax(logits / T) over the last dimension.
 
     logits: (..., C) float tensor; T: float > 0. Returns: (..., C) probabilities.
     Also checks numerical stability for logits of magnitude 1e4, that the logits are not
     modified in place, that gradients flow, and that T <= 0, nan or inf raise ValueError.
+    Parts: values (with stability), gradient, errors.
     """
-    title = "check_softmax_with_temperature"
+    title = check.title
     z1 = inp["z1"]
-    for T, k, out in paired(inp["Ts"], key["one_d"], data["one_d"]):
-        got = result(title, out)
-        unchanged(title, out, ["logits"])
-        if inp["dtype"] == torch.float64 and got.dtype in (torch.float32, torch.float16, torch.bfloat16):
-            fail(title, f"float64 logits gave a {str(got.dtype).replace('torch.', '')} result: "
-                        "your function lowers the precision of its input",
-                 "do not convert the logits (no .float()); torch operations keep the input's dtype")
-        _softmax_case(got, k, f"logits {short(z1)}, T={T}")
-    for (z, T), k, out in paired(inp["batches"], key["batch"], data["batch"]):
-        got = result(title, out)
-        unchanged(title, out, ["logits"])
-        _softmax_case(got, k, f"a batch of logits of shape {tuple(z.shape)}, T={T}")
-    big = inp["big"]
-    for T, k, out in paired(inp["big_Ts"], key["big"], data["big"]):
-        got = result(title, out)
-        g_ = got.detach().double()
-        if tuple(g_.shape) == tuple(big.shape) and not torch.isfinite(g_).all():
-            fail(title, f"logits of magnitude 1e4 (T={T}) give nan or inf: {short(g_)}; "
-                        "exp(1e4) overflows",
-                 "subtract the max of logits / T along the last dimension before exp "
-                 "(softmax does not change), or use F.softmax / F.log_softmax")
-        # float32 rounding of logits near 1e4 costs about 1e-3 in exp(s - logsumexp(s)):
-        # a tolerance of 2e-3 accepts that and is still far from every mistake named
-        _softmax_case(got, k, f"logits of magnitude 1e4, T={T}", atol=2e-3, rtol=1e-2)
-    out = data["grad"]
-    result(title, out)
-    if not out["value"]["requires_grad"]:
-        fail(title, "the result is cut off from autograd (no gradient flows to the logits)",
-             "use torch operations only: no .detach(), .item(), .numpy() or torch.tensor(...)")
-    rejects(title, inp["bad_Ts"], data["bad"], "T", "not (T > 0 and math.isfinite(T))",
-            "T must be a finite number > 0")
+    with check.part("values"):
+        for T, k, out in paired(inp["Ts"], key["one_d"], data["one_d"]):
+            got = result(title, out)
+            unchanged(title, out, ["logits"])
+            if inp["dtype"] == torch.float64 and got.dtype in (torch.float32, torch.float16, torch.bfloat16):
+                fail(title, f"float64 logits gave a {str(got.dtype).replace('torch.', '')} result: "
+                            "your function lowers the precision of its input",
+                     "do not convert the logits (no .float()); torch operations keep the input's dtype")
+            _softmax_case(check, got, k, f"logits {short(z1)}, T={T}")
+        for (z, T), k, out in paired(inp["batches"], key["batch"], data["batch"]):
+            got = result(title, out)
+            unchanged(title, out, ["logits"])
+            _softmax_case(check, got, k, f"a batch of logits of shape {tuple(z.shape)}, T={T}")
+        big = inp["big"]
+        for T, k, out in paired(inp["big_Ts"], key["big"], data["big"]):
+            got = result(title, out)
+            g_ = got.detach().double()
+            if tuple(g_.shape) == tuple(big.shape) and not torch.isfinite(g_).all():
+                fail(title, f"logits of magnitude 1e4 (T={T}) give nan or inf: {short(g_)}; "
+                            "exp(1e4) overflows",
+                     "subtract the max of logits / T along the last dimension before exp "
+                     "(softmax does not change), or use F.softmax / F.log_softmax")
+            # float32 rounding of logits near 1e4 costs about 1e-3 in exp(s - logsumexp(s)):
+            # a tolerance of 2e-3 accepts that and is still far from every mistake named
+            _softmax_case(check, got, k, f"logits of magnitude 1e4, T={T}", atol=2e-3, rtol=1e-2)
+    with check.part("gradient"):
+        out = data["grad"]
+        result(title, out)
+        if not out["value"]["requires_grad"]:
+            fail(title, "the result is cut off from autograd (no gradient flows to the logits)",
+                 "use torch operations only: no .detach(), .item(), .numpy() or torch.tensor(...)")
+    with check.part("errors"):
+        rejects(title, inp["bad_Ts"], data["bad"], "T", "not (T > 0 and math.isfinite(T))",
+                "T must be a finite number > 0")
     return "correct for 1-D and batched logits, stable at 1e4, rejects bad T"
 
 
-check_softmax_with_temperature = register("softmax_with_temperature", softmax_inputs,
-                                          softmax_probe, softmax_verdict, SOFTMAX_MISTAKES)
+check_softmax_with_temperature = Check("softmax_with_temperature", softmax_inputs, softmax_probe,
+                                       softmax_verdict, SOFTMAX_MISTAKES,
+                                       parts=("values", "gradient", "errors"))
 
 
 # ------------------------------------------------------------------ entropy
@@ -165,7 +169,7 @@ def entropy_inputs(seed=None) -> dict:
     seed None: the fixed inputs of the notebook; an int: fresh values of the same kinds
     (mixed, uniform, one-hot and zero-containing rows).
     """
-    g = rng("entropy", seed)
+    g = check_entropy.rng(seed)
     p1 = torch.tensor([0.5, 0.25, 0.125, 0.125])
     batch = torch.tensor([[0.5, 0.25, 0.125, 0.125, 0.0],
                           [0.2, 0.2, 0.2, 0.2, 0.2],
@@ -186,12 +190,11 @@ def entropy_probe(fn, inp) -> dict:
     return {"cases": [_p.call(fn, p.clone())[0] for p, _ in inp["cases"]]}
 
 
-def entropy_verdict(data, inp, key) -> str:
+def entropy_verdict(check, data, inp, key) -> str:
     """Check ``fn(p)`` = -sum p log p in nats over the last dimension, with 0 log 0 = 0.
 
     p: (..., C) probabilities. Returns: (...) entropies (the last dimension summed away).
     """
-    check = CHECKS["entropy"]
     for (p, where), k, out in paired(inp["cases"], key["cases"], data["cases"]):
         got = result(check.title, out)
         unchanged(check.title, out, ["probabilities"])
@@ -220,7 +223,7 @@ def entropy_verdict(data, inp, key) -> str:
     return f"H(uniform over 5) = {math.log(5):.4f} nats, H(one-hot) = 0"
 
 
-check_entropy = register("entropy", entropy_inputs, entropy_probe, entropy_verdict,
+check_entropy = Check("entropy", entropy_inputs, entropy_probe, entropy_verdict,
                          ENTROPY_MISTAKES)
 
 
@@ -228,7 +231,7 @@ check_entropy = register("entropy", entropy_inputs, entropy_probe, entropy_verdi
 
 GRADIENT_MISTAKES = [
     Mistake("no_T", "your gradient does not change with T",
-            "divide both the student's and the teacher's logits by T before the softmax"),
+            "divide both the student's and the teacher's logits by T before the softmax", keyed=False),
     Mistake("wrt_scaled", "this is the gradient with respect to logits / T, which shrinks like "
                           "1/T, not the gradient with respect to the logits",
             "call requires_grad_() on the student logits themselves, then divide by T inside "
@@ -236,16 +239,16 @@ GRADIENT_MISTAKES = [
     Mistake("loss_value", "these are the ratios of the loss values, not of the gradient norms",
             "call loss.backward() and return the norm of the logits' .grad"),
     Mistake("ignores_scale", "scale_by_T2=True changes nothing",
-            "multiply the loss by T**2 when scale_by_T2 is True"),
+            "multiply the loss by T**2 when scale_by_T2 is True", keyed=False),
     Mistake("scale_by_T", "you multiplied the loss by T, not T**2",
-            "the gradient shrinks like 1/T**2, so the loss needs a factor T**2"),
+            "the gradient shrinks like 1/T**2, so the loss needs a factor T**2", keyed=False),
 ]
 TS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 
 
 def gradient_inputs(seed=None) -> dict:
     """Zero-mean student and teacher logits, (8, 10) each (seed None: the notebook's)."""
-    g = rng("gradient_scale", seed)
+    g = check_gradient_scale.rng(seed)
     s = torch.randn(8, 10, generator=g) * 2
     t = torch.randn(8, 10, generator=g) * 4
     return {"s": s - s.mean(-1, keepdim=True), "t": t - t.mean(-1, keepdim=True), "Ts": TS}
@@ -296,7 +299,7 @@ def _same_ratios(got, ref, rtol: float = 0.02) -> bool:
     return len(got) == len(ref) and all(abs(a - b) <= rtol * abs(b) for a, b in zip(got, ref))
 
 
-def gradient_verdict(data, inp, key) -> str:
+def gradient_verdict(check, data, inp, key) -> str:
     """Check ``fn(student_logits, teacher_logits, T, scale_by_T2)`` measures the soft-loss gradient.
 
     fn returns the norm of d(soft loss)/d(student_logits) (a float) for logits (N, C). The
@@ -304,18 +307,15 @@ def gradient_verdict(data, inp, key) -> str:
     g(T) / g(1) with the key's: about 1/T^2 at high T without scaling, about constant with
     the loss multiplied by T^2. The batch reduction (mean or sum) is free: only ratios count.
     """
-    check = CHECKS["gradient_scale"]
-    table = {m.name: m for m in check.mistakes}
     Ts = inp["Ts"]
     r = _ratios(_measure(check.title, data["False"], Ts, False))
     want = _ratios(key["unscaled"])
     if not _same_ratios(r, want):
         head = (f"without T^2 scaling, your ratios g(T)/g(1) at T = {_fmt(Ts)} are {_fmt(r)}; "
                 f"expected {_fmt(want)}")
-        for name, ref in (("no_T", [1.0] * len(Ts)), ("wrt_scaled", _ratios(key["wrt_scaled"])),
-                          ("loss_value", _ratios(key["loss_value"]))):
+        for name, ref in [("no_T", [1.0] * len(Ts))] + [(n, _ratios(v)) for n, v, _ in key["mistakes"]]:
             if _same_ratios(r, ref):
-                fail(check.title, f"{head}: {table[name].what}", table[name].hint)
+                fail(check.title, f"{head}: {check.mistake(name).what}", check.mistake(name).hint)
         fail(check.title, head, "soft loss = KL(softmax(teacher/T) || softmax(student/T)) "
                                 "(or cross-entropy with the soft targets); take its gradient "
                                 "with respect to the student logits and return its norm")
@@ -327,7 +327,7 @@ def gradient_verdict(data, inp, key) -> str:
                 f"{_fmt(r2)}; expected {_fmt(want2)}")
         for name, ref in (("ignores_scale", r), ("scale_by_T", [v * T for v, T in zip(r, Ts)])):
             if _same_ratios(r2, ref):
-                fail(check.title, f"{head}: {table[name].what}", table[name].hint)
+                fail(check.title, f"{head}: {check.mistake(name).what}", check.mistake(name).hint)
         fail(check.title, head, "multiply the soft loss by T**2 before calling backward()")
     got1 = _measure(check.title, data["False"], Ts, False)
     if abs(got2[0] - got1[0]) > 1e-4 * abs(got1[0]):
@@ -338,5 +338,5 @@ def gradient_verdict(data, inp, key) -> str:
             f"{r[-1] / r[-2]:.3f} (1/T^2 law: 0.25), with T^2 scaling by {r2[-1] / r2[-2]:.3f}")
 
 
-check_gradient_scale = register("gradient_scale", gradient_inputs, gradient_probe,
+check_gradient_scale = Check("gradient_scale", gradient_inputs, gradient_probe,
                                 gradient_verdict, GRADIENT_MISTAKES)

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _probe as _p
-from ._common import Mistake, close, cmp, fail, name_mistake, paired, result, rng, unchanged
-from ._registry import CHECKS, register
+from ._common import Mistake, close, cmp, fail, name_mistake, paired, result, unchanged
+from ._registry import Check
 
 # ------------------------------------------------------------------ inputs and probe (both checks)
 
@@ -108,7 +108,7 @@ def similarity_inputs(seed=None, n_classes: int = 10, wrong: int | None = None) 
     wrong: the number of misclassified digits of the second case.
     Returns {"cases": [(description, probs (N, C) float32, labels (N,) int64), ...]}.
     """
-    C2, g = _n_classes(n_classes), rng("class_similarity", seed)
+    C2, g = _n_classes(n_classes), check_class_similarity.rng(seed)
     if seed is None:
         C1, counts2, w1, w2 = 4, list(range(1, C2 + 1)), 3, 6
     else:
@@ -123,12 +123,11 @@ def similarity_inputs(seed=None, n_classes: int = 10, wrong: int | None = None) 
                        *_probs(counts2, g, w2 if wrong is None else wrong))]}
 
 
-def similarity_verdict(data, inp, key) -> str:
+def similarity_verdict(check, data, inp, key) -> str:
     """Check ``class_similarity(probs, labels) -> (C, C)``: row c = mean soft target of class c.
 
     Input of the student's function: probs (N, C) soft targets, labels (N,) int64.
     """
-    check = CHECKS["class_similarity"]
     for (desc, probs, labels), k, out in paired(inp["cases"], key["cases"], data["cases"]):
         C = probs.shape[1]
         got = _result(check.title, out, probs)
@@ -151,7 +150,7 @@ def similarity_verdict(data, inp, key) -> str:
     return "row c is the mean soft target of the digits of class c"
 
 
-check_class_similarity = register("class_similarity", similarity_inputs, cases_probe,
+check_class_similarity = Check("class_similarity", similarity_inputs, cases_probe,
                                   similarity_verdict, SIMILARITY_MISTAKES)
 
 
@@ -182,7 +181,7 @@ def dark_inputs(seed=None, n_classes: int = 10, wrong: int | None = None) -> dic
     (>= 3) of the second case; wrong: the number of misclassified digits of the second case.
     Returns {"cases": [(description, probs (N, C) float32, labels (N,) int64), ...]}.
     """
-    C2, g = _n_classes(n_classes), rng("dark_knowledge", seed)
+    C2, g = _n_classes(n_classes), check_dark_knowledge.rng(seed)
     if seed is None:
         counts1, counts2, w1, w2 = [3] * 4, [2 + c % 2 for c in range(C2)], 3, 5
     else:
@@ -200,12 +199,11 @@ def dark_inputs(seed=None, n_classes: int = 10, wrong: int | None = None) -> dic
     return {"cases": cases}
 
 
-def dark_verdict(data, inp, key) -> str:
+def dark_verdict(check, data, inp, key) -> str:
     """Check ``dark_knowledge(probs, labels) -> (N,)``: probability mass on the wrong classes.
 
     Input of the student's function: probs (N, C) soft targets, labels (N,) int64.
     """
-    check = CHECKS["dark_knowledge"]
     for (desc, probs, labels), k, out in paired(inp["cases"], key["cases"], data["cases"]):
         N, C = probs.shape
         got = _result(check.title, out, probs)
@@ -239,5 +237,5 @@ def dark_verdict(data, inp, key) -> str:
     return "per-example probability mass on the wrong classes"
 
 
-check_dark_knowledge = register("dark_knowledge", dark_inputs, cases_probe, dark_verdict,
+check_dark_knowledge = Check("dark_knowledge", dark_inputs, cases_probe, dark_verdict,
                                 DARK_MISTAKES)

@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from . import _probe as _p
-from ._common import (Mistake, close, cmp, decode, fail, name_mistake,
-                      paired, raised, rejects, rng, type_name, unchanged)
-from ._registry import CHECKS, register
+from ._common import (Mistake, close, recorded, fail, name_mistake,
+                      paired, raised, rejects, type_name, unchanged)
+from ._registry import Check
+from ._scalar import SCALAR_LOSS_PARTS, ScalarLoss
 
 # ------------------------------------------------------------------ kd_loss
 
@@ -79,7 +80,7 @@ def kd_loss_inputs(seed=None, N: int = 6, C: int = 5) -> dict:
     C >= 3: batch size and classes. Also: the (T, alpha) settings (the first n_diagnostic tell
     every named mistake apart; then T = 1, soft only, hard only), a confident teacher, bad Ts.
     """
-    N, C, g = int(N), int(C), rng("kd_loss", seed)
+    N, C, g = int(N), int(C), check_kd_loss.rng(seed)
     if N < 2 or C < 3:
         raise ValueError(f"check_kd_loss needs N >= 2 examples and C >= 3 classes, got N={N}, C={C}")
     s, t = torch.randn(N, C, generator=g) * 2, torch.randn(N, C, generator=g) * 3
@@ -99,74 +100,71 @@ def kd_loss_probe(fn, inp) -> dict:
             "bad": [_p.call(fn, s.clone(), t.clone(), y.clone(), T, 0.5)[0] for T in inp["bad_Ts"]]}
 
 
-def _outcome(title: str, out: dict, s: torch.Tensor) -> tuple:
+KD_LOSS = ScalarLoss(("student_logits", "teacher_logits", "labels"),
+                     "sum over the classes, then average over the batch",
+                     per_example="average over the batch (reduction='batchmean' for the KL term, "
+                                 "the default 'mean' for the cross-entropy)")
+
+
+def _outcome(check, out: dict, s: torch.Tensor) -> tuple:
     """(loss value, grad wrt student, grad wrt teacher or None) of a recorded call, or fail."""
-    raised(title, out, f"{tuple(s.shape)}, {tuple(s.shape)}, ({s.shape[0]},)")
-    unchanged(title, out, ["student_logits", "teacher_logits", "labels"])
-    v = out["value"]
-    if v.get("kind") != "tensor":
-        fail(title, f"kd_loss(...) should be a torch.Tensor, got {type_name(v)}",
-             "use torch operations all the way and return the tensor")
-    shape = tuple(v["shape"])
-    if shape == (s.shape[0],):
-        fail(title, f"kd_loss returned one value per example, shape {shape}; expected a "
-                    "scalar, shape ()", "average over the batch (reduction='batchmean' for the "
-                                        "KL term, the default 'mean' for the cross-entropy)")
-    if shape != ():
-        fail(title, f"kd_loss returned shape {shape} for logits of shape {tuple(s.shape)}; "
-                    "expected a scalar, shape ()", "sum over the classes, then average over the batch")
-    grads = out.get("grads")
-    if not v.get("requires_grad") or not grads or grads[0].get("kind") != "tensor":
-        fail(title, "the loss does not depend on student_logits (no gradient flows back)",
-             "do not call .detach(), .item() or torch.no_grad() on the student's side")
-    gt = decode(grads[1]) if grads[1].get("kind") == "tensor" else None
-    return decode(v), decode(grads[0]), gt
+    return KD_LOSS.outcome(check, out, f"for logits of shape {tuple(s.shape)}",
+                           f"{tuple(s.shape)}, {tuple(s.shape)}, ({s.shape[0]},)", batch=s.shape[0])
 
 
-def kd_loss_verdict(data, inp, key) -> str:
+def kd_loss_verdict(check, data, inp, key) -> str:
     """Check kd_loss(student_logits (N, C), teacher_logits (N, C), labels (N,), T, alpha) -> ().
 
     The gradient with respect to the student's logits must match the distillation loss at
     every (T, alpha) setting; the teacher gets no gradient; the value is the KL form or the
     soft-target cross-entropy form; confident logits stay finite; T <= 0 raises ValueError.
+    Parts (``SCALAR_LOSS_PARTS``): gradient, teacher, value, stable, errors.
     """
-    check = CHECKS["kd_loss"]
     title = check.title
-    rows = [(T, a, k, *_outcome(title, out, inp["s"]))
+    rows = [(T, a, k, *_outcome(check, out, inp["s"]))
             for (T, a), k, out in paired(inp["settings"], key["settings"], data["settings"])]
-    diag = torch.stack([gs for *_, gs, _ in rows[:inp["n_diagnostic"]]])
-    if not close(diag, key["diagnostic"], **GRAD_TOL):
-        name_mistake(check, diag, key["mistakes"], **GRAD_TOL)
-    for T, a, k, _, gs, _ in rows:
-        cmp(title, gs, k["grad"], f"at T={T}, alpha={a}: the gradient of your loss with respect "
-            "to student_logits", hint=f"{FORMULA}. alpha=0 means labels only, alpha=1 teacher "
-                                      "only: try one term at a time", **GRAD_TOL)
-    for T, a, k, val, _, gt in rows:
-        if gt is not None and gt.abs().max().item() > 0:
-            fail(title, "teacher_logits received a gradient: the teacher is a target, not a learner",
-                 "use teacher_logits.detach() (or compute its softmax under torch.no_grad())")
-        if not (close(val, k["kl"], **VALUE_TOL) or close(val, k["ce"], **VALUE_TOL)):
-            fail(title, f"the gradient is right but the loss value is not, at T={T}, alpha={a}: "
-                        f"got {val.item():.5g}, expected {k['kl'].item():.5g} (KL form) or "
-                        f"{k['ce'].item():.5g} (soft-target cross-entropy form)",
-                 "remove any constant you added to the loss")
-    s_conf = inp["s_conf"]
-    val, gs, _ = _outcome(title, data["confident"], s_conf)
-    if not (bool(torch.isfinite(val).all()) and bool(torch.isfinite(gs).all())):
-        fail(title, f"the loss or its gradient is nan/inf for confident logits (teacher logits "
-                    f"differing by 120, student logits up to {s_conf.abs().max().item():.0f}, "
-                    f"T={inp['conf_setting'][0]:g}): loss {val.flatten()[:1].tolist()}",
-             "compute log-probabilities with F.log_softmax, not torch.log(F.softmax(...)), and let "
-             "F.kl_div handle 0 * log 0 (or write the soft term as a cross-entropy)")
-    if not close(gs, key["confident"], **GRAD_TOL):
-        fail(title, "the gradient is wrong for confident logits (teacher logits differing by 120, T=1)",
-             "compute log-probabilities with F.log_softmax rather than log(softmax) or clamping")
-    rejects(title, inp["bad_Ts"], data["bad"], "T", "T <= 0", "temperature T must be > 0")
+    with check.part("gradient"):
+        diag = torch.stack([gs for *_, gs, _ in rows[:inp["n_diagnostic"]]])
+        KD_LOSS.named(check, diag, key["diagnostic"], key["mistakes"], **GRAD_TOL)
+        for T, a, k, _, gs, _ in rows:
+            KD_LOSS.gradient(check, gs, k["grad"], f"at T={T}, alpha={a}: the gradient of your "
+                             "loss with respect to student_logits", f"{FORMULA}. alpha=0 means "
+                             "labels only, alpha=1 teacher only: try one term at a time", **GRAD_TOL)
+    with check.part("teacher"):
+        for T, a, k, val, _, gt in rows:
+            KD_LOSS.no_teacher_gradient(check, gt, "teacher_logits received a gradient: the "
+                                        "teacher is a target, not a learner", "use "
+                                        "teacher_logits.detach() (or compute its softmax under "
+                                        "torch.no_grad())")
+    with check.part("value"):
+        for T, a, k, val, _, gt in rows:
+            KD_LOSS.value(check, val, (k["kl"], k["ce"]), f"the gradient is right but the loss "
+                          f"value is not, at T={T}, alpha={a}: got {val.item():.5g}, expected "
+                          f"{k['kl'].item():.5g} (KL form) or {k['ce'].item():.5g} (soft-target "
+                          "cross-entropy form)", "remove any constant you added to the loss",
+                          **VALUE_TOL)
+    with check.part("stable"):
+        s_conf = inp["s_conf"]
+        val, gs, _ = _outcome(check, data["confident"], s_conf)
+        KD_LOSS.confident(
+            check, val, gs, (f"the loss or its gradient is nan/inf for confident logits (teacher "
+                             f"logits differing by 120, student logits up to "
+                             f"{s_conf.abs().max().item():.0f}, T={inp['conf_setting'][0]:g}): loss "
+                             f"{val.flatten()[:1].tolist()}",
+                             "compute log-probabilities with F.log_softmax, not torch.log(F.softmax("
+                             "...)), and let F.kl_div handle 0 * log 0 (or write the soft term as a "
+                             "cross-entropy)"),
+            key["confident"], ("the gradient is wrong for confident logits (teacher logits differing "
+                               "by 120, T=1)", "compute log-probabilities with F.log_softmax rather "
+                               "than log(softmax) or clamping"), **GRAD_TOL)
+    with check.part("errors"):
+        rejects(title, inp["bad_Ts"], data["bad"], "T", "T <= 0", "temperature T must be > 0")
     return (f"gradients match the distillation loss at {len(inp['settings'])} (T, alpha) "
             "settings, the teacher gets no gradient, T <= 0 is rejected")
 
 
-check_kd_loss = register("kd_loss", kd_loss_inputs, kd_loss_probe, kd_loss_verdict, KD_LOSS_MISTAKES)
+check_kd_loss = Check("kd_loss", kd_loss_inputs, kd_loss_probe, kd_loss_verdict, KD_LOSS_MISTAKES,
+                      parts=SCALAR_LOSS_PARTS)
 
 
 # ------------------------------------------------------------------ distill_step
@@ -202,7 +200,7 @@ def distill_step_inputs(seed=None, N: int = 16, C: int = 5, T: float = 4.0,
     MLPs with batch norm; the teacher's running statistics look trained, so its output in train
     mode differs), batches [(x (N, 12), y (N,))] * 2, C, T, alpha and SGD's lr.
     """
-    N, C, T, alpha, g = int(N), int(C), float(T), float(alpha), rng("distill_step", seed)
+    N, C, T, alpha, g = int(N), int(C), float(T), float(alpha), check_distill_step.rng(seed)
     if N < 4 or C < 3 or not T > 0 or not 0 <= alpha < 1:
         raise ValueError(f"check_distill_step needs N >= 4, C >= 3, T > 0 and 0 <= alpha < 1, "
                          f"got N={N}, C={C}, T={T}, alpha={alpha}")
@@ -272,7 +270,7 @@ def _vec(state: dict, names, like: dict):
 
     like: the inputs' state; an entry missing or of another shape than there gives None.
     """
-    parts = [decode(state[k]) if isinstance(state.get(k), dict) and state[k].get("kind") == "tensor"
+    parts = [recorded(state[k]) if isinstance(state.get(k), dict) and state[k].get("kind") == "tensor"
              else None for k in names]
     if any(v is None or tuple(v.shape) != tuple(like[k].shape) for v, k in zip(parts, names)):
         return None
@@ -304,7 +302,7 @@ def _loss_number(title: str, out: dict, k: int) -> float:
     return float(v["value"])
 
 
-def distill_step_verdict(data, inp, key) -> str:
+def distill_step_verdict(check, data, inp, key) -> str:
     """Check distill_step(student, teacher, x (N, ...), y (N,), optimizer, T, alpha) -> float.
 
     One distillation step: the student switched to train mode, the teacher in eval mode and
@@ -312,7 +310,6 @@ def distill_step_verdict(data, inp, key) -> str:
     y, T, alpha), zero_grad, backward, step; the loss returned as a Python float. Two calls
     must equal two reference steps.
     """
-    check = CHECKS["distill_step"]
     title, steps = check.title, data["steps"]
     for k, st in enumerate(steps, 1):
         out = st["call"]
@@ -336,7 +333,7 @@ def distill_step_verdict(data, inp, key) -> str:
     t0, t1 = inp["teacher"], data["teacher"]
     moved = [k for k in step_entries(t0)[1] if not close(_vec(t1, [k], t0), t0[k], **STATE_TOL)]
     grads = [k for k, g in data["teacher_grads"].items()
-             if g.get("kind") == "tensor" and decode(g).abs().max().item() > 0]
+             if g.get("kind") == "tensor" and recorded(g).abs().max().item() > 0]
     if grads:
         fail(title, f"gradients reached the teacher: after two steps its parameters "
                     f"{', '.join(grads[:3])} have a non-zero .grad",
@@ -398,5 +395,5 @@ def distill_step_verdict(data, inp, key) -> str:
             f"mode under no_grad, one update per call, SGD lr={inp['lr']}), loss returned as a float")
 
 
-check_distill_step = register("distill_step", distill_step_inputs, distill_step_probe,
+check_distill_step = Check("distill_step", distill_step_inputs, distill_step_probe,
                               distill_step_verdict, DISTILL_STEP_MISTAKES)

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from . import _probe as _p
-from ._common import (Mistake, close, decode, fail, name_mistake, paired, raised, result, rng,
+from ._common import (Mistake, close, recorded, fail, paired, raised, result,
                       short, type_name, unchanged)
-from ._registry import CHECKS, register
+from ._registry import Check
+from ._scalar import ScalarLoss
 
 # ------------------------------------------------------------------ HintRegressor
 
@@ -29,18 +30,18 @@ REGRESSOR_MISTAKES = [
                         "the student's {cs}",
             "every channel of the student's map carries part of what it computed: map all "
             "student_channels to teacher_channels (nn.Conv2d(student_channels, teacher_channels, "
-            "3, padding=1)), do not select or slice channels"),
+            "3, padding=1)), do not select or slice channels", keyed=False),
     Mistake("crop", "the output of {where} ignores part of the student's {hs}x{ws} map: {n} of "
                     "its {total} regions (one per output position), e.g. {rows}, {cols}, change "
                     "nothing in the output; cropping the map to hint_size keeps only its top-left "
                     "corner",
             "bring the WHOLE map to hint_size: F.adaptive_avg_pool2d(x, hint_size) averages every "
-            "region into its output position; do not crop (x[..., :H, :W])"),
+            "region into its output position; do not crop (x[..., :H, :W])", keyed=False),
     Mistake("summary", "{head}; instead the change is spread evenly over every output position: "
                        "the output is built from a summary of the whole input (such as x.mean()), "
-                       "not position by position", "{hint}"),
+                       "not position by position", "{hint}", keyed=False),
     Mistake("displaced", "{head}; only {share:.0%} of the change lies within {R:g} positions of "
-                         "that place (is the map flipped, transposed or shifted?)", "{hint}"),
+                         "that place (is the map flipped, transposed or shifted?)", "{hint}", keyed=False),
     Mistake("no_neighbourhood",
             "{where} regresses each output position from its own place only: the output at "
             "({i}, {j}) depends on {rows}, {cols} of the student's {hs}x{ws} map (the place it "
@@ -50,7 +51,7 @@ REGRESSOR_MISTAKES = [
             "apply nn.Conv2d(student_channels, teacher_channels, kernel_size=3, padding=1) to the "
             "student's map, then bring the result to hint_size (F.adaptive_avg_pool2d(x, "
             "hint_size)); a 1x1 convolution, before or after the pooling, only mixes the channels "
-            "at each position"),
+            "at each position", keyed=False),
 ]
 _LAYOUT_HINT = ("each position of the hint must come from the same place of the student's map: "
                 "use convolutions and pooling (they keep the layout), not global means, "
@@ -100,7 +101,7 @@ def regressor_inputs(seed=None, channels=None, batch=None) -> dict:
     "xs": (B, Cs, Hs, Ws), "rs": weights (B, Ct, H, W) of the output, "positions": [(p, q), ...]
     of the student's map to change, "reach_at": (i, j) of the output}, ...]}.
     """
-    g = rng("hint_regressor", seed)
+    g = check_hint_regressor.rng(seed)
     cases = list(REGRESSOR_CASES) if seed is None else _fresh_cases(g)
     if channels is not None:
         cs, ct = (int(c) for c in channels)
@@ -228,8 +229,8 @@ def regressor_probe(cls, inp) -> dict:
 
 
 def _mistake(check, name: str, **fields) -> None:
-    """Fail with the mistake `name` of the check's MISTAKES table, its fields filled in."""
-    m = {m.name: m for m in check.mistakes}[name]
+    """Fail with the mistake `name` of the check's mistakes table, its fields filled in."""
+    m = check.mistake(name)
     fail(check.title, m.what.format(**fields), m.hint.format(**fields))
 
 
@@ -242,7 +243,7 @@ def _layout_verdict(check, c, k, d: dict, where: str) -> None:
     """Fail if the output ignores an input channel or region, does not follow the layout of
     the input, or sees no neighbourhood of the student's map."""
     cs, _, _, (_, _, hs, ws) = c["case"]
-    gx = decode(d["grads"]["x"]).double()  # (Cs, Hs, Ws)
+    gx = recorded(d["grads"]["x"]).double()  # (Cs, Hs, Ws)
     total = float(gx.sum())
     dead = [ch for ch, g in enumerate(gx.sum((1, 2)).tolist()) if not g > 1e-9 * total]
     if dead:
@@ -263,7 +264,7 @@ def _layout_verdict(check, c, k, d: dict, where: str) -> None:
             fail(check.title, f"{where} returned {type_name(m['call']['value'])} of another "
                               "shape when called again on a slightly changed map",
                  "return the same kind of tensor, of the same shape, for every input")
-        change = decode(m["change"]).double()  # (H, W)
+        change = recorded(m["change"]).double()  # (H, W)
         tot = float(change.sum())
         at = f"position ({p}, {q}) of the student's {hs}x{ws} map"
         if not 0 < tot < float("inf"):
@@ -281,7 +282,7 @@ def _layout_verdict(check, c, k, d: dict, where: str) -> None:
             _mistake(check, "displaced", head=head, hint=_LAYOUT_HINT, share=share, R=R)
     i, j = c["reach_at"]
     (r0, r1), (c0, c1) = k["rows"][i], k["cols"][j]
-    reach = decode(d["reach"]["x"]).double().sum(0)  # (Hs, Ws): what output (i, j) depends on
+    reach = recorded(d["reach"]["x"]).double().sum(0)  # (Hs, Ws): what output (i, j) depends on
     own = torch.zeros_like(reach, dtype=torch.bool)
     own[r0:r1, c0:c1] = True
     if not own.all() and reach.sum() > 0 and not reach[~own].sum() > 1e-6 * reach.sum():
@@ -338,7 +339,7 @@ def _case_verdict(check, c, k, d, where: str) -> None:
              "treat every example of the batch alike: the output's first dimension is the batch "
              "size N, whatever N is")
     grads = d["grads"]
-    if "error" in grads or grads["x"] is None or not decode(grads["x"]).abs().sum() > 0:
+    if "error" in grads or grads["x"] is None or not recorded(grads["x"]).abs().sum() > 0:
         fail(title, f"the output of {where} does not depend on its input",
              "apply the layers to x in forward and do not detach it")
     if all(g is None or not g > 0 for g in grads["params"]):
@@ -347,7 +348,7 @@ def _case_verdict(check, c, k, d, where: str) -> None:
     _layout_verdict(check, c, k, d, where)
 
 
-def regressor_verdict(data, inp, key) -> str:
+def regressor_verdict(check, data, inp, key) -> str:
     """Check the class HintRegressor(student_channels, teacher_channels, hint_size=None).
 
     An instance maps a student map (N, Cs, Hs, Ws) to (N, Ct, *hint_size) (or (N, Ct, Hs, Ws)
@@ -355,7 +356,6 @@ def regressor_verdict(data, inp, key) -> str:
     input channel and region, a local change of the input moves the output at the corresponding
     place, and each output position sees a neighbourhood of the student's map (3x3 conv).
     """
-    check = CHECKS["hint_regressor"]
     kind = data["kind"]
     if kind.get("module_instance"):
         fail(check.title, "got an instance of a module; expected the class itself",
@@ -385,7 +385,7 @@ def regressor_verdict(data, inp, key) -> str:
             f"{recorded[0]['n_trainable']} trainable parameters of its own for {cs} -> {ct} channels")
 
 
-check_hint_regressor = register("hint_regressor", regressor_inputs, regressor_probe,
+check_hint_regressor = Check("hint_regressor", regressor_inputs, regressor_probe,
                                 regressor_verdict, REGRESSOR_MISTAKES)
 
 # ------------------------------------------------------------------ hint_loss
@@ -446,7 +446,7 @@ def hint_inputs(seed=None, batch=None, channels=None) -> dict:
     Returns {"cases": [(what, student (N, Cs, Hs, Ws), teacher (N, Ct, H, W), regressor spec
     (see ``fixed_regressor``: stride 1 for A, 2 for B)), ...]}.
     """
-    g = rng("hint_loss", seed)
+    g = check_hint_loss.rng(seed)
     if seed is None:
         na, ca, ha, nb, cs, ct, hb = 3, 4, 5, 2, 6, 10, 4
     else:
@@ -488,10 +488,16 @@ def hint_probe(fn, inp) -> dict:
 
 
 def _nonzero(g: dict) -> bool:
-    return g.get("kind") == "tensor" and bool(decode(g).abs().sum() > 0)
+    return g.get("kind") == "tensor" and bool(recorded(g).abs().sum() > 0)
 
 
-def hint_verdict(data, inp, key) -> str:
+HINT = ScalarLoss(("student features", "teacher features"),
+                  "reduce with the mean over every element (F.mse_loss's default)",
+                  no_gradient="the loss does not depend on the student's features (no gradient "
+                              "flows back)")
+
+
+def hint_verdict(check, data, inp, key) -> str:
     """Check ``fn(student_features, teacher_features, regressor)`` = the hint loss.
 
     student_features (N, Cs, Hs, Ws), teacher_features (N, Ct, H, W), regressor: a module
@@ -499,25 +505,16 @@ def hint_verdict(data, inp, key) -> str:
     element of (regressor(student_features) - teacher_features)^2, with no gradient into the
     teacher's features and no change to the regressor.
     """
-    check = CHECKS["hint_loss"]
     title = check.title
     for (what, s, t, _), k, d in paired(inp["cases"], key["cases"], data["cases"]):
-        out = d["call"]
-        got = result(title, out, "hint_loss(...)")
-        unchanged(title, out, ["student features", "teacher features"])
+        got, _, _ = HINT.outcome(check, d["call"], f"for {what}", grads=False)
         if d["regressor_changed"]:
             fail(title, f"your function changed the regressor's parameters "
                         f"({', '.join(d['regressor_changed'])})",
                  "only compute the loss: no optimizer step, no in-place change, no backward() "
                  "inside hint_loss (the training loop does that)")
-        if got.dim() != 0:
-            fail(title, f"hint_loss returned shape {tuple(got.shape)} for {what}; expected a "
-                        "scalar, shape ()", "reduce with the mean over every element (F.mse_loss's default)")
-        if not out["value"]["requires_grad"]:
-            fail(title, "the loss does not depend on the student's features (no gradient flows back)",
-                 "do not call .detach(), .item() or torch.no_grad() on the student's side")
         if not close(got, k["expected"], rtol=1e-4, atol=1e-6):
-            name_mistake(check, got, k["mistakes"], what, rtol=1e-4, atol=1e-6)
+            HINT.named(check, got, k["expected"], k["mistakes"], what, rtol=1e-4, atol=1e-6)
             fail(title, f"wrong value for {what}: got {got.item():.6g}, expected "
                         f"{k['expected'].item():.6g}", _CMP_HINT)
         grads = d.get("grads")
@@ -525,10 +522,11 @@ def hint_verdict(data, inp, key) -> str:
             fail(title, "the check's probe returned incomplete data (gradients)",
                  "run the check cell as it is in the lab")
         gs, gt, *gp = grads
-        if _nonzero(gt):
-            fail(title, "a gradient flows into the teacher's features: the teacher is not detached",
-                 "the hint is a fixed target: use teacher_features.detach() (otherwise a live "
-                 "teacher would be trained towards the student)")
+        HINT.no_teacher_gradient(check, recorded(gt) if gt.get("kind") == "tensor" else None,
+                                 "a gradient flows into the teacher's features: the teacher is "
+                                 "not detached", "the hint is a fixed target: use "
+                                 "teacher_features.detach() (otherwise a live teacher would be "
+                                 "trained towards the student)")
         if not _nonzero(gs):
             fail(title, "no gradient reaches the student's features",
                  "do not detach student_features; the hint must train the student's lower layers")
@@ -536,7 +534,7 @@ def hint_verdict(data, inp, key) -> str:
             fail(title, "no gradient reaches the regressor's parameters",
                  "call the regressor on the student's features inside the loss, without "
                  "torch.no_grad()")
-        got_g, want_g = decode(gs).double(), k["grad"]
+        got_g, want_g = recorded(gs).double(), k["grad"]
         if not close(got_g, want_g, rtol=1e-3, atol=1e-7):
             diff = ((got_g - want_g).abs().max().item() if got_g.shape == want_g.shape
                     else float("nan"))
@@ -549,4 +547,4 @@ def hint_verdict(data, inp, key) -> str:
             f"({kb['expected'].item():.4f} on a {tuple(sb.shape)} -> {tuple(tb.shape)} example)")
 
 
-check_hint_loss = register("hint_loss", hint_inputs, hint_probe, hint_verdict, HINT_MISTAKES)
+check_hint_loss = Check("hint_loss", hint_inputs, hint_probe, hint_verdict, HINT_MISTAKES)

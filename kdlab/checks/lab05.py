@@ -12,9 +12,9 @@ import math
 import torch
 
 from . import _probe as _p
-from ._common import (Mistake, decode, expects_value_error, fail, paired, raised, rejects,
-                      result, rng, short, unchanged)
-from ._registry import CHECKS, register
+from ._common import (Mistake, recorded, expects_value_error, fail, paired, raised, rejects,
+                      result, short, unchanged)
+from ._registry import Check
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -97,7 +97,7 @@ def prune_inputs(seed=None, shape=(8, 10), dtype="float32") -> dict:
     if math.prod(shape) < 4 or dtype not in _DTYPES:
         raise ValueError(f"shape needs at least 4 entries and dtype one of {sorted(_DTYPES)}; "
                          f"got shape={shape}, dtype={dtype!r}")
-    g, dt = rng("prune_mask", seed), _DTYPES[dtype]
+    g, dt = check_prune_mask.rng(seed), _DTYPES[dtype]
     w = _weight(shape, g, dt)
     n = w.numel()
     lo, hi = (int(torch.randint(1, max(1, n // 4) + 1, (1,), generator=g)) for _ in range(2))
@@ -179,13 +179,12 @@ def _judge_masks(check, inp, key, masks) -> None:
          "largest=False)) and set exactly those to False")
 
 
-def prune_verdict(data, inp, key) -> str:
+def prune_verdict(check, data, inp, key) -> str:
     """Check ``fn(weight, sparsity)``: a bool mask of weight's shape, False at exactly
     round(sparsity * numel) entries of smallest |w| over the whole tensor, True elsewhere.
 
     weight: any shape; sparsity in [0, 1], ValueError outside; weight is not modified.
     """
-    check = CHECKS["prune_mask"]
     title, masks = check.title, []
     for (w, s, kind), k, out in paired(inp["cases"], key["cases"], data["cases"]):
         where = _describe(w, s, kind)
@@ -232,7 +231,7 @@ def prune_verdict(data, inp, key) -> str:
             "sparsity 0 and 1, a conv weight, the weight left alone, ValueError outside [0, 1]")
 
 
-check_prune_mask = register("prune_mask", prune_inputs, prune_probe, prune_verdict, PRUNE_MISTAKES)
+check_prune_mask = Check("prune_mask", prune_inputs, prune_probe, prune_verdict, PRUNE_MISTAKES)
 
 
 # ------------------------------------------------------------------ fake_quantize
@@ -324,7 +323,7 @@ def quant_inputs(seed=None, shape=(6, 8), bits=(8, 4, 3, 2), dtype="float32") ->
                          f"and dtype in {sorted(_DTYPES)}; got shape={shape}, bits={bits}, "
                          f"dtype={dtype!r}")
     dt = _DTYPES[dtype]
-    g = rng("fake_quantize", seed)
+    g = check_fake_quantize.rng(seed)
     zero = int(torch.randint(0, shape[0], (1,), generator=g))
     w = _quant_weight(shape, g, dt, zero, bits + (3,))
     conv = _quant_weight((4, 2, 3, 3), g, dt, None, (4,))
@@ -358,10 +357,9 @@ def _close_q(got: torch.Tensor, ref: torch.Tensor, tol: torch.Tensor) -> bool:
     return bool(torch.isfinite(g).all()) and bool(((g - ref).abs() <= tol).all())
 
 
-def _quant_result(out: dict, w: torch.Tensor, case: dict, where: str, zero_row,
+def _quant_result(check, out: dict, w: torch.Tensor, case: dict, where: str, zero_row,
                   bits: int) -> None:
     """Fail unless the recorded call returned the key's fake quantization, naming the mistake."""
-    check = CHECKS["fake_quantize"]
     title, expected = check.title, case["expected"]
     r = out.get("raised")
     if r and "ValueError" in r.get("bases", []) and bits >= 2:
@@ -391,11 +389,10 @@ def _quant_result(out: dict, w: torch.Tensor, case: dict, where: str, zero_row,
                      "where max|w| is 0, e.g. torch.where(amax > 0, amax / qmax, 1)")
             fail(title, f"{where}: result contains nan or inf in channels {rows}: {short(got)}",
                  "look for a division by a zero scale")
-        table = {m.name: m for m in check.mistakes}
         for name, ref, fields in case["mistakes"]:
             if _close_q(got, ref, case["tol"]):
-                fail(title, f"{where}: {table[name].what.format(**fields)}",
-                     table[name].hint.format(**fields))
+                m = check.mistake(name)
+                fail(title, f"{where}: {m.what.format(**fields)}", m.hint.format(**fields))
         fail(title, f"{where}: the result is wrong: max abs difference "
                     f"{(g - expected).abs().max().item():.3g}\n    got      {short(got)}\n"
                     f"    expected {short(expected)}",
@@ -415,9 +412,9 @@ def _backwards_ste(title: str, data: dict, inp: dict, key: dict) -> None:
     v = out.get("value", {})
     if out.get("raised") or v.get("kind") != "tensor" or gr.get("kind") != "tensor":
         return
-    got, w = decode(v).double(), inp["w"]
+    got, w = recorded(v).double(), inp["w"]
     case = key["grad_case"]
-    grad = decode(gr).double()
+    grad = recorded(gr).double()
     if (tuple(got.shape) == tuple(w.shape) and _close_q(got, w.double(), case["tol"])
             and not _close_q(got, case["expected"], case["tol"])
             and tuple(grad.shape) == tuple(w.shape)
@@ -431,7 +428,7 @@ def _backwards_ste(title: str, data: dict, inp: dict, key: dict) -> None:
              "the forward value must be w_q and the gradient w's: return w + (w_q - w).detach()")
 
 
-def quant_verdict(data, inp, key) -> str:
+def quant_verdict(check, data, inp, key) -> str:
     """Check ``fn(w, bits)``: symmetric per-output-channel fake quantization with a
     straight-through gradient.
 
@@ -440,17 +437,17 @@ def quant_verdict(data, inp, key) -> str:
     clamp(round(w / scale), -qmax, qmax) * scale, same shape and dtype as w; the gradient
     with respect to w is the identity; w is not modified.
     """
-    title = CHECKS["fake_quantize"].title
+    title = check.title
     w, zero = inp["w"], inp["zero_row"]
     _backwards_ste(title, data, inp, key)
     for b, case, out in paired(inp["bits"], key["plain"], data["plain"]):
-        _quant_result(out, w, case, f"a weight of shape {tuple(w.shape)} (channel {zero} all "
+        _quant_result(check, out, w, case, f"a weight of shape {tuple(w.shape)} (channel {zero} all "
                                     f"zero), bits={b}", zero, b)
-    _quant_result(data["conv"], inp["conv"], key["conv"], f"a conv weight of shape "
+    _quant_result(check, data["conv"], inp["conv"], key["conv"], f"a conv weight of shape "
                   f"{tuple(inp['conv'].shape)}, bits={inp['conv_bits']}", None, inp["conv_bits"])
     where = f"w of shape {tuple(w.shape)} with requires_grad=True, bits={inp['grad_bits']}"
     out = data["grad_call"]
-    _quant_result(out, w, key["grad_case"], where, zero, inp["grad_bits"])
+    _quant_result(check, out, w, key["grad_case"], where, zero, inp["grad_bits"])
     if not out["value"].get("requires_grad"):
         fail(title, f"{where}: the result does not require grad: no gradient can reach w during "
                     "quantization-aware training",
@@ -461,7 +458,7 @@ def quant_verdict(data, inp, key) -> str:
         fail(title, f"{where}: no gradient reaches w ({gr.get('type', gr.get('kind'))}"
                     f"{': ' + gr['message'] if gr.get('message') else ''})",
              "use the straight-through estimator: return w + (w_q - w).detach()")
-    grad, up = decode(gr).double(), key["grad"]
+    grad, up = recorded(gr).double(), key["grad"]
     if tuple(grad.shape) != tuple(up.shape):
         fail(title, f"{where}: the gradient has shape {tuple(grad.shape)}, expected {tuple(up.shape)}",
              "return a tensor of w's shape computed from w: w + (w_q - w).detach()")
@@ -491,5 +488,5 @@ def quant_verdict(data, inp, key) -> str:
             "channel kept, conv weight, straight-through gradient, bits < 2 rejected")
 
 
-check_fake_quantize = register("fake_quantize", quant_inputs, quant_probe, quant_verdict,
+check_fake_quantize = Check("fake_quantize", quant_inputs, quant_probe, quant_verdict,
                                QUANT_MISTAKES)

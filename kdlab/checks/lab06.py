@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from . import _probe as _p
-from ._common import (Mistake, close, decode, fail, name_mistake, paired,
-                      raised, rejects, result, rng, short, type_name, unchanged)
-from ._registry import CHECKS, register
+from ._common import (Mistake, close, recorded, fail, name_mistake, paired,
+                      raised, rejects, result, short, unchanged)
+from ._registry import Check
+from ._scalar import SCALAR_LOSS_PARTS, ScalarLoss
 from ._shuffles import (C_SAME, N_SAME, same_rows, uniform_orders,
                         wrong_class_values)
 
@@ -119,7 +120,7 @@ def dkd_inputs(seed=None) -> dict:
       T = 1, as an overconfident network gives) on three rows and sure of a wrong class on
       three; the teacher at margin 8
     """
-    g = rng("dkd_loss", seed)
+    g = check_dkd_loss.rng(seed)
     N, C = 6, 5
     s = (torch.randn(N, C, generator=g) * 2).round(decimals=2)
     t = (torch.randn(N, C, generator=g) * 3).round(decimals=2)
@@ -166,27 +167,17 @@ def _grad_close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return close(a, b, atol=1e-5, rtol=1e-3)
 
 
-def _dkd_outcome(title: str, out: dict, s: torch.Tensor, where: str) -> tuple:
+DKD = ScalarLoss(("student_logits", "teacher_logits", "labels"),
+                 "sum each KL over its classes, then average over the batch: .sum(dim=1).mean()",
+                 no_gradient="the loss does not depend on student_logits (no gradient flows "
+                             "back to them)", per_example_words=True)
+
+
+def _dkd_outcome(check, out: dict, s: torch.Tensor, where: str) -> tuple:
     """(loss value, gradient w.r.t. the student, gradient w.r.t. the teacher or None), or fail."""
-    raised(title, out, f"{tuple(s.shape)}, {tuple(s.shape)}, ({s.shape[0]},)", where)
-    unchanged(title, out, ["student_logits", "teacher_logits", "labels"])
-    v = out["value"]
-    if v.get("kind") != "tensor":
-        fail(title, f"{where}: dkd_loss(...) should be a torch.Tensor, got {type_name(v)}",
-             "use torch operations all the way and return the tensor")
-    shape = tuple(v["shape"])
-    if shape != ():
-        what = ("one value per example" if shape == (s.shape[0],) else f"shape {shape}")
-        fail(title, f"{where}: dkd_loss returned {what} for logits of shape {tuple(s.shape)}; "
-                    "expected a scalar, shape ()",
-             "sum each KL over its classes, then average over the batch: .sum(dim=1).mean()")
-    grads = out.get("grads")
-    if not v.get("requires_grad") or not grads or grads[0].get("kind") != "tensor":
-        fail(title, f"{where}: the loss does not depend on student_logits (no gradient flows "
-                    "back to them)",
-             "do not call .detach(), .item() or torch.no_grad() on the student's side")
-    gt = decode(grads[1]) if grads[1].get("kind") == "tensor" else None
-    return decode(v), decode(grads[0]), gt
+    return DKD.outcome(check, out, f"for logits of shape {tuple(s.shape)}",
+                       f"{tuple(s.shape)}, {tuple(s.shape)}, ({s.shape[0]},)", where,
+                       batch=s.shape[0])
 
 
 def _name_dkd_mistake(check, settings, keys, outcomes) -> None:
@@ -205,7 +196,7 @@ def _name_dkd_mistake(check, settings, keys, outcomes) -> None:
                               f"expected {short(k['grad'])}", m.hint)
 
 
-def dkd_verdict(data, inp, key) -> str:
+def dkd_verdict(check, data, inp, key) -> str:
     """Check ``fn(student_logits (N, C), teacher_logits (N, C), labels (N,), T, alpha, beta)``.
 
     Returns a scalar: T**2 times the batch mean of alpha * KL(b_t || b_s) + beta * KL(q_t || q_s),
@@ -213,74 +204,80 @@ def dkd_verdict(data, inp, key) -> str:
     other than the label. The gradient with respect to the student's logits must match at
     every setting (the value may be the KL form or the cross-entropy form), the teacher gets
     no gradient, confident logits stay finite, and T <= 0 raises ValueError.
+    Parts (``SCALAR_LOSS_PARTS``): gradient, teacher, value, stable, errors.
     """
-    check = CHECKS["dkd_loss"]
     title = check.title
     s = inp["s"]
     outcomes = []
     for (T, a, b), k, out in paired(inp["settings"], key["settings"], data["settings"]):
-        outcomes.append(_dkd_outcome(title, out, s, f"T={T:g}, alpha={a:g}, beta={b:g}"))
-    # name the mistake first, from the settings where the student's gradient is wrong
-    for (T, a, b), k, (val, gs, gt) in paired(inp["settings"], key["settings"], outcomes):
-        where = f"T={T:g}, alpha={a:g}, beta={b:g}"
-        if _grad_close(gs, k["grad"]):
-            continue
-        if not torch.isfinite(gs).all():
-            fail(title, f"{where}: the gradient contains nan or inf: {short(gs)}",
-                 "work with log-probabilities (F.log_softmax, torch.logsumexp); a masked entry "
-                 "of -inf times a probability of 0 gives nan: leave it out of the sum "
-                 "(masked_fill with 0 after the product)")
-        _name_dkd_mistake(check, inp["settings"], key["settings"], outcomes)
-        name_mistake(check, gs, k["mistakes"], where, atol=1e-5, rtol=1e-3)
-        maxdiff = (gs - k["grad"]).abs().max().item() if gs.shape == k["grad"].shape else float("nan")
-        fail(title, f"{where}: the gradient of your loss with respect to student_logits is wrong: "
-                    f"max abs difference {maxdiff:.3g}\n    got      {short(gs)}\n"
-                    f"    expected {short(k['grad'])}",
-             f"{DKD_FORMULA}. Try one term at a time: (alpha, beta) = (1, 0) is TCKD alone, "
-             "(0, 1) NCKD alone")
-    for (T, a, b), k, (val, gs, gt) in paired(inp["settings"], key["settings"], outcomes):
-        if gt is not None and gt.abs().max().item() > 0:
-            fail(title, "teacher_logits received a gradient: the teacher is a target, not a learner",
-                 "use teacher_logits.detach() before computing its distributions")
-        v = float(val.double())
-        if not math.isfinite(v):
-            fail(title, f"T={T:g}, alpha={a:g}, beta={b:g}: the gradient is right but the loss "
-                        f"is {v}: a term 0 * log(0) or 0 * (-inf) of a masked class became nan",
-                 "leave the true class out of the non-target sum after the product "
-                 "(masked_fill(is_target, 0.0)), or use torch.xlogy / F.kl_div")
-        if not any(math.isclose(v, float(ref), rel_tol=1e-4, abs_tol=1e-5)
-                   for ref in (k["value_kl"], k["value_ce"])):
-            fail(title, f"T={T:g}, alpha={a:g}, beta={b:g}: the gradient is right but the loss "
-                        f"value is not: got {v:.6g}, expected {k['value_kl']:.6g} (KL form) or "
-                        f"{k['value_ce']:.6g} (cross-entropy form)",
-                 "remove any constant you added to the loss")
-    k = key["confident"]
-    out = data["confident"]
-    where = "confident logits (student logit margin 100 at T=1)"
-    raised(title, out, where=where)
-    v = out["value"]
-    grads = out.get("grads") or [{"kind": "none"}]
-    val = decode(v) if v.get("kind") == "tensor" else torch.tensor(float("nan"))
-    gs = (decode(grads[0]) if grads[0].get("kind") == "tensor"
-          else torch.full(tuple(inp["s_conf"].shape), float("nan")))
-    if not (bool(torch.isfinite(val).all()) and bool(torch.isfinite(gs).all())):
-        fail(title, f"the loss or its gradient is nan or inf for a student that is sure of the "
-                    f"true class (logit margin 100, T=1; loss {short(val)}): its wrong-class "
-                    "probabilities underflow to 0 in float32 (1 - p_y rounds to 0), and their "
-                    "log is -inf",
-             "never compute log(1 - p_y) from probabilities: take the logsumexp of the "
-             "non-target log-probabilities, torch.logsumexp(log_p.masked_fill(is_target, "
-             "float('-inf')), dim=1)")
-    if not _grad_close(gs, k["grad"]):
-        fail(title, f"{where}: the gradient is wrong: got {short(gs)}, expected {short(k['grad'])}",
-             "compute every log-probability with F.log_softmax / torch.logsumexp, without "
-             "clamping probabilities")
-    rejects(title, inp["bad_Ts"], data["bad"], "T", "not T > 0", "temperature T must be > 0")
+        outcomes.append(_dkd_outcome(check, out, s, f"T={T:g}, alpha={a:g}, beta={b:g}"))
+    with check.part("gradient"):
+        # name the mistake first, from the settings where the student's gradient is wrong
+        for (T, a, b), k, (val, gs, gt) in paired(inp["settings"], key["settings"], outcomes):
+            where = f"T={T:g}, alpha={a:g}, beta={b:g}"
+            if _grad_close(gs, k["grad"]):
+                continue
+            if not torch.isfinite(gs).all():
+                fail(title, f"{where}: the gradient contains nan or inf: {short(gs)}",
+                     "work with log-probabilities (F.log_softmax, torch.logsumexp); a masked entry "
+                     "of -inf times a probability of 0 gives nan: leave it out of the sum "
+                     "(masked_fill with 0 after the product)")
+            _name_dkd_mistake(check, inp["settings"], key["settings"], outcomes)
+            name_mistake(check, gs, k["mistakes"], where, atol=1e-5, rtol=1e-3)
+            maxdiff = (gs - k["grad"]).abs().max().item() if gs.shape == k["grad"].shape else float("nan")
+            fail(title, f"{where}: the gradient of your loss with respect to student_logits is wrong: "
+                        f"max abs difference {maxdiff:.3g}\n    got      {short(gs)}\n"
+                        f"    expected {short(k['grad'])}",
+                 f"{DKD_FORMULA}. Try one term at a time: (alpha, beta) = (1, 0) is TCKD alone, "
+                 "(0, 1) NCKD alone")
+    with check.part("teacher"):
+        for (T, a, b), k, (val, gs, gt) in paired(inp["settings"], key["settings"], outcomes):
+            DKD.no_teacher_gradient(check, gt, "teacher_logits received a gradient: the teacher is a "
+                                    "target, not a learner", "use teacher_logits.detach() before "
+                                    "computing its distributions")
+    with check.part("value"):
+        for (T, a, b), k, (val, gs, gt) in paired(inp["settings"], key["settings"], outcomes):
+            v = float(val.double())
+            if not math.isfinite(v):
+                fail(title, f"T={T:g}, alpha={a:g}, beta={b:g}: the gradient is right but the loss "
+                            f"is {v}: a term 0 * log(0) or 0 * (-inf) of a masked class became nan",
+                     "leave the true class out of the non-target sum after the product "
+                     "(masked_fill(is_target, 0.0)), or use torch.xlogy / F.kl_div")
+            if not any(math.isclose(v, float(ref), rel_tol=1e-4, abs_tol=1e-5)
+                       for ref in (k["value_kl"], k["value_ce"])):
+                fail(title, f"T={T:g}, alpha={a:g}, beta={b:g}: the gradient is right but the loss "
+                            f"value is not: got {v:.6g}, expected {k['value_kl']:.6g} (KL form) or "
+                            f"{k['value_ce']:.6g} (cross-entropy form)",
+                     "remove any constant you added to the loss")
+    with check.part("stable"):
+        k = key["confident"]
+        out = data["confident"]
+        where = "confident logits (student logit margin 100 at T=1)"
+        raised(title, out, where=where)
+        v = out["value"]
+        grads = out.get("grads") or [{"kind": "none"}]
+        val = recorded(v) if v.get("kind") == "tensor" else torch.tensor(float("nan"))
+        gs = (recorded(grads[0]) if grads[0].get("kind") == "tensor"
+              else torch.full(tuple(inp["s_conf"].shape), float("nan")))
+        DKD.confident(
+            check, val, gs, (f"the loss or its gradient is nan or inf for a student that is sure of "
+                             f"the true class (logit margin 100, T=1; loss {short(val)}): its "
+                             "wrong-class probabilities underflow to 0 in float32 (1 - p_y rounds to "
+                             "0), and their log is -inf",
+                             "never compute log(1 - p_y) from probabilities: take the logsumexp of "
+                             "the non-target log-probabilities, torch.logsumexp(log_p.masked_fill("
+                             "is_target, float('-inf')), dim=1)"),
+            k["grad"], (f"{where}: the gradient is wrong: got {short(gs)}, expected "
+                        f"{short(k['grad'])}", "compute every log-probability with F.log_softmax / "
+                        "torch.logsumexp, without clamping probabilities"), atol=1e-5, rtol=1e-3)
+    with check.part("errors"):
+        rejects(title, inp["bad_Ts"], data["bad"], "T", "not T > 0", "temperature T must be > 0")
     return (f"gradients match decoupled KD at {len(inp['settings'])} (T, alpha, beta) settings "
             "and on confident logits, the teacher gets no gradient, T <= 0 is rejected")
 
 
-check_dkd_loss = register("dkd_loss", dkd_inputs, dkd_probe, dkd_verdict, DKD_MISTAKES)
+check_dkd_loss = Check("dkd_loss", dkd_inputs, dkd_probe, dkd_verdict, DKD_MISTAKES,
+                       parts=SCALAR_LOSS_PARTS)
 
 
 # ------------------------------------------------------------------ permute_dark_knowledge
@@ -288,7 +285,7 @@ check_dkd_loss = register("dkd_loss", dkd_inputs, dkd_probe, dkd_verdict, DKD_MI
 PERMUTE_MISTAKES = [
     Mistake("identity", "your result equals p: nothing was shuffled",
             "shuffle the C - 1 wrong-class entries of every row, e.g. with "
-            "torch.randperm(C - 1, generator=generator) per row"),
+            "torch.randperm(C - 1, generator=generator) per row", keyed=False),
 ]
 GLOBAL_SEEDS = (101, 202)     # the global random state before calls with the same generator
 # which of torch's, numpy's and Python's global random states differ from the first call
@@ -311,7 +308,7 @@ def permute_inputs(seed=None) -> dict:
       each of the 24 orders of the wrong classes about 1/24 of the rows
     - "double": (8, 10) float64 soft targets: the result keeps the dtype
     """
-    g = rng("permute_dark_knowledge", seed)
+    g = check_permute_dark_knowledge.rng(seed)
 
     def soft(n, c, scale):
         p = torch.softmax(torch.randn(n, c, generator=g) * scale, dim=1)
@@ -396,13 +393,13 @@ def _perm_result(title: str, out: dict, p: torch.Tensor, where: str) -> torch.Te
 
 
 
-def permute_verdict(data, inp, key) -> str:
+def permute_verdict(check, data, inp, key) -> str:
     """Check ``fn(p (N, C), labels (N,), generator) -> (N, C)``: each row keeps p[i, labels[i]]
     in place and holds its other C - 1 values in a random order, drawn from `generator`
     independently for every row; p is not modified; the same generator state gives the same
     result whatever the global random state; the order is uniform over the (C - 1)! ones.
     """
-    title = CHECKS["permute_dark_knowledge"].title
+    title = check.title
     p, y, _, _ = inp["small"]
     outs = data["small"]
     if not isinstance(outs, list) or len(outs) != len(GLOBAL_STATES):
@@ -422,7 +419,7 @@ def permute_verdict(data, inp, key) -> str:
     bp, by, _ = inp["batch"]
     batch = result(title, data["batch"]).to(bp.dtype)
     where = f"p of shape {tuple(bp.shape)}"
-    name_mistake(CHECKS["permute_dark_knowledge"], batch, [["identity", bp, {}]], where,
+    name_mistake(check, batch, [["identity", bp, {}]], where,
                  atol=0.0, rtol=0.0)
     d = wrong_class_values(batch, by).diff(dim=1)
     if bool((d >= 0).all()) or bool((d <= 0).all()):
@@ -455,5 +452,5 @@ def permute_verdict(data, inp, key) -> str:
     return uniform_orders(title, result(title, data["same"]), row, int(label))
 
 
-check_permute_dark_knowledge = register("permute_dark_knowledge", permute_inputs, permute_probe,
+check_permute_dark_knowledge = Check("permute_dark_knowledge", permute_inputs, permute_probe,
                                         permute_verdict, PERMUTE_MISTAKES)

@@ -19,9 +19,10 @@ import tempfile
 import torch
 
 from . import _probe as _p
-from ._common import (Mistake, close, cmp, decode, fail, name_mistake, paired, raised,
-                      rejects, rng, type_name, unchanged)
-from ._registry import CHECKS, register
+from ._common import (Mistake, close, cmp, recorded, fail, name_mistake, paired, raised,
+                      rejects, type_name)
+from ._registry import Check
+from ._scalar import SCALAR_LOSS_PARTS, ScalarLoss
 
 # ------------------------------------------------------------------ token_kd_loss
 
@@ -103,7 +104,7 @@ def token_kd_inputs(seed=None, N: int = 3, L: int = 7, V: int = 11) -> dict:
     right-padded row and a left-padded one (then random lengths). Also: the (T, beta)
     settings, confident logits (a softmax that underflows to 0), bad (T, beta) pairs.
     """
-    N, L, V, g = int(N), int(L), int(V), rng("token_kd_loss", seed)
+    N, L, V, g = int(N), int(L), int(V), check_token_kd_loss.rng(seed)
     if N < 3 or L < 5 or V < 3:
         raise ValueError(f"check_token_kd_loss needs N >= 3, L >= 5 and V >= 3, got N={N}, "
                          f"L={L}, V={V}")
@@ -133,77 +134,75 @@ def token_kd_probe(fn, inp) -> dict:
             "bad": [_p.call(fn, s.clone(), t.clone(), m.clone(), T, b)[0] for T, b in inp["bad"]]}
 
 
-def _kd_outcome(title: str, out: dict, s: torch.Tensor) -> tuple:
+TOKEN_KD = ScalarLoss(("student_logits", "teacher_logits", "attention_mask"),
+                      "sum over the vocabulary, then average over the positions the mask keeps",
+                      tensor_hint="use torch operations all the way and return the tensor (not "
+                                  ".item())")
+
+
+def _kd_outcome(check, out: dict, s: torch.Tensor) -> tuple:
     """(value, grad wrt student, grad wrt teacher or None) of a recorded call, or fail."""
     shape = tuple(s.shape)
-    raised(title, out, f"{shape}, {shape}, {shape[:2]}")
-    unchanged(title, out, ["student_logits", "teacher_logits", "attention_mask"])
-    v = out["value"]
-    if v.get("kind") != "tensor":
-        fail(title, f"token_kd_loss(...) should be a torch.Tensor, got {type_name(v)}",
-             "use torch operations all the way and return the tensor (not .item())")
-    if tuple(v["shape"]) != ():
-        fail(title, f"token_kd_loss returned shape {tuple(v['shape'])} for logits of shape "
-                    f"{shape}; expected a scalar, shape ()",
-             "sum over the vocabulary, then average over the positions the mask keeps")
-    grads = out.get("grads")
-    if not v.get("requires_grad") or not grads or grads[0].get("kind") != "tensor":
-        fail(title, "the loss does not depend on student_logits (no gradient flows back)",
-             "do not call .detach(), .item() or torch.no_grad() on the student's side")
-    gt = decode(grads[1]) if grads[1].get("kind") == "tensor" else None
-    return decode(v), decode(grads[0]), gt
+    return TOKEN_KD.outcome(check, out, f"for logits of shape {shape}",
+                            f"{shape}, {shape}, {shape[:2]}")
 
 
-def token_kd_verdict(data, inp, key) -> str:
+def token_kd_verdict(check, data, inp, key) -> str:
     """Check token_kd_loss(student_logits (N, L, V), teacher_logits (N, L, V), attention_mask
-    (N, L), T, beta) -> () at several (T, beta), on confident logits and with bad arguments."""
-    check = CHECKS["token_kd_loss"]
+    (N, L), T, beta) -> () at several (T, beta), on confident logits and with bad arguments.
+    Parts (``SCALAR_LOSS_PARTS``): gradient, teacher, value, stable, errors."""
     title, s = check.title, inp["s"]
-    rows = [(T, b, k, *_kd_outcome(title, out, s))
+    rows = [(T, b, k, *_kd_outcome(check, out, s))
             for (T, b), k, out in paired(inp["settings"], key["settings"], data["settings"])]
-    for T, b, k, _, _, gt in rows:
-        if gt is not None and gt.abs().max().item() > 0:
-            fail(title, f"teacher_logits received a gradient (at T={T:g}, beta={b:g}): the "
-                        "teacher is a target, not a learner",
-                 "use teacher_logits.detach() (or compute its log-probabilities under "
-                 "torch.no_grad()); with beta > 0 the teacher's side is inside the mixture too")
-    diag = torch.stack([gs for *_, gs, _ in rows[:inp["n_diagnostic"]]])
-    if not close(diag, key["diagnostic"], **GRAD_TOL):
-        name_mistake(check, diag, key["mistakes"], **GRAD_TOL)
-    for T, b, k, val, gs, _ in rows:
-        cmp(title, gs, k["grad"], f"at T={T:g}, beta={b:g}: the gradient of your loss with "
-            "respect to student_logits", hint=TOKEN_FORMULA, **GRAD_TOL)
-        forms = [k["value"]] + ([k["ce"]] if "ce" in k else [])
-        if not any(close(val, f, **VALUE_TOL) for f in forms):
-            fail(title, f"the gradient is right but the loss value is not, at T={T:g}, "
-                        f"beta={b:g}: got {val.item():.6g}, expected {k['value'].item():.6g}"
-                 + (f" (or {k['ce'].item():.6g}, the cross-entropy form)" if "ce" in k else ""),
-                 "remove any constant you added; the reverse KL and the JSD have no "
-                 "cross-entropy form: compute the divergences themselves")
-    for (T, b), k, out in paired(inp["conf_settings"], key["confident"], data["confident"]):
-        val, gs, _ = _kd_outcome(title, out, inp["s_conf"])
-        if not (bool(torch.isfinite(val).all()) and bool(torch.isfinite(gs).all())):
-            fail(title, f"the loss or its gradient is nan/inf for a confident model (logits "
-                        f"differing by 150, T={T:g}, beta={b:g}): loss "
-                        f"{val.flatten()[:1].tolist()}: a probability underflowed to 0 and you "
-                        "took its log (0 * log 0 = nan)",
-                 "work with log-probabilities from F.log_softmax (never torch.log(softmax)); "
-                 "F.kl_div(..., log_target=True) or p * (log_p - log_q) with exp(log_p) handles "
-                 "0 * log 0; mix in log space with torch.logsumexp")
-        cmp(title, gs, k, f"for a confident model (T={T:g}, beta={b:g}) the gradient",
-            hint="compute log-probabilities with F.log_softmax, not log(softmax) or clamping",
-            **GRAD_TOL)
-    for (T, b), out in paired(inp["bad"], data["bad"]):
-        bad = "T" if not T > 0 else "beta"
-        rejects(title, [T if bad == "T" else b], [out], bad, "T <= 0" if bad == "T" else
-                "not 0 <= beta <= 1", "T must be > 0" if bad == "T" else "beta must be in [0, 1]")
+    with check.part("teacher"):
+        for T, b, k, _, _, gt in rows:
+            TOKEN_KD.no_teacher_gradient(
+                check, gt, f"teacher_logits received a gradient (at T={T:g}, beta={b:g}): the "
+                           "teacher is a target, not a learner",
+                "use teacher_logits.detach() (or compute its log-probabilities under "
+                "torch.no_grad()); with beta > 0 the teacher's side is inside the mixture too")
+    with check.part("gradient"):
+        diag = torch.stack([gs for *_, gs, _ in rows[:inp["n_diagnostic"]]])
+        TOKEN_KD.named(check, diag, key["diagnostic"], key["mistakes"], **GRAD_TOL)
+        for T, b, k, val, gs, _ in rows:
+            TOKEN_KD.gradient(check, gs, k["grad"], f"at T={T:g}, beta={b:g}: the gradient of your "
+                              "loss with respect to student_logits", TOKEN_FORMULA, **GRAD_TOL)
+    with check.part("value"):
+        for T, b, k, val, gs, _ in rows:
+            TOKEN_KD.value(check, val, [k["value"]] + ([k["ce"]] if "ce" in k else []),
+                           f"the gradient is right but the loss value is not, at T={T:g}, "
+                           f"beta={b:g}: got {val.item():.6g}, expected {k['value'].item():.6g}"
+                           + (f" (or {k['ce'].item():.6g}, the cross-entropy form)" if "ce" in k
+                              else ""), "remove any constant you added; the reverse KL and the "
+                           "JSD have no cross-entropy form: compute the divergences themselves",
+                           **VALUE_TOL)
+    with check.part("stable"):
+        for (T, b), k, out in paired(inp["conf_settings"], key["confident"], data["confident"]):
+            val, gs, _ = _kd_outcome(check, out, inp["s_conf"])
+            TOKEN_KD.confident(
+                check, val, gs, (f"the loss or its gradient is nan/inf for a confident model (logits "
+                                 f"differing by 150, T={T:g}, beta={b:g}): loss "
+                                 f"{val.flatten()[:1].tolist()}: a probability underflowed to 0 and "
+                                 "you took its log (0 * log 0 = nan)",
+                                 "work with log-probabilities from F.log_softmax (never torch.log("
+                                 "softmax)); F.kl_div(..., log_target=True) or p * (log_p - log_q) "
+                                 "with exp(log_p) handles 0 * log 0; mix in log space with "
+                                 "torch.logsumexp"))
+            TOKEN_KD.gradient(check, gs, k, f"for a confident model (T={T:g}, beta={b:g}) the "
+                              "gradient", "compute log-probabilities with F.log_softmax, not "
+                              "log(softmax) or clamping", **GRAD_TOL)
+    with check.part("errors"):
+        for (T, b), out in paired(inp["bad"], data["bad"]):
+            bad = "T" if not T > 0 else "beta"
+            rejects(title, [T if bad == "T" else b], [out], bad, "T <= 0" if bad == "T" else
+                    "not 0 <= beta <= 1", "T must be > 0" if bad == "T" else "beta must be in [0, 1]")
     return (f"value and gradient match GKD's divergence at {len(rows)} (T, beta) settings on "
             "a padded batch, confident logits stay finite, the teacher gets no gradient, bad "
             "T and beta are rejected")
 
 
-check_token_kd_loss = register("token_kd_loss", token_kd_inputs, token_kd_probe,
-                               token_kd_verdict, TOKEN_MISTAKES)
+check_token_kd_loss = Check("token_kd_loss", token_kd_inputs, token_kd_probe,
+                            token_kd_verdict, TOKEN_MISTAKES, parts=SCALAR_LOSS_PARTS)
 
 
 # ------------------------------------------------------------------ distill_trainer
@@ -270,7 +269,7 @@ def trainer_inputs(seed=None, N: int = 3) -> dict:
     of 12 tokens over 13 symbols; row 0 full, the others right-padded (labels -100 there).
     Also the trainer's (alpha, T, beta).
     """
-    N, g = int(N), rng("distill_trainer", seed)
+    N, g = int(N), check_distill_trainer.rng(seed)
     if N < 2:
         raise ValueError(f"check_distill_trainer needs N >= 2 sequences, got N={N}")
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -344,7 +343,7 @@ def _flat_grads(title: str, out: dict, names) -> torch.Tensor:
         fail(title, "the loss does not depend on the student's weights (no gradient flows back)",
              "compute the student's outputs with gradients on: outputs = model(**inputs), not "
              "under torch.no_grad() and not detached")
-    parts = [decode(g).flatten() if g.get("kind") == "tensor" else None for g in grads]
+    parts = [recorded(g).flatten() if g.get("kind") == "tensor" else None for g in grads]
     missing = [n for n, p in paired(names, parts) if p is None]
     if missing:
         fail(title, f"the student's {', '.join(missing[:3])} get no gradient from your loss",
@@ -352,11 +351,10 @@ def _flat_grads(title: str, out: dict, names) -> torch.Tensor:
     return torch.cat([p.to(torch.float64) for p in parts])
 
 
-def trainer_verdict(data, inp, key) -> str:
+def trainer_verdict(check, data, inp, key) -> str:
     """Check a transformers.Trainer subclass cls(..., teacher=, alpha=, T=, beta=) whose
     compute_loss(model, inputs, return_outputs=False) mixes the model's next-token loss with
     token_kd_loss on the teacher's logits (teacher in eval mode, under torch.no_grad())."""
-    check = CHECKS["distill_trainer"]
     title = check.title
     built = data["built"]
     if built.get("raised", {}) and built["raised"].get("type") == "TypeError":
@@ -390,14 +388,14 @@ def trainer_verdict(data, inp, key) -> str:
              "compute the teacher's logits under torch.no_grad()")
     for k, t in inp["teacher"].items():
         got = data["teacher"].get(k)
-        if not isinstance(got, dict) or not close(decode(got), t, atol=0, rtol=0):
+        if not isinstance(got, dict) or not close(recorded(got), t, atol=0, rtol=0):
             fail(title, f"the teacher's weights changed ({k})", "only the student learns")
     g = _flat_grads(title, out, data["names"])
     if not close(g, key["grad"], **TRAINER_TOL):
         name_mistake(check, g, key["mistakes"], **TRAINER_TOL)
         cmp(title, g, key["grad"], "the gradient of your loss with respect to the student's "
             "weights", hint=TRAINER_FORMULA, **TRAINER_TOL)
-    val = decode(v)
+    val = recorded(v)
     if not close(val, key["loss"], **TRAINER_TOL):
         fail(title, f"the gradient is right but the loss value is not: got {val.item():.6g}, "
                     f"expected {key['loss'].item():.6g}", "remove any constant you added")
@@ -415,5 +413,5 @@ def trainer_verdict(data, inp, key) -> str:
 
 
 TRAINER_TOL = dict(atol=1e-6, rtol=1e-3)
-check_distill_trainer = register("distill_trainer", trainer_inputs, trainer_probe,
+check_distill_trainer = Check("distill_trainer", trainer_inputs, trainer_probe,
                                  trainer_verdict, TRAINER_MISTAKES)

@@ -1,11 +1,18 @@
-"""A check's points split between its public part and its hidden tests, as its cell says.
+"""A check's points split across its parts, as its cell says.
 
-A check cell's metadata may hold ``{"kdlab": {"check": ..., "points": 3, "parts": {"public":
-2, "hidden": 1}}}`` (whole numbers adding up to ``points``). A check then earns its public
-part when its public probe (the notebook's cases, on the grader's fresh inputs) passes, and
-the rest when every hidden test passes too; without ``parts`` a check is all or nothing.
-Only this split is supported: the parts of one probe (values, gradient, errors) are judged
-by one verdict, which stops at the first mistake.
+A check cell's metadata may hold ``"parts"`` beside ``"points"`` (whole numbers adding up to
+``points``), in one of two forms:
+
+- ``{"public": a, "hidden": b}``: the public probe (the notebook's cases, on the grader's
+  fresh inputs) passing earns a, every hidden test passing too earns b;
+- the parts of the check's own verdict (``Check.parts``, e.g. Lab 01's softmax: values,
+  gradient, errors), every one of them named, and optionally ``"hidden"``: e.g.
+  ``{"values": 1, "gradient": 1, "errors": 1}``. The verdict judges each part on its own
+  (the student still reads the first failure, as in the notebook); each part the public probe
+  passes earns its points, and ``hidden`` is earned when the public probe passes whole and
+  every hidden test passes. A failed check's reason then starts with the parts that passed.
+
+Without ``parts`` a check is all or nothing.
 """
 from __future__ import annotations
 
@@ -16,19 +23,33 @@ from .notebook_io import NotebookError, kdlab_meta
 HIDDEN = "hidden test:"  # how scoring.verdict starts the reason of a failed hidden test
 
 
+def _declared(name: str) -> tuple:
+    from kdlab.checks import CHECKS
+
+    check = CHECKS.get(name)
+    return tuple(check.parts) if check is not None else ()
+
+
 def parts(chk) -> dict | None:
-    """The check's {"public": a, "hidden": b}, None if it has none; NotebookError if malformed."""
+    """The check's split {part: points}, None if it has none; NotebookError if malformed."""
     meta = kdlab_meta(chk.cell)
     p = meta.get("parts")
     if p is None:
         return None
-    ok = (isinstance(p, dict) and set(p) == {"public", "hidden"}
-          and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in p.values())
-          and p["public"] + p["hidden"] == chk.points)
-    if not ok:
-        raise NotebookError(f"check cell {chk.cell.get('id')!r} ({chk.name}): kdlab.parts must be "
-                            f'{{"public": a, "hidden": b}} with whole a + b == points ({chk.points}), '
-                            f"got {p!r}")
+    declared = _declared(chk.name)
+    forms = [{"public", "hidden"}]
+    if declared:
+        forms += [set(declared), set(declared) | {"hidden"}]
+    whole = isinstance(p, dict) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                        for v in p.values())
+    if not (whole and set(p) in forms and sum(p.values()) == chk.points):
+        of_verdict = (f', or one entry for each part of its verdict {list(declared)} (plus '
+                      f'"hidden" if it has hidden tests)' if declared else
+                      " (its verdict has no parts of its own)")
+        raise NotebookError(
+            f"check cell {chk.cell.get('id')!r} ({chk.name}): kdlab.parts must be "
+            f'{{"public": a, "hidden": b}}{of_verdict}, whole numbers >= 0 adding up to points '
+            f"({chk.points}); got {p!r}")
     return p
 
 
@@ -39,16 +60,32 @@ def validate(lab) -> None:
 
 
 def apply(rows: list, lab) -> list:
-    """The rows with each split check's public part awarded where only a hidden test failed."""
+    """The rows of failed checks with a split given the points of the parts that passed."""
     split = {chk.name: parts(chk) for chk in lab.checks}
     out = []
     for r in rows:
         p = split.get(r.check)
-        core = r.reason
-        if core.startswith("check cell modified"):  # see scoring.score
-            core = core.split("the canonical check from labs/ was run: ", 1)[-1]
-        if p and r.status == "failed" and core.startswith(HIDDEN):
-            r = replace(r, points=p["public"],
-                        reason=f"public part passed ({p['public']}/{r.max_points} points); {r.reason}")
+        if p and r.status == "failed":
+            r = _split(r, p)
         out.append(r)
     return out
+
+
+def _split(r, p: dict):
+    """A failed row with the points its passed parts earn (see the module's docstring)."""
+    core = r.reason
+    if core.startswith("check cell modified"):  # see scoring.score
+        core = core.split("the canonical check from labs/ was run: ", 1)[-1]
+    if set(p) == {"public", "hidden"}:
+        if core.startswith(HIDDEN):
+            return replace(r, points=p["public"], reason=f"public part passed ({p['public']}/"
+                                                         f"{r.max_points} points); {r.reason}")
+        return r
+    by_part = getattr(r, "part_reasons", None) or {}
+    public = [n for n in p if n != "hidden"]
+    passed = [n for n in public if n in by_part and not by_part[n]]
+    if not passed:
+        return r
+    points = sum(p[n] for n in passed)
+    return replace(r, points=points, reason=f"parts passed: {', '.join(passed)} ({points}/"
+                                            f"{r.max_points} points); {r.reason}")

@@ -17,7 +17,7 @@ assistant's score, e.g. of free-text answers) come from answers.py, not from her
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 COLUMNS = ["student", "lab", "check", "points", "max_points", "status", "reason", "seeds",
            "check_sha256", "submission_sha256", "file", "graded_at", "other_notebooks"]
@@ -40,6 +40,8 @@ class Row:
     file: str = ""  # the graded notebook, relative to the student's folder (see pick.py)
     graded_at: str = ""  # when it was graded, UTC, ISO 8601
     other_notebooks: str = ""  # the folder's other notebooks, "; "-separated (not graded here)
+    part_reasons: dict = field(default_factory=dict)  # the public probe's verdict by part:
+    # {part: "" if passed, else why}, for a check whose verdict has parts (not a CSV column)
 
     def cells(self) -> list:
         """The CSV cells, in COLUMNS order."""
@@ -99,14 +101,16 @@ def _record(r: dict, check: str):
     return d["data"], ""
 
 
-def verdict(draw, r: dict, label: str = "", key=None) -> str:
+def verdict(draw, r: dict, label: str = "", key=None, by_part: dict | None = None) -> str:
     """'' if the probe of `draw` (a ``restore.Draw``) passed its verdict, else the reason.
 
     r: the record of that probe's own grader cell; label: put before a reason (hidden tests);
-    key: the answer key of the draw's inputs (default: computed here, ``keys.make``).
+    key: the answer key of the draw's inputs (default: computed here, ``keys.make``); by_part:
+    a dict to fill with the verdict part by part ({part: "" if passed, else why}; left empty
+    when the probe's record cannot be judged at all).
     """
     from kdlab.checks import CHECKS
-    from kdlab.checks._registry import judge
+    from kdlab.checks._registry import judge_parts
 
     from . import keys
 
@@ -124,14 +128,16 @@ def verdict(draw, r: dict, label: str = "", key=None) -> str:
     params = dict(draw.probe.params)
     try:
         if key is None:
-            key = keys.make(check.name, check.inputs(draw.seed, **params))
-        judge(check, data, draw.seed, params, key=key)
+            key = keys.make(check, check.inputs(draw.seed, **params))
+        _, parts, first = judge_parts(check, data, draw.seed, params, key=key)
     except AssertionError as e:
         return label + str(e)
     except Exception as e:  # noqa: BLE001 - data that is not what the probe writes
         return (label + f"{TAMPERED}: the probe's result could not be read ({type(e).__name__}: "
                 f"{str(e)[:200]})")
-    return ""
+    if by_part is not None:
+        by_part.update(parts)
+    return label + first if first else ""
 
 
 def score(student: str, lab, run, modified: dict, draws: dict, sha: str,
@@ -151,7 +157,7 @@ def score(student: str, lab, run, modified: dict, draws: dict, sha: str,
     event, event_text = first_event(run, memory)
     out = []
     for chk in lab.checks:
-        points, status, reason, first = 0, "passed", "", None
+        points, status, reason, first, by_part = 0, "passed", "", None, {}
         for k, d in enumerate(draws.get(chk.name, [])):
             label = "hidden test: " if k > 0 else ""
             found = by_probe.get((chk.name, k, d.token), [])
@@ -177,7 +183,7 @@ def score(student: str, lab, run, modified: dict, draws: dict, sha: str,
             elif r.get("dead_at_start"):
                 status, reason = "error", f"not run: {event_text or 'the kernel had stopped'}"
             else:
-                reason = verdict(d, r, label)
+                reason = verdict(d, r, label, by_part=by_part if k == 0 else None)
                 status = "failed" if reason else "passed"
             if status != "passed":
                 break
@@ -199,5 +205,5 @@ def score(student: str, lab, run, modified: dict, draws: dict, sha: str,
             reason = note + (f": {reason}" if reason else "")
         seeds = ";".join(str(d.seed) for d in draws.get(chk.name, []))
         out.append(Row(student, lab.name, chk.name, points, chk.points, status, reason, seeds,
-                       lab.check_sha256.get(chk.name, ""), sha, run.seconds))
+                       lab.check_sha256.get(chk.name, ""), sha, run.seconds, part_reasons=by_part))
     return out

@@ -2,9 +2,10 @@
 
 Instructor-only, like the rest of ``kdlab.grading``: neither the student release nor the
 grading sandbox contains it, so the reference implementations of the exercises (and the
-mistakes, one edit away from them) exist only here. One module per lab, each with a table
-``KEYS = {check name: key(inputs) -> dict}``; ``make`` computes a key, ``write_public``
-writes the keys of the notebooks' own cases into ``kdlab/checks/keys/`` (shipped).
+mistakes, one edit away from them) exist only here. One module per lab; in it each key maker
+is joined to its check by the check object, ``@key_of(check_<name>)`` (``_table``), never by
+its name typed again. ``make`` computes a key, ``write_public`` writes the keys of the
+notebooks' own cases into ``kdlab/checks/keys/<name>.json`` (shipped; ``check.key_file``).
 
     python -m kdlab.authoring make-keys [--check]
 """
@@ -17,30 +18,34 @@ from kdlab.checks import CHECKS
 from kdlab.checks._probe import decode, encode
 from kdlab.checks._registry import KEY_MAKERS, KEYS_DIR
 
-from . import lab01, lab02, lab03, lab04, lab05, lab06, lab07
-
-KEYS = {**lab01.KEYS, **lab02.KEYS, **lab03.KEYS, **lab04.KEYS, **lab05.KEYS, **lab06.KEYS,
-        **lab07.KEYS}
+from . import lab01, lab02, lab03, lab04, lab05, lab06, lab07  # noqa: F401 - they fill KEYS
+from ._table import KEYS, key_of  # noqa: F401
 
 
-def make(name: str, inputs: dict) -> dict:
-    """The answer key of check `name` on `inputs`, as plain decoded data (tensors, tuples).
-
-    It goes through the same encoding as the shipped keys, so a verdict sees the same types
-    whichever way its key came.
-    """
+def _name(check) -> str:
+    """The name of `check` (a Check, or its name as the notebook's metadata gives it)."""
+    name = check if isinstance(check, str) else getattr(check, "name", None)
     if name not in KEYS:
         raise KeyError(f"no answer key for check {name!r}; known: {sorted(KEYS)}")
-    return decode(json.loads(public_text(name, inputs)))
+    return name
+
+
+def make(check, inputs: dict) -> dict:
+    """The answer key of `check` (a Check or its name) on `inputs`, as plain decoded data.
+
+    It goes through the same encoding as the shipped keys, so a verdict sees the same types
+    (tensors, tuples) whichever way its key came.
+    """
+    return decode(json.loads(public_text(check, inputs)))
 
 
 if make not in KEY_MAKERS:  # the instructor's checks in JupyterLab judge any inputs too
     KEY_MAKERS.append(make)
 
 
-def public_text(name: str, inputs: dict) -> str:
+def public_text(check, inputs: dict) -> str:
     """The JSON text of a key (deterministic: the same inputs give the same bytes)."""
-    return json.dumps(encode(KEYS[name](inputs)), sort_keys=True, allow_nan=True) + "\n"
+    return json.dumps(encode(KEYS[_name(check)](inputs)), sort_keys=True, allow_nan=True) + "\n"
 
 
 def same(a, b, rtol: float = 1e-5, atol: float = 1e-7) -> bool:
@@ -69,15 +74,15 @@ def write_public(folder: Path = KEYS_DIR, check: bool = False) -> list:
     folder = Path(folder)
     stale = []
     for name, chk in sorted(CHECKS.items()):
-        text = public_text(name, chk.inputs(None))
-        path = folder / f"{name}.json"
+        text = public_text(chk, chk.inputs(None))
+        path = folder / chk.key_file.name
         if not path.is_file() or not same(json.loads(path.read_text(encoding="utf-8")),
                                           json.loads(text)):
             stale.append(name)
             if not check:
                 folder.mkdir(parents=True, exist_ok=True)
                 path.write_text(text, encoding="utf-8")
-    known = {f"{n}.json" for n in CHECKS}
+    known = {chk.key_file.name for chk in CHECKS.values()}
     for extra in sorted(p for p in folder.glob("*.json") if p.name not in known):
         stale.append(extra.stem)
         if not check:

@@ -11,6 +11,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from kdlab.checks.lab01 import check_softmax_with_temperature, check_entropy, check_gradient_scale
+
+from ._table import key_of
+
 
 def softmax_with_temperature(logits: torch.Tensor, T: float) -> torch.Tensor:
     """Reference: softmax of logits / T along the last dimension, (..., C) -> (..., C)."""
@@ -38,6 +42,7 @@ def _softmax_case(z: torch.Tensor, T: float) -> dict:
     return {"expected": softmax_with_temperature(z, T), "mistakes": mistakes}
 
 
+@key_of(check_softmax_with_temperature)
 def softmax_key(inp: dict) -> dict:
     """Right and mistaken softmaxes of every case of ``softmax_inputs``."""
     return {"one_d": [_softmax_case(inp["z1"], T) for T in inp["Ts"]],
@@ -45,6 +50,7 @@ def softmax_key(inp: dict) -> dict:
             "big": [_softmax_case(inp["big"], T) for T in inp["big_Ts"]]}
 
 
+@key_of(check_entropy)
 def entropy_key(inp: dict) -> dict:
     """Right and mistaken entropies of every case of ``entropy_inputs``."""
     cases = []
@@ -76,14 +82,12 @@ def soft_loss_grad_norm(s: torch.Tensor, t: torch.Tensor, T: float, scale_by_T2:
     return (leaf if wrt_scaled else z).grad.norm().item()
 
 
+@key_of(check_gradient_scale)
 def gradient_key(inp: dict) -> dict:
-    """Gradient norms at every T (unscaled, scaled) and those of the two mistakes."""
+    """Gradient norms at every T (unscaled, scaled) and those of the two mistakes the verdict
+    names by their values (no_T, ignores_scale and scale_by_T it names from the ratios)."""
     s, t, Ts = inp["s"], inp["t"], inp["Ts"]
     return {"unscaled": [soft_loss_grad_norm(s, t, T) for T in Ts],
             "scaled": [soft_loss_grad_norm(s, t, T, scale_by_T2=True) for T in Ts],
-            "wrt_scaled": [soft_loss_grad_norm(s, t, T, wrt_scaled=True) for T in Ts],
-            "loss_value": [soft_loss_grad_norm(s, t, T, loss_value=True) for T in Ts]}
-
-
-KEYS = {"softmax_with_temperature": softmax_key, "entropy": entropy_key,
-        "gradient_scale": gradient_key}
+            "mistakes": [[name, [soft_loss_grad_norm(s, t, T, **{name: True}) for T in Ts], {}]
+                         for name in ("wrt_scaled", "loss_value")]}

@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kdlab.checks.lab02 import _row_sums
+from kdlab.checks.lab02 import check_class_similarity, check_dark_knowledge, _row_sums
+
+from ._table import key_of
 
 
 def class_similarity(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -41,11 +43,13 @@ def _similarity_case(probs: torch.Tensor, labels: torch.Tensor) -> dict:
     return {"expected": exp, "mistakes": mistakes}
 
 
+@key_of(check_class_similarity)
 def similarity_key(inp: dict) -> dict:
     """Right and mistaken class-similarity matrices of every case of ``similarity_inputs``."""
     return {"cases": [_similarity_case(probs, labels) for _, probs, labels in inp["cases"]]}
 
 
+@key_of(check_dark_knowledge)
 def dark_key(inp: dict) -> dict:
     """Right and mistaken dark knowledge of every case of ``dark_inputs``."""
     cases = []
@@ -57,6 +61,3 @@ def dark_key(inp: dict) -> dict:
             ["argmax", 1 - probs.max(1).values, {}],
             ["true_mass", probs[torch.arange(len(labels)), labels], {}]]})
     return {"cases": cases}
-
-
-KEYS = {"class_similarity": similarity_key, "dark_knowledge": dark_key}

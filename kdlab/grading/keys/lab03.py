@@ -13,7 +13,9 @@ import numbers
 import torch
 import torch.nn.functional as F
 
-from kdlab.checks.lab03 import step_entries, step_models
+from kdlab.checks.lab03 import check_kd_loss, check_distill_step, step_entries, step_models
+
+from ._table import key_of
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -70,7 +72,7 @@ def _mse(s, t, T, sum_classes):
     return F.mse_loss(F.softmax(s / T, dim=1), F.softmax(t / T, dim=1)) * (s.shape[1] if sum_classes else 1)
 
 
-KD_MISTAKES = {  # name -> loss(s, t, y, T, alpha), names as in kdlab.checks.lab03.KD_LOSS_MISTAKES
+KD_WRONG_LOSSES = {  # name -> loss(s, t, y, T, alpha), each named as an entry of check_kd_loss.mistakes
     "no_T2": lambda s, t, y, T, a: (1 - a) * F.cross_entropy(s, y) + a * _soft(s, t, T),
     "reversed": lambda s, t, y, T, a: _mix(s, y, T, a, _kl(_logp(s, T), _logp(t, T)).mean()),
     "teacher_not_softened": lambda s, t, y, T, a: _mix(s, y, T, a, _kl(_logp(t, 1.0), _logp(s, T)).mean()),
@@ -88,7 +90,7 @@ KD_MISTAKES = {  # name -> loss(s, t, y, T, alpha), names as in kdlab.checks.lab
 }
 for _sum in (False, True):  # F.mse_loss, or squared error summed over the classes
     for _t2 in (True, False):
-        KD_MISTAKES[f"mse_probs_{'sum_classes' if _sum else 'mean'}{'' if _t2 else '_no_T2'}"] = (
+        KD_WRONG_LOSSES[f"mse_probs_{'sum_classes' if _sum else 'mean'}{'' if _t2 else '_no_T2'}"] = (
             lambda s, t, y, T, a, k=_sum, t2=_t2: (1 - a) * F.cross_entropy(s, y)
             + a * (T * T if t2 else 1) * _mse(s, t, T, k))
 
@@ -105,6 +107,7 @@ def teacher_entropy_term(t, T, a) -> torch.Tensor:
     return a * T * T * -(logp.exp() * logp).sum(1).mean()
 
 
+@key_of(check_kd_loss)
 def kd_loss_key(inp: dict) -> dict:
     """Right gradients and losses at every setting, and every mistake's gradients.
 
@@ -125,7 +128,7 @@ def kd_loss_key(inp: dict) -> dict:
                          "ce": kl + teacher_entropy_term(t, T, a)})
     Tc, ac = inp["conf_setting"]
     return {"diagnostic": stacked(kd_loss), "settings": settings,
-            "mistakes": [[name, stacked(fn), {}] for name, fn in KD_MISTAKES.items()],
+            "mistakes": [[name, stacked(fn), {}] for name, fn in KD_WRONG_LOSSES.items()],
             "confident": _grad(kd_loss, inp["s_conf"], inp["t_conf"], y, Tc, ac)}
 
 
@@ -165,6 +168,7 @@ def _reference_run(inp, variant: str = "right") -> list:
     return out
 
 
+@key_of(check_distill_step)
 def distill_step_key(inp: dict) -> dict:
     """Two reference steps and the student's parameters after the named mistakes' steps.
 
@@ -185,6 +189,3 @@ def distill_step_key(inp: dict) -> dict:
                for v in ("swapped", "swapped_ce")],
             "step2_mistakes": [["no_zero_grad", flat(_reference_run(inp, "no_zero_grad")[1]["student"],
                                                      params), {}]]}
-
-
-KEYS = {"kd_loss": kd_loss_key, "distill_step": distill_step_key}

@@ -12,7 +12,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from kdlab.checks.lab04 import fixed_regressor
+from kdlab.checks.lab04 import check_hint_regressor, check_hint_loss, fixed_regressor
+
+from ._table import key_of
 
 
 def hint_loss(student_features: torch.Tensor, teacher_features: torch.Tensor, regressor) -> torch.Tensor:
@@ -36,9 +38,9 @@ def _sq(s, t, r):
     return (r(s) - t.detach()) ** 2
 
 
-# the common mistakes of hint_loss, named as in kdlab.checks.lab04.HINT_MISTAKES; the first two
+# the common mistakes of hint_loss, named as in check_hint_loss.mistakes; the first two
 # run only where the student's and the teacher's maps have the same shape
-HINT_MISTAKES = {
+HINT_WRONG_LOSSES = {
     "unregressed": lambda s, t, r: F.mse_loss(s, t),
     "reversed": lambda s, t, r: F.mse_loss(r(t), s),
     "sum": lambda s, t, r: _sq(s, t, r).sum(),
@@ -49,6 +51,7 @@ HINT_MISTAKES = {
 SAME_SHAPE_ONLY = ("unregressed", "reversed")
 
 
+@key_of(check_hint_loss)
 def hint_key(inp: dict) -> dict:
     """The right loss, its gradient w.r.t. the student's map and the mistakes' values, per case."""
     cases = []
@@ -58,7 +61,7 @@ def hint_key(inp: dict) -> dict:
         loss = hint_loss(s, t, reg)
         grad = torch.autograd.grad(loss, s)[0]
         with torch.no_grad():
-            mistakes = [[name, fn(s, t, reg).double(), {}] for name, fn in HINT_MISTAKES.items()
+            mistakes = [[name, fn(s, t, reg).double(), {}] for name, fn in HINT_WRONG_LOSSES.items()
                         if s.shape == t.shape or name not in SAME_SHAPE_ONLY]
         cases.append({"expected": loss.detach().double(), "grad": grad.double(), "mistakes": mistakes})
     return {"cases": cases}
@@ -69,6 +72,7 @@ def _regions(n_in: int, n_out: int) -> list:
     return [(math.floor(i * n_in / n_out), math.ceil((i + 1) * n_in / n_out)) for i in range(n_out)]
 
 
+@key_of(check_hint_regressor)
 def regressor_key(inp: dict) -> dict:
     """Per shape pair: the output shapes (the check's batch and the layout batch), the pooling
     region of every output row and column, and the output place of each probed input position."""
@@ -81,6 +85,3 @@ def regressor_key(inp: dict) -> dict:
                       "centres": [((p + 0.5) * H / hs - 0.5, (q + 0.5) * W / ws - 0.5)
                                   for p, q in c["positions"]]})
     return {"cases": cases}
-
-
-KEYS = {"hint_regressor": regressor_key, "hint_loss": hint_key}

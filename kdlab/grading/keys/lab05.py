@@ -12,6 +12,10 @@ import math
 import numpy as np
 import torch
 
+from kdlab.checks.lab05 import check_prune_mask, check_fake_quantize
+
+from ._table import key_of
+
 
 # ------------------------------------------------------------------ references
 
@@ -120,6 +124,7 @@ def _prune_case(w: torch.Tensor, s: float) -> dict:
             "mistakes": [[name, sel, {**base, "removed": sel["count"], **f}] for name, sel, f in cands]}
 
 
+@key_of(check_prune_mask)
 def prune_key(inp: dict) -> dict:
     """The right selection and each mistake's, for every case of ``prune_inputs``."""
     return {"cases": [_prune_case(w, s) for w, s, _ in inp["cases"]]}
@@ -188,6 +193,7 @@ def _quant_case(w: torch.Tensor, bits: int) -> dict:
             "mistakes": [[name, ref, fields] for name, ref in cands]}
 
 
+@key_of(check_fake_quantize)
 def quant_key(inp: dict) -> dict:
     """Right and mistaken quantizations of every case of ``quant_inputs``, and for the
     gradient case the entries where a clamp may stop it (levels +-qmax) and those at max|w|."""
@@ -200,6 +206,3 @@ def quant_key(inp: dict) -> dict:
             "grad_case": _quant_case(w, b), "grad": inp["upstream"].double(),
             "edge": (levels.abs() == 2 ** (b - 1) - 1) & (w != 0),
             "amax_pos": (w64.abs() == amax) & (w != 0)}
-
-
-KEYS = {"prune_mask": prune_key, "fake_quantize": quant_key}

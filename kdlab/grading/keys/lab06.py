@@ -11,6 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kdlab.checks.lab06 import check_dkd_loss, check_permute_dark_knowledge
+
+from ._table import key_of
+
 
 def _target(y: torch.Tensor, C: int) -> torch.Tensor:
     return F.one_hot(y, C).bool()
@@ -180,6 +184,7 @@ def _setting_key(s, t, y, T, a, b, with_mistakes: bool = True) -> dict:
     return out
 
 
+@key_of(check_dkd_loss)
 def dkd_key(inp: dict) -> dict:
     """Right gradients and values at every setting, and each mistake's gradient there."""
     s, t, y = inp["s"], inp["t"], inp["y"]
@@ -204,12 +209,10 @@ def permute_dark_knowledge(p, labels, generator):
     return out
 
 
+@key_of(check_permute_dark_knowledge)
 def permute_key(inp: dict) -> dict:
     """Nothing computed: every right answer is a different shuffle, and what they all share
     (p_y in place, each row's values) the verdict reads off the very `p` the student's
     function received, on the machine that ran it. Shipped floats from another CPU would
     differ in their last bit (a softmax's vector kernels), and a permutation is exact."""
     return {"facts_from": "inputs", "mistakes": ["identity"]}
-
-
-KEYS = {"dkd_loss": dkd_key, "permute_dark_knowledge": permute_key}

@@ -12,6 +12,10 @@ import numbers
 import torch
 import torch.nn.functional as F
 
+from kdlab.checks.lab07 import check_distill_trainer, check_token_kd_loss
+
+from ._table import key_of
+
 
 def _check_args(T, beta) -> tuple:
     for name, v in (("T", T), ("beta", beta)):
@@ -117,7 +121,7 @@ def _jsd_weights_swapped(log_q, log_p, beta):
     return (1 - beta) * _kl(log_p, log_m) + beta * _kl(log_q, log_m)
 
 
-TOKEN_MISTAKES = {  # name -> loss(s, t, mask, T, beta); names as in kdlab.checks.lab07
+TOKEN_WRONG_LOSSES = {  # name -> loss(s, t, mask, T, beta); names as in kdlab.checks.lab07
     "padding_counted": lambda s, t, m, T, b: _mistake(s, t, m, T, b, how="all"),
     "mask_of_inputs": lambda s, t, m, T, b: _mistake(s, t, m, T, b, msl=slice(None, -1)),
     "last_position_kept": lambda s, t, m, T, b: _mistake(s, t, m, T, b, sl=slice(None),
@@ -152,6 +156,7 @@ def _teacher_entropy(t, mask, T):
     return T * T * ((-(log_p.exp() * log_p).sum(-1)) * keep).sum() / keep.sum()
 
 
+@key_of(check_token_kd_loss)
 def token_kd_key(inp: dict) -> dict:
     """Right values and gradients at every setting (and, at beta = 0, the cross-entropy form's
     value), every mistake's gradients at the diagnostic settings, the confident gradients."""
@@ -169,12 +174,11 @@ def token_kd_key(inp: dict) -> dict:
             row["ce"] = row["value"] + _teacher_entropy(t, m, T)
         settings.append(row)
     return {"diagnostic": stacked(token_kd_loss), "settings": settings,
-            "mistakes": [[name, stacked(fn), {}] for name, fn in TOKEN_MISTAKES.items()],
+            "mistakes": [[name, stacked(fn), {}] for name, fn in TOKEN_WRONG_LOSSES.items()],
             "confident": [_grad(token_kd_loss, inp["s_conf"], inp["t_conf"], m, T, b)
                           for T, b in inp["conf_settings"]]}
 
 
-KEYS = {"token_kd_loss": token_kd_key}
 
 
 # ------------------------------------------------------------------ distill_trainer
@@ -215,6 +219,7 @@ TRAINER_HOWS = ("alpha_swapped", "labels_only", "kd_only", "kd_args_swapped", "m
                 "lm_loss_padding")
 
 
+@key_of(check_distill_trainer)
 def trainer_key(inp: dict) -> dict:
     """The reference loss and its gradient for the student's weights (one vector), and every
     mistake's gradient."""
@@ -231,6 +236,3 @@ def trainer_key(inp: dict) -> dict:
     loss, g = grad("right")
     return {"loss": loss, "grad": g, "mistakes": [[h.removesuffix("_teacher_unmasked"), grad(h)[1], {}]
                                                   for h in TRAINER_HOWS]}
-
-
-KEYS["distill_trainer"] = trainer_key
