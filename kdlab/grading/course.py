@@ -64,8 +64,9 @@ def find_course(labs_dir=None, solutions_dir=None, hidden: bool = True) -> tuple
 
 
 def _digest(check_name: str) -> str:
-    """sha256 of the code that judges a check: its lab module and its answer-key module."""
-    from kdlab.checks import CHECKS
+    """sha256 of the code that judges a check: its lab module, its answer-key module and the
+    verdict's shared steps (``kdlab.checks._registry``, ``_common``, ``_scalar``)."""
+    from kdlab.checks import CHECKS, _common, _registry, _scalar
 
     from . import keys
 
@@ -75,6 +76,7 @@ def _digest(check_name: str) -> str:
         module = inspect.getmodule(fn) if fn is not None else None
         if module is not None:
             parts.append(Path(module.__file__).read_bytes())
+    parts += [Path(m.__file__).read_bytes() for m in (_registry, _common, _scalar)]
     return hashlib.sha256(b"\0".join(parts)).hexdigest()
 
 

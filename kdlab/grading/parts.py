@@ -82,8 +82,7 @@ def _split(r, p: dict):
                                                          f"{r.max_points} points); {r.reason}")
         return r
     by_part = getattr(r, "part_reasons", None) or {}
-    public = [n for n in p if n != "hidden"]
-    passed = [n for n in public if n in by_part and not by_part[n]]
+    passed = [n for n in by_part if n in p and n != "hidden" and not by_part[n]]  # verdict's order
     if not passed:
         return r
     points = sum(p[n] for n in passed)
