@@ -15,12 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import train_once  # noqa: F401 - the notebooks' kd.train.train_once, until they call kd.cache
 from .data import Batches
-from .distill import loss as distillation  # noqa: F401 - kd.train.distillation, until the notebooks call kd.distill.loss
-from .evaluation import evaluate, predict_logits  # noqa: F401 - kd.train.evaluate/predict_logits, until the notebooks call kd.evaluation
-from .runtime import (QUICK_BANNER, budget, device, quick, quick_banner, refuse_in_check,  # noqa: F401
-                      seed, threads)
+from . import evaluation
+from .runtime import refuse_in_check
 
 
 def _as_batches(data, batch_size: int = 128):
@@ -122,7 +119,7 @@ def fit(model: nn.Module, data, loss_fn, epochs: int = 1, *, teacher: nn.Module 
             hist["step_loss"] += losses
             hist["loss"].append(float(np.mean(losses)) if losses else float("nan"))
             if val is not None:
-                r = evaluate(model, *val)
+                r = evaluation.evaluate(model, *val)
                 hist["val_errors"].append(r["errors"])
                 hist["val_acc"].append(r["accuracy"])
                 if bar is not None:

@@ -154,3 +154,18 @@ def test_budget_switch(monkeypatch):
 def test_device_override(monkeypatch):
     monkeypatch.setenv("KDLAB_DEVICE", "cpu")
     assert kd.device() == torch.device("cpu")
+
+
+def test_train_does_training_only():
+    """kd.train holds the loop; evaluation, the distillation loss, the model cache and the
+    run's policy are called where they live (no second name for them in kd.train)."""
+    own = {n for n, v in vars(kd.train).items() if not n.startswith("_") and callable(v)
+           and getattr(v, "__module__", "") == "kdlab.train"}
+    assert own == {"fit"}, own
+    moved = ("evaluate", "predict_logits", "distillation", "train_once", "seed", "device",
+             "threads", "quick_banner", "budget", "quick", "QUICK_BANNER")
+    assert not [n for n in moved if hasattr(kd.train, n)]
+    for name, where in [("evaluate", kd.evaluation), ("predict_logits", kd.evaluation),
+                        ("loss", kd.distill), ("train_once", kd.cache), ("seed", kd),
+                        ("device", kd), ("threads", kd), ("quick_banner", kd), ("budget", kd)]:
+        assert callable(getattr(where, name)), (where, name)
