@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 lab: install                 ## start JupyterLab on labs/
 	$(VENV)/bin/jupyter lab labs/
 
-test: install                ## the whole test suite (quick budget)
-	KDLAB_QUICK=1 $(PY) -m pytest
+test: install                ## the whole test suite (quick budget), two workers of one torch thread each
+	KDLAB_QUICK=1 $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 labs: install                ## regenerate labs/ from solutions/
 	$(PY) -m kdlab.authoring make-labs

@@ -8,6 +8,7 @@ own defences are tested apart from the screen, by running code in it directly.
 import csv
 import hashlib
 import os
+import pickle
 import re
 import secrets
 import shutil
@@ -254,6 +255,34 @@ c = comm.create_comm(target_name="kdlab-flood", data={})
 for i in range(40):
     c.send(data={"x": "y" * 100_000})
 """)
+# what the kernel can read of its own process, its mounts and its connection file: the
+# paths that are not the sandbox's own go into the softmax check's feedback, the connection
+# file's key and socket path into the entropy check's
+HOST_PEEK = full_python(r"""import json, os, re, sys
+texts = {}
+conn_file = sys.argv[sys.argv.index("-f") + 1] if "-f" in sys.argv else "/opt/kdlab-kernel.json"
+for f in ("/proc/self/mountinfo", "/proc/1/mountinfo", "/proc/self/mounts", "/proc/self/environ",
+          "/proc/self/cmdline", "/proc/1/cmdline", conn_file):
+    try:
+        texts[f] = open(f, errors="replace").read().replace("\0", " ")
+    except OSError as e:
+        texts[f] = ""
+texts["sys"] = " ".join(sys.path + sys.argv + getattr(sys, "orig_argv", []) + [sys.prefix, sys.base_prefix])
+texts["tmp"] = " ".join("/tmp/" + n for n in os.listdir("/tmp"))
+texts["env"] = " ".join(f"{k}={v}" for k, v in os.environ.items())
+own = ("/opt/kdlab-", "/proc", "/dev", "/usr", "/etc", "/bin", "/lib", "/sys", "/tmp/kdlab-rt/")
+paths = sorted({p for t in texts.values() for p in re.findall(r"/[\w.+~-]+(?:/[\w.+~-]+)*", t)
+                if not p.startswith(own) and p not in ("/tmp", "/tmp/kdlab-rt")}, key=len)
+try:
+    conn = json.loads(texts[conn_file])
+except ValueError:
+    conn = {}
+read = ",".join(os.path.basename(f) for f, t in texts.items() if t and f.startswith("/"))
+def softmax_with_temperature(logits, T=1.0):
+    raise RuntimeError("HOST " + " ".join(paths))
+def entropy(p):
+    raise RuntimeError(f"KEY {conn.get('key')} IP {conn.get('ip')} READ {read}")
+""")
 ATTACKS = {
     # 1. a patched torch.allclose, with wrong answers
     "a1_allclose": {"ex-softmax": "torch.allclose = lambda *a, **k: True\n" + exercise("softmax", SOFTMAX_WRONG),
@@ -419,6 +448,10 @@ def softmax_with_temperature(logits, T=1.0):
     "c2_forged_record": {"ex-entropy": FORGE_RECORD},
     "c3_comm_flood": {"ex-softmax": exercise("softmax", SOFTMAX_OK), "+softmax": COMM_FLOOD,
                       "ex-entropy": exercise("entropy", ENTROPY_OK)},
+    # --- the host's paths and the kernel's key, read in the kernel and shown in the feedback
+    # (two students: each kernel's key is its own)
+    "h1_host_paths": {"ex-softmax": HOST_PEEK, "ex-entropy": "# defined above"},
+    "h2_host_paths": {"ex-softmax": HOST_PEEK, "ex-entropy": "# defined above"},
     # --- the gradebook: a formula, forged markdown headings
     "g1_formula": {"ex-softmax": exercise("softmax", SOFTMAX_OK),
                    "ex-entropy": 'def entropy(p):\n    raise AssertionError(\'=HYPERLINK("http://x", "full marks")\')'},
@@ -515,10 +548,54 @@ def checks_digest():
 # daemon threads, and conftest.py calls stop_gradings() when the session ends: a session
 # stopped early (Ctrl-C, -x) does not wait for them.
 _RUNS: dict = {}  # name -> (Future, folder, cancel event)
+# Under pytest-xdist the workers of one run share a folder (conftest.py): the first worker to
+# claim a grading runs it and writes its result there ("<name>.result"), and a test of that
+# grading in another worker reads it from there instead of grading a second time.
+SHARED: Path | None = None
 
 
-def start_gradings(names, base: Path) -> None:
-    """Start the named gradings ("hostile", "course") in the background, in folders under base."""
+def claim(name: str, shared: Path) -> bool:
+    """Claim the grading `name` for this process in the workers' shared folder: True for the
+    first claimant only (the file is created atomically)."""
+    try:
+        fd = os.open(shared / f"{name}.owner", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
+def _publish(name: str, future, shared: Path) -> None:
+    """Write a finished grading's result (or its exception) where the other workers read it."""
+    try:
+        data = pickle.dumps(("ok", future.result()))
+    except BaseException as e:  # noqa: BLE001 - handed on to the waiting tests
+        try:
+            data = pickle.dumps(("error", e))
+        except Exception:  # noqa: BLE001 - an exception pickle cannot carry
+            data = pickle.dumps(("error", RuntimeError(f"grading {name} failed: {e!r}")))
+    tmp = shared / f"{name}.result.tmp"
+    tmp.write_bytes(data)
+    os.replace(tmp, shared / f"{name}.result")
+
+
+def _shared_result(name: str):
+    """The result of a grading another worker of this run claimed (waits for it)."""
+    owner = int((SHARED / f"{name}.owner").read_text() or 0)
+    result = SHARED / f"{name}.result"
+    while not result.exists():
+        assert psutil.pid_exists(owner), f"the worker grading {name!r} (pid {owner}) is gone"
+        time.sleep(0.5)
+    status, value = pickle.loads(result.read_bytes())
+    if status == "error":
+        raise value
+    return value
+
+
+def start_gradings(names, base: Path, shared: Path | None = None) -> None:
+    """Start the named gradings ("hostile", "course") in the background, in folders under base;
+    with `shared` (xdist workers' folder), write each result there when it is done."""
     for name in names:
         if name not in _RUNS:
             tmp = base / name
@@ -532,8 +609,15 @@ def start_gradings(names, base: Path) -> None:
                 except BaseException as e:  # noqa: BLE001 - the waiting fixture re-raises it
                     future.set_exception(e)
 
+            if shared is not None:
+                future.add_done_callback(lambda f, name=name: _publish(name, f, shared))
             threading.Thread(target=work, name=f"grading-{name}", daemon=True).start()
             _RUNS[name] = (future, tmp, cancel)
+
+
+def running_gradings() -> list:
+    """The names of the gradings this process started that have not finished."""
+    return [name for name, (future, _, _) in _RUNS.items() if not future.done()]
 
 
 def _processes_under(folder: Path) -> list:
@@ -597,7 +681,9 @@ def test_stop_gradings_kills_what_an_unfinished_grading_runs(tmp_path, monkeypat
 
 
 def _result(name: str, tmp_path_factory):
-    start_gradings([name], tmp_path_factory.mktemp("gradings"))  # if conftest did not
+    if name not in _RUNS and SHARED is not None and not claim(name, SHARED):
+        return _shared_result(name)  # another worker grades it
+    start_gradings([name], tmp_path_factory.mktemp("gradings"), SHARED)  # if conftest did not
     return _RUNS[name][0].result()
 
 
@@ -917,6 +1003,85 @@ def test_widget_messages_count_against_the_output_limit(graded):
     assert "too much output" in reason(table, "c3_comm_flood", "entropy")
 
 
+# floods of the grader's output channel: 40 display updates of 20 MB each; JSON of six million
+# empty lists (24 MB of text that Python holds as ~400 MB of objects); 100 widget messages
+# with a 20 MB binary buffer each
+FLOODS = {
+    "f1_display_updates": """from IPython.display import display
+h = display({"text/plain": "start"}, raw=True, display_id=True)
+s = "y" * 20_000_000
+for i in range(40):
+    h.update({"text/plain": s}, raw=True)""",
+    "f2_nested_json": """import json
+from IPython.display import display
+nested = json.loads("[" + "[]," * 6_000_000 + "[]]")
+for i in range(3):
+    display({"application/json": nested}, raw=True)""",
+    "f3_comm_buffers": """import comm
+c = comm.create_comm(target_name="kdlab-flood", data={})
+b = b"y" * 20_000_000
+for i in range(100):
+    c.send(data={}, buffers=[b])""",
+}
+FLOOD_OUTPUT = 20_000_000  # bytes: the grader's default --max-output
+RUNNER_RSS = 300 * 1024 ** 2  # bytes: the most the grader's nbval process may hold, with that limit
+
+
+def _peak_rss(pid: int) -> int:
+    """The peak resident memory (VmHWM) of process `pid` so far, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_grader_memory_is_bounded_under_output_floods(tmp_path):
+    """Floods of displays, display updates, nested JSON and widget messages with binary
+    buffers, each past the output limit, stop their kernels; the grader's own nbval processes
+    (measured from outside: the peak resident memory of each) stay under RUNNER_RSS, and an
+    honest notebook graded beside them gets full marks."""
+    sol = tiny_course(tmp_path)
+    lab = nbformat.read(str(tmp_path / "labs" / f"{LAB}.ipynb"), as_version=4)
+    ok = {"ex-softmax": exercise("softmax", SOFTMAX_OK), "ex-entropy": exercise("entropy", ENTROPY_OK)}
+    students = {name: cells_with(lab, replace=ok, insert_after={"check-softmax": [full_python(code)]})
+                for name, code in FLOODS.items()}
+    students["honest"] = cells_with(lab, replace=ok)
+    for who, nb in students.items():
+        (tmp_path / "subs" / who).mkdir(parents=True)
+        nbformat.write(nb, str(tmp_path / "subs" / who / f"{LAB}.ipynb"))
+    peaks, stop = {}, threading.Event()
+
+    def watch():  # the nbval processes the grading starts, sampled every 20 ms
+        me = psutil.Process()
+        while not stop.is_set():
+            for p in me.children(recursive=True):
+                try:
+                    if p.cmdline()[1:3] == ["-m", "pytest"]:
+                        peaks[p.pid] = max(peaks.get(p.pid, 0), _peak_rss(p.pid))
+                except (psutil.Error, OSError, IndexError):
+                    pass
+            stop.wait(0.02)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        rows = grade_submissions(tmp_path / "subs", labs_dir=tmp_path / "labs", out=tmp_path / "g.csv",
+                                 solutions_dir=tmp_path / "solutions", jobs=2, log=lambda *a: None,
+                                 cell_timeout=120, timeout=300, max_output=FLOOD_OUTPUT,
+                                 work_root=tmp_path / "work")
+    finally:
+        stop.set()
+        watcher.join(5)
+    got = {(r.student, r.check): (r.points, r.status, r.reason) for r in rows}
+    assert got[("honest", "softmax_with_temperature")][:2] == (2, "passed")
+    assert got[("honest", "entropy")][:2] == (1, "passed")
+    for who in FLOODS:
+        assert got[(who, "softmax_with_temperature")][:2] == (2, "passed"), got[(who, "softmax_with_temperature")]
+        assert got[(who, "entropy")][:2] == (0, "error") and "too much output" in got[(who, "entropy")][2], \
+            got[(who, "entropy")]
+    assert len(peaks) >= len(students), peaks  # every notebook's nbval process was measured
+    assert max(peaks.values()) < RUNNER_RSS, {pid: f"{b / 2 ** 20:.0f} MB" for pid, b in peaks.items()}
+
+
 def test_symlinked_notebook_or_folder_is_refused(graded):
     """A submitted notebook that is a link to the instructor's solution, or a student folder
     that is a link to another student's, is never followed."""
@@ -959,6 +1124,37 @@ def test_nothing_leaks_and_nothing_reaches_the_network(graded):
         for other in extras["students"]:
             if md.stem != report_name(other):
                 assert f"secret-{other}-text" not in text, f"{md.name} shows {other}'s notebook"
+
+
+def test_nothing_of_the_host_reaches_the_feedback(graded):
+    """A kernel that reads /proc/self/mountinfo, /proc/self/environ and cmdline, its connection
+    file and sys.path, and shows every path it finds in its feedback, shows none of the grader's
+    machine: not the course's tree, the home folder, the Python installation or virtualenv,
+    the grader's temporary folders (the work folders, the copy of kdlab, the kernels' runtime
+    folders). Its connection file names its sockets inside the sandbox, and its key is its
+    own: another kernel's key appears in no other feedback."""
+    table, tmp, extras = graded
+    every = _feedback_text(tmp) + (tmp / "gradebook.csv").read_text(errors="replace")
+    host = [str(ROOT), str(Path.home()), str(Path(sys.prefix).resolve()),
+            str(Path(sys.base_prefix).resolve()), str(tmp), str(Path(tmp).resolve()),
+            "kdlab-rt-", "kdlab-site-", "kdlab-grade-"]
+    keys = {}
+    for who in ("h1_host_paths", "h2_host_paths"):
+        paths = reason(table, who, "softmax_with_temperature")
+        conn = reason(table, who, "entropy")
+        assert "HOST" in paths and "KEY" in conn, (paths, conn)  # the attack ran and reported
+        assert "kdlab-kernel.json" in conn, conn  # it read its connection file
+        for marker in host:
+            assert marker not in paths and marker not in conn, (marker, paths, conn)
+        assert "IP /tmp/kdlab-rt/kernel " in conn, conn  # the sandbox's own socket path
+        keys[who] = re.search(r"KEY (\S+)", conn).group(1)
+        assert len(keys[who]) >= 32, conn
+    for marker in host:
+        assert marker not in every, marker
+    assert keys["h1_host_paths"] != keys["h2_host_paths"]
+    for md in (tmp / "feedback").glob("*.md"):  # each key only in its own student's feedback
+        for who, key in keys.items():
+            assert md.stem == report_name(who) or key not in md.read_text(errors="replace"), (md, who)
 
 
 def report_name(student: str) -> str:
@@ -1237,7 +1433,7 @@ def sandbox_python(tmp_path, code: str, limits=None, cgroup=None, timeout=120):
     rt = tmp_path / "rt"
     rt.mkdir()
     (rt / "kernel.json").write_text("{}")
-    argv = sandbox.kernel_argv(rt, site, {}, limits, cgroup=cgroup)
+    argv = sandbox.kernel_argv(site, {}, limits, cgroup=cgroup)
     argv = [a.replace("{connection_file}", str(rt / "kernel.json")) for a in argv]
     cut = argv.index("-m")  # the interpreter inside, then -m ipykernel_launcher
     return subprocess.run(argv[:cut] + ["-c", code], capture_output=True, text=True, timeout=timeout)
@@ -1245,16 +1441,18 @@ def sandbox_python(tmp_path, code: str, limits=None, cgroup=None, timeout=120):
 
 def test_sandbox_argv_names_no_path_of_the_course_or_home(tmp_path):
     """The Python installation is shown at neutral paths: nothing of the home folder or of
-    the course's tree (which may be a clone under /tmp) is bound into the sandbox."""
+    the course's tree (which may be a clone under /tmp) is bound into the sandbox, and there
+    is no procfs (whose mountinfo names the host path of every bind)."""
     from kdlab.grading import sandbox
     site = sandbox.kdlab_copy(tmp_path / "site", data=False)
-    argv = sandbox.kernel_argv(tmp_path / "rt", site, {})
+    argv = sandbox.kernel_argv(site, {})
     sources = [argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind", "--ro-bind-try")]
     for src in sources:  # of the course's tree, only the virtualenv's lib/ if it lives there
         assert not src.startswith(str(ROOT)) or src.startswith(str(Path(sys.prefix).resolve())), src
-        assert src.startswith(("/usr", "/etc", "/bin", "/lib", "/dev/null", "{connection_file}",
+        assert src.startswith(("/usr", "/etc", "/bin", "/lib", "/dev/null", "/proc/cpuinfo", "{connection_file}",
                                str(tmp_path), sys.base_prefix, str(Path(sys.prefix).resolve()))), src
     assert "--bind" not in argv, "something of the grader's disk is writable"
+    assert "--proc" not in argv, "a procfs: /proc/self/mountinfo names the host path of every bind"
 
 
 PEEK = """import os, socket, json

@@ -103,18 +103,47 @@ def test_solutions_pass_their_checks(path):
             assert "PASSED" in out.getvalue(), f"{path.name}, cell {cid}: no PASSED line"
 
 
+def _run_here(session, checks: list) -> list:
+    """The tests a child run would select (see ACCEPTS) that this session runs itself, or []
+    when the session may leave some of them out (a -k, -m, --deselect or --lf selection, or
+    a check-test file or solution it did not collect)."""
+    from _pytest.mark import KeywordMatcher
+    from _pytest.mark.expression import Expression
+    opt = session.config.option
+    if (opt.keyword or opt.markexpr or getattr(opt, "deselect", None) or getattr(opt, "lf", False)
+            or getattr(opt, "last_failed", False)):
+        return []
+    items = session.items
+    files = {str(item.path) for item in items}
+    solutions = {item.callspec.params["path"] for item in items
+                 if item.originalname == "test_solutions_pass_their_checks"}
+    if not set(checks) <= files or solutions != set(SOLUTIONS):
+        return []
+    accepts = Expression.compile(ACCEPTS)
+    return [item for item in items if item.originalname == "test_solutions_pass_their_checks"
+            or (str(item.path) in checks and accepts.evaluate(KeywordMatcher.from_item(item)))]
+
+
 @pytest.mark.skipif(os.environ.get(CHILD) == "1", reason="already a child run")
 @pytest.mark.parametrize("cap", capabilities())
-def test_checks_pass_under_every_capability(cap):
-    """Run the solutions and the right answers of the check tests under ATEN_CPU_CAPABILITY=cap."""
+def test_checks_pass_under_every_capability(cap, request):
+    """Run the solutions and the right answers of the check tests under ATEN_CPU_CAPABILITY=cap.
+
+    The capability torch already uses in this session (its default on this CPU) needs no
+    child run when the session itself runs all those tests: the child would run the same
+    tests again on the same kernels (for the session's results, see its own report)."""
     env = {**os.environ, "ATEN_CPU_CAPABILITY": cap, CHILD: "1", "KDLAB_QUICK": "1",
-           "KDLAB_THREADS": "1"}
+           "KDLAB_THREADS": "1", "OMP_NUM_THREADS": "1"}  # one torch thread, as said
     checks = sorted(str(p) for p in (ROOT / "tests").glob("test_checks_lab*.py"))
     probe = ("import torch; print('capability', torch.backends.cpu.get_cpu_capability())")
     seen = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                           text=True, timeout=120).stdout.split()[-1]
     assert seen.lower().startswith(cap[:6]) or (cap == "default" and seen == "DEFAULT"), (
         f"ATEN_CPU_CAPABILITY={cap} was not honoured: torch reports {seen}")
+    here = _run_here(request.session, checks)
+    if not os.environ.get("ATEN_CPU_CAPABILITY") and seen == torch.backends.cpu.get_cpu_capability() and here:
+        assert len(here) >= 40 + len(SOLUTIONS), f"too few tests run under {cap} in this session"
+        return
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
            "-o", "addopts=", "-W", "ignore::UserWarning",
            f"{__file__}::test_solutions_pass_their_checks", *checks, "-k",

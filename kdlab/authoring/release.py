@@ -9,17 +9,29 @@ student README with the two commands and how to submit, pyproject.toml (without
 the instructor's test configuration), environment.yml, a two-target Makefile and the licence.
 No solutions/, no hidden tests, no tests/ or benchmarks/. The release is checked before it is
 reported done: no notebook in it may contain a solution or hidden-test marker.
+
+The course's helpers that compute an exercise's answer (``kd.distill.loss`` and
+``kd.train.fit``: Lab 03's ``kd_loss`` and ``distill_step``; ``kd.compress._grid``: the
+core of ``fake_quantize``; the figures' softmax and entropy) ship without their source:
+the modules that hold them (``SEALED``) are compiled (``.pyc`` only), so the labs' later
+cells still use them, and their docstrings and signatures still show, but ``??`` and
+``inspect.getsource`` find no code to paste. Compiled code is tied to the Python version
+that compiles it (the release's pyproject.toml says which): build the release with the
+course's Python (environment.yml pins it). Bytecode can be disassembled (``dis``): this
+hands out no source, it does not make the helpers secret.
 """
 from __future__ import annotations
 
+import py_compile
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from kdlab.grading import notebook_io
 from kdlab.grading.markers import BEGIN_HIDDEN, BEGIN_SOLUTION, NOTEBOOK_GLOB
 from kdlab.grading.notebook_io import NotebookError
-from kdlab.grading.sandbox import INSTRUCTOR_ONLY
+from kdlab.grading.sandbox import INSTRUCTOR_ONLY, STRIPPED
 
 README = """# kd-lab: knowledge distillation, hands-on
 
@@ -83,10 +95,42 @@ lab: install
 """
 
 
+# the modules of kdlab that hold a helper computing an exercise's answer (or its core): the
+# release ships them compiled, without source (see the module's docstring); the grading
+# sandbox strips the same helpers' bodies: the files of sandbox.STRIPPED, listed there once
+SEALED = tuple(STRIPPED)
+
+
 def _pyproject(text: str) -> str:
     """The instructor's pyproject.toml without its test extra's pytest configuration."""
     text = re.sub(r"\n\[tool\.pytest\.ini_options\]\n(?:(?!\[).*(?:\n|$))*", "\n", text)
     return text.rstrip() + "\n"
+
+
+def _sealed_pyproject(text: str) -> str:
+    """The release's pyproject.toml: the compiled modules (``SEALED``) are package data, and
+    the Python version is the one that compiled them (another cannot load them)."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    text, n = re.subn(r'^requires-python = .*$', f'requires-python = "=={version}.*"  # kdlab/'
+                      f'{SEALED[0]}c and the other compiled modules are Python {version} bytecode',
+                      text, count=1, flags=re.M)
+    pyc = ", ".join(f'"{Path(m).with_suffix(".pyc").as_posix()}"' for m in SEALED)
+    text, k = re.subn(r"^(kdlab = \[)", rf"\g<1>{pyc}, ", text, count=1, flags=re.M)
+    if not (n and k):
+        raise ValueError("pyproject.toml has no requires-python or no [tool.setuptools.package-data] "
+                         "kdlab = [...] line: the release cannot ship its compiled modules")
+    return text
+
+
+def _seal(package: Path) -> None:
+    """Replace each module of ``SEALED`` in `package` (a copy of kdlab) by its compiled form
+    (``train.pyc`` beside where ``train.py`` was: Python imports it without source)."""
+    for rel in SEALED:
+        src = package / rel
+        py_compile.compile(str(src), cfile=str(src.with_suffix(".pyc")), doraise=True,
+                           dfile=f"<kdlab/{rel}: compiled, no source>",
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+        src.unlink()
 
 
 def _environment(text: str, test_extra: list) -> str:
@@ -136,10 +180,11 @@ def make_release(out, labs_dir="labs", log=print) -> Path:
     # (neither holds an answer, a key or a hidden test)
     shutil.copyfile(src / "grading" / "pick.py", out / "kdlab" / "_pick.py")
     shutil.copyfile(src / "grading" / "screen.py", out / "kdlab" / "_screen.py")
+    _seal(out / "kdlab")
     (out / "README.md").write_text(README.format(labs="\n".join(lines)), encoding="utf-8")
     (out / "Makefile").write_text(MAKEFILE, encoding="utf-8")
-    (out / "pyproject.toml").write_text(_pyproject((root / "pyproject.toml").read_text()),
-                                        encoding="utf-8")
+    (out / "pyproject.toml").write_text(
+        _sealed_pyproject(_pyproject((root / "pyproject.toml").read_text())), encoding="utf-8")
     if (root / "LICENSE").exists():
         shutil.copyfile(root / "LICENSE", out / "LICENSE")
     if (root / "environment.yml").exists():

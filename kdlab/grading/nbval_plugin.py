@@ -16,8 +16,11 @@ cells that ran survive if the whole run is killed at the notebook time limit:
 
 It also makes nbval notice a dead kernel (``os._exit``, a crash) within a second instead of
 waiting for the cell timeout, stops the kernel once a notebook has sent more than
-``--kdlab-max-output`` bytes on its output channel (every message counts as it arrives:
-text, displays, widget messages; none is kept past the limit), and with ``--kdlab-kernel-argv`` starts the kernel with the
+``--kdlab-max-output`` bytes (every message counts as it arrives, by the size of its frames
+before any of it is decoded: text, displays, widget messages and their binary buffers), decodes
+only messages of bounded size and nesting and keeps of them only what grading reads (so that
+this process's memory stays within a few times the output limit, whatever the kernel sends;
+its data limit, set by the runner, is the backstop), and with ``--kdlab-kernel-argv`` starts the kernel with the
 given command line (the grader's sandbox) talking over Unix sockets under
 ``--kdlab-runtime-dir`` (a kernel in its own network namespace cannot reach TCP ports on the
 host's loopback; a sandboxed kernel makes its sockets in its own /tmp, reached through
@@ -38,8 +41,15 @@ import pytest
 # graded notebook). nbformat never validates that format: skip the optional import here.
 sys.modules.setdefault("rfc3987_syntax", None)
 
+# what a kernel reads from its connection file (its key is made for it alone, by jupyter_client)
+KERNEL_NEEDS = ("transport", "ip", "shell_port", "iopub_port", "stdin_port", "control_port",
+                "hb_port", "key", "signature_scheme", "kernel_name", "curve_publickey",
+                "curve_secretkey")
 TEXT_LIMIT = 20_000  # characters of a cell's output kept in the report
 PROBE_LIMIT = 4_000_000  # characters of one probe result kept
+READ_LIMIT = PROBE_LIMIT * 3 // 2  # bytes of a message's content the grader decodes
+NESTED_LIMIT = 200_000  # lists and objects in a message's content the grader decodes
+HEAD_LIMIT = 256 * 1024  # bytes of a message's header, parent header or metadata
 
 
 class KernelDied(RuntimeError):
@@ -106,10 +116,24 @@ def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> Non
             return KernelSpec(argv=list(argv), display_name="kdlab grading", language="python",
                               interrupt_mode="message")
 
+    class Manager(KernelManager):
+        def write_connection_file(self, **kwargs):
+            """The file the kernel reads: for a sandboxed kernel, its sockets as the sandbox
+            sees them (no path of the grader's), and only what a kernel needs to connect."""
+            super().write_connection_file(**kwargs)
+            if inside is not None:
+                path = self.connection_file
+                with open(path, encoding="utf-8") as f:
+                    info = json.load(f)
+                info = {k: v for k, v in info.items() if k in KERNEL_NEEDS}
+                info["ip"] = f"{inside}/kernel"
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump(info, f)
+
     def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
-        km = KernelManager(kernel_name="kdlab-grading", kernel_spec_manager=SpecManager(),
-                           transport="ipc", ip=f"{runtime_dir}/k/kernel",
-                           connection_file=f"{runtime_dir}/kernel.json")
+        km = Manager(kernel_name="kdlab-grading", kernel_spec_manager=SpecManager(),
+                     transport="ipc", ip=f"{runtime_dir}/k/kernel",
+                     connection_file=f"{runtime_dir}/kernel.json")
         km.start_kernel(**kwargs)
         if inside is not None:
             pid = _inner_process(km.provisioner.process.pid)
@@ -127,64 +151,145 @@ def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> Non
     nbval.kernel.start_new_kernel = start_new_kernel
 
 
-def _patch_nbval(max_output: int) -> None:
+class _NotText(str):
+    """What the grader keeps of a probe record that is not text: the name of its type."""
+
+
+def _count(kernel, size: int, max_output: int) -> None:
+    """Add `size` bytes to what the kernel has sent; stop it and raise past `max_output`."""
+    kernel._kdlab_output = getattr(kernel, "_kdlab_output", 0) + size
+    if kernel._kdlab_output > max_output:
+        if kernel.is_alive():
+            kernel.stop()
+        raise OutputLimitExceeded(
+            f"the notebook sent more than {max_output:,} bytes of output (text, displays, "
+            "widget messages); its kernel was stopped (print less, e.g. not inside a long loop)")
+
+
+def _slim(msg: dict, mime) -> dict:
+    """What the grader keeps of a message: of a display, only a probe record (text; or the name
+    of its type), of a stream its text, of an error its name, value and traceback (each cut),
+    of anything else (widget messages, display updates) nothing but its type."""
+    c = msg.get("content") if isinstance(msg.get("content"), dict) else {}
+    kind = msg.get("msg_type")
+    if kind in ("display_data", "execute_result"):
+        data = c.get("data") if isinstance(c.get("data"), dict) else {}
+        keep = {}
+        if mime and mime in data:
+            v = data[mime]
+            keep[mime] = v if isinstance(v, str) else _NotText(type(v).__name__)
+        slim = {"data": keep, "metadata": {}}
+        if kind == "execute_result":
+            slim["execution_count"] = c.get("execution_count")
+    elif kind == "stream":
+        text = c.get("text") if isinstance(c.get("text"), str) else ""
+        if len(text) > TEXT_LIMIT:
+            text = text[:TEXT_LIMIT // 2] + "\n[... output truncated ...]\n" + text[-TEXT_LIMIT // 2:]
+        slim = {"name": str(c.get("name", "stdout"))[:20], "text": text}
+    elif kind == "error":
+        tb = c.get("traceback") if isinstance(c.get("traceback"), list) else []
+        slim = {"ename": str(c.get("ename", ""))[:200], "evalue": str(c.get("evalue", ""))[:8000],
+                "traceback": [str(x)[:2000] for x in tb[-20:]]}
+    elif kind == "status":
+        slim = {"execution_state": str(c.get("execution_state", ""))[:20]}
+    elif kind == "execute_reply":
+        slim = {"status": str(c.get("status", ""))[:20]}
+    else:
+        slim = {}
+    return {"header": msg["header"], "msg_id": msg["msg_id"], "msg_type": kind,
+            "parent_header": msg["parent_header"], "metadata": {}, "content": slim, "buffers": []}
+
+
+def _receive(kernel, socket, timeout, max_output: int, mime):
+    """The next message on `socket` (a client socket of nbval's kernel), as nbval reads it.
+
+    Every message counts against `max_output` by the size of all its frames, before any of
+    it is decoded; the grader decodes a message's content only if it is at most READ_LIMIT
+    bytes with at most NESTED_LIMIT lists and objects (JSON of many small lists would become
+    many times its size in Python objects), keeps only what grading reads (``_slim``), and
+    skips a message whose header is larger than HEAD_LIMIT. Raises queue.Empty after
+    `timeout` seconds without a message.
+    """
+    session = kernel.kc.session
+    ms = None if timeout is None else max(0, int(timeout * 1000))
+    while True:
+        if not socket.poll(ms):
+            raise Empty
+        frames = socket.recv_multipart(copy=False)
+        _count(kernel, sum(len(f) for f in frames), max_output)
+        try:
+            _, parts = session.feed_identities(frames, copy=False)
+        except ValueError:
+            continue
+        if len(parts) < 5 or any(len(parts[i]) > HEAD_LIMIT for i in (1, 2, 3)):
+            continue  # not a message of a kernel's: counted, not read
+        content = parts[4].bytes
+        nested = content.count(b"[") + content.count(b"{")
+        try:
+            msg = session.deserialize(parts[:5], content=False, copy=False)
+        except (ValueError, TypeError):
+            continue
+        if len(content) <= READ_LIMIT and nested <= NESTED_LIMIT:
+            try:
+                msg["content"] = session.unpack(content)
+            except (ValueError, TypeError, RecursionError):
+                msg["content"] = {}
+        else:
+            msg["content"] = {}
+            if mime and mime.encode() in content:  # a probe record too large to be one
+                msg["content"] = {"data": {mime: _NotText(
+                    f"display of {len(content):,} bytes with {nested:,} nested values")}}
+        del frames, parts, content
+        return _slim(msg, mime)
+
+
+def _patch_nbval(max_output: int, mime) -> None:
     """Make nbval's kernel wrapper notice a dead kernel and count (and cap) the output.
 
     nbval waits for a cell's reply before it reads the cell's output; meanwhile we drain the
-    output into a buffer (served to nbval afterwards), counting its size as it arrives.
+    output as it arrives into a buffer (served to nbval afterwards), counting its size and
+    keeping only what grading reads (see ``_receive``).
     """
+    import zmq
     from nbval.kernel import RunningKernel
 
-    original_get = RunningKernel.get_message
-
-    def receive_iopub(self, timeout):
-        msg = original_get(self, "iopub", timeout=timeout)
-        # every message counts (streams, displays, comm messages of widgets, ...): its content
-        # and its binary buffers
-        content = msg.get("content", {})
-        try:
-            size = len(json.dumps(content, default=str))
-        except (TypeError, ValueError, RecursionError):
-            size = max_output + 1
-        size += sum(len(b) for b in msg.get("buffers") or [])
-        self._kdlab_output = getattr(self, "_kdlab_output", 0) + size
-        if self._kdlab_output > max_output:
-            if self.is_alive():
-                self.stop()
-            raise OutputLimitExceeded(
-                f"the notebook sent more than {max_output:,} bytes of output (text, displays, "
-                "widget messages); its kernel was stopped (print less, e.g. not inside a long loop)")
-        return msg
-
     def get_message(self, stream, timeout=None):
-        if stream != "iopub":
-            return original_get(self, stream, timeout=timeout)
         buffer = self.__dict__.setdefault("_kdlab_buffer", deque())
-        return buffer.popleft() if buffer else receive_iopub(self, timeout)
+        if stream == "iopub" and buffer:
+            return buffer.popleft()
+        channel = {"iopub": self.kc.iopub_channel, "shell": self.kc.shell_channel}[stream]
+        return _receive(self, channel.socket, timeout, max_output, mime)
 
     def await_reply(self, msg_id, timeout=None):
         deadline = None if timeout is None else time.monotonic() + float(timeout)
         buffer = self.__dict__.setdefault("_kdlab_buffer", deque())
+        shell, iopub = self.kc.shell_channel.socket, self.kc.iopub_channel.socket
+        poller = zmq.Poller()
+        poller.register(shell, zmq.POLLIN)
+        poller.register(iopub, zmq.POLLIN)
         while True:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise Empty
-            try:
-                msg = original_get(self, "shell", timeout=0.2 if left is None else min(0.2, left))
-            except Empty:
-                while True:  # drain and count the output produced so far
+            ready = dict(poller.poll(int(1000 * (0.2 if left is None else min(0.2, left)))))
+            if iopub in ready:  # drain and count the output as it arrives
+                while True:
                     try:
-                        buffer.append(receive_iopub(self, 0))
+                        buffer.append(_receive(self, iopub, 0, max_output, mime))
                     except Empty:
                         break
-                if not self.is_alive():
-                    raise KernelDied("the kernel died while running this cell (the code "
-                                     "exited or crashed: os._exit, a segfault, out of memory)")
-                continue
-            if msg["parent_header"].get("msg_id") == msg_id:
-                if msg["content"]["status"] == "aborted":
-                    raise RuntimeError("Kernel aborted execution request")
-                return
+            if shell in ready:
+                try:
+                    msg = _receive(self, shell, 0, max_output, mime)
+                except Empty:
+                    continue
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    if msg["content"].get("status") == "aborted":
+                        raise RuntimeError("Kernel aborted execution request")
+                    return
+            elif not ready and not self.is_alive():
+                raise KernelDied("the kernel died while running this cell (the code "
+                                 "exited or crashed: os._exit, a segfault, out of memory)")
 
     RunningKernel.get_message = get_message
     RunningKernel.await_reply = await_reply
@@ -192,7 +297,7 @@ def _patch_nbval(max_output: int) -> None:
 
 def pytest_configure(config):
     if config.getoption("--kdlab-report"):
-        _patch_nbval(config.getoption("--kdlab-max-output"))
+        _patch_nbval(config.getoption("--kdlab-max-output"), config.getoption("--kdlab-probe-mime"))
     if config.getoption("--kdlab-kernel-argv"):
         _patch_kernel_start(json.loads(config.getoption("--kdlab-kernel-argv")),
                             config.getoption("--kdlab-runtime-dir"),
@@ -211,8 +316,9 @@ def _outputs(item, mime):
             data = out.get("data") or {}
             if mime and mime in data:
                 record = data[mime]
-                if not isinstance(record, str):
-                    problems.append(f"a probe record that is not text ({type(record).__name__})")
+                if isinstance(record, _NotText) or not isinstance(record, str):
+                    what = record if isinstance(record, _NotText) else type(record).__name__
+                    problems.append(f"a probe record that is not text ({what})")
                 elif len(record) > PROBE_LIMIT:
                     problems.append(f"a probe record of {len(record):,} characters (at most "
                                     f"{PROBE_LIMIT:,})")

@@ -125,7 +125,7 @@ def run_notebook(nb_path, cell_timeout: float = 300, timeout: float = 1200,
         if site is not None:
             limits = limits or sandbox.Limits()
             cgroup = sandbox.Cgroup.create(limits)
-            argv = sandbox.kernel_argv(runtime, site, kernel_env(quick, threads), limits,
+            argv = sandbox.kernel_argv(site, kernel_env(quick, threads), limits,
                                        cgroup=cgroup)
             inside = sandbox.SANDBOX_RUNTIME
         else:

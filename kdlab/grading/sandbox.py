@@ -15,6 +15,11 @@ cells and the checks' probes) is started as
 - nothing of the grader's disk is writable: the only writable places are a size-capped
   ``/tmp`` and ``/dev/shm`` (tmpfs). The kernel's sockets live in its own ``/tmp``; the grader
   reaches them through ``/proc/<pid>/root`` (see ``nbval_plugin``);
+- nothing of the host's paths: no procfs (``/proc/self/mountinfo`` would name the host path
+  of every bind; only a read-only ``/proc/cpuinfo``, which torch needs to pick its CPU
+  kernels), and a mount namespace without a procfs cannot mount one. The connection file,
+  written by the grader for this kernel, names only the sandbox's own socket path and holds
+  a key made for this kernel alone;
 - limits: a memory cgroup (which also counts what the tmpfs hold) and a pids cgroup where
   this machine lets the grader make them (root, or a delegated cgroup v2), and always
   RLIMIT_DATA (a large allocation fails with MemoryError) and the tmpfs sizes;
@@ -39,7 +44,7 @@ from pathlib import Path
 MOUNT_KDLAB = "/opt/kdlab-site"  # where the copy of kdlab appears inside the sandbox
 MOUNT_PYTHON = "/opt/kdlab-python"  # the base Python installation, inside
 MOUNT_VENV = "/opt/kdlab-venv"  # the virtualenv, inside (if the grader runs in one)
-KERNEL_JSON = "/opt/kdlab-kernel.json"  # the kernel's connection file, inside (read-only)
+KERNEL_JSON = "/opt/kdlab-kernel.json"  # the kernel's connection file, inside (a read-only copy)
 SANDBOX_RUNTIME = "/tmp/kdlab-rt"  # the kernel's sockets, inside its own /tmp
 DATA_CACHE = "data-cache"  # beside the copy of kdlab: MNIST extracted, read-only inside
 DEFAULT_MEMORY = 4 * 1024 ** 3  # bytes of memory per kernel
@@ -326,27 +331,28 @@ class Cgroup:
 
 # ------------------------------------------------------------------ the kernel's command line
 
-def kernel_argv(runtime_dir, kdlab_site, env: dict, limits: Limits | None = None,
+def kernel_argv(kdlab_site, env: dict, limits: Limits | None = None,
                 python: str | None = None, cgroup: Cgroup | None = None) -> list[str]:
     """The command line that starts a sandboxed ipykernel (``{connection_file}`` left in).
 
-    runtime_dir: the grader's folder of the kernel's connection file; inside, its ``k``
-    entry is a link to the kernel's own /tmp/kdlab-rt, where the kernel makes its sockets
-    (the grader's nbval plugin makes the same link outside once the kernel runs); kdlab_site: folder
-    holding the copy of kdlab (``kdlab_copy``); env: variables to set inside (on top of PATH,
-    HOME, PYTHONPATH); limits: see ``Limits``; python: the interpreter inside (default: the
+    The connection file at ``{connection_file}`` must name the kernel's sockets as the
+    sandbox sees them (``SANDBOX_RUNTIME``, in its own /tmp: see ``nbval_plugin``); it is
+    shown read-only at ``KERNEL_JSON`` (with no procfs inside, nothing shows where it lies
+    on the grader's disk). kdlab_site: folder holding the copy
+    of kdlab (``kdlab_copy``); env: variables to set inside (on top of PATH, HOME,
+    PYTHONPATH); limits: see ``Limits``; python: the interpreter inside (default: the
     grader's, remapped); cgroup: the cgroup to start in (``Cgroup.create``), if any.
     """
     limits = limits or Limits()
-    rt = str(Path(runtime_dir).resolve())
     py_args, py_inside = _python_mounts(Path(kdlab_site))
+    # no procfs: /proc/self/mountinfo names the host path of every bind (the Python
+    # installation, the copy of kdlab); torch reads /proc/cpuinfo to pick its CPU kernels
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
             "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL",
-            "--proc", "/proc", "--dev", "/dev",
+            "--dir", "/proc", "--ro-bind-try", "/proc/cpuinfo", "/proc/cpuinfo", "--dev", "/dev",
             "--size", str(limits.shm), "--tmpfs", "/dev/shm",
             "--size", str(limits.tmp), "--tmpfs", "/tmp",
-            "--dir", SANDBOX_RUNTIME, "--dir", rt, "--symlink", SANDBOX_RUNTIME, f"{rt}/k",
-            "--ro-bind", "{connection_file}", KERNEL_JSON]
+            "--dir", SANDBOX_RUNTIME, "--ro-bind", "{connection_file}", KERNEL_JSON]
     args += _system_mounts() + py_args
     args += ["--ro-bind", str(Path(kdlab_site).resolve() / "kdlab"), f"{MOUNT_KDLAB}/kdlab",
              "--ro-bind-try", str(Path(kdlab_site).resolve() / DATA_CACHE), f"{MOUNT_KDLAB}/{DATA_CACHE}",
@@ -393,7 +399,7 @@ def preflight(timeout: float = 60) -> list[str]:
         rt = Path(tmp) / "rt"
         rt.mkdir()
         (rt / "kernel.json").write_text("{}")
-        argv = kernel_argv(rt, site_dir, {})
+        argv = kernel_argv(site_dir, {})
         cut = argv.index("--", argv.index("--clearenv"))
         code = ("import socket, importlib.util\n"
                 "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n"
