@@ -122,7 +122,7 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     state = {"z": np.array(z), "bars": None, "names": names}
 
     def probs(t: float) -> np.ndarray:
-        return probabilities.soft(state["z"], t)
+        return probabilities.soft_probabilities(state["z"], t)
 
     def redraw(*_):
         t = float(slider.value)
@@ -205,7 +205,7 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
         raise ValueError(f"T must be a number in [0.5, 20], got {T!r}")
     logits = logits.detach().cpu().double()
     labels = torch.as_tensor(labels).cpu()
-    p1 = torch.from_numpy(probabilities.soft(logits, 1.0))
+    p1 = torch.from_numpy(probabilities.soft_probabilities(logits, 1.0))
     wrong_mass = 1 - p1[torch.arange(N), labels]
     if ambiguous is None:
         ambiguous = wrong_mass.argsort(descending=True)[:n_ambiguous]
@@ -240,7 +240,7 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     def redraw(*_):
         i, t = int(idx_box.value), float(t_slider.value)
         y, pred = int(labels[i]), int(logits[i].argmax())
-        pt = probabilities.soft(logits[i], t)
+        pt = probabilities.soft_probabilities(logits[i], t)
         Ts = (1.0,) if abs(t - 1) < 1e-9 else (1.0, round(t, 2))
         plot.draw_soft_targets(ax_img, ax_bar, images[i], logits[i].numpy(), y, Ts,
                                caption=f"#{i}: label {y}")

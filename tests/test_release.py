@@ -122,7 +122,7 @@ def test_instructor_only_packages_reach_neither_students_nor_the_sandbox(release
     assert all((root / name / "__init__.py").exists() for name in sandbox.INSTRUCTOR_ONLY)
     copy = sandbox.kdlab_copy(tmp_path / "site", data=False)
     for tree in (release / "kdlab", copy / "kdlab"):
-        assert (tree / "train.py").exists() and (tree / "checks").is_dir()
+        assert (tree / "data.py").exists() and (tree / "checks").is_dir()
         for name in sandbox.INSTRUCTOR_ONLY:
             assert not (tree / name).exists(), f"{tree / name}"
 
@@ -166,7 +166,7 @@ out["fit"] = model.weight.detach().reshape(-1).tolist()
 w = torch.randint(-7, 8, (3, 4)).float()
 w[:, 0] = 7
 out["grid"] = [x.reshape(-1).tolist() for x in kd.compress._grid(w * 0.05, 4)]  # a 4-bit weight
-out["soft"] = kd.plot.probabilities.soft(np.array([[1.0, 2.0, 3.0]]), 2.0).tolist()
+out["soft"] = kd.plot.probabilities.soft_probabilities(np.array([[1.0, 2.0, 3.0]]), 2.0).tolist()
 out["doc"] = kd.train.fit.__doc__.splitlines()[0]
 print(json.dumps(out))
 '''
@@ -190,7 +190,7 @@ def test_release_shows_no_source_of_a_helper_that_answers(release, tmp_path):
     release holds their definitions. Every function of the release whose source is readable
     either is the sandbox's own (which test_no_answers' sweep probes as every check's
     answer) or is swept here: none reproduces a check's answer."""
-    from kdlab.grading import release as rel
+    from kdlab.authoring import release as rel
     from kdlab.grading import sandbox
     sys.path.insert(0, str(ROOT / "tests"))
     try:
@@ -237,7 +237,7 @@ def test_release_notebooks_run_the_compiled_helpers(release, tmp_path):
     w = torch.randint(-7, 8, (3, 4)).float()
     w[:, 0] = 7
     assert got["grid"] == [x.reshape(-1).tolist() for x in kd.compress._grid(w * 0.05, 4)]
-    assert got["soft"] == kd.plot.probabilities.soft(np.array([[1.0, 2.0, 3.0]]), 2.0).tolist()
+    assert got["soft"] == kd.plot.probabilities.soft_probabilities(np.array([[1.0, 2.0, 3.0]]), 2.0).tolist()
     assert got["doc"] == kd.train.fit.__doc__.splitlines()[0]  # help() still explains them
     lab = next((release / "labs").glob("03_*.ipynb"))
     cells = [c.source for c in nbformat.read(str(lab), as_version=4).cells

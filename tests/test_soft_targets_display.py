@@ -19,8 +19,8 @@ from kdlab import plot, widgets
 def test_temperature_of_any_real_type(T):
     z = torch.tensor([[2.0, 1.0, 0.1], [0.0, 3.0, -1.0]])
     want = torch.softmax(z.double() / 4.0, dim=-1).numpy()
-    assert np.allclose(plot.probabilities.soft(z, T), want)
-    assert plot.probabilities.soft(z, T).dtype == np.float64
+    assert np.allclose(plot.probabilities.soft_probabilities(z, T), want)
+    assert plot.probabilities.soft_probabilities(z, T).dtype == np.float64
 
 
 @pytest.mark.parametrize("T, error, message", [
@@ -36,7 +36,7 @@ def test_temperature_of_any_real_type(T):
 ])
 def test_temperature_errors_say_what_is_wrong(T, error, message):
     with pytest.raises(error) as e:
-        plot.probabilities.soft(torch.zeros(3), T)
+        plot.probabilities.soft_probabilities(torch.zeros(3), T)
     assert message in str(e.value) and "temperature T" in str(e.value)
 
 
@@ -46,13 +46,13 @@ def test_entropy():
     assert h.shape == (3,)
     assert h.tolist() == pytest.approx([0.0, math.log(2), 1.5 * math.log(2)])
     assert str(float(h[0])) == "0.0"  # not -0.0
-    assert float(plot.probabilities.entropy_nats(plot.probabilities.soft(np.zeros(10), 7.0))) == pytest.approx(math.log(10))
-    assert plot.probabilities.soft(np.array([1e4, 0.0]), 1.0)[1] == 0.0  # no overflow
+    assert float(plot.probabilities.entropy_nats(plot.probabilities.soft_probabilities(np.zeros(10), 7.0))) == pytest.approx(math.log(10))
+    assert plot.probabilities.soft_probabilities(np.array([1e4, 0.0]), 1.0)[1] == 0.0  # no overflow
 
 
 def test_figures_and_explorers_use_the_one_softmax_and_entropy(monkeypatch):
     """No second softmax or entropy formula in kd.plot or kd.widgets: they call
-    plot.probabilities.soft and .entropy_nats, so one patch of it reaches every caller."""
+    plot.probabilities.soft_probabilities and .entropy_nats, so one patch of it reaches every caller."""
     import pkgutil
     figures = [importlib.import_module(f"kdlab.plot.{m.name}")
                for m in pkgutil.iter_modules(plot.__path__)]
@@ -63,13 +63,13 @@ def test_figures_and_explorers_use_the_one_softmax_and_entropy(monkeypatch):
     assert len(figures) >= 7 and sum(inspect.getsource(m).count("np.exp(") for m in figures) == 1
     assert inspect.getsource(widgets).count("np.exp(") == 0
     calls = []
-    real = plot.probabilities.soft
+    real = plot.probabilities.soft_probabilities
 
     def counting(z, T):
         calls.append(T)
         return real(z, T)
 
-    monkeypatch.setattr(plot.probabilities, "soft", counting)  # what the widgets and Lab 02's figure call
+    monkeypatch.setattr(plot.probabilities, "soft_probabilities", counting)  # what the widgets and Lab 02's figure call
     ex = widgets.temperature_explorer([1.0, 2.0, 3.0], T=2.0)
     assert 2.0 in calls
     calls.clear()
@@ -134,7 +134,7 @@ def test_plot_reexports_no_private_helper():
     private = [n for n, v in vars(plot).items() if n.startswith("_") and not n.startswith("__")
                and not isinstance(v, types.ModuleType)]
     assert private == [], private
-    for name in ("as_numpy", "is_real", "temperature", "class_names", "soft", "entropy_nats"):
+    for name in ("as_numpy", "is_real", "temperature", "class_names", "soft_probabilities", "entropy_nats"):
         assert callable(getattr(plot.probabilities, name)), name
     src = inspect.getsource(widgets)
     assert "plot._" not in src and "_shared" not in src

@@ -93,7 +93,7 @@ STRIPPED = {
     "distill.py": ("loss",),  # Lab 03's kd_loss
     "cache.py": ("train_once",),
     "compress.py": ("_grid", "pack"),  # Lab 05's fake_quantize (the grid of 2**bits levels)
-    "plot/probabilities.py": ("soft", "entropy_nats"),  # Lab 01's softmax with T and entropy (numpy)
+    "plot/probabilities.py": ("soft_probabilities", "entropy_nats"),  # Lab 01's softmax with T and entropy (numpy)
 }
 
 

@@ -125,7 +125,7 @@ def draw_soft_targets(ax_img, ax_bar, image, logits, label: int, Ts=(1.0, 4.0),
     width = 0.8 / len(Ts)
     lows = []
     for k, T in enumerate(Ts):
-        p = probabilities.soft(z, T)  # float64: tiny probabilities such as 1e-12 stay visible
+        p = probabilities.soft_probabilities(z, T)  # float64: tiny probabilities such as 1e-12 stay visible
         lows.append(p.min())
         ax_bar.bar(np.arange(C) - 0.4 + width * (k + 0.5), p, width=width, label=f"T = {T:g}",
                    color=plt.get_cmap("tab10")(k))

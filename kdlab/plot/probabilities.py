@@ -1,7 +1,7 @@
 """The figures' numbers: arrays, the temperature, class names, softmax with T and entropy.
 
 What the figures and the explorers (``kd.widgets``) compute from logits, named once here:
-``as_numpy``, ``is_real``, ``temperature``, ``class_names``, ``soft`` and ``entropy_nats``.
+``as_numpy``, ``is_real``, ``temperature``, ``class_names``, ``soft_probabilities`` and ``entropy_nats``.
 The softmax and entropy are float64 numpy (so that probabilities like 1e-30 stay visible in a
 figure); they are not the labs' exercises (those are torch functions with gradients), and the
 grading sandbox strips them all the same.
@@ -49,7 +49,7 @@ def class_names(C: int, given=None) -> list[str]:
     return names
 
 
-def soft(logits, T) -> np.ndarray:
+def soft_probabilities(logits, T) -> np.ndarray:
     """The figures' softmax of logits / T along the last dimension, in float64 numpy (so that
     probabilities like 1e-30 stay visible): (..., C) -> (..., C)."""
     z = as_numpy(logits).astype(np.float64) / temperature(T)
