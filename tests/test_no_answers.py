@@ -123,8 +123,12 @@ class Slow(BaseException):  # not Exception: library code that catches Exception
     pass
 
 
+ARMED = {"on": False}  # the timer interrupts a probe only: never the sweep's own bookkeeping
+
+
 def alarm(*_):
-    raise Slow()
+    if ARMED["on"]:
+        raise Slow()
 
 
 signal.signal(signal.SIGALRM, alarm)
@@ -170,14 +174,16 @@ for name, f in fns:
         for check, seed in inputs:
             if slow >= 2 or time.process_time() - t0 > 5:  # it trains, loads or draws: it had its chance
                 break
-            signal.setitimer(signal.ITIMER_REAL, 1.0, 0.2)  # then every 0.2 s: a probe calls its candidate many times, each call interrupted
-            try:
+            try:  # armed inside the try: a signal that fires as the probe returns is caught here
+                ARMED["on"] = True
+                signal.setitimer(signal.ITIMER_REAL, 1.0, 0.2)  # then every 0.2 s: a probe calls its candidate many times, each call interrupted
                 data = probe_data(CHECKS[check], cand, seed)
             except Slow:
                 data, slow = None, slow + 1
             except BaseException:  # the probe itself choked on what came back
                 data = None
             finally:
+                ARMED["on"] = False  # first: a signal handled from here on returns without raising
                 signal.setitimer(signal.ITIMER_REAL, 0)
             if data is not None and '"type": "Slow"' in json.dumps(data):
                 slow += 1
