@@ -20,17 +20,17 @@ test: install                ## the whole test suite (quick budget), two workers
 	KDLAB_QUICK=1 $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 labs: install                ## regenerate labs/ from solutions/
-	$(PY) -m kdlab.grading make-labs
+	$(PY) -m kdlab.authoring make-labs
 
 outputs: install              ## re-execute solutions/ (full budget) and save their outputs: make outputs [NOTEBOOKS="03_response_kd ..."]
-	$(PY) -m kdlab.grading refresh-outputs $(NOTEBOOKS)
+	$(PY) -m kdlab.authoring refresh-outputs $(NOTEBOOKS)
 
 grade: install               ## grade a folder of submissions (sandboxed): make grade SUBMISSIONS=dir [OUT=gradebook.csv]
 	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/submissions [OUT=gradebook.csv]"; exit 2)
 	$(PY) -m kdlab.grading grade "$(SUBMISSIONS)" --out "$(or $(OUT),gradebook.csv)"
 
 release: install             ## the student release (labs/, kdlab, README; no solutions): make release [OUT=release]
-	$(PY) -m kdlab.grading release "$(or $(OUT),release)"
+	$(PY) -m kdlab.authoring release "$(or $(OUT),release)"
 
 bench: install               ## the benchmarks behind the README's headline rows (< 1 h), render the tables
 	$(PY) -m benchmarks.run_all --set default

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import nbformat
 
-from kdlab.grading import outputs
+from kdlab.authoring import outputs
 
 from ._common import (RESULTS, ROOT, Run, cpu_capability, goal_verdict, minutes, parser,
                       set_threads)
@@ -76,7 +76,7 @@ def execute(path: Path, quick: bool, timeout: int = 1800, kernel_threads=None,
 
     kernel_threads: if given, OMP_NUM_THREADS for the kernel (torch's thread count).
     save: write the executed notebook (with its outputs) back to `path` if it ran without
-    error, as ``python -m kdlab.grading refresh-outputs`` does (the same function).
+    error, as ``python -m kdlab.authoring refresh-outputs`` does (the same function).
     env: more environment variables for the kernel (e.g. KDLAB_THREADS, KDLAB_CACHE).
 
     Returns {"seconds": float, "cpu_seconds": float (the kernel's), "ok": bool, "error": str

@@ -91,7 +91,7 @@ def soft_loss(s: dict):
 
 def _train(s: dict, seed: int, x, y, loss, val, teacher_logits=None) -> tuple[torch.nn.Module, dict]:
     """Train a HintonMLP with the shared recipe; return it and its history (+ seconds)."""
-    kd.train.seed(seed)
+    kd.seed(seed)
     model = kd.models.HintonMLP()
     batches = kd.data.Batches(x, y, s["batch_size"], seed=seed)
     opt = torch.optim.Adam(model.parameters(), lr=s["lr"])
@@ -189,7 +189,7 @@ def run(budget: str = "full", out=None, epochs=None, seeds=None, omit_seeds=None
                 model, h = _train(s, seed, x, y, F.cross_entropy, (xt, yt))
             else:
                 model, h = _train(s, seed, x, y, soft, (xt, yt), teacher_logits=t_train)
-            e = kd.train.evaluate(model, xt, yt)["errors"]
+            e = kd.evaluation.evaluate(model, xt, yt)["errors"]
             print(f"{name:6s} seed {seed}: {e} test errors ({h['seconds']:.0f} s)", flush=True)
             return {"seed": seed, "errors": e, "val_errors": h["val_errors"],
                     "seconds": round(h["seconds"], 1),
@@ -199,8 +199,8 @@ def run(budget: str = "full", out=None, epochs=None, seeds=None, omit_seeds=None
             keep = kd.data.indices_without(y, 3)
             model, h = _train(s, seed, x[keep], y[keep], soft, (xt, yt),
                               teacher_logits=t_train[keep])
-            lt = kd.train.predict_logits(model, xt)
-            ltr = kd.train.predict_logits(model, x)
+            lt = kd.evaluation.predict_logits(model, xt)
+            ltr = kd.evaluation.predict_logits(model, x)
             b = best_bias(ltr, y, 3, s["bias_grid"])
             row = {"seed": seed, "seconds": round(h["seconds"], 1),
                    "n_transfer": len(keep), "before": _errors(lt, yt),
@@ -217,8 +217,8 @@ def run(budget: str = "full", out=None, epochs=None, seeds=None, omit_seeds=None
         runs = {"labels": [resume.get(f"labels/{q}", lambda q=q: student("labels", q))
                            for q in s["seeds"]]}
         teacher = kd.teacher.load_teacher(device="cpu")
-        t_train, sec_train = timed(kd.train.predict_logits, teacher, x)
-        t_test = kd.train.predict_logits(teacher, xt)
+        t_train, sec_train = timed(kd.evaluation.predict_logits, teacher, x)
+        t_test = kd.evaluation.predict_logits(teacher, xt)
         res["teacher_errors"] = int((t_test.argmax(1) != yt).sum())
         res["teacher_train_errors"] = int((t_train.argmax(1) != y).sum())
         res["teacher_logits_seconds"] = round(sec_train, 1)

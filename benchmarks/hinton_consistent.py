@@ -126,7 +126,7 @@ def cache_views(budget: str = "full", elastic: bool = False) -> dict:
 
 def _train(s: dict, seed: int, data, loss, epochs: int, val, teacher_logits=None) -> tuple:
     """Train a HintonMLP with the run's recipe; return the model and its history."""
-    kd.train.seed(seed)
+    kd.seed(seed)
     model = kd.models.HintonMLP()
     opt = torch.optim.Adam(model.parameters(), lr=s["lr"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s["lr"], total_steps=epochs * len(data))
@@ -140,7 +140,7 @@ def _epoch_cost(s: dict, x, y, t_plain, views, t_views, loss) -> dict:
     times = {"cached": [], "views": []}
     for r in range(s["cost_rounds"]):
         for mode in times:
-            kd.train.seed(r)
+            kd.seed(r)
             model = kd.models.HintonMLP()
             data = (kd.data.Batches(x, y, s["batch_size"], seed=r) if mode == "cached" else
                     kd.views.ViewBatches(views, y, s["batch_size"], seed=r))
@@ -254,7 +254,7 @@ def run(budget: str = "full", out=RESULTS, seeds=None, part: str = "all", reuse_
         x, y, xt, yt = x[:s["n_train"]], y[:s["n_train"]], xt[:s["n_test"]], yt[:s["n_test"]]
         teacher = kd.teacher.load_teacher(device="cpu")
         views, t_views, res["view_logits"] = _views(s, x, teacher)
-        res["teacher_errors"] = kd.train.evaluate(teacher, xt, yt)["errors"]
+        res["teacher_errors"] = kd.evaluation.evaluate(teacher, xt, yt)["errors"]
         n, soft = len(x), functools.partial(kd_loss, T=s["T"], alpha=s["alpha"])
         print(f"views: {s['views']} x {n:,} images, teacher logits {res['view_logits']['source']} "
               f"in {res['view_logits']['seconds']} s; teacher {res['teacher_errors']} errors",
@@ -276,7 +276,7 @@ def run(budget: str = "full", out=RESULTS, seeds=None, part: str = "all", reuse_
                 model, h = _train(s, seed, data, F.cross_entropy, epochs, (xt, yt))
             else:
                 model, h = _train(s, seed, data, soft, epochs, (xt, yt), cur["logits"][:k * n])
-            e = kd.train.evaluate(model, xt, yt)["errors"]
+            e = kd.evaluation.evaluate(model, xt, yt)["errors"]
             print(f"{name} K={k} {epochs} epochs seed {seed}: {e} errors "
                   f"({sum(h['epoch_time']):.0f} s)", flush=True)
             res["finished_runs"][key] = {

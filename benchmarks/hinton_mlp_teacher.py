@@ -89,7 +89,7 @@ def teacher(recipe: dict, x, y, xt, yt) -> tuple:
         info = json.loads(meta.read_text())
         info["source"] = "cache"
         return model, info
-    kd.train.seed(recipe["seed"])
+    kd.seed(recipe["seed"])
     batches = kd.views.Jittered(kd.data.Batches(x, y, recipe["batch_size"], seed=recipe["seed"]),
                                 recipe["pixels"], recipe["seed"], integer=True)
     options = {k: recipe[k] for k in ("lr", "momentum") if k in recipe}  # see OPTIMIZERS
@@ -122,16 +122,16 @@ def run(budget: str = "full", out=RESULTS, seeds=None, teacher_epochs=None,
         x, y, xt, yt = hinton.data(st)
         xs, ys = x[:s["teacher"]["n_train"]], y[:s["teacher"]["n_train"]]
         model, info = teacher(s["teacher"], xs, ys, xt, yt)
-        res["teacher"] = {**info, "errors": kd.train.evaluate(model, xt, yt)["errors"],
+        res["teacher"] = {**info, "errors": kd.evaluation.evaluate(model, xt, yt)["errors"],
                           "goal": GOAL_TEACHER_ERRORS, "checkpoint": str(_checkpoint(s["teacher"])[0])}
         res["teacher"]["within_goal"] = res["teacher"]["errors"] <= GOAL_TEACHER_ERRORS
         print(f"MLP teacher ({info['source']}): {res['teacher']['errors']} test errors", flush=True)
         r.save(complete=False)
-        logits = kd.train.predict_logits(model, x)
+        logits = kd.evaluation.predict_logits(model, x)
         runs = []
         for q in st["seeds"]:
             m, h = hinton._train(st, q, x, y, hinton.soft_loss(st), (xt, yt), teacher_logits=logits)
-            e = kd.train.evaluate(m, xt, yt)["errors"]
+            e = kd.evaluation.evaluate(m, xt, yt)["errors"]
             runs.append({"seed": q, "errors": e, "val_errors": h["val_errors"],
                          "seconds": round(h["seconds"], 1)})
             print(f"student seed {q}: {e} test errors ({h['seconds']:.0f} s)", flush=True)

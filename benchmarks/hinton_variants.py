@@ -41,12 +41,12 @@ def run(budget: str = "full", out=RESULTS, seed: int = 0) -> dict:
              title=f"Hinton soft-target student: one recipe change at a time (seed {seed})") as r:
         x, y, xt, yt = hinton.data(base)
         teacher = kd.teacher.load_teacher(device="cpu")
-        t_train = kd.train.predict_logits(teacher, x)
+        t_train = kd.evaluation.predict_logits(teacher, x)
         for name, change in s["variants"].items():
             v = {**base, **change}
             model, h = hinton._train(v, seed, x, y, hinton.soft_loss(v), (xt, yt),
                                      teacher_logits=t_train)
-            e = kd.train.evaluate(model, xt, yt)["errors"]
+            e = kd.evaluation.evaluate(model, xt, yt)["errors"]
             r.results[name] = {"change": change, "errors": e, "val_errors": h["val_errors"],
                                "best_epoch_errors": min(h["val_errors"]),
                                "seconds": round(h["seconds"], 1)}

@@ -57,7 +57,7 @@ def paired(all_seconds: dict, mode: str) -> list[float]:
 
 
 def _epoch(student: str, mode: str, batches, teacher, logits) -> float:
-    kd.train.seed(0)
+    kd.seed(0)
     model = getattr(kd.models, student)()
     loss = F.cross_entropy if mode == "labels" else functools.partial(kd_loss, T=4.0, alpha=0.9)
     kw = {"cached": {"teacher_logits": logits}, "live": {"teacher": teacher}}.get(mode, {})
@@ -73,7 +73,7 @@ def run(budget: str = "full", out=RESULTS, rounds=None, students=None) -> dict:
         x, y = kd.data.mnist("train")
         x, y = x[:s["n_train"]], y[:s["n_train"]]
         teacher = kd.teacher.load_teacher(device="cpu")
-        logits, cache_s = timed(kd.train.predict_logits, teacher, x)
+        logits, cache_s = timed(kd.evaluation.predict_logits, teacher, x)
         r.results["cache_seconds"] = round(cache_s, 2)
         batches = kd.data.Batches(x, y, s["batch_size"], seed=0)
         for student in s["students"]:

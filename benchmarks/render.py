@@ -16,44 +16,16 @@ import re
 import sys
 from pathlib import Path
 
-from . import (course, grading, hinton, hinton_consistent, hinton_mlp_teacher, hinton_variants,
-               kd_cost, threads, throughput)
+from .catalog import BENCHMARKS, BY_NAME, names
 from ._common import RESULTS, ROOT, cpu_conditions, minutes
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 HEAD_BEGIN, HEAD_END = "<!-- headline:begin -->", "<!-- headline:end -->"
 README = ROOT / "README.md"
 BENCH_README = ROOT / "benchmarks" / "README.md"
-#: the README's headline rows: the start of their measurement, all from the default make bench
-#: (patterns the measurement cell must match from its start; the 1-thread course rows come
-#: from make bench-long and stay in benchmarks/README.md)
-HEADLINES = (r"Slowest lab, full budget$", r"Whole course, full budget$", r"`make test`",
-             r"KD epoch, cached teacher logits vs labels only \(HintonMLP\)$",
-             r"HintonMLP training$", r"Grading \d+ submissions of 01_softmax_temperature")
-
-
-def is_headline(measurement: str, pattern: str) -> bool:
-    """True if a row's measurement cell is the headline row of `pattern` (one of HEADLINES)."""
-    return re.match(pattern, measurement) is not None
-
-
 def load(results: Path = RESULTS) -> dict:
     """{benchmark name: parsed JSON} for every results/*.json."""
     return {p.stem: json.loads(p.read_text()) for p in sorted(Path(results).glob("*.json"))}
-
-
-#: the benchmarks in the order of the table; each module's rows(d, results) gives its rows and
-#: conditions(d) its part of the conditions line
-SECTIONS = [hinton, hinton_mlp_teacher, hinton_consistent, hinton_variants, kd_cost, course,
-            throughput, threads, grading]
-
-
-def _name(module) -> str:
-    """The benchmark's name, that of its JSON file: benchmarks.kd_cost -> 'kd_cost'."""
-    return module.__name__.rpartition(".")[2]
-
-
-BY_NAME = {_name(m): m for m in SECTIONS}
 
 
 def _conditions(name: str, d: dict) -> str:
@@ -65,7 +37,7 @@ def _conditions(name: str, d: dict) -> str:
     budget = "" if d["budget"] == "full" else f" **{d['budget']} budget**,"
     if not d["complete"]:
         budget += " **run not finished**,"
-    extra = BY_NAME[name].conditions(d)
+    extra = BY_NAME[name].module().conditions(d)
     extra = f" {extra};" if extra else ""
     return (f"- `{name}.json`:{budget}{extra} {e['date'][:16].replace('T', ' ')} UTC, "
             f"torch {e['torch']}, threads {e['threads']}, {e['cpu_count']} CPUs ({e['machine']}), "
@@ -82,14 +54,22 @@ def _wall(d: dict) -> float:
 
 
 def _rows(data: dict) -> tuple[list, list]:
-    """(table rows, conditions lines) of the benchmarks present in `data`."""
+    """(table rows, conditions lines) of the benchmarks present in `data`, in the table's order."""
     rows, notes = [], []
-    for module in SECTIONS:
-        name = _name(module)
-        if name in data:
-            rows += module.rows(data[name], data)
-            notes.append(_conditions(name, data[name]))
+    for b in BENCHMARKS:
+        if b.name in data:
+            rows += b.module().rows(data[b.name], data)
+            notes.append(_conditions(b.name, data[b.name]))
     return rows, notes
+
+
+def headline_rows(data: dict) -> list:
+    """The README's headline rows: those of each benchmark matching its ``headlines``, in order."""
+    picked = []
+    for b in BENCHMARKS:
+        rows = b.module().rows(data[b.name], data) if b.name in data else []
+        picked += [r for h in b.headlines for r in rows if re.match(h, r[0])]
+    return picked
 
 
 TABLE_HEAD = ["| Measurement | Paper / goal | This course | Compared with the paper / goal |",
@@ -97,9 +77,8 @@ TABLE_HEAD = ["| Measurement | Paper / goal | This course | Compared with the pa
 
 
 def headline(results: Path = RESULTS) -> str:
-    """The README's block: the rows of ``HEADLINES`` and where the rest is."""
-    rows, _ = _rows(load(results))
-    picked = [r for h in HEADLINES for r in rows if is_headline(r[0], h)]
+    """The README's block: the headline rows of the benchmarks (``catalog.Benchmark.headlines``)."""
+    picked = headline_rows(load(results))
     if not picked:
         return "No benchmark results yet: run `make bench`."
     return "\n".join(TABLE_HEAD + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in picked])
@@ -112,16 +91,17 @@ def render(results: Path = RESULTS) -> str:
         return "No benchmark results yet: run `make bench`."
     rows, notes = _rows(data)
     lines = TABLE_HEAD + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    png, what = hinton_consistent.FIGURE
+    png, what = BY_NAME["hinton_consistent"].module().FIGURE
     if (Path(results) / png).exists() and Path(results).resolve() == RESULTS.resolve():
         lines += ["", f"![{what}](results/{png})"]
     lines += ["", "Conditions of each run (from the JSON files in `benchmarks/results/`):", ""]
     lines += notes
-    full = {name: _wall(d) for name, d in data.items() if d["budget"] == "full"}
-    from .run_all import DEFAULT
-    short = sum(v for k, v in full.items() if k in DEFAULT)
+    full = {name: _wall(d) for name, d in data.items()  # the catalog's runs (lm_* files are Lab 07's own records)
+            if name in BY_NAME and d.get("budget") == "full"}
+    default = names("default")
+    short = sum(v for k, v in full.items() if k in default)
     lines += ["", f"On the full budget, the runs above took {minutes(sum(full.values()))} in all: "
-                  f"{minutes(short)} for the {sum(k in DEFAULT for k in full)} runs of `make bench`, "
+                  f"{minutes(short)} for the {sum(k in default for k in full)} runs of `make bench`, "
                   f"the rest for `make bench-long` (wall times, without each run's wait for a "
                   "quiet machine)."]
     return "\n".join(lines)
@@ -140,7 +120,7 @@ def course_map(readme_text: str, results: Path = RESULTS) -> str:
         m = LAB_ROW.match(line)
         if m:
             head = line.rstrip().removesuffix("|").rstrip().rpartition(" | ")[0]
-            line = f"{head} | {course.lab_time(d, m.group(1))} |\n"
+            line = f"{head} | {BY_NAME['course'].module().lab_time(d, m.group(1))} |\n"
         lines.append(line)
     return "".join(lines)
 

@@ -2,7 +2,7 @@
 
 A JupyterHub server gives many students one machine: other kernels keep the cores busy, and
 torch (which starts one thread per core, and ignores a container's CPU quota) can then run a
-step several times slower with more threads than with one. ``kd.train.threads()`` picks the
+step several times slower with more threads than with one. ``kd.threads()`` picks the
 count once: ``$KDLAB_THREADS`` if set, else the container's CPU quota (cgroup) if any, else
 torch's default. This script records what that choice is on this machine and times one epoch
 of Lab 03's distillation (HintonMLP, ``kd_loss`` T = 4, alpha 0.9, cached teacher logits,
@@ -44,7 +44,7 @@ def settings_for(budget: str) -> dict:
 
 
 def _epoch(x, y, logits, loss) -> float:
-    kd.train.seed(0)
+    kd.seed(0)
     h = kd.train.fit(kd.models.HintonMLP(), kd.data.Batches(x, y, 128, seed=0), loss, 1,
                      teacher_logits=logits, progress=False, dev="cpu")
     return h["epoch_time"][0]
@@ -96,7 +96,7 @@ def run(budget: str = "full", out=RESULTS) -> dict:
 
 def rows(d: dict, results: dict | None = None) -> list[tuple]:
     """The results-table row of threads.json: 2 threads vs 1, busy and idle, and what
-    ``kd.train.threads()`` picks on this machine.
+    ``kd.threads()`` picks on this machine.
 
     Inputs: d, the parsed threads.json; results (all parsed JSON files) is not used.
     Returns: [(measurement, "-", this course, kdlab's choice)].
@@ -105,7 +105,7 @@ def rows(d: dict, results: dict | None = None) -> list[tuple]:
     med = {(q["busy"], q["threads"]): q["median_seconds"] for q in r["runs"]}
     top = max(s["busy"])
     quota = r["cgroup_cpu_quota"]
-    choice = (f"`kd.train.threads()` here: {r['kdlab_choice_without_env']} "
+    choice = (f"`kd.threads()` here: {r['kdlab_choice_without_env']} "
               + (f"(the container's CPU quota, {quota:g} cores)" if quota else
                  "(no CPU quota: torch's default, as before; `KDLAB_THREADS=1` is the "
                  "alternative measured)"))

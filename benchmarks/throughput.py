@@ -2,7 +2,7 @@
 student inference, and of student training, so a user can see where the time goes.
 
 - loader: one pass of ``kd.data.Batches`` over the training set (indexing only, no model);
-- inference: ``kd.train.predict_logits`` (eval mode, no gradients, batches of 1,000);
+- inference: ``kd.evaluation.predict_logits`` (eval mode, no gradients, batches of 1,000);
 - training: one epoch of ``kd.train.fit`` with cross-entropy (forward, backward, Adam step),
   timed as ``benchmarks.kd_cost`` times its labels-only epoch: the training loop only
   (``history["epoch_time"]``, no model set-up), batches of 128, the whole training set.
@@ -71,14 +71,14 @@ def run(budget: str = "full", out=RESULTS, repeats=None) -> dict:
         for name in s["models"]:
             model = teacher if name == "Teacher" else getattr(kd.models, name)()
             res[f"{name}_inference"] = _rate(
-                len(xi), lambda: timed(kd.train.predict_logits, model, xi,
+                len(xi), lambda: timed(kd.evaluation.predict_logits, model, xi,
                                        s["batch_size_inference"])[1], s["repeats"])
             res[f"{name}_inference"].update(kd.models.cost(model))
             if name == "Teacher":
                 continue  # the shipped teacher is not retrained here
 
             def train():
-                kd.train.seed(0)
+                kd.seed(0)
                 m = getattr(kd.models, name)()
                 h = kd.train.fit(m, kd.data.Batches(xs, ys, s["batch_size_loader_training"],
                                                     seed=0),

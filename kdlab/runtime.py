@@ -5,7 +5,7 @@
 ``threads`` and ``device`` make a run repeatable and sized to the machine.
 
 A check's probe calls the student's exercise on inputs it chose; while it does, the course's
-own training helpers (``kd.train.fit``, ``kd.train.distillation``) refuse to run, in every
+own training helpers (``kd.train.fit``, ``kd.distill.loss``) refuse to run, in every
 thread, so that no exercise can pass by handing its work to them. ``checking()`` marks that
 time; ``refuse_in_check(name)`` is what a helper calls first.
 """

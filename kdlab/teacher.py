@@ -15,9 +15,7 @@ Retrain (overwrites the shipped checkpoint unless --out is given)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import platform
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from . import data, models, train
+from . import cache, data, evaluation, models, runtime, train
 from .views import Jittered
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "teacher"
@@ -65,7 +63,7 @@ def metadata(folder: Path = ASSETS) -> dict:
 def load_teacher(folder: Path = ASSETS, device=None) -> torch.nn.Module:
     """The pretrained teacher in eval mode, after checking the checkpoint's sha256.
 
-    Inputs: folder holding teacher.pt and teacher.json; device (default: kd.train.device()).
+    Inputs: folder holding teacher.pt and teacher.json; device (default: kd.runtime.device()).
     Returns: a ``Teacher`` mapping x (N, 1, 28, 28) to logits (N, 10).
     """
     folder = Path(folder)
@@ -86,7 +84,7 @@ def load_teacher(folder: Path = ASSETS, device=None) -> torch.nn.Module:
         kw = f"width={meta['recipe']['width']}" if "width" in meta["recipe"] else "default size"
         raise CheckpointError(f"checkpoint {ckpt} does not match the {type(model).__name__} "
                               f"architecture ({kw}): {e}") from None
-    return model.to(device if device is not None else train.device()).eval()
+    return model.to(device if device is not None else runtime.device()).eval()
 
 
 def build(recipe: dict) -> torch.nn.Module:
@@ -120,22 +118,15 @@ class TeacherLogits(NamedTuple):
 
 def logits_cache_path(split: str, sha256: str) -> Path:
     """The cache file of the teacher's logits for `split`: <cache>/teacher-logits/<sha>-<split>.pt."""
-    return data.cache_dir() / LOGITS_FOLDER / f"{sha256[:16]}-{split}.pt"
-
-
-def _logits_digest(logits: torch.Tensor) -> str:
-    return hashlib.sha256(logits.contiguous().numpy().tobytes()).hexdigest()
+    return cache.path(LOGITS_FOLDER, f"{sha256[:16]}-{split}.pt")
 
 
 def _read_logits_cache(path: Path, sha256: str, split: str, n: int) -> tuple:
     """(logits or None, why not): the cached logits if the file is whole and fits this teacher."""
-    if not path.exists():
-        return None, "no cache file yet"
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a truncated or overwritten file
-        return None, f"unreadable ({type(e).__name__})"
-    if not isinstance(blob, dict) or not torch.is_tensor(blob.get("logits")):
+    blob, why = cache.read(path)
+    if blob is None:
+        return None, why
+    if not torch.is_tensor(blob.get("logits")):
         return None, "not a teacher-logits file"
     logits = blob["logits"]
     if blob.get("sha256") != sha256:
@@ -143,7 +134,7 @@ def _read_logits_cache(path: Path, sha256: str, split: str, n: int) -> tuple:
     if blob.get("split") != split or tuple(logits.shape) != (n, 10) or logits.dtype != torch.float32:
         return None, (f"holds {blob.get('split')!r} logits of shape {tuple(logits.shape)}, "
                       f"expected {split!r} ({n}, 10) float32")
-    if blob.get("digest") != _logits_digest(logits):
+    if blob.get("digest") != cache.digest(logits):
         return None, "its values do not match their recorded digest (corrupted)"
     return logits, ""
 
@@ -197,23 +188,16 @@ def fetch_logits(split: str = "train", teacher: torch.nn.Module | None = None, i
     t0 = time.perf_counter()
     if indices is not None:
         idx = torch.as_tensor(indices)
-        logits = train.predict_logits(teacher, x[idx], progress=progress).float()
+        logits = evaluation.predict_logits(teacher, x[idx], progress=progress).float()
         seconds = time.perf_counter() - t0
         if verbose:
             print(f"teacher logits ({split}, {len(idx):,} of {len(x):,} images): computed in "
                   f"{seconds:.1f} s (a subset: not cached)")
         return TeacherLogits(logits, "subset", seconds, "")
-    logits = train.predict_logits(teacher, x, progress=progress).float().contiguous()
+    logits = evaluation.predict_logits(teacher, x, progress=progress).float().contiguous()
     seconds = time.perf_counter() - t0
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"sha256": sha, "split": split, "digest": _logits_digest(logits),
-                    "logits": logits}, tmp)
-        os.replace(tmp, path)
-        where = f"saved to {path}"
-    except OSError as e:  # a read-only home: still return the logits
-        where = f"not saved ({e}); set KDLAB_CACHE to a writable folder"
+    where = cache.write(path, {"sha256": sha, "split": split, "digest": cache.digest(logits),
+                               "logits": logits})
     if verbose:
         print(f"teacher logits ({split}, {len(x):,} images): computed in {seconds:.1f} s, {where}")
     return TeacherLogits(logits, "computed", seconds, str(path))
@@ -226,7 +210,7 @@ def setup(recipe: dict = RECIPE) -> tuple:
     images shifted by up to 2 px, and the schedule spans recipe["epochs"] passes over them.
     Used by ``retrain`` and by ``kd.zoo`` (snapshots of this very run, a smaller teacher).
     """
-    train.seed(recipe["seed"])
+    runtime.seed(recipe["seed"])
     x, y = data.mnist("train")
     model = build(recipe)
     batches = Jittered(data.Batches(x, y, recipe["batch_size"], seed=recipe["seed"]), 2.0,
@@ -252,7 +236,7 @@ def retrain(out: Path = ASSETS, epochs: int | None = None, progress: bool = True
     hist = train.fit(model, batches, loss_fn, recipe["epochs"], optimizer=opt, scheduler=sched,
                      val=(xt, yt), progress=progress, desc="teacher")
     seconds = time.perf_counter() - t0
-    res = train.evaluate(model, xt, yt)
+    res = evaluation.evaluate(model, xt, yt)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / CHECKPOINT)

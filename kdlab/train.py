@@ -1,14 +1,14 @@
-"""The course's one training loop, plus evaluation, batched prediction and the KD loss.
+"""The course's one training loop: ``fit`` trains a model with the loss it is given.
 
 ``fit(model, data, loss_fn, epochs)`` trains any model with any loss passed in. When a
 teacher is given (live model, or its logits cached once), the loss is called as
 ``loss_fn(student_out, teacher_out, labels)``, the argument order of the labs' ``kd_loss``;
-otherwise as ``loss_fn(out, labels)``. The run's policy (budget, seeding, threads, device)
-lives in ``kdlab.runtime``; its functions are also reachable here (``kd.train.seed(0)``).
+otherwise as ``loss_fn(out, labels)``. Evaluation is in ``kdlab.evaluation``, the course's
+distillation loss in ``kdlab.distill``, the run's policy (budget, seeding, threads, device)
+in ``kdlab.runtime``.
 """
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -16,16 +16,8 @@ import torch
 from torch import nn
 
 from .data import Batches
-from .runtime import (QUICK_BANNER, budget, device, quick, quick_banner, refuse_in_check,  # noqa: F401
-                      seed, threads)
-
-
-def _progress(iterable, enabled: bool, **kw):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, **kw)
+from . import evaluation
+from .runtime import refuse_in_check
 
 
 def _as_batches(data, batch_size: int = 128):
@@ -127,7 +119,7 @@ def fit(model: nn.Module, data, loss_fn, epochs: int = 1, *, teacher: nn.Module 
             hist["step_loss"] += losses
             hist["loss"].append(float(np.mean(losses)) if losses else float("nan"))
             if val is not None:
-                r = evaluate(model, *val)
+                r = evaluation.evaluate(model, *val)
                 hist["val_errors"].append(r["errors"])
                 hist["val_acc"].append(r["accuracy"])
                 if bar is not None:
@@ -137,152 +129,3 @@ def fit(model: nn.Module, data, loss_fn, epochs: int = 1, *, teacher: nn.Module 
         if bar is not None:
             bar.close()
     return hist
-
-
-def distillation(T: float = 4.0, alpha: float = 0.9):
-    """The distillation loss the labs train with after Lab 03, for ``fit`` with a teacher.
-
-    Returns loss_fn(student_logits (B, C), teacher_logits (B, C), labels (B,)) -> scalar:
-    (1 - alpha) * cross-entropy with the labels + alpha * T**2 * cross-entropy of the
-    student's softened outputs with the teacher's soft targets softmax(teacher_logits / T)
-    (which differs from the KL form by the teacher's entropy, a constant for the student,
-    so it trains the same). The teacher gets no gradient. Use it in ``fit``:
-    ``fit(student, batches, kd.train.distillation(T=4, alpha=0.9), teacher_logits=...)``.
-    It refuses to run inside a check: an exercise must be your own code.
-    """
-    if not (isinstance(T, (int, float)) and not isinstance(T, bool) and T > 0 and T < float("inf")):
-        raise ValueError(f"distillation: T must be a finite number > 0, got {T!r}")
-    if not (isinstance(alpha, (int, float)) and 0 <= alpha <= 1):
-        raise ValueError(f"distillation: alpha must be a number in [0, 1], got {alpha!r}")
-    T, alpha = float(T), float(alpha)
-
-    def loss_fn(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                labels: torch.Tensor) -> torch.Tensor:
-        refuse_in_check("kd.train.distillation")
-        if student_logits.shape != teacher_logits.shape:
-            raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
-                             f"{tuple(teacher_logits.shape)} must have the same shape (B, C)")
-        targets = torch.softmax(teacher_logits.detach() / T, dim=-1)
-        soft = nn.functional.cross_entropy(student_logits / T, targets)
-        hard = nn.functional.cross_entropy(student_logits, labels) if alpha < 1 else 0.0
-        return (1 - alpha) * hard + alpha * T * T * soft
-
-    loss_fn.__name__ = loss_fn.__qualname__ = f"distillation(T={T:g}, alpha={alpha:g})"
-    return loss_fn
-
-
-MODELS_FOLDER = "models"
-
-
-def _state_digest(state: dict) -> str:
-    """sha256 over the names, shapes, dtypes and values of a state dict's tensors."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for k, v in state.items():
-        t = v.detach().cpu().contiguous()
-        h.update(f"{k}:{tuple(t.shape)}:{t.dtype};".encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    return h.hexdigest()
-
-
-def train_once(name: str, recipe: dict, make, train_fn, verbose: bool = True):
-    """A model trained once, then read from the kdlab cache folder on later runs.
-
-    Inputs:
-    - name: the start of the cache file's name, e.g. "lab05-dense-seed0"
-    - recipe: a JSON-serialisable dict of everything that decides the trained weights (data,
-      epochs, learning rate, seed, ...); the file is keyed by its hash and the torch version,
-      so a changed recipe trains a new model
-    - make: ``make() -> nn.Module``, a fresh untrained model
-    - train_fn: ``train_fn(model) -> dict or None`` trains the model in place; a dict it
-      returns (JSON-serialisable, e.g. the test errors per epoch) is kept with the weights
-    - verbose: print where the model came from
-    Returns: (model, info): the trained model in eval mode; info = {"source": "cache" or
-    "trained", "seconds": training time (0 when read), "path": the cache file, "extra": what
-    train_fn returned}.
-
-    The file lives in ``<cache>/models/`` (``$KDLAB_CACHE``, default ``~/.cache/kdlab``) and
-    holds the recipe, the state dict and its digest; an unreadable, mismatched or corrupted
-    file is reported and the model retrained. Under the quick budget nothing is read or
-    written: the model is always trained (the tests stay free of side effects).
-    """
-    import hashlib
-    import json
-
-    from .data import cache_dir
-
-    key = json.dumps({"name": name, "recipe": recipe, "torch": torch.__version__}, sort_keys=True)
-    path = cache_dir() / MODELS_FOLDER / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
-    model = make()
-    if not quick() and path.exists():
-        why = ""
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            if blob.get("key") != key:
-                why = "made by another recipe"
-            elif blob.get("digest") != _state_digest(blob["state"]):
-                why = "its weights do not match their recorded digest (corrupted)"
-            else:
-                model.load_state_dict(blob["state"])
-                extra = json.loads(blob.get("extra", "null"))
-                if verbose:
-                    print(f"{name}: read from the cache {path}")
-                return model.eval(), {"source": "cache", "seconds": 0.0, "path": str(path),
-                                      "extra": extra}
-        except Exception as e:  # noqa: BLE001 - truncated file, wrong architecture, ...
-            why = f"unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
-        if verbose:
-            print(f"{name}: the cache file {path} is not usable: {why}; training again")
-    t0 = time.perf_counter()
-    extra = train_fn(model)
-    seconds = time.perf_counter() - t0
-    where = "not cached (quick budget)"
-    if not quick():
-        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save({"key": key, "state": state, "digest": _state_digest(state),
-                        "extra": json.dumps(extra)}, tmp)
-            os.replace(tmp, path)
-            where = f"saved to {path}"
-        except OSError as e:  # a read-only home: the model is still returned
-            where = f"not saved ({e}); set KDLAB_CACHE to a writable folder"
-    if verbose:
-        print(f"{name}: trained in {seconds:.1f} s, {where}")
-    return model.eval(), {"source": "trained", "seconds": seconds, "path": str(path),
-                          "extra": extra}
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000,
-                   progress: bool = False) -> torch.Tensor:
-    """Model outputs for all of x, in batches, in eval mode, without gradients.
-
-    Inputs: x (N, 1, 28, 28). Returns: (N, C) float32 on the CPU.
-    The model's train/eval mode is restored afterwards.
-    """
-    was_training = model.training
-    model.eval()
-    p = next(model.parameters(), None)
-    dev = p.device if p is not None else torch.device("cpu")
-    try:
-        outs = [model(x[i:i + batch_size].to(dev)).cpu()
-                for i in _progress(range(0, len(x), batch_size), progress, desc="predict",
-                                   unit="batch")]
-    finally:
-        model.train(was_training)
-    return torch.cat(outs) if outs else torch.empty(0)
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> dict:
-    """Accuracy and number of errors of `model` on (x, y).
-
-    Inputs: x (N, 1, 28, 28), y (N,). Returns {"accuracy": float, "errors": int, "n": int}.
-    """
-    pred = predict_logits(model, x, batch_size).argmax(1)
-    if pred.shape != y.shape:
-        raise ValueError(f"predictions {tuple(pred.shape)} and labels {tuple(y.shape)} differ")
-    errors = int((pred != y.cpu()).sum())
-    return {"accuracy": 1 - errors / len(y), "errors": errors, "n": len(y)}

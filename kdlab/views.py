@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import data, train
+from . import data, evaluation
 
 
 def _black() -> float:
@@ -171,7 +171,7 @@ def teacher_logits(teacher: torch.nn.Module, views: torch.Tensor,
     if views.dim() < 3:
         raise ValueError(f"views must be (K, N, ...) from kd.views.jittered, got {tuple(views.shape)}")
     flat = views.reshape(-1, *views.shape[2:])
-    return train.predict_logits(teacher, flat, progress=progress).float()
+    return evaluation.predict_logits(teacher, flat, progress=progress).float()
 
 
 class ViewBatches:

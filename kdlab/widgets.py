@@ -90,15 +90,16 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     from matplotlib.figure import Figure
 
     from . import plot
+    from .plot import probabilities
 
-    arr = plot._np(EXAMPLE_LOGITS if logits is None else logits)
+    arr = probabilities.as_numpy(EXAMPLE_LOGITS if logits is None else logits)
     if arr.ndim != 1:
         raise ValueError(f"logits must be one example of shape (C,), got shape {arr.shape}; "
                          "pick a row, e.g. logits[0]")
     z = _check_logits(arr.tolist())  # the same rules as the text box
-    if not (plot._real(T) and 0.1 <= T <= 100):
+    if not (probabilities.is_real(T) and 0.1 <= T <= 100):
         raise ValueError(f"T must be a number in [0.1, 100], got {T!r}")
-    names = plot._class_names(len(z), class_names) if class_names is not None else None
+    names = probabilities.class_names(len(z), class_names) if class_names is not None else None
 
     # step=None: no snapping, so a typed T (e.g. 4) is kept exactly; keyboard on the handle:
     # arrows move 10% of the range (x2 in T), PageUp/PageDown x5 that, Home/End the ends
@@ -121,7 +122,7 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
     state = {"z": np.array(z), "bars": None, "names": names}
 
     def probs(t: float) -> np.ndarray:
-        return plot._soft(state["z"], t)
+        return probabilities.soft_probabilities(state["z"], t)
 
     def redraw(*_):
         t = float(slider.value)
@@ -140,7 +141,7 @@ def temperature_explorer(logits=None, T: float = 1.0, class_names=None):
             bar.set_edgecolor("k")
         ax.set_title(f"softmax(logits / T) at T = {t:.3g}", fontsize=10)
         picture.value = _png(fig)
-        h = float(plot._entropy(p))
+        h = float(probabilities.entropy_nats(p))
         hmax = math.log(len(p))
         ent.value = (f'entropy <span class="kd-value" data-value="{h:.6f}">{h:.3f}</span> nats '
                      f"(max log {len(p)} = {hmax:.3f})")
@@ -191,6 +192,7 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     from matplotlib.figure import Figure
 
     from . import plot
+    from .plot import probabilities
 
     if not (torch.is_tensor(logits) and logits.dim() == 2):
         raise ValueError(f"logits must be a (N, C) tensor, got "
@@ -199,11 +201,11 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     if len(images) != N or len(labels) != N:
         raise ValueError(f"images ({len(images)}), logits ({N}) and labels ({len(labels)}) must "
                          "hold the same digits: pass x_test, teacher_logits, y_test")
-    if not (plot._real(T) and 0.5 <= T <= 20):
+    if not (probabilities.is_real(T) and 0.5 <= T <= 20):
         raise ValueError(f"T must be a number in [0.5, 20], got {T!r}")
     logits = logits.detach().cpu().double()
     labels = torch.as_tensor(labels).cpu()
-    p1 = torch.from_numpy(plot._soft(logits, 1.0))
+    p1 = torch.from_numpy(probabilities.soft_probabilities(logits, 1.0))
     wrong_mass = 1 - p1[torch.arange(N), labels]
     if ambiguous is None:
         ambiguous = wrong_mass.argsort(descending=True)[:n_ambiguous]
@@ -238,7 +240,7 @@ def soft_target_explorer(images, logits, labels, ambiguous=None, index=None, T: 
     def redraw(*_):
         i, t = int(idx_box.value), float(t_slider.value)
         y, pred = int(labels[i]), int(logits[i].argmax())
-        pt = plot._soft(logits[i], t)
+        pt = probabilities.soft_probabilities(logits[i], t)
         Ts = (1.0,) if abs(t - 1) < 1e-9 else (1.0, round(t, 2))
         plot.draw_soft_targets(ax_img, ax_bar, images[i], logits[i].numpy(), y, Ts,
                                caption=f"#{i}: label {y}")

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import data, models, teacher, train
+from . import data, evaluation, models, teacher, train
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "zoo"
 CURVE = "resnet_curve.json"
@@ -68,7 +68,7 @@ def metadata(name: str, folder: Path = ASSETS) -> dict:
 def load(name: str, folder: Path = ASSETS, device=None) -> torch.nn.Module:
     """Teacher `name` in eval mode, after checking its checkpoint's sha256.
 
-    Inputs: name from ``names()``; device (default: kd.train.device()).
+    Inputs: name from ``names()``; device (default: kd.runtime.device()).
     Returns: a model mapping x (N, 1, 28, 28) to logits (N, 10).
     """
     metadata(name, folder)  # a clear error for an unknown name
@@ -139,7 +139,7 @@ def make_snapshots(out: Path = ASSETS, steps=SNAPSHOT_STEPS, eval_every: int = E
     stops = sorted(set(range(eval_every, last + 1, eval_every)) | set(steps)
                    | {e * per_epoch for e in range(1, recipe["epochs"] + 1) if e * per_epoch <= last})
     stream = _stream(batches, recipe["epochs"])
-    done, seconds, points, saved = 0, 0.0, [(0, train.evaluate(model, xt, yt)["errors"])], {}
+    done, seconds, points, saved = 0, 0.0, [(0, evaluation.evaluate(model, xt, yt)["errors"])], {}
 
     def report() -> dict:
         by_step = dict(points)
@@ -169,7 +169,7 @@ def make_snapshots(out: Path = ASSETS, steps=SNAPSHOT_STEPS, eval_every: int = E
                   progress=False)
         seconds += time.perf_counter() - t0
         done = stop
-        errors = train.evaluate(model, xt, yt)["errors"]
+        errors = evaluation.evaluate(model, xt, yt)["errors"]
         points.append((done, errors))
         if bar is not None:
             bar.update(len(segment))
@@ -199,7 +199,7 @@ def make_small(out: Path = ASSETS, progress: bool = True) -> dict:
     hist = train.fit(model, batches, F.cross_entropy, recipe["epochs"], optimizer=opt,
                      scheduler=sched, val=(xt, yt), progress=progress, desc=SMALL)
     seconds = time.perf_counter() - t0
-    errors = train.evaluate(model, xt, yt)["errors"]
+    errors = evaluation.evaluate(model, xt, yt)["errors"]
     return _save(model, Path(out) / SMALL, {
         "recipe": recipe, "test_errors": errors, "test_accuracy": 1 - errors / len(yt),
         "val_errors_per_epoch": hist["val_errors"], "train_seconds": round(seconds, 1),

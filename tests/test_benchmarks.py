@@ -2,14 +2,15 @@
 results table is exactly what the renderer makes of benchmarks/results/*.json."""
 import json
 import math
+import re
 
 import pytest
 import torch
 
 import os
 
-from benchmarks import (course, grading, hinton, hinton_consistent, hinton_mlp_teacher,
-                        hinton_variants, kd_cost, migrate, render, run_all, threads, throughput)
+from benchmarks import (catalog, course, grading, hinton, hinton_consistent, hinton_mlp_teacher,
+                        hinton_variants, kd_cost, migrate, render, threads, throughput)
 from benchmarks import _common
 from benchmarks._common import RESULTS, pick, vs_paper
 
@@ -29,7 +30,7 @@ def tiny(tmp_path_factory):
     os.environ["KDLAB_CACHE"] = str(out / "cache")
     torch.set_num_threads(1)
     try:
-        for name in run_all.ORDER:
+        for name in catalog.names("all"):
             MODULES[name].run("tiny", out)
     finally:
         torch.set_num_threads(threads)
@@ -44,7 +45,7 @@ def _read(folder, name):
     return json.loads((folder / f"{name}.json").read_text())
 
 
-@pytest.mark.parametrize("name", run_all.ORDER)
+@pytest.mark.parametrize("name", catalog.names("all"))
 def test_writes_json_with_conditions(tiny, name):
     d = _read(tiny, name)
     assert d["benchmark"] == name and d["budget"] == "tiny"
@@ -356,15 +357,15 @@ def test_readme_table_matches_results():
 def test_headline_rows_are_measured_by_the_default_bench():
     """Every README headline row comes from a benchmark that `make bench` re-runs, and the
     README fits two screens."""
-    from benchmarks import run_all
     data = render.load(RESULTS)
-    for module in render.SECTIONS:
-        name = module.__name__.rpartition(".")[2]
-        rows = module.rows(data[name], data) if name in data else []
-        if any(render.is_headline(r[0], h) for r in rows for h in render.HEADLINES):
-            assert name in run_all.DEFAULT, name
+    for b in catalog.BENCHMARKS:
+        if b.headlines:
+            assert "default" in b.sets and b.name in catalog.names("default"), b.name
     head = render.headline(RESULTS).splitlines()
-    assert len(head) == 2 + len(render.HEADLINES)
+    assert len(head) == 2 + sum(len(b.headlines) for b in catalog.BENCHMARKS)  # one row each
+    assert render.headline_rows(data) == [r for b in catalog.BENCHMARKS if b.name in data
+                                          for h in b.headlines for r in b.module().rows(data[b.name], data)
+                                          if re.match(h, r[0])]
     assert not [r for r in head if "1 thread" in r], "the 1-thread rows are make bench-long's"
     assert len(render.README.read_text().splitlines()) <= 100
 
@@ -632,3 +633,28 @@ def test_course_full_1thread_budget_and_fresh_cache(tmp_path, monkeypatch):
     assert cell == "30 s; 1 thread 61 s"
     rows = course.rows(_read(tmp_path, "course"))
     assert any(row[0] == "Slowest lab, full budget, 1 thread" for row in rows)
+
+
+def test_benchmarks_are_listed_once():
+    """benchmarks.catalog is the one list: every benchmark module is in it (and nothing else),
+    its sets give make bench and make bench-long, the course runs last, and run_all takes the
+    course's options from its entry."""
+    import pkgutil
+
+    import benchmarks
+    scripts = {m.name for m in pkgutil.iter_modules(benchmarks.__path__)} - {
+        "_common", "catalog", "render", "run_all", "migrate", "grading_cpu"}  # tools, no results table
+    assert set(catalog.BY_NAME) == scripts
+    assert catalog.names("default") == ("kd_cost", "throughput", "threads", "grading", "course")
+    assert catalog.names("long") == ("hinton", "hinton_mlp_teacher", "hinton_consistent",
+                                     "hinton_variants", "course")
+    assert catalog.names("all")[-1] == "course" and len(catalog.names("all")) == len(scripts)
+    for b in catalog.BENCHMARKS:
+        for name in ("run", "rows", "conditions"):
+            assert callable(getattr(b.module(), name)), f"{b.name}.{name}"
+    with pytest.raises(ValueError, match="no benchmark set 'fast'"):
+        catalog.names("fast")
+    import inspect
+
+    from benchmarks import run_all
+    assert '"course"' not in inspect.getsource(run_all) and "course" not in inspect.getsource(render.headline)

@@ -449,7 +449,7 @@ def test_public_modules_hold_no_lab01_answer():
     figures use private, numpy-valued versions): there is no reference to hand in."""
     import kdlab
     assert not hasattr(kdlab, "losses")
-    for mod in (kdlab.plot, kdlab.widgets, kdlab.train, kdlab.checks.lab01):
+    for mod in (kdlab.plot, kdlab.widgets, kdlab.train, kdlab.distill, kdlab.evaluation, kdlab.checks.lab01):
         for name in ("soft_targets", "softmax_with_temperature", "entropy", "_ref_entropy",
                      "reference_soft_loss_grad_norm"):
             assert not callable(getattr(mod, name, None)), f"{mod.__name__}.{name}"

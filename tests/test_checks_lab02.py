@@ -430,8 +430,8 @@ def test_public_modules_hold_no_reference():
         mod = importlib.import_module(name)
         public += [f for f in vars(mod).values() if inspect.isfunction(f) and f.__module__ == name]
     assert sum(f.__module__ == _lab02.__name__ for f in public) >= 6
-    wrapped = [lambda p, y: torch.from_numpy(plot._soft(p, 1.0)),
-               lambda p, y: 1 - torch.from_numpy(plot._soft(p, 1.0))[torch.arange(len(y)), y]]
+    wrapped = [lambda p, y: torch.from_numpy(plot.probabilities.soft_probabilities(p, 1.0)),
+               lambda p, y: 1 - torch.from_numpy(plot.probabilities.soft_probabilities(p, 1.0))[torch.arange(len(y)), y]]
     for check in (CHECKS["class_similarity"], CHECKS["dark_knowledge"]):
         inp, key = check.inputs(None), answer_key(check)  # what judge() uses, made once
         for fn in public + wrapped:

@@ -291,7 +291,7 @@ OLD_REFERENCE_NAMES = ["reference", "MISTAKES", "teacher_entropy_term", "_grad_o
 def test_public_modules_hold_no_answer():
     """No reference loss or step in the public package: the old names are gone from
     kdlab.checks.lab03, it does no loss arithmetic (no torch.nn.functional), and the course's
-    public KD loss, kd.train.distillation, refuses to stand in for either exercise."""
+    public KD loss, kd.distill.loss, refuses to stand in for either exercise."""
     import ast
     import inspect
     for name in OLD_REFERENCE_NAMES:
@@ -304,9 +304,9 @@ def test_public_modules_hold_no_answer():
     for word in ("functional", "F", "kl_div", "log_softmax", "softmax", "cross_entropy",
                  "backward", "step", "zero_grad"):
         assert word not in used, word
-    helper = kd.train.distillation(T=4.0, alpha=0.7)
+    helper = kd.distill.loss(T=4.0, alpha=0.7)
     with pytest.raises(AssertionError, match="calls a course helper"):
-        kd.checks.check_kd_loss(lambda s, t, y, T, a: kd.train.distillation(T, a)(s, t, y))
+        kd.checks.check_kd_loss(lambda s, t, y, T, a: kd.distill.loss(T, a)(s, t, y))
     with pytest.raises(AssertionError, match="calls a course helper"):
         kd.checks.check_distill_step(_step(loss_fn=lambda s, t, y, T, a: helper(s, t, y)))
 

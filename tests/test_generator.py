@@ -6,13 +6,15 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from kdlab.grading import generator, notebook_io
-from kdlab.grading.__main__ import main
-from kdlab.grading.generator import MarkerError, make_labs, strip_source
+from kdlab.authoring import generator
+from kdlab.grading import markers, notebook_io
+from kdlab.authoring.__main__ import main
+from kdlab.authoring.generator import make_labs
+from kdlab.grading.markers import MarkerError, strip_source
 from kdlab.grading.notebook_io import NotebookError
 
 ROOT = Path(__file__).resolve().parents[1]
-SOLUTIONS = sorted((ROOT / "solutions").glob(generator.NOTEBOOK_GLOB))
+SOLUTIONS = sorted((ROOT / "solutions").glob(markers.NOTEBOOK_GLOB))
 
 
 def solution_nb():
@@ -140,3 +142,14 @@ def test_committed_labs_match_solutions():
     logs = []
     code = make_labs(ROOT / "solutions", ROOT / "labs", check=True, log=logs.append)
     assert code == 0, "labs/ are out of date:\n" + "\n".join(logs)
+
+
+def test_making_the_course_is_kdlab_authoring(capsys):
+    """The authoring commands live in kdlab.authoring; the grader's command line names the
+    right one instead of running them."""
+    from kdlab.grading.__main__ import main as grading_main
+    for verb in ("make-labs", "make-keys", "refresh-outputs", "release"):
+        assert grading_main([verb, "--check"]) == 2
+        assert f"run python -m kdlab.authoring {verb} --check" in capsys.readouterr().out
+    assert main(["make-keys", "--check"]) == 0
+    assert "answer keys: up to date" in capsys.readouterr().out

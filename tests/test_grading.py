@@ -27,12 +27,13 @@ import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import kdlab.checks
-from kdlab.grading import generator, make_labs, notebook_io, restore
+from kdlab.authoring import generator, make_labs
+from kdlab.grading import markers, notebook_io, restore
 from kdlab.grading.gradebook import GradingCancelled, grade_submissions
 from kdlab.grading.runner import read_cells
 
 ROOT = Path(__file__).resolve().parents[1]
-SOLUTIONS = sorted((ROOT / "solutions").glob(generator.NOTEBOOK_GLOB))
+SOLUTIONS = sorted((ROOT / "solutions").glob(markers.NOTEBOOK_GLOB))
 LAB = "01_tiny"
 # An honest tiny notebook takes about 7 s on an idle machine (its slowest cell 3 s); it is
 # graded in the background while the rest of the suite runs, so the limits leave a 5x margin.
@@ -219,9 +220,9 @@ def full_python(code: str) -> str:
 REGISTRY_SWAP = full_python("""import dataclasses
 import numpy as np
 import kdlab.checks as C
-from kdlab.plot import _shared
+from kdlab.plot import probabilities
 real = C.CHECKS["entropy"]
-helper = lambda p: torch.from_numpy(np.asarray(_shared._entropy(p.detach()))).to(p.dtype)
+helper = lambda p: torch.from_numpy(np.asarray(probabilities.entropy_nats(p.detach()))).to(p.dtype)
 C.CHECKS["entropy"] = dataclasses.replace(real, probe=lambda obj, inp: real.probe(helper, inp))
 """)
 # a wrong entropy (bits) that, when first probed, reads the running cell's text (inputs,

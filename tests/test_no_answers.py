@@ -18,7 +18,7 @@ from kdlab.checks import CHECKS
 from kdlab.checks._registry import KEYS_DIR
 
 PUBLIC = [m.name for m in pkgutil.walk_packages(kdlab.__path__, "kdlab.")
-          if not m.name.startswith("kdlab.grading")]
+          if not m.name.startswith(("kdlab.grading", "kdlab.authoring"))]
 
 
 def _reference_names() -> set:
@@ -42,7 +42,7 @@ def test_no_reference_in_the_public_package():
         assert not defined & refs, f"{name} defines {sorted(defined & refs)}"
     root = Path(kdlab.__file__).parent
     for path in root.rglob("*.py"):
-        if "grading" in path.parts:
+        if "grading" in path.parts or "authoring" in path.parts:
             continue
         text = path.read_text()
         for ref in sorted(refs):
@@ -58,7 +58,7 @@ def test_shipped_keys_are_those_of_the_notebooks_cases():
 
 
 def test_course_helpers_refuse_inside_a_check():
-    """An exercise that hands its work to kd.train.fit or kd.train.distillation fails its
+    """An exercise that hands its work to kd.train.fit or kd.distill.loss fails its
     check, in the notebook and in grading, also when it calls them from another thread."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -68,7 +68,7 @@ def test_course_helpers_refuse_inside_a_check():
     def kd_loss(s, t, y, T=4.0, alpha=0.9):
         if T <= 0:
             raise ValueError("T")
-        return kdlab.train.distillation(T, alpha)(s, t, y)
+        return kdlab.distill.loss(T, alpha)(s, t, y)
 
     def kd_loss_in_thread(s, t, y, T=4.0, alpha=0.9):
         with ThreadPoolExecutor(1) as pool:
@@ -201,7 +201,7 @@ def test_no_callable_of_the_sandbox_kdlab_passes_a_check(tmp_path):
     refusal inside a check switched off (the student has full Python), is probed as the
     answer of every check on fresh inputs: none passes its verdict. With nothing stripped
     (KDLAB_TEST_NO_STRIP=1) it fails: the figures' entropy passes check_entropy and
-    ``kd.train.distillation(T, alpha)(s, t, y)`` passes check_kd_loss. (``fit`` and
+    ``kd.distill.loss(T, alpha)(s, t, y)`` passes check_kd_loss. (``fit`` and
     ``compress._grid`` answer only inside code a student writes around them: they are
     stripped as well, see ``sandbox.STRIPPED``.)"""
     import os

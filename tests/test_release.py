@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from kdlab.grading.generator import BEGIN_SOLUTION, END_SOLUTION
-from kdlab.grading.release import make_release
+from kdlab.grading.markers import BEGIN_SOLUTION, END_SOLUTION
+from kdlab.authoring.release import make_release
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +48,7 @@ def test_no_solution_in_the_release(release):
     names = {p.relative_to(release).parts[0] for p in files}
     assert "solutions" not in names and "tests" not in names and "benchmarks" not in names
     assert not (release / "kdlab" / "grading").exists(), "instructor tooling in the release"
+    assert not (release / "kdlab" / "authoring").exists(), "instructor tooling in the release"
     for p in files:
         try:
             text = p.read_text(encoding="utf-8")
@@ -99,7 +100,7 @@ def test_release_from_another_folder_says_how_to_submit(tmp_path):
     """`release` finds the installed course's labs from any folder; the student README says
     how to submit and how to validate; environment.yml installs the course without its test
     extra."""
-    p = subprocess.run([sys.executable, "-m", "kdlab.grading", "release", "rel"], cwd=tmp_path,
+    p = subprocess.run([sys.executable, "-m", "kdlab.authoring", "release", "rel"], cwd=tmp_path,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout + p.stderr
     rel = tmp_path / "rel"
@@ -109,6 +110,21 @@ def test_release_from_another_folder_says_how_to_submit(tmp_path):
     assert "pytest" not in env and "nbval" not in env and "playwright" not in env and "[test]" not in env
     assert "torch==" in env and env.rstrip().endswith("- .")
     assert (rel / "kdlab" / "_pick.py").exists() and (rel / "kdlab" / "_screen.py").exists()
+
+
+def test_instructor_only_packages_reach_neither_students_nor_the_sandbox(release, tmp_path):
+    """kdlab.grading (the grader, the answer keys) and kdlab.authoring (making the course) are
+    sandbox.INSTRUCTOR_ONLY: neither the release nor the sandbox's copy of kdlab holds them."""
+    import kdlab
+    from kdlab.grading import sandbox
+    assert sandbox.INSTRUCTOR_ONLY == ("grading", "authoring")
+    root = Path(kdlab.__file__).parent
+    assert all((root / name / "__init__.py").exists() for name in sandbox.INSTRUCTOR_ONLY)
+    copy = sandbox.kdlab_copy(tmp_path / "site", data=False)
+    for tree in (release / "kdlab", copy / "kdlab"):
+        assert (tree / "data.py").exists() and (tree / "checks").is_dir()
+        for name in sandbox.INSTRUCTOR_ONLY:
+            assert not (tree / name).exists(), f"{tree / name}"
 
 
 READABLE = r'''
@@ -142,15 +158,15 @@ import kdlab.plot
 assert kd.train.__file__.endswith("train.pyc"), kd.train.__file__
 torch.manual_seed(0)
 s, t, y = torch.randn(8, 5, requires_grad=True), torch.randn(8, 5), torch.randint(0, 5, (8,))
-out = {"kd_loss": kd.train.distillation(4.0, 0.9)(s, t, y).item()}
+out = {"kd_loss": kd.distill.loss(4.0, 0.9)(s, t, y).item()}
 model, teacher = torch.nn.Linear(5, 5), torch.nn.Linear(5, 5)
 data = [(torch.randn(4, 5), torch.randint(0, 5, (4,))) for _ in range(2)]
-kd.train.fit(model, data, kd.train.distillation(4.0, 0.9), teacher=teacher, progress=False)
+kd.train.fit(model, data, kd.distill.loss(4.0, 0.9), teacher=teacher, progress=False)
 out["fit"] = model.weight.detach().reshape(-1).tolist()
 w = torch.randint(-7, 8, (3, 4)).float()
 w[:, 0] = 7
 out["grid"] = [x.reshape(-1).tolist() for x in kd.compress._grid(w * 0.05, 4)]  # a 4-bit weight
-out["soft"] = kd.plot._shared._soft(np.array([[1.0, 2.0, 3.0]]), 2.0).tolist()
+out["soft"] = kd.plot.probabilities.soft_probabilities(np.array([[1.0, 2.0, 3.0]]), 2.0).tolist()
 out["doc"] = kd.train.fit.__doc__.splitlines()[0]
 print(json.dumps(out))
 '''
@@ -168,13 +184,13 @@ def _run_with(path, code, *args):
 
 
 def test_release_shows_no_source_of_a_helper_that_answers(release, tmp_path):
-    """The helpers that compute an exercise's answer (``kd.train.distillation`` and ``fit``,
+    """The helpers that compute an exercise's answer (``kd.distill.loss`` and ``kd.train.fit``,
     ``kd.compress._grid``, the figures' softmax and entropy: every helper the grading sandbox
     strips) ship compiled: ``inspect.getsource`` (``??``) finds no code, and no file of the
     release holds their definitions. Every function of the release whose source is readable
     either is the sandbox's own (which test_no_answers' sweep probes as every check's
     answer) or is swept here: none reproduces a check's answer."""
-    from kdlab.grading import release as rel
+    from kdlab.authoring import release as rel
     from kdlab.grading import sandbox
     sys.path.insert(0, str(ROOT / "tests"))
     try:
@@ -193,7 +209,7 @@ def test_release_shows_no_source_of_a_helper_that_answers(release, tmp_path):
     shutil.copytree(release / "kdlab", site_dir / "kdlab")
     readable = _run_with(site_dir, READABLE)
     assert not stripped & set(readable), stripped & set(readable)
-    assert "kdlab.train.evaluate" not in readable and "kdlab.data.mnist" in readable  # compiled / not
+    assert "kdlab.train._check_labels" not in readable and "kdlab.data.mnist" in readable  # compiled / not
     sbx = sandbox.kdlab_copy(tmp_path / "s" / "site", data=False)
     swept = _run_with(sbx, READABLE)  # what test_no_callable_of_the_sandbox_kdlab_passes_a_check probes
     new = sorted({name.rsplit(".", 1)[0] for name, h in readable.items() if swept.get(name) != h})
@@ -213,15 +229,15 @@ def test_release_notebooks_run_the_compiled_helpers(release, tmp_path):
     got = _run_with(release, HELPERS)
     torch.manual_seed(0)
     s, t, y = torch.randn(8, 5, requires_grad=True), torch.randn(8, 5), torch.randint(0, 5, (8,))
-    assert got["kd_loss"] == kd.train.distillation(4.0, 0.9)(s, t, y).item()
+    assert got["kd_loss"] == kd.distill.loss(4.0, 0.9)(s, t, y).item()
     model, teacher = torch.nn.Linear(5, 5), torch.nn.Linear(5, 5)
     data = [(torch.randn(4, 5), torch.randint(0, 5, (4,))) for _ in range(2)]
-    kd.train.fit(model, data, kd.train.distillation(4.0, 0.9), teacher=teacher, progress=False)
+    kd.train.fit(model, data, kd.distill.loss(4.0, 0.9), teacher=teacher, progress=False)
     assert got["fit"] == model.weight.detach().reshape(-1).tolist()
     w = torch.randint(-7, 8, (3, 4)).float()
     w[:, 0] = 7
     assert got["grid"] == [x.reshape(-1).tolist() for x in kd.compress._grid(w * 0.05, 4)]
-    assert got["soft"] == kd.plot._shared._soft(np.array([[1.0, 2.0, 3.0]]), 2.0).tolist()
+    assert got["soft"] == kd.plot.probabilities.soft_probabilities(np.array([[1.0, 2.0, 3.0]]), 2.0).tolist()
     assert got["doc"] == kd.train.fit.__doc__.splitlines()[0]  # help() still explains them
     lab = next((release / "labs").glob("03_*.ipynb"))
     cells = [c.source for c in nbformat.read(str(lab), as_version=4).cells

@@ -4,7 +4,7 @@ what today's check prints for the solution's own exercise cells.
 Each solution notebook's setup cell and exercise cells run in this process (seconds: no
 training), then each check cell, with its printed lines captured and compared with the
 output saved under it. A stale output (a pass line of an older check) fails here; refresh
-the solutions' outputs with ``python -m kdlab.grading refresh-outputs`` (``make outputs``).
+the solutions' outputs with ``python -m kdlab.authoring refresh-outputs`` (``make outputs``).
 """
 import ast
 import contextlib
@@ -16,11 +16,11 @@ import pytest
 
 import kdlab.grading.keys  # noqa: F401 - the solutions' hidden tests judge other inputs
 
-from kdlab.grading import generator, notebook_io
-from kdlab.grading.outputs import saved_stdout
+from kdlab.grading import markers, notebook_io
+from kdlab.authoring.outputs import saved_stdout
 
 ROOT = Path(__file__).resolve().parents[1]
-SOLUTIONS = sorted((ROOT / "solutions").glob(generator.NOTEBOOK_GLOB))
+SOLUTIONS = sorted((ROOT / "solutions").glob(markers.NOTEBOOK_GLOB))
 
 
 def _imports(source: str) -> str:
@@ -75,7 +75,7 @@ def test_saved_check_outputs_are_what_the_checks_print(path):
         assert saved_stdout(c) == printed, (
             f"{path.name}, cell {c['id']}: the saved output is not what the check prints today:\n"
             f"saved: {saved_stdout(c)!r}\nnow:   {printed!r}\n"
-            "refresh it: python -m kdlab.grading refresh-outputs " + str(path.relative_to(ROOT)))
+            "refresh it: python -m kdlab.authoring refresh-outputs " + str(path.relative_to(ROOT)))
 
 
 def test_saved_stdout_joins_the_stream_outputs():
@@ -94,7 +94,7 @@ def test_refresh_outputs_saves_full_budget_runs_and_refuses_failed_ones(tmp_path
     leaves a notebook whose execution failed byte for byte as it was (exit code 1)."""
     import nbformat
 
-    from kdlab.grading.__main__ import main
+    from kdlab.authoring.__main__ import main
 
     monkeypatch.setenv("KDLAB_QUICK", "1")
     monkeypatch.setenv("KDLAB_THREADS", "1")

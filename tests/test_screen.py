@@ -7,7 +7,7 @@ import pytest
 from kdlab.grading import screen
 
 LAB = ["import kdlab as kd\nimport torch\nimport torch.nn.functional as F\nimport os",
-       "print(os.getloadavg())\nfn = kd.train.distillation(4.0, 0.9)"]
+       "print(os.getloadavg())\nfn = kd.distill.loss(4.0, 0.9)"]
 
 
 def run(src, canonical=None):

@@ -1,4 +1,4 @@
-"""The figures' one softmax-with-temperature and one entropy (private to kd.plot, numpy-valued:
+"""The figures' one softmax-with-temperature and one entropy (kd.plot.probabilities, numpy-valued:
 no answer to an exercise), used by the figures and the explorers; the temperature accepts any
 real number type; the soft-target picture and slider."""
 import importlib
@@ -19,8 +19,8 @@ from kdlab import plot, widgets
 def test_temperature_of_any_real_type(T):
     z = torch.tensor([[2.0, 1.0, 0.1], [0.0, 3.0, -1.0]])
     want = torch.softmax(z.double() / 4.0, dim=-1).numpy()
-    assert np.allclose(plot._soft(z, T), want)
-    assert plot._soft(z, T).dtype == np.float64
+    assert np.allclose(plot.probabilities.soft_probabilities(z, T), want)
+    assert plot.probabilities.soft_probabilities(z, T).dtype == np.float64
 
 
 @pytest.mark.parametrize("T, error, message", [
@@ -36,23 +36,23 @@ def test_temperature_of_any_real_type(T):
 ])
 def test_temperature_errors_say_what_is_wrong(T, error, message):
     with pytest.raises(error) as e:
-        plot._soft(torch.zeros(3), T)
+        plot.probabilities.soft_probabilities(torch.zeros(3), T)
     assert message in str(e.value) and "temperature T" in str(e.value)
 
 
 def test_entropy():
     p = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.25, 0.25, 0.5]])
-    h = plot._entropy(p)
+    h = plot.probabilities.entropy_nats(p)
     assert h.shape == (3,)
     assert h.tolist() == pytest.approx([0.0, math.log(2), 1.5 * math.log(2)])
     assert str(float(h[0])) == "0.0"  # not -0.0
-    assert float(plot._entropy(plot._soft(np.zeros(10), 7.0))) == pytest.approx(math.log(10))
-    assert plot._soft(np.array([1e4, 0.0]), 1.0)[1] == 0.0  # no overflow
+    assert float(plot.probabilities.entropy_nats(plot.probabilities.soft_probabilities(np.zeros(10), 7.0))) == pytest.approx(math.log(10))
+    assert plot.probabilities.soft_probabilities(np.array([1e4, 0.0]), 1.0)[1] == 0.0  # no overflow
 
 
 def test_figures_and_explorers_use_the_one_softmax_and_entropy(monkeypatch):
-    """No second softmax or entropy formula in kd.plot or kd.widgets: they call plot._soft and
-    plot._entropy."""
+    """No second softmax or entropy formula in kd.plot or kd.widgets: they call
+    plot.probabilities.soft_probabilities and .entropy_nats, so one patch of it reaches every caller."""
     import pkgutil
     figures = [importlib.import_module(f"kdlab.plot.{m.name}")
                for m in pkgutil.iter_modules(plot.__path__)]
@@ -63,14 +63,13 @@ def test_figures_and_explorers_use_the_one_softmax_and_entropy(monkeypatch):
     assert len(figures) >= 7 and sum(inspect.getsource(m).count("np.exp(") for m in figures) == 1
     assert inspect.getsource(widgets).count("np.exp(") == 0
     calls = []
-    real = plot._soft
+    real = plot.probabilities.soft_probabilities
 
     def counting(z, T):
         calls.append(T)
         return real(z, T)
 
-    monkeypatch.setattr(plot, "_soft", counting)               # what the widgets call
-    monkeypatch.setattr(plot.dark_knowledge, "_soft", counting)  # what Lab 02's figure calls
+    monkeypatch.setattr(plot.probabilities, "soft_probabilities", counting)  # what the widgets and Lab 02's figure call
     ex = widgets.temperature_explorer([1.0, 2.0, 3.0], T=2.0)
     assert 2.0 in calls
     calls.clear()
@@ -122,7 +121,20 @@ def test_lowest_soft_target_bar_is_visible():
 
 def test_budget_keywords_and_the_quick_switch(monkeypatch):
     monkeypatch.setenv("KDLAB_QUICK", "1")
-    assert kd.train.budget(full=5, quick=1) == 1 and kd.budget(quick="q", full="f") == "q"
+    assert kd.runtime.budget(full=5, quick=1) == 1 and kd.budget(quick="q", full="f") == "q"
     monkeypatch.setenv("KDLAB_QUICK", "0")
-    assert kd.train.budget(full=5, quick=1) == 5
-    assert "globals()" not in inspect.getsource(kd.train.budget)
+    assert kd.runtime.budget(full=5, quick=1) == 5
+    assert "globals()" not in inspect.getsource(kd.runtime.budget)
+
+
+def test_plot_reexports_no_private_helper():
+    """kd.plot shows its figures and the probabilities module, and no private helper: what the
+    explorers need is public in kd.plot.probabilities."""
+    import types
+    private = [n for n, v in vars(plot).items() if n.startswith("_") and not n.startswith("__")
+               and not isinstance(v, types.ModuleType)]
+    assert private == [], private
+    for name in ("as_numpy", "is_real", "temperature", "class_names", "soft_probabilities", "entropy_nats"):
+        assert callable(getattr(plot.probabilities, name)), name
+    src = inspect.getsource(widgets)
+    assert "plot._" not in src and "_shared" not in src

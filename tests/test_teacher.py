@@ -20,7 +20,7 @@ def test_teacher_at_most_50_test_errors_and_metadata_is_true():
     model = kd.teacher.load_teacher(device="cpu")
     assert not model.training
     xt, yt = kd.data.mnist("test")
-    r = kd.train.evaluate(model, xt, yt)
+    r = kd.evaluation.evaluate(model, xt, yt)
     assert r["errors"] <= 50, f"teacher makes {r['errors']} errors on the 10,000 test images"
     meta = T.metadata()
     assert meta["test_errors"] == r["errors"]
@@ -88,12 +88,12 @@ def small_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(T.data, "mnist", lambda split="train": (x[:300], y[:300]) if split == "train"
                         else (x[300:500], y[300:500]))
     calls = []
-    real = T.train.predict_logits
+    real = T.evaluation.predict_logits
 
     def counting(model, xs, *a, **k):
         calls.append(len(xs))
         return real(model, xs, *a, **k)
-    monkeypatch.setattr(T.train, "predict_logits", counting)
+    monkeypatch.setattr(T.evaluation, "predict_logits", counting)
     return {"x": x, "calls": calls, "root": tmp_path / "cache"}
 
 
@@ -109,7 +109,7 @@ def test_logits_are_cached_keyed_by_sha_and_reread(small_cache, capsys):
     assert source == "cache" and seconds == 0.0
     assert small_cache["calls"] == [300], "the second call must not run the teacher"
     assert torch.equal(first, again) and "read from the cache" in capsys.readouterr().out
-    assert torch.allclose(first, kd.train.predict_logits(teacher, small_cache["x"][:300]), atol=1e-5)
+    assert torch.allclose(first, kd.evaluation.predict_logits(teacher, small_cache["x"][:300]), atol=1e-5)
     assert T.mnist_logits("test", teacher, progress=False).shape == (200, 10)
     assert T.logits_cache_path("test", sha) != path
 

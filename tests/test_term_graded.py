@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 
-from kdlab.grading import make_labs
+from kdlab.authoring import make_labs
 from kdlab.grading.__main__ import main
 
 sys.path.insert(0, str(Path(__file__).parent))

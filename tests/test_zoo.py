@@ -37,7 +37,7 @@ def test_snapshots_improve_and_the_small_teacher_is_measured_on_the_test_set():
     assert errs == sorted(errs, reverse=True) and errs[-1] > T.metadata()["test_errors"]
     xt, yt = kd.data.mnist("test")
     small = zoo.load(zoo.SMALL, device="cpu")
-    assert kd.train.evaluate(small, xt, yt)["errors"] == zoo.metadata(zoo.SMALL)["test_errors"]
+    assert kd.evaluation.evaluate(small, xt, yt)["errors"] == zoo.metadata(zoo.SMALL)["test_errors"]
 
 
 def test_the_curve_says_whether_the_rerun_is_the_shipped_teachers_run():
@@ -87,7 +87,7 @@ def test_make_snapshots_saves_the_run_it_evaluates(tmp_path, tiny_mnist):
     assert list(rep["epoch_errors_rerun_vs_shipped"]) == ["1"]  # 2 steps per epoch here
     assert zoo.names(tmp_path) == ["resnet-step-0001", "resnet-step-0003"]
     m3 = zoo.load("resnet-step-0003", folder=tmp_path, device="cpu")
-    assert rep["snapshots"]["resnet-step-0003"] == kd.train.evaluate(m3, *T.data.mnist("test"))["errors"]
+    assert rep["snapshots"]["resnet-step-0003"] == kd.evaluation.evaluate(m3, *T.data.mnist("test"))["errors"]
     # the same run saved after step 3 = the recipe trained for 3 steps by hand
     model, batches, opt, sched = T.setup(T.RECIPE)
     stream = zoo._stream(batches, T.RECIPE["epochs"])

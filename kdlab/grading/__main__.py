@@ -1,7 +1,5 @@
-"""Command line of the instructor tooling.
+"""Command line of the grader (making the course: python -m kdlab.authoring).
 
-    python -m kdlab.grading make-labs [--check]        labs/ from solutions/
-    python -m kdlab.grading make-keys [--check]        the answer keys of the notebooks' cases
     python -m kdlab.grading collect --from canvas|moodle|gradescope DOWNLOAD -o subs/
     python -m kdlab.grading grade SUBMISSIONS [--out gradebook.csv] [--student NAME] [--lab NN_x]
     python -m kdlab.grading merge week1.csv week2.csv [--manual scores.csv] --out term.csv
@@ -10,8 +8,6 @@
         --assignments assignments.csv --missing zero|leave --out lms.csv
     python -m kdlab.grading validate NOTEBOOK          what the grader will do with a notebook
     python -m kdlab.grading gradescope --lab 01 --out autograder.zip   Gradescope's autograder
-    python -m kdlab.grading release OUT                what an instructor hands to students
-    python -m kdlab.grading refresh-outputs [NOTEBOOK ...]  re-execute solutions, save outputs
 """
 from __future__ import annotations
 
@@ -24,27 +20,20 @@ from pathlib import Path
 sys.modules.setdefault("rfc3987_syntax", None)
 
 from .course import CourseError, find_course  # noqa: E402
-from .generator import make_labs  # noqa: E402
 from .gradebook import GradingCancelled, grade_submissions  # noqa: E402
 from .notebook_io import NotebookError  # noqa: E402
-from .release import make_release  # noqa: E402
 from .lms import FORMATS, ExportError, export  # noqa: E402
 from .report import merge  # noqa: E402
 from .sandbox import SandboxError, parse_memory  # noqa: E402
+
+
+AUTHORING = ("make-labs", "make-keys", "refresh-outputs", "release")  # python -m kdlab.authoring's
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m kdlab.grading", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    mk = sub.add_parser("make-labs", help="write labs/ from solutions/")
-    mk.add_argument("--solutions", default="solutions", help="folder of solution notebooks")
-    mk.add_argument("--labs", default="labs", help="folder to write the lab notebooks to")
-    mk.add_argument("--check", action="store_true",
-                    help="write nothing; exit 1 if labs/ differ from what solutions/ generate")
-    ky = sub.add_parser("make-keys", help="write kdlab/checks/keys/*.json (the notebooks' cases)")
-    ky.add_argument("--check", action="store_true",
-                    help="write nothing; exit 1 if a shipped key is missing or out of date")
     gr = sub.add_parser("grade", help="grade SUBMISSIONS/<student>/<lab>.ipynb into a gradebook")
     gr.add_argument("submissions", help="folder with one folder per student")
     gr.add_argument("--out", default="gradebook.csv", help="the gradebook CSV to write")
@@ -126,45 +115,18 @@ def _parser() -> argparse.ArgumentParser:
     gs.add_argument("--out", default="autograder.zip")
     gs.add_argument("--labs", default=None, help="folder of the lab notebooks")
     gs.add_argument("--solutions", default=None, help="folder of the solutions (hidden tests)")
-    ro = sub.add_parser("refresh-outputs",
-                        help="re-execute solution notebooks at the full budget and save their "
-                             "outputs in place (a notebook that fails is not saved)")
-    ro.add_argument("notebooks", nargs="*",
-                    help="solution notebooks (paths, or names in solutions/; default: all)")
-    ro.add_argument("--cell-timeout", type=int, default=3600, help="seconds per cell (3600)")
-    rl = sub.add_parser("release", help="write the student release (labs/, kdlab, README) to OUT")
-    rl.add_argument("out", help="folder to create (must not exist or be empty)")
-    rl.add_argument("--labs", default=None,
-                    help="folder of the lab notebooks (default: the installed course's)")
     return ap
 
 
 def main(argv=None) -> int:
     """Parse the command line and run the command; return the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in AUTHORING:
+        print(f"error: {argv[0]} makes the course, it is not grading: run python -m "
+              f"kdlab.authoring {' '.join(argv)}")
+        return 2
     args = _parser().parse_args(argv)
     try:
-        if args.cmd == "make-labs":
-            return make_labs(args.solutions, args.labs, check=args.check)
-        if args.cmd == "make-keys":
-            from . import keys
-            stale = keys.write_public(check=args.check)
-            if args.check and stale:
-                print(f"answer keys out of date: {stale}; run python -m kdlab.grading make-keys")
-                return 1
-            print(f"answer keys: {'up to date' if not stale else 'wrote ' + ', '.join(stale)}")
-            return 0
-        if args.cmd == "refresh-outputs":
-            from .outputs import refresh_outputs, solution_notebooks
-            results = refresh_outputs(solution_notebooks(args.notebooks),
-                                      timeout=args.cell_timeout)
-            failed = [Path(r["path"]).name for r in results if not r["ok"]]
-            if failed:
-                print(f"not saved, execution failed: {', '.join(failed)}")
-            return 1 if failed else 0
-        if args.cmd == "release":
-            labs, _ = find_course(args.labs, hidden=False)
-            make_release(args.out, labs_dir=labs)
-            return 0
         if args.cmd == "export":
             paths = export(args.gradebook, args.format, args.roster, args.out, missing=args.missing,
                            assignments=args.assignments, labs=args.lab, total=args.total,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import notebook_io, restore
-from .generator import NOTEBOOK_GLOB
+from .markers import NOTEBOOK_GLOB
 
 
 class CourseError(ValueError):

@@ -18,7 +18,7 @@ import copy
 import re
 from dataclasses import dataclass, field
 
-from .generator import BEGIN_HIDDEN, END_HIDDEN, strip_source
+from .markers import BEGIN_HIDDEN, END_HIDDEN, strip_source
 from .notebook_io import NotebookError, kdlab_meta
 
 

@@ -80,14 +80,20 @@ def parse_memory(text) -> int:
 
 # ------------------------------------------------------------------ what the sandbox shows
 
+# kdlab's instructor-only packages (answer keys, grader, authoring tools): neither the grading
+# sandbox's copy of kdlab nor the student release (kdlab.authoring.release) contains them
+INSTRUCTOR_ONLY = ("grading", "authoring")
+
 # The course's helpers that compute an exercise's answer (or its core), by file of kdlab: in
 # the sandbox's copy their bodies are replaced by a raise. The graded kernel runs no cell that
 # needs them (restore.runs_in_grading); tests/test_no_answers.py runs every callable of the
 # copy on every check's inputs and fails if one passes a check.
 STRIPPED = {
-    "train.py": ("fit", "distillation", "train_once"),  # Lab 03's kd_loss and distill_step
+    "train.py": ("fit",),  # Lab 03's distill_step
+    "distill.py": ("loss",),  # Lab 03's kd_loss
+    "cache.py": ("train_once",),
     "compress.py": ("_grid", "pack"),  # Lab 05's fake_quantize (the grid of 2**bits levels)
-    "plot/_shared.py": ("_soft", "_entropy"),  # Lab 01's softmax with T and entropy (numpy)
+    "plot/probabilities.py": ("soft_probabilities", "entropy_nats"),  # Lab 01's softmax with T and entropy (numpy)
 }
 
 
@@ -112,7 +118,7 @@ def _strip(path: Path, names) -> None:
     path.write_text("".join(lines), encoding="utf-8")
 
 def kdlab_copy(dest, data: bool = True, strip: bool = True) -> Path:
-    """Copy the installed kdlab (code and assets, without kdlab.grading and without the helpers
+    """Copy the installed kdlab (code and assets, without ``INSTRUCTOR_ONLY`` and without the helpers
     of ``STRIPPED``, unless strip=False: a test's control) to dest/kdlab; return dest.
 
     With data=True, also fill dest/data-cache, the kernels' read-only ``KDLAB_CACHE``: MNIST
@@ -129,7 +135,7 @@ def kdlab_copy(dest, data: bool = True, strip: bool = True) -> Path:
     src = Path(kdlab.__file__).resolve().parent
     dest = Path(dest)
     shutil.copytree(src, dest / "kdlab", ignore=shutil.ignore_patterns(
-        "__pycache__", "*.pyc", "grading"))
+        "__pycache__", "*.pyc", *INSTRUCTOR_ONLY))
     for rel, names in (STRIPPED if strip else {}).items():
         _strip(dest / "kdlab" / rel, names)
     cfg = Path(sys.prefix) / "pyvenv.cfg"

@@ -40,7 +40,7 @@ ALLOWED_MODULES = {
     "tqdm", "tqdm.auto", "IPython.display", "warnings",
     "kdlab", "kdlab.checks", "kdlab.compress", "kdlab.data", "kdlab.models", "kdlab.plot",
     "kdlab.teacher", "kdlab.train", "kdlab.views", "kdlab.widgets", "kdlab.runtime",
-    "kdlab.text", "kdlab.lm", "kdlab.lm_zoo",
+    "kdlab.text", "kdlab.lm", "kdlab.lm_zoo", "kdlab.cache", "kdlab.distill", "kdlab.evaluation",
 }
 # single names graded code may import from a module that is not allowed as a whole (Lab 07
 # subclasses Hugging Face's Trainer; the rest of transformers stays out)

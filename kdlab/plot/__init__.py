@@ -3,10 +3,13 @@
 Figures are drawn with matplotlib so they are saved in the notebook as static images and
 show without a kernel. Each lab's figures have a module: temperature (Lab 01), dark_knowledge
 (Lab 02), response (Lab 03), hints (Lab 04), compression (Lab 05), teachers (Lab 06); the
-pieces they share are in _shared. Every figure is reachable as ``kd.plot.<name>``.
+figures of several runs of any lab are in runs. Every figure is reachable as ``kd.plot.<name>``.
+The numbers they draw (softmax with T, entropy, the temperature's validation) are computed in
+``kd.plot.probabilities``, which the explorers (``kd.widgets``) call too; the drawing helpers
+the labs' modules share are private to the package (_shared).
 """
-from ._shared import (_axes, _mean_std, _real, _temperature, _soft, _entropy, learning_curves,
-                      mean_std_bars, _log_ticks, _np, _class_names, _pixels, _readable_log_axis)  # noqa: F401
+from . import probabilities  # noqa: F401
+from .runs import learning_curves, mean_std_bars  # noqa: F401
 from .temperature import (temperature_curves, entropy_curve, draw_probability_bars,
                           temperature_bars, gradient_scale)  # noqa: F401
 from .dark_knowledge import (error_gallery, similarity_heatmap, dark_knowledge_vs_T,

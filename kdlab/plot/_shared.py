@@ -1,10 +1,8 @@
-"""Shared pieces of the course's figures: axes, mean ± std, the figures' softmax and entropy, helpers more than one lab uses."""
+"""Drawing helpers more than one lab's figures use (private to kd.plot): axes, mean ± std, log axes, digit pixels."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
-from matplotlib.ticker import MaxNLocator
 
 
 def _axes(ax, figsize):
@@ -18,89 +16,6 @@ def _mean_std(v) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def _real(T) -> bool:
-    """True for a real number of any numeric type: int, float, numpy scalar, 0-dim real tensor."""
-    import numbers
-    if torch.is_tensor(T):
-        return T.dim() == 0 and T.dtype != torch.bool and not T.is_complex()
-    return isinstance(T, numbers.Real) and not isinstance(T, bool)
-
-
-def _temperature(T) -> float:
-    """The temperature as a float; TypeError or ValueError saying what is wrong with it."""
-    if not _real(T):
-        what = (f"a tensor of shape {tuple(T.shape)} and dtype {T.dtype}" if torch.is_tensor(T)
-                else f"{type(T).__name__} {T!r}")
-        raise TypeError(f"temperature T must be a real number (int, float, numpy scalar or 0-dim "
-                        f"tensor), got {what}; pass one number, e.g. T=4.0")
-    value = float(T)
-    if not (value > 0 and np.isfinite(value)):
-        raise ValueError(f"temperature T must be a finite number > 0, got {value!r}")
-    return value
-
-
-def _soft(logits, T) -> np.ndarray:
-    """The figures' softmax of logits / T along the last dimension, in float64 numpy (so that
-    probabilities like 1e-30 stay visible): (..., C) -> (..., C)."""
-    z = _np(logits).astype(np.float64) / _temperature(T)
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _entropy(p) -> np.ndarray:
-    """The figures' entropy in nats along the last dimension, 0 log 0 = 0: (..., C) -> (...)."""
-    p = _np(p).astype(np.float64)
-    return 0.0 - np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(axis=-1)
-
-
-def learning_curves(histories: dict, key: str = "val_errors", ax=None, title: str = ""):
-    """Plot one curve per run: {label: history from kd.train.fit} -> Figure.
-
-    key: "val_errors" (per epoch), "loss" (per epoch) or "step_loss" (per step).
-    """
-    fig, ax = _axes(ax, (5, 3.2))
-    for label, h in histories.items():
-        ys = h[key]
-        xs = np.arange(1, len(ys) + 1)
-        ax.plot(xs, ys, marker="o" if key != "step_loss" else None, ms=3, label=label)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs (or steps) only
-    ax.set_xlabel("step" if key == "step_loss" else "epoch")
-    ax.set_ylabel({"val_errors": "test errors (of 10,000)"}.get(key, key))
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def mean_std_bars(results: dict, ax=None, ylabel: str = "test errors (of 10,000)", title: str = ""):
-    """Bars of mean ± sample std (ddof=1) with the individual runs as dots: {label: [values]} -> Figure.
-
-    The "mean ± std" label of each bar sits above its error bar and its highest run.
-    """
-    fig, ax = _axes(ax, (5, 3.2))
-    labels = list(results)
-    vals = [np.asarray(results[k], dtype=float) for k in labels]
-    means, stds = zip(*map(_mean_std, vals))
-    import textwrap
-    ticks = ["\n".join(textwrap.wrap(str(k), 12)) or str(k) for k in labels]  # no overlapping names
-    ax.bar(range(len(labels)), means, yerr=stds, capsize=6, color="#9ecae1", edgecolor="k")
-    ax.set_xticks(range(len(labels)), ticks, fontsize=8 if len(labels) > 3 else None)
-    tops = [max(m + s, v.max()) for m, s, v in zip(means, stds, vals)]
-    pad = 0.03 * max(tops)
-    for i, v in enumerate(vals):
-        ax.scatter([i] * len(v), v, color="k", s=12, zorder=3)
-        ax.text(i, tops[i] + pad, f"{means[i]:.1f} ± {stds[i]:.1f}", ha="center", va="bottom",
-                fontsize=8)
-    ax.set_ylim(0, max(tops) * 1.18)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
 def _log_ticks(lo: float, hi: float) -> list:
     """Readable ticks for a log axis from lo to hi: 1-2-5 steps, finer if the range is narrow."""
     lo, hi = max(lo, 1e-12), max(hi, 1e-12)
@@ -112,20 +27,6 @@ def _log_ticks(lo: float, hi: float) -> list:
     if len(ticks) == 2:
         return ticks
     return sorted({float(f"{lo:.2g}"), float(f"{hi:.2g}")})
-
-
-def _np(x) -> np.ndarray:
-    """A tensor, list or array -> float64 numpy array (detached, on the CPU)."""
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().double().numpy()
-    return np.asarray(x, dtype=np.float64)
-
-
-def _class_names(C: int, class_names=None) -> list[str]:
-    names = [str(c) for c in range(C)] if class_names is None else [str(c) for c in class_names]
-    if len(names) != C:
-        raise ValueError(f"class_names has {len(names)} names for {C} classes")
-    return names
 
 
 def _pixels(image) -> np.ndarray:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._shared import _axes, _np, _pixels, _soft
+from . import probabilities
+from ._shared import _axes, _pixels
 
 
 def error_gallery(images, labels, probs, indices, ncols: int = 10, title: str = ""):
@@ -119,12 +120,12 @@ def draw_soft_targets(ax_img, ax_bar, image, logits, label: int, Ts=(1.0, 4.0),
     ax_img.imshow(_pixels(image), cmap="gray_r", vmin=0, vmax=1)
     ax_img.axis("off")
     ax_img.set_title(caption or f"label {label}", fontsize=9)
-    z = _np(logits)
+    z = probabilities.as_numpy(logits)
     C = len(z)
     width = 0.8 / len(Ts)
     lows = []
     for k, T in enumerate(Ts):
-        p = _soft(z, T)  # float64: tiny probabilities such as 1e-12 stay visible
+        p = probabilities.soft_probabilities(z, T)  # float64: tiny probabilities such as 1e-12 stay visible
         lows.append(p.min())
         ax_bar.bar(np.arange(C) - 0.4 + width * (k + 0.5), p, width=width, label=f"T = {T:g}",
                    color=plt.get_cmap("tab10")(k))

@@ -4,7 +4,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._shared import _axes, _class_names, _np
+from ._shared import _axes
+from .probabilities import as_numpy, class_names as _names
 
 
 def temperature_curves(Ts, probs, class_names=None, ax=None, title: str = ""):
@@ -13,11 +14,11 @@ def temperature_curves(Ts, probs, class_names=None, ax=None, title: str = ""):
     Ts: (K,) temperatures; probs: (K, C) softmax(logits / T) for each T (one row per T).
     The dashed line is the uniform distribution 1/C that every class approaches as T grows.
     """
-    Ts, P = _np(Ts), _np(probs)
+    Ts, P = as_numpy(Ts), as_numpy(probs)
     if P.ndim != 2 or P.shape[0] != len(Ts):
         raise ValueError(f"probs must be (K, C) with one row per temperature: got "
                          f"{P.shape} for {len(Ts)} temperatures")
-    names = _class_names(P.shape[1], class_names)
+    names = _names(P.shape[1], class_names)
     fig, ax = _axes(ax, (6.4, 3.6))
     order = np.argsort(-P[np.argmin(np.abs(Ts - 1.0))])  # legend sorted by p at T = 1
     cmap = plt.get_cmap("tab10" if P.shape[1] <= 10 else "tab20")
@@ -44,7 +45,7 @@ def entropy_curve(Ts, entropies, n_classes: int, marks=(1.0, 4.0, 20.0), ax=None
     Ts: (K,) temperatures; entropies: (K,) entropies in nats; n_classes: C.
     `marks`: temperatures labelled with their entropy (read off the curve).
     """
-    Ts, H = _np(Ts), _np(entropies)
+    Ts, H = as_numpy(Ts), as_numpy(entropies)
     if H.shape != Ts.shape:
         raise ValueError(f"entropies {H.shape} and Ts {Ts.shape} must have the same length")
     fig, ax = _axes(ax, (5.2, 3.4))
@@ -73,8 +74,8 @@ def draw_probability_bars(ax, probs, class_names=None, title: str = "", ylim: fl
 
     probs: (C,) probabilities. The y axis is fixed to [0, ylim] so bars can be compared.
     """
-    p = _np(probs)
-    names = _class_names(len(p), class_names)
+    p = as_numpy(probs)
+    names = _names(len(p), class_names)
     colors = ["#d62728" if i == int(p.argmax()) else "#6baed6" for i in range(len(p))]
     bars = ax.bar(names, p, color=colors, edgecolor="k", lw=0.5)
     ax.axhline(1 / len(p), color="k", ls="--", lw=0.8)
@@ -94,7 +95,7 @@ def temperature_bars(probs_by_T: dict, class_names=None, entropies: dict | None 
     n = len(probs_by_T)
     fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.0), sharey=True, squeeze=False)
     for ax, (T, p) in zip(axes[0], probs_by_T.items()):
-        p = _np(p)
+        p = as_numpy(p)
         sub = f"T = {T:g}: max p = {p.max():.3f}"
         if entropies is not None:
             sub += f", H = {float(entropies[T]):.2f}"
@@ -112,7 +113,7 @@ def gradient_scale(Ts, norms, norms_scaled, ax=None, title: str = ""):
     ||d loss / d student_logits|| of the soft loss, and of T^2 times it.
     A dotted 1/T^2 guide passes through the last unscaled point.
     """
-    Ts, g, g2 = _np(Ts), _np(norms), _np(norms_scaled)
+    Ts, g, g2 = as_numpy(Ts), as_numpy(norms), as_numpy(norms_scaled)
     fig, ax = _axes(ax, (5.2, 3.4))
     ax.plot(Ts, g, "o-", color="C0", label="soft loss")
     ax.plot(Ts, g2, "s-", color="C2", label="T² × soft loss")

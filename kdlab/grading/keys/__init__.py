@@ -7,7 +7,7 @@ is joined to its check by the check object, ``@key_of(check_<name>)`` (``_table`
 its name typed again. ``make`` computes a key, ``write_public`` writes the keys of the
 notebooks' own cases into ``kdlab/checks/keys/<name>.json`` (shipped; ``check.key_file``).
 
-    python -m kdlab.grading make-keys [--check]
+    python -m kdlab.authoring make-keys [--check]
 """
 from __future__ import annotations
 

@@ -1,15 +1,16 @@
 """The student release: what an instructor hands to students, without answers.
 
-    python -m kdlab.grading release OUT     (make release)
+    python -m kdlab.authoring release OUT     (make release)
 
-OUT gets the generated lab notebooks (labs/), the kdlab package without the instructor
-tooling (``kdlab.grading``; only its file-name rule and screen, for ``kdlab.validate``), a
+OUT gets the generated lab notebooks (labs/), the kdlab package without the instructor-only
+packages (``kdlab.grading`` and ``kdlab.authoring``, ``sandbox.INSTRUCTOR_ONLY``; only the
+grader's file-name rule and screen, for ``kdlab.validate``), a
 student README with the two commands and how to submit, pyproject.toml (without
 the instructor's test configuration), environment.yml, a two-target Makefile and the licence.
 No solutions/, no hidden tests, no tests/ or benchmarks/. The release is checked before it is
 reported done: no notebook in it may contain a solution or hidden-test marker.
 
-The course's helpers that compute an exercise's answer (``kd.train.distillation`` and
+The course's helpers that compute an exercise's answer (``kd.distill.loss`` and
 ``kd.train.fit``: Lab 03's ``kd_loss`` and ``distill_step``; ``kd.compress._grid``: the
 core of ``fake_quantize``; the figures' softmax and entropy) ship without their source:
 the modules that hold them (``SEALED``) are compiled (``.pyc`` only), so the labs' later
@@ -27,9 +28,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import notebook_io
-from .generator import BEGIN_HIDDEN, BEGIN_SOLUTION, NOTEBOOK_GLOB
-from .notebook_io import NotebookError
+from kdlab.grading import notebook_io
+from kdlab.grading.markers import BEGIN_HIDDEN, BEGIN_SOLUTION, NOTEBOOK_GLOB
+from kdlab.grading.notebook_io import NotebookError
+from kdlab.grading.sandbox import INSTRUCTOR_ONLY, STRIPPED
 
 README = """# kd-lab: knowledge distillation, hands-on
 
@@ -95,8 +97,8 @@ lab: install
 
 # the modules of kdlab that hold a helper computing an exercise's answer (or its core): the
 # release ships them compiled, without source (see the module's docstring); the grading
-# sandbox strips the same helpers' bodies (sandbox.STRIPPED, whose files these must cover)
-SEALED = ("train.py", "compress.py", "plot/_shared.py")
+# sandbox strips the same helpers' bodies: the files of sandbox.STRIPPED, listed there once
+SEALED = tuple(STRIPPED)
 
 
 def _pyproject(text: str) -> str:
@@ -173,7 +175,7 @@ def make_release(out, labs_dir="labs", log=print) -> Path:
         lines.append(f"- [{title}](labs/{path.name})")
     src = Path(kdlab.__file__).resolve().parent
     shutil.copytree(src, out / "kdlab", ignore=shutil.ignore_patterns(
-        "__pycache__", "*.pyc", "grading"))
+        "__pycache__", "*.pyc", *INSTRUCTOR_ONLY))
     # what `python -m kdlab.validate` needs of the grader: its file-name rule and its screen
     # (neither holds an answer, a key or a hidden test)
     shutil.copyfile(src / "grading" / "pick.py", out / "kdlab" / "_pick.py")

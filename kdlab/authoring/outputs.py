@@ -1,6 +1,6 @@
 """The solutions' saved outputs: re-execute solution notebooks and save what they print.
 
-    python -m kdlab.grading refresh-outputs [NOTEBOOK ...]     (make outputs)
+    python -m kdlab.authoring refresh-outputs [NOTEBOOK ...]     (make outputs)
 
 executes each solution notebook (default: every solutions/NN_*.ipynb of the course) from top
 to bottom with nbclient at the students' full budget (KDLAB_QUICK unset; KDLAB_THREADS and
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .generator import NOTEBOOK_GLOB
+from kdlab.grading.markers import NOTEBOOK_GLOB
 
 
 def saved_stdout(cell: dict) -> str:
@@ -109,7 +109,7 @@ def solution_notebooks(names=None, solutions_dir=None) -> list[Path]:
     """The solution notebooks to refresh: `names` (paths, or stems/file names inside the
     solutions folder), or every NN_*.ipynb of it (default: the installed course's
     solutions/). FileNotFoundError names a notebook that is not there."""
-    from .course import course_root
+    from kdlab.grading.course import course_root
 
     if solutions_dir is None:
         root = course_root()

@@ -8,75 +8,22 @@ Per cell:
 - outputs and execution counts are cleared, volatile metadata (execution timestamps, widget
   state, scroll state) dropped; cell ids are kept;
 - check cells (metadata ``{"kdlab": {"check": ...}}``) are locked: not editable, not deletable.
-The output is byte-for-byte deterministic (see ``notebook_io.dumps``).
+The output is byte-for-byte deterministic (see ``notebook_io.dumps``). The markers and the
+student version of a cell's source are ``kdlab.grading.markers`` (the grader restores check
+cells with the same rule).
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from . import notebook_io
-from .notebook_io import NotebookError, kdlab_meta
-
-BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
-BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-MARKERS = (BEGIN_SOLUTION, END_SOLUTION, BEGIN_HIDDEN, END_HIDDEN)
-NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+from kdlab.grading import notebook_io
+from kdlab.grading.markers import NOTEBOOK_GLOB, strip_source
+from kdlab.grading.notebook_io import NotebookError, kdlab_meta
 
 # cell / notebook metadata that changes on every run or every open, never copied to labs/
 VOLATILE_CELL_META = ("execution", "ExecuteTime", "scrolled", "collapsed", "jupyter", "widgets")
 KEPT_NB_META = ("kernelspec", "kdlab")
-
-
-class MarkerError(NotebookError):
-    """Unbalanced or nested solution / hidden-test markers in a cell."""
-
-
-def _marker(line: str) -> str | None:
-    stripped = line.strip()
-    for m in MARKERS:
-        if stripped == m or stripped.startswith(m + " "):
-            return m
-    return None
-
-
-def strip_source(source: str, markdown: bool = False, where: str = "cell") -> str:
-    """The student version of one cell's source: solutions replaced, hidden tests removed.
-
-    source: the cell's source text; markdown: True for a markdown cell (solution -> "YOUR
-    ANSWER HERE"); where: names the cell in error messages. Raises MarkerError on an
-    unbalanced or nested marker.
-    """
-    out, inside, begin_line, hidden_removed = [], None, 0, False
-    lines = source.splitlines()
-    for i, line in enumerate(lines, 1):
-        m = _marker(line)
-        if m in (BEGIN_SOLUTION, BEGIN_HIDDEN):
-            if inside:
-                raise MarkerError(f"{where}, line {i}: {m!r} inside the block opened by "
-                                  f"{inside!r} on line {begin_line}; close it first")
-            inside, begin_line = m, i
-            hidden_removed |= m == BEGIN_HIDDEN
-            if m == BEGIN_SOLUTION:
-                indent = line[: len(line) - len(line.lstrip())]
-                out += ([indent + "YOUR ANSWER HERE"] if markdown else
-                        [indent + "# YOUR CODE HERE", indent + "raise NotImplementedError"])
-        elif m in (END_SOLUTION, END_HIDDEN):
-            expected = BEGIN_SOLUTION if m == END_SOLUTION else BEGIN_HIDDEN
-            if inside != expected:
-                raise MarkerError(f"{where}, line {i}: {m!r} without a matching {expected!r}"
-                                  + (f" (the open block is {inside!r} from line {begin_line})"
-                                     if inside else ""))
-            inside = None
-        elif not inside:
-            out.append(line)
-    if inside:
-        raise MarkerError(f"{where}, line {begin_line}: {inside!r} is never closed "
-                          f"(add the matching END line)")
-    # drop blank lines left at the end by a removed hidden-test block
-    while hidden_removed and out and not out[-1].strip():
-        out.pop()
-    return "\n".join(out) + ("\n" if out and source.endswith("\n") else "")
 
 
 def generate_lab(nb: dict, name: str = "notebook") -> dict:
@@ -143,7 +90,7 @@ def make_labs(solutions_dir="solutions", labs_dir="labs", check: bool = False,
         for b in bad:
             log(b)
         if bad:
-            log("run `make labs` (python -m kdlab.grading make-labs) and commit labs/")
+            log("run `make labs` (python -m kdlab.authoring make-labs) and commit labs/")
             return 1
         log(f"labs/ up to date ({len(texts)} notebooks)")
         return 0
