@@ -643,7 +643,8 @@ def test_benchmarks_are_listed_once():
 
     import benchmarks
     scripts = {m.name for m in pkgutil.iter_modules(benchmarks.__path__)} - {
-        "_common", "catalog", "render", "run_all", "migrate", "grading_cpu"}  # tools, no results table
+        "_common", "catalog", "render", "run_all", "migrate", "grading_cpu",  # tools, no results table
+        "lm_trl"}  # Lab 07's comparison with TRL (needs the optional kdlab[trl]): the lab cites its JSON
     assert set(catalog.BY_NAME) == scripts
     assert catalog.names("default") == ("kd_cost", "throughput", "threads", "grading", "course")
     assert catalog.names("long") == ("hinton", "hinton_mlp_teacher", "hinton_consistent",
