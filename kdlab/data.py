@@ -75,16 +75,27 @@ def expected_sha256(assets: Path = ASSETS) -> dict[str, str]:
     return out
 
 
+def verify_file(path: Path, sha256: str, what: str, fix: str, error: type = DataError,
+                source: str | None = None) -> None:
+    """Check a shipped file against its sha256; raise `error` saying missing or corrupted.
+
+    Inputs: the file's `path`, its expected `sha256` (hex), `what` it is (the message's
+    subject), the `fix` to tell the reader, the exception class `error`, and optionally the
+    `source` the expected digest was read from (named in the message).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{what} missing: {path}. {fix}")
+    got = _digest(path)
+    if got != sha256:
+        origin = f" (from {source})" if source else ""
+        raise error(f"{what} corrupted: {path} has sha256 {got}, expected {sha256}{origin}. {fix}")
+
+
 def verify_archives(assets: Path = ASSETS) -> None:
     """Check every bundled .gz file against SHA256SUMS; raise DataError naming the bad file."""
     for name, digest in expected_sha256(assets).items():
-        path = assets / name
-        if not path.exists():
-            raise DataError(f"MNIST file missing: {path}. {REPAIR}")
-        got = _digest(path)
-        if got != digest:
-            raise DataError(f"MNIST file corrupted: {path} has sha256 {got}, expected {digest}. "
-                            f"{REPAIR}")
+        verify_file(assets / name, digest, "MNIST file", REPAIR)
 
 
 def _extract(src: Path, dst: Path) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import lm, text
-from .data import _digest
+from .data import _digest, verify_file
 from .teacher import CheckpointError
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "lm_teacher"
@@ -57,12 +57,7 @@ def load(folder: Path = ASSETS):
     folder = Path(folder)
     meta = metadata(folder)
     ckpt = folder / CHECKPOINT
-    if not ckpt.exists():
-        raise CheckpointError(f"Lab 07's teacher checkpoint missing: {ckpt}. {FIX}")
-    got = _digest(ckpt)
-    if got != meta["sha256"]:
-        raise CheckpointError(f"Lab 07's teacher checkpoint corrupted: {ckpt} has sha256 {got}, "
-                              f"expected {meta['sha256']} (from {METADATA}). {FIX}")
+    verify_file(ckpt, meta["sha256"], "Lab 07's teacher checkpoint", FIX, CheckpointError, METADATA)
     model = GPT2LMHeadModel(GPT2Config(**meta["config"]))
     model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     return model.eval()

@@ -70,12 +70,7 @@ def load_teacher(folder: Path = ASSETS, device=None) -> torch.nn.Module:
     meta = metadata(folder)
     ckpt = folder / CHECKPOINT
     fix = "Reinstall the course (`make install`) or retrain: python -m kdlab.teacher --retrain"
-    if not ckpt.exists():
-        raise CheckpointError(f"teacher checkpoint missing: {ckpt}. {fix}")
-    got = _sha256(ckpt)
-    if got != meta["sha256"]:
-        raise CheckpointError(f"teacher checkpoint corrupted: {ckpt} has sha256 {got}, "
-                              f"expected {meta['sha256']} (from {METADATA}). {fix}")
+    data.verify_file(ckpt, meta["sha256"], "teacher checkpoint", fix, CheckpointError, METADATA)
     model = build(meta["recipe"])
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .data import DataError, _digest
+from .data import verify_file
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "text"
 FILE = "tinyshakespeare.txt"
@@ -33,13 +33,7 @@ REPAIR = ("Repair: reinstall the course (`make install`, or `pip install --force
 
 def verify(path: Path = ASSETS / FILE, sha256: str = SHA256) -> None:
     """Check the bundled text against its sha256; raise DataError saying what is wrong."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"Tiny Shakespeare missing: {path}. {REPAIR}")
-    got = _digest(path)
-    if got != sha256:
-        raise DataError(f"Tiny Shakespeare corrupted: {path} has sha256 {got}, expected "
-                        f"{sha256}. {REPAIR}")
+    verify_file(path, sha256, "Tiny Shakespeare", REPAIR)
 
 
 @functools.lru_cache(maxsize=None)
