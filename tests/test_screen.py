@@ -107,6 +107,41 @@ def test_the_screen_has_a_time_limit():
     assert "took longer than 5 s" in got
 
 
+def test_a_busy_machine_does_not_refuse_an_honest_notebook():
+    """The limit is the screen's CPU time, not wall time: an honest notebook whose screen
+    process is held still for longer than the limit (a busy grading machine, a loaded CI
+    runner) is read and passes; past the wall-clock allowance the grader is told to regrade
+    (ScreenBusy, graded as an error), and the notebook is never refused for it."""
+    import os
+    import signal
+    import threading
+
+    import psutil
+
+    def hold(seconds):
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            kids = [p for p in psutil.Process().children() if "screen.py" in " ".join(p.cmdline())]
+            if kids:
+                os.kill(kids[0].pid, signal.SIGSTOP)
+                time.sleep(seconds)
+                os.kill(kids[0].pid, signal.SIGCONT)
+                return
+            time.sleep(0.01)
+
+    t = threading.Thread(target=hold, args=(4,))
+    t.start()
+    t0 = time.monotonic()
+    got = screen.run([("cell 0 (id 'ok')", HONEST[0], None)], LAB, timeout=2)
+    t.join()
+    assert time.monotonic() - t0 > 4 and got == ""
+    t = threading.Thread(target=hold, args=(3,))
+    t.start()
+    with pytest.raises(screen.ScreenBusy, match="grade this notebook again"):
+        screen.run([("cell 0 (id 'ok')", HONEST[0], None)], LAB, timeout=2, wall_factor=1)
+    t.join()
+
+
 def test_too_much_code_is_refused():
     got = screen.screen_cells([("c", "x = 1\n" * 200_000, None)], LAB)
     assert "more than the" in got

@@ -314,3 +314,26 @@ def test_points_split_between_public_part_and_hidden_tests(tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 2
     assert "check cell 'check-softmax' (softmax_with_temperature): kdlab.parts" in capsys.readouterr().out
+
+
+def test_a_busy_screen_is_an_error_to_regrade_not_a_refusal(tmp_path, monkeypatch):
+    """When the screen cannot finish for a busy machine (screen.ScreenBusy), every check of
+    the notebook is an `error` whose reason says to grade again, never a `failed` refusal."""
+    from kdlab.grading import gradebook, screen
+    sol = tiny_solution()
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(sol, str(tmp_path / "solutions" / f"{L1}.ipynb"))
+    assert make_labs(tmp_path / "solutions", tmp_path / "labs", log=lambda *a: None) == 0
+    (tmp_path / "subs" / "ann").mkdir(parents=True)
+    nbformat.write(sol, str(tmp_path / "subs" / "ann" / f"{L1}.ipynb"))
+
+    def busy(*a, **k):
+        raise screen.ScreenBusy("reading the notebook's code did not finish in 300 s of wall "
+                                "time: the grading machine is too busy; grade this notebook again")
+    monkeypatch.setattr(gradebook._screen, "run", busy)
+    out = tmp_path / "gradebook.csv"
+    assert main(["grade", str(tmp_path / "subs"), "--labs", str(tmp_path / "labs"), "--solutions",
+                 str(tmp_path / "solutions"), "--out", str(out), "--no-sandbox", "--jobs", "1"]) == 0
+    rows = [r for r in _read(out) if r["check"] not in ("TOTAL",) and r["lab"] == L1]
+    assert rows and all(r["status"] == "error" and "grade this notebook again" in r["reason"]
+                        for r in rows), rows

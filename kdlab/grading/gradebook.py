@@ -50,7 +50,7 @@ class Options:
     work_root: Path | None = None  # where the executed copies go (default: the system temp)
     sandbox: bool = True  # run kernels under bubblewrap (sandbox.py)
     memory: int = _sandbox.DEFAULT_MEMORY  # bytes of memory per sandboxed kernel
-    screen_timeout: float = _screen.TIME_LIMIT  # seconds the screen may read a notebook
+    screen_timeout: float = _screen.TIME_LIMIT  # CPU seconds the screen may read a notebook
     cancel: threading.Event | None = None  # set it to stop the grading (GradingCancelled)
 
     def fingerprint(self) -> str:
@@ -126,9 +126,12 @@ def _grade_notebook(student: str, lab, choice: Choice, opts: Options, site) -> l
     except NotebookError as e:
         return rows_for(student, lab, "invalid", str(e), sha)
     restored = restore.restore(nb, lab.nb, lab.checks)
-    tampering = _screen.run(_student_cells(restored.cells, lab.nb),
-                           [c.get("source", "") for c in lab.nb["cells"] if c.get("cell_type") == "code"],
-                           timeout=opts.screen_timeout)
+    try:
+        tampering = _screen.run(_student_cells(restored.cells, lab.nb),
+                               [c.get("source", "") for c in lab.nb["cells"] if c.get("cell_type") == "code"],
+                               timeout=opts.screen_timeout)
+    except _screen.ScreenBusy as e:  # the machine's fault, not the notebook's
+        return rows_for(student, lab, "error", str(e), sha)
     if tampering:  # not executed at all
         return rows_for(student, lab, "failed", tampering, sha)
     draws = {chk.name: restore.draw(chk) for chk in lab.checks}

@@ -73,7 +73,7 @@ SYSTEM_ATTRS = {"os", "sys", "subprocess", "builtins", "importlib", "ctypes", "i
 ALLOWED_MAGICS = {"time": "code", "timeit": "code", "capture": "code", "matplotlib": "word",
                   "pinfo": "name", "pinfo2": "name", "pdoc": "name"}
 MAX_CODE = 1_000_000  # characters of student code a notebook may hold
-TIME_LIMIT = 30.0  # seconds the screen may take per notebook
+TIME_LIMIT = 30.0  # seconds of CPU time the screen may take per notebook
 
 
 class Tampering(Exception):
@@ -255,21 +255,41 @@ def screen_cells(student: list, lab: list = ()) -> str:
     return ""
 
 
-def run(student: list, lab: list = (), timeout: float = TIME_LIMIT) -> str:
-    """``screen_cells`` in a separate process, stopped after `timeout` seconds."""
+class ScreenBusy(RuntimeError):
+    """The screen did not finish in its wall-clock allowance although it had not used up its
+    CPU time: the machine was too busy, not the notebook too slow to read."""
+
+
+def run(student: list, lab: list = (), timeout: float = TIME_LIMIT, wall_factor: float = 10) -> str:
+    """``screen_cells`` in a separate process, stopped after `timeout` seconds of its CPU time.
+
+    The limit is on CPU time, not wall time, so a busy machine (other gradings, a loaded CI
+    runner) cannot make an honest notebook's screen run out of time. A process that has not
+    finished after `wall_factor` x `timeout` seconds of wall time without reaching its CPU
+    limit raises ScreenBusy (the grader reports an error to regrade, not a refusal)."""
+    import math
+    import signal
+
     payload = json.dumps({"student": student, "lab": list(lab)})
     try:
-        p = subprocess.run([sys.executable, "-I", __file__], input=payload, capture_output=True,
-                           text=True, timeout=timeout)
+        p = subprocess.run([sys.executable, "-I", __file__, str(math.ceil(timeout))], input=payload,
+                           capture_output=True, text=True, timeout=timeout * wall_factor)
     except subprocess.TimeoutExpired:
-        return (f"reading the notebook's code took longer than {timeout:g} s (it is built to be "
-                "slow to parse); no check earns points")
+        raise ScreenBusy(f"reading the notebook's code did not finish in {timeout * wall_factor:g} s "
+                         f"of wall time (less than {timeout:g} s of CPU time used): the grading "
+                         "machine is too busy; grade this notebook again") from None
+    if p.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        return (f"reading the notebook's code took longer than {timeout:g} s of CPU time (it is "
+                "built to be slow to parse); no check earns points")
     if p.returncode != 0:
         raise RuntimeError(f"the screen failed: {(p.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(p.stdout)["tampering"]
 
 
 if __name__ == "__main__":
+    import resource
+    cpu = int(sys.argv[1]) if len(sys.argv) > 1 else int(TIME_LIMIT)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU past `cpu` seconds of CPU
     sys.setrecursionlimit(2000)
     args = json.loads(sys.stdin.read())
     print(json.dumps({"tampering": screen_cells([tuple(x) for x in args["student"]], args["lab"])}))
