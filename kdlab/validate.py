@@ -85,7 +85,7 @@ def screened(nb: dict, lab: dict) -> list:
 
 def run_checks(path: Path, timeout: float = 600) -> list:
     """[(check, passed, first line of its output)] after running a copy of the notebook."""
-    import nbformat
+    from kdlab._nbformat import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 

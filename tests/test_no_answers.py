@@ -96,8 +96,12 @@ def test_keys_compare_within_a_tolerance():
 
 
 SWEEP = r'''
-import contextlib, faulthandler, importlib, inspect, json, pkgutil, signal, sys, time
+import contextlib, faulthandler, importlib, inspect, json, pkgutil, resource, signal, sys, time
 faulthandler.enable()
+# a candidate called with a seed for a size (Teacher(5, 1_000_000_000)) allocates for half a
+# minute inside one C++ call, which no signal interrupts: past 3 GB it fails at once (the
+# sweep itself needs under 1 GB)
+resource.setrlimit(resource.RLIMIT_DATA, (3 << 30, 3 << 30))
 import kdlab
 import kdlab.runtime
 from kdlab.checks import CHECKS

@@ -67,7 +67,7 @@ def execute(path, env: dict | None = None, timeout: int = 3600, save: bool = Fal
     started), "ok": bool, "error": the error's last line or None, "cells": code cells,
     "saved": bool}.
     """
-    import nbformat
+    from kdlab._nbformat import nbformat
     from nbclient import NotebookClient
 
     path = Path(path)

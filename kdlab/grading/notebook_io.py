@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nbformat
+from kdlab._nbformat import nbformat
 
 
 class NotebookError(ValueError):
