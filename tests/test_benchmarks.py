@@ -371,7 +371,8 @@ def test_headline_rows_are_measured_by_the_default_bench():
 
 
 def test_course_map_times_come_from_course_json(tmp_path, tiny):
-    seconds = _read(tiny, "course")["results"]["quick"]["notebooks"]["tiny"]["seconds"]
+    row = _read(tiny, "course")["results"]["quick"]["notebooks"]["tiny"]
+    seconds, cap = row["seconds"], row["cpu_capability"]
     readme = tmp_path / "README.md"
     readme.write_text(f"| lab | what | time |\n|---|---|---|\n"
                       f"| [Tiny](labs/tiny.ipynb) | a lab | 99 min |\n"
@@ -380,7 +381,7 @@ def test_course_map_times_come_from_course_json(tmp_path, tiny):
     assert not render.up_to_date(readme, tiny)
     assert render.update(readme, tiny) is True
     rows = readme.read_text().splitlines()
-    assert rows[2] == f"| [Tiny](labs/tiny.ipynb) | a lab | quick budget {seconds:.0f} s |"
+    assert rows[2] == f"| [Tiny](labs/tiny.ipynb) | a lab | quick budget {seconds:.0f} s ({cap}) |"
     assert rows[3] == "| [Gone](labs/gone.ipynb) | not run | not measured |"
     assert rows[4] == "| other | row | 7 s |"  # rows without a lab link are left alone
     assert render.up_to_date(readme, tiny) and render.update(readme, tiny) is False
@@ -631,6 +632,11 @@ def test_course_full_1thread_budget_and_fresh_cache(tmp_path, monkeypatch):
     assert r["full-1thread"]["lab_goal_met"] and r["full"]["lab_goal_met"]
     cell = course.lab_time(_read(tmp_path, "course"), "02_b")
     assert cell == "30 s; 1 thread 61 s"
+    # a 1-thread row that recorded its kernel's CPU time and capability shows both
+    d = _read(tmp_path, "course")
+    d["results"]["full-1thread"]["notebooks"]["02_b"].update(cpu_seconds=58.0, cpu_capability="AVX2")
+    d["results"]["full"]["notebooks"]["02_b"]["cpu_capability"] = "AVX512"
+    assert course.lab_time(d, "02_b") == "30 s (AVX512); 1 thread 58 s of CPU (AVX2)"
     rows = course.rows(_read(tmp_path, "course"))
     assert any(row[0] == "Slowest lab, full budget, 1 thread" for row in rows)
 
