@@ -702,6 +702,60 @@ def test_on_policy_wrong_answers_fail_on_fresh_inputs(fn, message):
     assert message in str(err.value), str(err.value)
 
 
+def _key_drawn_elsewhere(seed):
+    """The answer key of on_policy_batch's inputs at `seed` as another CPU kind might draw it:
+    one token of every call's right samples differs from this machine's."""
+    key = keys.make("on_policy_batch", lab07.on_policy_inputs(seed))
+    for k in key["calls"]:
+        if k["k"]:
+            k["tokens"] = k["tokens"].clone()
+            k["tokens"][0, -1] = (k["tokens"][0, -1] + 1) % 65
+    return key
+
+
+def test_on_policy_notebook_cases_compare_with_samples_drawn_here():
+    """The notebook's cases judge the sampled tokens against the samples the probe draws on
+    the machine that runs it, never against a shipped key's (a token drawn from a softmax can
+    differ between CPU kinds): a right answer passes even when the key's tokens differ."""
+    inp = lab07.on_policy_inputs(None)
+    assert inp["local_reference"] is True
+    data = probe_data(ON_POLICY, right_on_policy, None)
+    assert all(("reference" in r) for r in data["calls"])
+    assert "keep their prompt" in judge(ON_POLICY, data, None, key=_key_drawn_elsewhere(None))
+    with pytest.raises(AssertionError, match="the seed passed in is not the one used"):
+        judge(ON_POLICY, probe_data(ON_POLICY, _on_policy(fixed_seed=0), None), None,
+              key=_key_drawn_elsewhere(None))
+
+
+def test_on_policy_graded_inputs_ignore_a_reference_in_the_record():
+    """Grading's inputs come with a seed: the probe draws no reference, and one forged into the
+    record (the student controls the kernel) is ignored: the key made by the grader decides."""
+    inp = lab07.on_policy_inputs(5)
+    assert inp["local_reference"] is False
+    data = probe_data(ON_POLICY, right_on_policy, 5)
+    assert not any("reference" in r for r in data["calls"])
+    with pytest.raises(AssertionError, match="the continuations are not the student's samples"):
+        judge(ON_POLICY, data, 5, key=_key_drawn_elsewhere(5))
+    from kdlab.checks import _probe
+    from kdlab.checks._common import recorded
+    wrong = probe_data(ON_POLICY, _on_policy(fixed_seed=0), 5)
+    N, P = inp["input_ids"].shape[0], inp["prompt_len"]
+    for r, (lam, _) in zip(wrong["calls"], inp["calls"]):  # forged: the wrong answer's own samples
+        k = round(lam * N)
+        ids = recorded(r["returned"]["input_ids"])
+        r["reference"] = _probe.from_json(_probe.to_json(_probe.value(ids[:k, P:]))) if k else None
+    with pytest.raises(AssertionError, match="the seed passed in is not the one used"):
+        judge(ON_POLICY, wrong, 5)
+    # the same forgery on the notebook's inputs is what the check trusts there (and only there)
+    nb = probe_data(ON_POLICY, _on_policy(fixed_seed=0), None)
+    inp0 = lab07.on_policy_inputs(None)
+    for r, (lam, _) in zip(nb["calls"], inp0["calls"]):
+        k = round(lam * N)
+        ids = recorded(r["returned"]["input_ids"])
+        r["reference"] = _probe.from_json(_probe.to_json(_probe.value(ids[:k, P:]))) if k else None
+    judge(ON_POLICY, nb, None)  # passes: a kernel the student controls can fool its own notebook
+
+
 @pytest.mark.parametrize("seed", [None, 0, 1, 7])
 def test_on_policy_sampling_mistakes_are_distinguishable(seed):
     """On the first call (k = N - 1 rows) every sampling mistake gives other tokens than the
