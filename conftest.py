@@ -120,3 +120,19 @@ def _answer_key_once(check, seed=None, params=None):
 
 
 _registry.answer_key = _answer_key_once
+
+
+# KDLAB_TIMELINE=FILE: one JSON line per test (worker, test, start, end, process CPU seconds
+# used during it), to see where a run's wall time goes (which worker idles, and when).
+_TIMELINE = os.environ.get("KDLAB_TIMELINE")
+if _TIMELINE:
+    def pytest_runtest_protocol(item, nextitem):
+        item._kdlab_t = (time.time(), time.process_time())
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_teardown(item, nextitem):
+        t0, c0 = getattr(item, "_kdlab_t", (time.time(), time.process_time()))
+        wid = (_worker(item.config) or ("main", 1))[0]
+        with open(_TIMELINE, "a") as f:
+            f.write(json.dumps({"w": wid, "test": item.nodeid, "start": t0, "end": time.time(),
+                                "cpu": time.process_time() - c0}) + "\n")

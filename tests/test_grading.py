@@ -30,7 +30,7 @@ import kdlab.checks
 from kdlab.authoring import generator, make_labs
 from kdlab.grading import markers, notebook_io, restore
 from kdlab.grading.gradebook import GradingCancelled, grade_submissions
-from kdlab.grading.runner import read_cells
+from kdlab.grading.runner import read_cells, runner_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob(markers.NOTEBOOK_GLOB))
@@ -1024,7 +1024,10 @@ for i in range(100):
     c.send(data={}, buffers=[b])""",
 }
 FLOOD_OUTPUT = 20_000_000  # bytes: the grader's default --max-output
-RUNNER_RSS = 300 * 1024 ** 2  # bytes: the most the grader's nbval process may hold, with that limit
+# bytes: the most the grader's nbval process may hold with that limit: its data limit. Most
+# floods peak near 90 MB; zmq's I/O thread may queue several 20 MB messages before they are
+# read and counted (peaks of 370 and 600 MB were measured), which the data limit bounds.
+RUNNER_RSS = runner_memory(FLOOD_OUTPUT)
 
 
 def _peak_rss(pid: int) -> int:

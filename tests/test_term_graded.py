@@ -337,3 +337,35 @@ def test_a_busy_screen_is_an_error_to_regrade_not_a_refusal(tmp_path, monkeypatc
     rows = [r for r in _read(out) if r["check"] not in ("TOTAL",) and r["lab"] == L1]
     assert rows and all(r["status"] == "error" and "grade this notebook again" in r["reason"]
                         for r in rows), rows
+
+
+def test_a_kernel_that_did_not_start_is_an_error_to_regrade(tmp_path):
+    """A kernel the grader could not start (its sandbox did not come up in time on a loaded
+    machine) makes every check of the notebook an `error` that says to grade it again, never a
+    `failed` the student would be scored by."""
+    from kdlab.grading import restore
+    from kdlab.grading.course import load_labs
+    from kdlab.grading.runner import RunResult
+    from kdlab.grading.scoring import score
+    from test_grading import LAB, tiny_course
+    tiny_course(tmp_path)
+    lab = load_labs(tmp_path / "labs", tmp_path / "solutions")[LAB]
+    draws = {chk.name: restore.draw(chk) for chk in lab.checks}
+    cells = []
+    for chk in lab.checks:
+        for k, d in enumerate(draws[chk.name]):
+            cells.append({"cell": len(cells), "id": f"c{len(cells)}", "kdlab": {},
+                          "grader": {"check": chk.name, "probe": k, "token": d.token}, "ok": False,
+                          "error": "KernelStartFailed: the sandboxed kernel did not start within "
+                                   "120 s (no process in its namespaces)",
+                          "ename": "", "evalue": "", "text": "", "probes": [], "probe_problems": [],
+                          "timed_out": False, "kernel_died": False, "dead_at_start": False,
+                          "start_failed": True, "output_limit": False, "seconds": 0.0})
+    rows = score("ann", lab, RunResult(cells=cells, returncode=1), {}, draws, "0" * 64)
+    assert rows and {r.status for r in rows} == {"error"}, [(r.status, r.reason) for r in rows]
+    assert all("did not start within 120 s" in r.reason and "grade this notebook again" in r.reason
+               for r in rows)
+    for c in cells:  # the same records without the mark: a cell that did not finish, failed
+        c["start_failed"] = False
+    assert {r.status for r in score("ann", lab, RunResult(cells=cells, returncode=1), {}, draws,
+                                    "0" * 64)} == {"failed"}

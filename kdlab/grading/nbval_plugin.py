@@ -7,7 +7,8 @@ cells that ran survive if the whole run is killed at the notebook time limit:
     {"cell": code-cell number, "id": cell id, "kdlab": cell metadata "kdlab",
      "grader": cell metadata "kdlab_grader" (set by the grader on the probe cells only),
      "ok": bool, "error": short message, "ename": ..., "evalue": ..., "text": stdout,
-     "timed_out": bool, "kernel_died": bool, "dead_at_start": bool, "output_limit": bool,
+     "timed_out": bool, "kernel_died": bool, "dead_at_start": bool, "start_failed": bool,
+     "output_limit": bool,
      "seconds": float}
 
 "probes" lists the probe results the cell displayed (the MIME type given by ``--kdlab-probe-mime``:
@@ -56,6 +57,10 @@ class KernelDied(RuntimeError):
     """The kernel process exited while a cell was running."""
 
 
+class KernelStartFailed(RuntimeError):
+    """The grader could not start the notebook's kernel (the machine's fault, not the notebook's)."""
+
+
 class OutputLimitExceeded(RuntimeError):
     """The notebook printed more output than the grader allows."""
 
@@ -75,7 +80,7 @@ def pytest_addoption(parser):
                     help="the sandboxed kernel's socket folder inside its namespaces")
 
 
-def _inner_process(pid: int, timeout: float = 30.0) -> int:
+def _inner_process(pid: int, timeout: float = 120.0) -> int:
     """The first process under `pid` that lives in another mount namespace (the sandbox's)."""
     import os
 
@@ -94,7 +99,8 @@ def _inner_process(pid: int, timeout: float = 30.0) -> int:
         except psutil.NoSuchProcess:
             break
         time.sleep(0.05)
-    raise RuntimeError("the sandboxed kernel did not start (no process in its namespaces)")
+    raise KernelStartFailed(f"the sandboxed kernel did not start within {timeout:g} s (no process "
+                            "in its namespaces)")
 
 
 def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> None:
@@ -142,10 +148,11 @@ def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> Non
         kc.start_channels()
         try:
             kc.wait_for_ready(timeout=startup_timeout)
-        except RuntimeError:
+        except RuntimeError as e:
             kc.stop_channels()
             km.shutdown_kernel(now=True)
-            raise
+            raise KernelStartFailed(f"the kernel did not answer within {startup_timeout:g} s of "
+                                    f"starting ({e})") from None
         return km, kc
 
     nbval.kernel.start_new_kernel = start_new_kernel
@@ -377,6 +384,7 @@ def pytest_runtest_makereport(item, call):
         and not getattr(item, "_kdlab_timed_out_before", False),
         "kernel_died": isinstance(exc, KernelDied),
         "dead_at_start": isinstance(exc, RuntimeError) and "Kernel dead" in str(exc),
+        "start_failed": isinstance(exc, KernelStartFailed),
         "output_limit": isinstance(exc, OutputLimitExceeded),
         "seconds": round(call.stop - call.start, 3),
     }

@@ -30,6 +30,7 @@ cells and the checks' probes) is started as
 """
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import site
@@ -138,6 +139,10 @@ def kdlab_copy(dest, data: bool = True, strip: bool = True) -> Path:
         "__pycache__", "*.pyc", *INSTRUCTOR_ONLY))
     for rel, names in (STRIPPED if strip else {}).items():
         _strip(dest / "kdlab" / rel, names)
+    # compiled once here: the sandbox is read-only, so without .pyc files every kernel would
+    # compile all of kdlab again (~0.3 s of CPU each); the code objects name the files by
+    # their path inside the sandbox, as compiling there would
+    compileall.compile_dir(dest / "kdlab", ddir=f"{MOUNT_KDLAB}/kdlab", quiet=1)
     cfg = Path(sys.prefix) / "pyvenv.cfg"
     if sys.prefix != sys.base_prefix and cfg.is_file():
         keep = [ln for ln in cfg.read_text().splitlines()

@@ -174,6 +174,9 @@ def score(student: str, lab, run, modified: dict, draws: dict, sha: str,
                 else:
                     reason = "not run: the notebook could not be executed (" + (
                         run.log.strip().splitlines() or ["no output"])[-1][:300] + ")"
+            elif r.get("start_failed"):  # the grader's machine, not the notebook: grade it again
+                status, reason = "error", (f"not run: {r['error'].split(': ', 1)[-1][:300]}; "
+                                           "grade this notebook again")
             elif event is not None and event_text.startswith("out of memory") and event["cell"] <= r["cell"]:
                 status, reason = "error", event_text
             elif r["timed_out"]:
