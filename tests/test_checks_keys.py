@@ -85,3 +85,35 @@ def test_every_part_of_a_verdict_is_judged(name):
     source = inspect.getsource(check.verdict)
     for p in check.parts:
         assert f'check.part("{p}")' in source, f"{name}: part {p!r} is never judged"
+
+
+def test_keys_made_in_two_grader_threads_are_the_keys_made_alone():
+    """The grader scores two notebooks at a time in threads of one process: a key that samples
+    (on_policy_batch) made while the other thread makes keys and inputs that seed torch's
+    global generator (hint_regressor's reference calls, distill_step's training, on_policy's
+    models) is the key made alone: a right answer is not failed by the other thread's draws."""
+    import threading
+
+    from kdlab.grading.scoring import verdict  # noqa: F401 - the grader's own entry points
+    alone = {s: keys.public_text("on_policy_batch", CHECKS["on_policy_batch"].inputs(s)) for s in (11, 12)}
+    stop, got, errors = threading.Event(), [], []
+
+    def noisy():
+        try:
+            while not stop.is_set():
+                for name in ("hint_regressor", "distill_step", "on_policy_batch", "permute_dark_knowledge"):
+                    keys.make(name, CHECKS[name].inputs(5))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=noisy)
+    t.start()
+    try:
+        for _ in range(4):
+            for s in (11, 12):
+                got.append((s, keys.public_text("on_policy_batch", CHECKS["on_policy_batch"].inputs(s))))
+    finally:
+        stop.set()
+        t.join()
+    assert not errors, errors
+    assert all(text == alone[s] for s, text in got), "a key differed when made beside another thread"

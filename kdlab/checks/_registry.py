@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import threading
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +40,15 @@ from typing import Callable
 import torch
 
 from . import _probe
+
+# The grader scores two notebooks at a time, in threads of one process, and makes inputs and
+# answer keys there. Many of them draw from torch's global random generator (a tiny model's
+# initial weights, fork_rng + manual_seed around a reference call, a key's sampled tokens):
+# another thread's draws in between change them, and a right answer then fails against a key
+# made from other weights or samples. Whoever makes inputs, keys or verdicts in the grader
+# holds this lock (re-entrant: key makers take it again inside). Lab 07 also takes it while it
+# resolves transformers' lazy attributes (one thread got ImportError otherwise).
+RNG_LOCK = threading.RLock()
 from ._common import Mistake, passed, rng
 
 CHECKS: dict = {}

@@ -22,27 +22,18 @@ its forward passes and whether torch's global random state was restored.
 from __future__ import annotations
 
 import tempfile
-import threading
 
 import torch
 
 from . import _probe as _p
 from ._common import (Mistake, close, cmp, expects_value_error, fail, name_mistake, paired,
                       raised, recorded, rejects, type_name)
-from ._registry import Check
+from ._registry import RNG_LOCK, Check  # RNG_LOCK: see _registry
 from ._scalar import SCALAR_LOSS_PARTS, ScalarLoss
-
-# The grader grades two notebooks at a time, in threads of one process. Two things of this
-# module are not safe there without a lock: resolving transformers' lazy attributes (one thread
-# gets ImportError: cannot import name 'GPT2Config') and torch's global random generator, which
-# seeds the tiny models' weights (fork_rng + manual_seed) and which building a model or sampling
-# draws from: another thread's draws in between change the weights or the samples, so that the
-# inputs the verdict makes again, or the key's samples, differ from the probe's.
-RNG_LOCK = threading.RLock()
 
 
 def _gpt2() -> tuple:
-    """(GPT2Config, GPT2LMHeadModel), imported under RNG_LOCK (see above)."""
+    """(GPT2Config, GPT2LMHeadModel), imported under RNG_LOCK (see ``_registry``)."""
     with RNG_LOCK:
         from transformers import GPT2Config, GPT2LMHeadModel
     return GPT2Config, GPT2LMHeadModel

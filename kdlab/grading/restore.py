@@ -216,6 +216,7 @@ def draw(chk: CheckCell) -> list:
 
     from kdlab.checks import CHECKS
     from kdlab.checks._probe import encode
+    from kdlab.checks._registry import RNG_LOCK
 
     out = []
     for probe in chk.probes:
@@ -223,7 +224,8 @@ def draw(chk: CheckCell) -> list:
             raise NotebookError(f"check {chk.name!r} calls kd.checks.check_{probe.check}, which "
                                 "this version of kdlab does not have")
         seed = secrets.randbelow(2 ** 31 - 1) + 1
-        inputs = CHECKS[probe.check].inputs(seed, **dict(probe.params))
+        with RNG_LOCK:  # inputs may draw from torch's global generator (see _registry)
+            inputs = CHECKS[probe.check].inputs(seed, **dict(probe.params))
         out.append(Draw(probe, secrets.token_hex(8), seed, json.dumps(encode(inputs), allow_nan=True)))
     return out
 

@@ -110,7 +110,7 @@ def verdict(draw, r: dict, label: str = "", key=None, by_part: dict | None = Non
     when the probe's record cannot be judged at all).
     """
     from kdlab.checks import CHECKS
-    from kdlab.checks._registry import judge_parts
+    from kdlab.checks._registry import RNG_LOCK, judge_parts
 
     from . import keys
 
@@ -127,9 +127,10 @@ def verdict(draw, r: dict, label: str = "", key=None, by_part: dict | None = Non
     check = CHECKS[draw.probe.check]
     params = dict(draw.probe.params)
     try:
-        if key is None:
-            key = keys.make(check, check.inputs(draw.seed, **params))
-        _, parts, first = judge_parts(check, data, draw.seed, params, key=key)
+        with RNG_LOCK:  # inputs, keys and verdicts: one thread at a time (see _registry)
+            if key is None:
+                key = keys.make(check, check.inputs(draw.seed, **params))
+            _, parts, first = judge_parts(check, data, draw.seed, params, key=key)
     except AssertionError as e:
         return label + str(e)
     except Exception as e:  # noqa: BLE001 - data that is not what the probe writes

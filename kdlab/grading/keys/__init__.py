@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kdlab.checks import CHECKS
 from kdlab.checks._probe import decode, encode
-from kdlab.checks._registry import KEY_MAKERS, KEYS_DIR
+from kdlab.checks._registry import KEY_MAKERS, KEYS_DIR, RNG_LOCK
 
 from . import lab01, lab02, lab03, lab04, lab05, lab06, lab07  # noqa: F401 - they fill KEYS
 from ._table import KEYS, key_of  # noqa: F401
@@ -44,8 +44,10 @@ if make not in KEY_MAKERS:  # the instructor's checks in JupyterLab judge any in
 
 
 def public_text(check, inputs: dict) -> str:
-    """The JSON text of a key (deterministic: the same inputs give the same bytes)."""
-    return json.dumps(encode(KEYS[_name(check)](inputs)), sort_keys=True, allow_nan=True) + "\n"
+    """The JSON text of a key (deterministic: the same inputs give the same bytes). Made under
+    RNG_LOCK: key makers draw from torch's global generator (see ``_registry.RNG_LOCK``)."""
+    with RNG_LOCK:
+        return json.dumps(encode(KEYS[_name(check)](inputs)), sort_keys=True, allow_nan=True) + "\n"
 
 
 def same(a, b, rtol: float = 1e-5, atol: float = 1e-7) -> bool:
