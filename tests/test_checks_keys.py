@@ -88,21 +88,27 @@ def test_every_part_of_a_verdict_is_judged(name):
 
 
 def test_keys_made_in_two_grader_threads_are_the_keys_made_alone():
-    """The grader scores two notebooks at a time in threads of one process: a key that samples
+    """The grader scores two notebooks at a time in threads of one process, and makes inputs
+    and keys under RNG_LOCK (restore.draw, scoring.verdict): a key that samples
     (on_policy_batch) made while the other thread makes keys and inputs that seed torch's
     global generator (hint_regressor's reference calls, distill_step's training, on_policy's
     models) is the key made alone: a right answer is not failed by the other thread's draws."""
     import threading
 
-    from kdlab.grading.scoring import verdict  # noqa: F401 - the grader's own entry points
-    alone = {s: keys.public_text("on_policy_batch", CHECKS["on_policy_batch"].inputs(s)) for s in (11, 12)}
+    from kdlab.checks._registry import RNG_LOCK
+
+    def key(name, seed):  # as the grader makes one
+        with RNG_LOCK:
+            return keys.public_text(name, CHECKS[name].inputs(seed))
+
+    alone = {s: key("on_policy_batch", s) for s in (11, 12)}
     stop, got, errors = threading.Event(), [], []
 
     def noisy():
         try:
             while not stop.is_set():
                 for name in ("hint_regressor", "distill_step", "on_policy_batch", "permute_dark_knowledge"):
-                    keys.make(name, CHECKS[name].inputs(5))
+                    key(name, 5)
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -111,7 +117,7 @@ def test_keys_made_in_two_grader_threads_are_the_keys_made_alone():
     try:
         for _ in range(4):
             for s in (11, 12):
-                got.append((s, keys.public_text("on_policy_batch", CHECKS["on_policy_batch"].inputs(s))))
+                got.append((s, key("on_policy_batch", s)))
     finally:
         stop.set()
         t.join()
