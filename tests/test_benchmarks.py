@@ -537,16 +537,10 @@ def test_course_update_remeasures_only_what_is_asked(tmp_path, monkeypatch):
 
 @pytest.fixture
 def one_thread():
-    """torch on one thread for tiny runs (as the tiny fixture), restored afterwards; torch's
-    global generator is the test's alone meanwhile: a background grading of this worker (a
-    thread of this process) makes keys under RNG_LOCK, and its fork_rng would otherwise restore
-    the generator in the middle of a run that a test compares with another."""
-    from kdlab.checks._registry import RNG_LOCK
-
+    """torch on one thread for tiny runs (as the tiny fixture), restored afterwards."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    with RNG_LOCK:
-        yield
+    yield
     torch.set_num_threads(threads)
 
 
