@@ -108,6 +108,8 @@ from kdlab.checks import CHECKS
 from kdlab.checks._registry import probe_data
 
 assert "/site/" in kdlab.__file__, kdlab.__file__
+for _name in kdlab.__all__:  # the submodules load on first use: all of them now, before open is replaced
+    getattr(kdlab, _name)
 
 
 import builtins, io
