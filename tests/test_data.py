@@ -2,6 +2,7 @@
 import gzip
 import hashlib
 import shutil
+import sys
 
 import pytest
 import torch
@@ -114,6 +115,44 @@ def test_truncated_extracted_file_is_replaced(tmp_path):
     f.write_bytes(f.read_bytes()[:100])
     data.prepare(root)
     assert hashlib.md5(f.read_bytes()).hexdigest() == data.RAW_MD5[f.name]
+
+
+def test_torchvision_tensors_are_kept_and_checked_against_the_files(tmp_path, monkeypatch):
+    """The tensors torchvision read are kept beside the files: the next load takes them without
+    importing torchvision; a kept file whose pixels or labels differ from the files' content
+    (one pixel changed, one label changed, not a tensor file) is not used: torchvision reads
+    the files again and the kept file is replaced by what it read."""
+    monkeypatch.setenv("KDLAB_CACHE", str(tmp_path / "c"))
+    data._load_uint8.cache_clear()
+    try:
+        x, y = data._load_uint8("test")
+        kept = tmp_path / "c" / "MNIST" / "tensors" / "test.pt"
+        assert kept.is_file()
+
+        def load_without_torchvision():
+            data._load_uint8.cache_clear()
+            with monkeypatch.context() as m:
+                m.setitem(sys.modules, "torchvision.datasets", None)  # importing it fails
+                return data._load_uint8("test")
+
+        x2, y2 = load_without_torchvision()
+        assert torch.equal(x2, x) and torch.equal(y2, y)
+        for damage in ("pixel", "label", "bytes"):
+            if damage == "bytes":
+                kept.write_bytes(b"not a tensor file")
+            else:
+                saved = torch.load(kept, weights_only=True)
+                saved["data" if damage == "pixel" else "targets"].view(-1)[123] += 1
+                torch.save(saved, kept)
+            with pytest.raises(ImportError):  # the damaged file was not taken
+                load_without_torchvision()
+            data._load_uint8.cache_clear()
+            x3, y3 = data._load_uint8("test")  # read by torchvision again, and kept again
+            assert torch.equal(x3, x) and torch.equal(y3, y), damage
+            x4, y4 = load_without_torchvision()
+            assert torch.equal(x4, x) and torch.equal(y4, y), damage
+    finally:
+        data._load_uint8.cache_clear()
 
 
 def test_balanced_indices():
