@@ -1266,6 +1266,24 @@ def test_grader_refuses_without_bubblewrap(tmp_path, monkeypatch):
     assert main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "g.csv")]) == 2
 
 
+def test_preflight_refuses_a_sandbox_copy_that_holds_the_grading_package(monkeypatch):
+    """The preflight finds kdlab.grading without importing kdlab (seconds of torch on every
+    grading): a copy that holds it is refused, a stripped one passes."""
+    from kdlab.grading import sandbox
+    assert sandbox.preflight() is not None
+    copy = sandbox.kdlab_copy
+
+    def leaky(dest, *a, **k):
+        out = copy(dest, *a, **k)
+        (Path(out) / "kdlab" / "grading").mkdir()
+        (Path(out) / "kdlab" / "grading" / "__init__.py").write_text("")
+        return out
+
+    monkeypatch.setattr(sandbox, "kdlab_copy", leaky)
+    with pytest.raises(sandbox.SandboxError, match="holds kdlab.grading"):
+        sandbox.preflight()
+
+
 def test_unsandboxed_rows_say_so(tmp_path):
     sol = tiny_course(tmp_path)
     (tmp_path / "subs" / "ann").mkdir(parents=True)
