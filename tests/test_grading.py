@@ -545,9 +545,12 @@ def checks_digest():
 
 # The two gradings below take most of this module's time, in sandboxed kernels: conftest.py
 # starts them in the background as soon as the tests are collected (the rest of the suite
-# leaves a core idle most of the time); a fixture waits for its grading's result. They run in
-# daemon threads, and conftest.py calls stop_gradings() when the session ends: a session
-# stopped early (Ctrl-C, -x) does not wait for them.
+# leaves a core idle most of the time); a fixture waits for its grading's result. Each runs in
+# a process of its own (a grading seeds torch's generator and sets environment variables: in
+# a thread it would change them under the tests of the same process), watched by a daemon
+# thread, and conftest.py calls stop_gradings() when the session ends: a session stopped
+# early (Ctrl-C, -x) does not wait for them.
+GRADINGS = {"hostile": "grade_hostile", "course": "grade_course"}  # name -> function here
 _RUNS: dict = {}  # name -> (Future, folder, cancel event)
 # Under pytest-xdist the workers of one run share a folder (conftest.py): the first worker to
 # claim a grading runs it and writes its result there ("<name>.result"), and a test of that
@@ -595,18 +598,18 @@ def _shared_result(name: str):
 
 
 def start_gradings(names, base: Path, shared: Path | None = None) -> None:
-    """Start the named gradings ("hostile", "course") in the background, in folders under base;
-    with `shared` (xdist workers' folder), write each result there when it is done."""
+    """Start the named gradings (keys of GRADINGS) in the background, each in a process of its
+    own in a folder under base; with `shared` (xdist workers' folder), write each result there
+    when it is done."""
     for name in names:
         if name not in _RUNS:
             tmp = base / name
             tmp.mkdir(parents=True)
-            fn = {"hostile": grade_hostile, "course": grade_course}[name]
             future, cancel = futures.Future(), threading.Event()
 
-            def work(fn=fn, tmp=tmp, future=future, cancel=cancel):
+            def work(name=name, tmp=tmp, future=future, cancel=cancel):
                 try:
-                    future.set_result(fn(tmp, cancel))
+                    future.set_result(_grade_in_a_process(GRADINGS[name], tmp, cancel))
                 except BaseException as e:  # noqa: BLE001 - the waiting fixture re-raises it
                     future.set_exception(e)
 
@@ -614,6 +617,50 @@ def start_gradings(names, base: Path, shared: Path | None = None) -> None:
                 future.add_done_callback(lambda f, name=name: _publish(name, f, shared))
             threading.Thread(target=work, name=f"grading-{name}", daemon=True).start()
             _RUNS[name] = (future, tmp, cancel)
+
+
+_IN_A_PROCESS = """
+import pickle, sys
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[1])
+import test_grading
+tmp = Path(sys.argv[3])
+try:
+    out = ("ok", getattr(test_grading, sys.argv[2])(tmp))
+except BaseException as e:
+    out = ("error", e)
+try:
+    data = pickle.dumps(out)
+except Exception:  # an exception pickle cannot carry
+    data = pickle.dumps(("error", RuntimeError(f"{sys.argv[2]} failed: {out[1]!r}")))
+(tmp / "result.pickle.tmp").write_bytes(data)
+(tmp / "result.pickle.tmp").replace(tmp / "result.pickle")
+"""
+
+
+def _grade_in_a_process(function: str, tmp: Path, cancel: threading.Event):
+    """Run this module's `function`(tmp) in a new Python process (working folder tmp) and
+    return its result; setting `cancel` kills it (stop_gradings also kills what it started)."""
+    log = tmp / "grading.log"
+    with open(log, "wb") as out:
+        p = subprocess.Popen([sys.executable, "-c", _IN_A_PROCESS, str(Path(__file__).parent),
+                              function, str(tmp)], cwd=tmp, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    while p.poll() is None:
+        if cancel.wait(0.5):
+            p.kill()
+            p.wait()
+            raise RuntimeError(f"{function} was stopped before it finished")
+    result = tmp / "result.pickle"
+    if not result.exists():
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{function} ended (exit code {p.returncode}) without a result:\n{tail}")
+    status, value = pickle.loads(result.read_bytes())
+    if status == "error":
+        raise value
+    return value
 
 
 def running_gradings() -> list:
@@ -654,31 +701,50 @@ def stop_gradings() -> list:
     return stopped
 
 
+def slow_grading(tmp):
+    """A stand-in grading for the test below: three "notebooks" of a minute each, one after
+    the other, their pids written to tmp/started."""
+    for _ in range(3):
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=tmp)
+        with open(tmp / "started", "a") as f:
+            f.write(f"{p.pid}\n")
+        p.wait()
+    return "finished"
+
+
 def test_stop_gradings_kills_what_an_unfinished_grading_runs(tmp_path, monkeypatch):
     """A session that ends before a background grading does is not kept waiting by it: its
-    notebook runs are killed, the next one it starts too, and nothing is left running."""
+    process and the notebook runs it started are killed, and nothing is left running."""
     monkeypatch.setattr(sys.modules[__name__], "_RUNS", {})
-    started = []
-
-    def slow_grading(tmp, cancel):  # three "notebooks" of a minute each; ignores `cancel`
-        for _ in range(3):
-            p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], cwd=tmp)
-            started.append(p)
-            p.wait()
-        return "finished"
-
-    monkeypatch.setattr(sys.modules[__name__], "grade_course", slow_grading)
-    start_gradings(["course"], tmp_path)
-    deadline = time.time() + 10
-    while not started and time.time() < deadline:
+    monkeypatch.setitem(GRADINGS, "slow", "slow_grading")
+    start_gradings(["slow"], tmp_path)
+    started = tmp_path / "slow" / "started"
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
         time.sleep(0.05)
+    assert started.exists(), "the grading process did not start its first notebook"
+    pids = [int(x) for x in started.read_text().split()]
     t0 = time.time()
-    assert stop_gradings() == ["course"]
+    assert stop_gradings() == ["slow"]
     assert time.time() - t0 < 50  # what it stops would take 60 s each
     assert not _processes_under(tmp_path), "a grading process survived stop_gradings"
-    assert all(p.poll() is not None for p in started)
-    assert _RUNS["course"][0].result(timeout=5) == "finished"  # its thread ran to the end
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                   for pid in pids)
+    with pytest.raises(RuntimeError, match="stopped before it finished"):
+        _RUNS["slow"][0].result(timeout=5)  # its watching thread ended too
     assert stop_gradings() == []  # nothing left to stop
+
+
+def test_a_grading_process_hands_back_its_result_or_its_error(tmp_path, monkeypatch):
+    """What a grading returns reaches the tests; what it raises is raised in them."""
+    monkeypatch.setattr(sys.modules[__name__], "_RUNS", {})
+    monkeypatch.setitem(GRADINGS, "ok", "tiny_course")  # writes a course into tmp, returns it
+    monkeypatch.setitem(GRADINGS, "broken", "tiny_solution")  # takes no folder: TypeError
+    start_gradings(["ok", "broken"], tmp_path)
+    assert _RUNS["ok"][0].result(timeout=120).cells == tiny_solution().cells
+    assert (tmp_path / "ok" / "labs" / f"{LAB}.ipynb").exists()
+    with pytest.raises(TypeError, match="tiny_solution"):
+        _RUNS["broken"][0].result(timeout=120)
 
 
 def _result(name: str, tmp_path_factory):
@@ -1264,6 +1330,24 @@ def test_grader_refuses_without_bubblewrap(tmp_path, monkeypatch):
     with pytest.raises(sandbox.SandboxError, match="make grade-deps"):
         sandbox.preflight()
     assert main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "g.csv")]) == 2
+
+
+def test_preflight_refuses_a_sandbox_copy_that_holds_the_grading_package(monkeypatch):
+    """The preflight finds kdlab.grading without importing kdlab (seconds of torch on every
+    grading): a copy that holds it is refused, a stripped one passes."""
+    from kdlab.grading import sandbox
+    assert sandbox.preflight() is not None
+    copy = sandbox.kdlab_copy
+
+    def leaky(dest, *a, **k):
+        out = copy(dest, *a, **k)
+        (Path(out) / "kdlab" / "grading").mkdir()
+        (Path(out) / "kdlab" / "grading" / "__init__.py").write_text("")
+        return out
+
+    monkeypatch.setattr(sandbox, "kdlab_copy", leaky)
+    with pytest.raises(sandbox.SandboxError, match="holds kdlab.grading"):
+        sandbox.preflight()
 
 
 def test_unsandboxed_rows_say_so(tmp_path):

@@ -157,6 +157,12 @@ def _kill_cgroup(cgroup) -> None:
     _kill_tree(procs)
 
 
+# How long a kernel may take to answer after it starts (its imports: torch). nbval's default
+# 60 s is passed on a busy 2-core machine starting several kernels at once; a kernel that does
+# not answer in time is an error row ("grade this notebook again"), never a score.
+KERNEL_START_S = 120
+
+
 def _run(nb_path: Path, cell_timeout, timeout, max_output, quick, threads, kernel_argv,
          runtime: Path, inside, cancel) -> RunResult:
     work = nb_path.parent
@@ -169,6 +175,7 @@ def _run(nb_path: Path, cell_timeout, timeout, max_output, quick, threads, kerne
     cmd = [sys.executable, "-m", "pytest", str(nb_path), "-c", str(work / "pytest.ini"),
            "--rootdir", str(work), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
            "-p", PLUGIN, "--nbval-lax", "--nbval-current-env",
+           f"--nbval-kernel-startup-timeout={KERNEL_START_S:g}",
            f"--nbval-cell-timeout={cell_timeout}", f"--kdlab-report={report}",
            f"--kdlab-max-output={int(max_output)}"]
     from kdlab.checks._probe import MIME

@@ -406,11 +406,15 @@ def preflight(timeout: float = 60) -> list[str]:
         (rt / "kernel.json").write_text("{}")
         argv = kernel_argv(site_dir, {})
         cut = argv.index("--", argv.index("--clearenv"))
-        code = ("import socket, importlib.util\n"
+        # found, not imported: importing kdlab (torch) costs seconds of CPU on every grading
+        code = ("import socket, importlib.util, importlib.machinery\n"
                 "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n"
                 "except OSError:\n    print('no network')\n"
-                "print('grading' if importlib.util.find_spec('kdlab.grading') else 'no grading')\n"
-                "print(importlib.util.find_spec('kdlab').origin)")  # where kdlab would load from
+                "spec = importlib.util.find_spec('kdlab')\n"
+                "sub = importlib.machinery.PathFinder.find_spec('grading', "
+                "spec.submodule_search_locations)\n"
+                "print('grading' if sub else 'no grading')\n"
+                "print(spec.origin)")  # where kdlab would load from
         cmd = [a.replace("{connection_file}", str(rt / "kernel.json")) for a in argv[:cut + 1]]
         cmd += [argv[-5], "-c", code]  # the interpreter inside, without the kernel
         try:
