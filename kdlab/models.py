@@ -179,7 +179,9 @@ def features(model: nn.Module, names) -> nn.Module:
     from torchvision.models.feature_extraction import create_feature_extractor
 
     names = [names] if isinstance(names, str) else list(names)
-    valid = set(layer_names(model))
+    modules = {n for n, _ in model.named_modules() if n}
+    # submodule names are valid as they are; only other names need the traced graph's nodes
+    valid = modules if set(names) <= modules else set(layer_names(model))
     bad = [n for n in names if n not in valid]
     if bad:
         raise ValueError(f"unknown layer name(s) {bad} for {type(model).__name__}; "

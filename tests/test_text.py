@@ -86,3 +86,18 @@ def test_shipped_teacher_is_verified_and_better_than_a_student(tmp_path):
     (bad / lm_zoo.METADATA).unlink()
     with pytest.raises(CheckpointError, match="metadata missing"):
         lm_zoo.load(bad)
+
+
+def test_training_args_freezes_what_is_alive_once(monkeypatch):
+    """Trainer.train() begins with a full garbage collection (accelerate's free_memory): the
+    first training_args call collects once and freezes the objects then alive (torch,
+    transformers), so that every later collection scans only the objects made since."""
+    import gc
+    monkeypatch.setattr(lm, "_FROZEN", False)
+    gc.unfreeze()  # as in a fresh process: nothing frozen yet
+    lm.training_args(1)
+    frozen = gc.get_freeze_count()
+    assert frozen > 10_000 and len(gc.get_objects()) < frozen / 10
+    later = [[] for _ in range(1000)]  # made after the first call: left to the collector
+    lm.training_args(1)
+    assert gc.get_freeze_count() == frozen and len(gc.get_objects()) >= len(later)
