@@ -96,7 +96,7 @@ def test_keys_compare_within_a_tolerance():
 
 
 SWEEP = r'''
-import contextlib, faulthandler, importlib, inspect, json, pkgutil, resource, signal, sys, time
+import contextlib, copy, faulthandler, importlib, inspect, json, pkgutil, resource, signal, sys, time
 faulthandler.enable()
 # a candidate called with a seed for a size (Teacher(5, 1_000_000_000)) allocates for half a
 # minute inside one C++ call, which no signal interrupts: past 3 GB it fails at once (the
@@ -174,16 +174,38 @@ def numpy_to_torch(f):
 
 inputs = json.loads(sys.argv[1])
 out = open(sys.argv[2], "w", buffering=1)
+# The inputs of each (check, seed) are made once; every probe gets a deep copy of its own (a
+# candidate may change what it is handed). Each check's probe first runs once on a candidate
+# that returns nothing, before the timer is ever armed: what a probe imports on its first run
+# (an optimizer imports torch._dynamo, Lab 07's GPT-2 imports half of transformers: seconds)
+# is then imported whole. Cut halfway by the timer, such an import left torch._dynamo or
+# transformers broken, and the probe of those checks raised for every later callable.
+made = {}
+for check, seed in inputs:
+    made[check, seed] = CHECKS[check].inputs(seed)
+    try:
+        probe_data(CHECKS[check], lambda *a, **k: None, seed, inputs=copy.deepcopy(made[check, seed]))
+        out.write(json.dumps({"warm": check, "seed": seed}) + "\n")
+    except BaseException as e:  # the parent fails the test: this check would probe nothing
+        out.write(json.dumps({"warm": check, "seed": seed, "error": f"{type(e).__name__}: {e}"}) + "\n")
+
+
+def close_figures():  # a plotting callable's figures stay open in pyplot: each probe closes them
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
 for name, f in fns:
     slow, t0 = 0, time.process_time()
     for label, cand in [("", f), ("numpy", numpy_to_torch(f))] + [(f"curried {k}", curried(f, k)) for k in (2, 3)]:
         for check, seed in inputs:
             if slow >= 2 or time.process_time() - t0 > 5:  # it trains, loads or draws: it had its chance
                 break
+            inp = copy.deepcopy(made[check, seed])
             try:  # armed inside the try: a signal that fires as the probe returns is caught here
                 ARMED["on"] = True
                 signal.setitimer(signal.ITIMER_REAL, 1.0, 0.2)  # then every 0.2 s: a probe calls its candidate many times, each call interrupted
-                data = probe_data(CHECKS[check], cand, seed)
+                data = probe_data(CHECKS[check], cand, seed, inputs=inp)
             except Slow:
                 data, slow = None, slow + 1
             except BaseException:  # the probe itself choked on what came back
@@ -191,10 +213,13 @@ for name, f in fns:
             finally:
                 ARMED["on"] = False  # first: a signal handled from here on returns without raising
                 signal.setitimer(signal.ITIMER_REAL, 0)
-            if data is not None and '"type": "Slow"' in json.dumps(data):
+                close_figures()
+            text = json.dumps(data) if data is not None else None
+            if text is not None and '"type": "Slow"' in text:
                 slow += 1
-            if data is not None:
-                out.write(json.dumps({"fn": name, "how": label, "check": check, "seed": seed, "data": data}) + "\n")
+            if text is not None:
+                out.write(json.dumps({"fn": name, "how": label, "check": check, "seed": seed})[:-1]
+                          + ', "data": ' + text + "}\n")
     out.write(json.dumps({"fn": name, "cpu": time.process_time() - t0}) + "\n")
 out.write(f"DONE {len(fns)}\n")
 out.close()
@@ -222,7 +247,12 @@ def test_no_callable_of_the_sandbox_kdlab_passes_a_check(tmp_path):
 
 def sweep(site, tmp_path, only=None) -> list:
     """Probe every callable of the kdlab in folder `site` (a path holding "/site/"), or of the
-    modules `only`, as the answer of every check (see ``SWEEP``); return what passed a verdict."""
+    modules `only`, as the answer of every check (see ``SWEEP``); return what passed a verdict.
+
+    Each check's inputs and answer key are made once here too, and each verdict gets a copy of
+    the inputs; records with the same data (a callable that raises the same error as is and
+    with numpy results turned into tensors) get the same verdict: it is given once."""
+    import copy
     import json
     import subprocess
     import sys
@@ -241,19 +271,27 @@ def sweep(site, tmp_path, only=None) -> list:
                                           "HOME": str(tmp_path)}, timeout=1500)
     lines = found.read_text().splitlines() if found.exists() else []
     assert lines and lines[-1].startswith("DONE"), (p.returncode, lines[-3:], p.stderr[-3000:])
-    passed, made = [], {}
+    warm = {(d["warm"], d["seed"]): d.get("error", "")
+            for d in (json.loads(line) for line in lines if line.startswith('{"warm"'))}
+    assert warm == {t: "" for t in todo}, f"a check's probe failed before any callable: {warm}"
+    passed, made, verdicts = [], {}, {}
     for line in lines:
-        d = json.loads(line) if line.startswith("{") else {}
-        if "data" not in d:
+        head, sep, data = line.partition(', "data": ')  # the child writes the data last
+        if not sep:
             continue
-        check = CHECKS[d["check"]]
-        if (check.name, d["seed"]) not in made:
-            made[(check.name, d["seed"])] = keys.make(check.name, check.inputs(d["seed"]))
-        try:
-            judge(check, d["data"], d["seed"], key=made[(check.name, d["seed"])])
-        except AssertionError:
-            continue
-        passed.append(f"{d['fn']} ({d['how'] or 'as is'}) passes check_{d['check']}")
+        d = json.loads(head + "}")
+        check, seed = CHECKS[d["check"]], d["seed"]
+        if (check.name, seed) not in made:
+            made[check.name, seed] = check.inputs(seed), keys.make(check.name, check.inputs(seed))
+        if (check.name, seed, data) not in verdicts:
+            inputs, key = made[check.name, seed]
+            try:
+                judge(check, json.loads(data[:-1]), seed, key=key, inputs=copy.deepcopy(inputs))
+                verdicts[check.name, seed, data] = True
+            except AssertionError:
+                verdicts[check.name, seed, data] = False
+        if verdicts[check.name, seed, data]:
+            passed.append(f"{d['fn']} ({d['how'] or 'as is'}) passes check_{d['check']}")
     return passed
 
 

@@ -191,33 +191,36 @@ def answer_key(check: Check, seed=None, params=None) -> dict:
     return KEY_MAKERS[-1](check, check.inputs(seed, **params))
 
 
-def judge(check: Check, data, seed=None, params=None, key=None) -> str:
+def judge(check: Check, data, seed=None, params=None, key=None, inputs=None) -> str:
     """The verdict on probe data (plain, e.g. parsed JSON): the pass detail, or AssertionError.
 
     Inputs are made again here from (seed, params), never taken from the probe's side; key:
-    the answer key of those inputs (the grader hands it over), else ``answer_key``.
+    the answer key of those inputs (the grader hands it over), else ``answer_key``; inputs:
+    those of (seed, params) made already by the judge's own side (a caller that judges many
+    records of one check makes them once and hands each verdict a copy), else made here.
     """
     __tracebackhide__ = True
-    detail, _, first = judge_parts(check, data, seed, params, key)
+    detail, _, first = judge_parts(check, data, seed, params, key, inputs)
     if first:
         raise AssertionError(first)
     return detail
 
 
-def judge_parts(check: Check, data, seed=None, params=None, key=None) -> tuple:
+def judge_parts(check: Check, data, seed=None, params=None, key=None, inputs=None) -> tuple:
     """The verdict part by part: (pass detail or None, {part: "" if passed, else the reason},
     the first failure's message or "" if none).
 
     A failure outside every ``Check.part`` block (the call raised, returned no tensor, ...)
     fails each part it stopped before its block ran; the first failure is the message the
     whole verdict gives (it judges the parts in order and the student reads the first).
+    seed, params, key, inputs: as in ``judge``.
     """
     __tracebackhide__ = True
     if not isinstance(data, dict):
         msg = (f"{check.title}: the probe's data is not a record (got {type(data).__name__}): "
                "the check cell or its output was tampered with")
         return None, {p: msg for p in check.parts}, msg
-    inp = check.inputs(seed, **(params or {}))
+    inp = inputs if inputs is not None else check.inputs(seed, **(params or {}))
     key = key if key is not None else answer_key(check, seed, params)
     record: dict = {}
     token = _RECORD.set(record)
