@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent import futures
@@ -1348,6 +1349,46 @@ def test_preflight_refuses_a_sandbox_copy_that_holds_the_grading_package(monkeyp
     monkeypatch.setattr(sandbox, "kdlab_copy", leaky)
     with pytest.raises(sandbox.SandboxError, match="holds kdlab.grading"):
         sandbox.preflight()
+
+
+def test_a_sandbox_that_does_not_start_is_killed_and_started_again(tmp_path, monkeypatch):
+    """A sandbox whose first process does not show up in time (bwrap stuck creating its
+    namespaces on a busy machine) is killed and started once more; the kernel of the second
+    start answers. A process that never enters a namespace is named with what it waits in."""
+    import nbval.kernel
+
+    from kdlab.grading import nbval_plugin, sandbox
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pytest.raises(nbval_plugin.KernelStartFailed, match=r"within 0.5 s .*python"):
+            nbval_plugin._inner_process(sleeper.pid, timeout=0.5)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    site = sandbox.kdlab_copy(tmp_path / "site", data=False)
+    runtime = Path(tempfile.mkdtemp(prefix="kdlab-rt-"))  # Unix socket paths are short
+    monkeypatch.setattr(nbval.kernel, "start_new_kernel", nbval.kernel.start_new_kernel)
+    nbval_plugin._patch_kernel_start(sandbox.kernel_argv(site, {}), str(runtime),
+                                     sandbox.SANDBOX_RUNTIME)
+    real, stuck = nbval_plugin._inner_process, []
+
+    def first_start_stuck(pid, timeout=nbval_plugin.INNER_START_S):
+        if not stuck:
+            stuck.append(psutil.Process(pid))
+            raise nbval_plugin.KernelStartFailed("stuck")
+        return real(pid, timeout)
+
+    monkeypatch.setattr(nbval_plugin, "_inner_process", first_start_stuck)
+    km, kc = nbval.kernel.start_new_kernel(startup_timeout=120)
+    try:
+        assert not stuck[0].is_running() or stuck[0].status() == psutil.STATUS_ZOMBIE
+        reply = kc.execute_interactive("print(6 * 7)", timeout=60,
+                                       output_hook=lambda m: stuck.append(m["content"].get("text")))
+        assert reply["content"]["status"] == "ok" and "42\n" in stuck
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_unsandboxed_rows_say_so(tmp_path):

@@ -84,7 +84,33 @@ def pytest_addoption(parser):
                     help="the sandboxed kernel's socket folder inside its namespaces")
 
 
-def _inner_process(pid: int, timeout: float = 120.0) -> int:
+# How long the sandbox may take to show its first process (bwrap's clone into new namespaces:
+# milliseconds on an idle machine); a start that passes it is killed and tried once more.
+INNER_START_S = 60.0
+START_ATTEMPTS = 2
+
+
+def _where_stuck(pid: int) -> str:
+    """What the processes under `pid` (and it) were doing: name, state, kernel wait channel."""
+    import psutil
+
+    out = []
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return "its process had ended"
+    for p in procs:
+        try:
+            with open(f"/proc/{p.pid}/wchan") as f:
+                wchan = f.read().strip() or "-"
+            out.append(f"{p.name()} {p.status()} in {wchan}")
+        except (OSError, psutil.Error):
+            continue
+    return "; ".join(out) or "no process"
+
+
+def _inner_process(pid: int, timeout: float = INNER_START_S) -> int:
     """The first process under `pid` that lives in another mount namespace (the sandbox's)."""
     import os
 
@@ -101,10 +127,10 @@ def _inner_process(pid: int, timeout: float = 120.0) -> int:
                 except OSError:
                     continue
         except psutil.NoSuchProcess:
-            break
+            raise KernelStartFailed("the sandbox ended before its kernel started") from None
         time.sleep(0.05)
     raise KernelStartFailed(f"the sandboxed kernel did not start within {timeout:g} s (no process "
-                            "in its namespaces)")
+                            f"in its namespaces; {_where_stuck(pid)})")
 
 
 def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> None:
@@ -141,13 +167,22 @@ def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> Non
                     json.dump(info, f)
 
     def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
-        km = Manager(kernel_name="kdlab-grading", kernel_spec_manager=SpecManager(),
-                     transport="ipc", ip=f"{runtime_dir}/k/kernel",
-                     connection_file=f"{runtime_dir}/kernel.json")
-        km.start_kernel(**kwargs)
-        if inside is not None:
-            pid = _inner_process(km.provisioner.process.pid)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            km = Manager(kernel_name="kdlab-grading", kernel_spec_manager=SpecManager(),
+                         transport="ipc", ip=f"{runtime_dir}/k/kernel",
+                         connection_file=f"{runtime_dir}/kernel.json")
+            km.start_kernel(**kwargs)
+            if inside is None:
+                break
+            try:
+                pid = _inner_process(km.provisioner.process.pid)
+            except KernelStartFailed as e:
+                km.shutdown_kernel(now=True)  # kills the sandbox that did not start
+                if attempt == START_ATTEMPTS:
+                    raise KernelStartFailed(f"{e} ({attempt} attempts)") from None
+                continue
             os.symlink(f"/proc/{pid}/root{inside}", f"{runtime_dir}/k")
+            break
         kc = km.client()
         kc.start_channels()
         try:
