@@ -641,6 +641,14 @@ except Exception:  # an exception pickle cannot carry
 """
 
 
+def _die_with_parent():
+    """In the child, before Python starts: killed when the process that started it ends (a
+    test run stopped by a signal leaves no grading behind; as a thread it died with it)."""
+    import ctypes
+    import signal
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _grade_in_a_process(function: str, tmp: Path, cancel: threading.Event):
     """Run this module's `function`(tmp) in a new Python process (working folder tmp) and
     return its result; setting `cancel` kills it (stop_gradings also kills what it started)."""
@@ -648,7 +656,7 @@ def _grade_in_a_process(function: str, tmp: Path, cancel: threading.Event):
     with open(log, "wb") as out:
         p = subprocess.Popen([sys.executable, "-c", _IN_A_PROCESS, str(Path(__file__).parent),
                               function, str(tmp)], cwd=tmp, stdout=out, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+                             preexec_fn=_die_with_parent)
     while p.poll() is None:
         if cancel.wait(0.5):
             p.kill()
@@ -734,6 +742,26 @@ def test_stop_gradings_kills_what_an_unfinished_grading_runs(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="stopped before it finished"):
         _RUNS["slow"][0].result(timeout=5)  # its watching thread ended too
     assert stop_gradings() == []  # nothing left to stop
+
+
+def test_a_grading_process_dies_with_the_test_run_that_started_it(tmp_path):
+    """A test run killed by a signal (no teardown runs) leaves no grading process behind."""
+    script = (f"import os, signal, sys, time\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+              "import test_grading as t\nfrom pathlib import Path\n"
+              "t.GRADINGS['slow'] = 'slow_grading'\n"
+              f"t.start_gradings(['slow'], Path({str(tmp_path)!r}))\n"
+              f"while not Path({str(tmp_path / 'slow' / 'started')!r}).exists(): time.sleep(0.05)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    subprocess.run([sys.executable, "-c", script], timeout=120)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and any(
+                "slow_grading" in " ".join(p.cmdline()) for p in _processes_under(tmp_path)):
+            time.sleep(0.1)
+        assert not any("slow_grading" in " ".join(p.cmdline()) for p in _processes_under(tmp_path))
+    finally:
+        for p in _processes_under(tmp_path):  # the stand-in's sleeping "notebook"
+            p.kill()
 
 
 def test_a_grading_process_hands_back_its_result_or_its_error(tmp_path, monkeypatch):
