@@ -1,11 +1,12 @@
 """The kdlab disk cache: files of tensors computed once (teacher logits, trained models).
 
-Every file lives under the cache folder (``$KDLAB_CACHE``, default ``~/.cache/kdlab``, see
-``kd.data.cache_dir``), in one sub-folder per kind. A file holds a dict of tensors and plain
+Every file lives under the cache folder (``cache_dir()``: ``$KDLAB_CACHE``, default
+``~/.cache/kdlab``), in one sub-folder per kind. A file holds a dict of tensors and plain
 values with a ``digest`` of its tensors; it is written atomically (a temporary file in the
 same folder, then a rename), and a file that is unreadable, made for other inputs or whose
 tensors fail their digest is reported and made again by its owner. Users:
-``kd.teacher.fetch_logits`` (the teacher's logits) and ``train_once`` (a model trained once).
+``kd.teacher.fetch_logits`` (the teacher's logits), ``train_once`` (a model trained once) and
+``kd.data.mnist`` (the tensors torchvision read; the extracted MNIST files live there too).
 """
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ from pathlib import Path
 
 import torch
 
-from .data import cache_dir
 from .runtime import quick
 
 MODELS_FOLDER = "models"
+
+
+def cache_dir() -> Path:
+    """Where the uncompressed files live: ``$KDLAB_CACHE`` or ``~/.cache/kdlab``."""
+    return Path(os.environ.get("KDLAB_CACHE", Path.home() / ".cache" / "kdlab"))
 
 
 def path(folder: str, name: str) -> Path:

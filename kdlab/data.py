@@ -27,6 +27,9 @@ from pathlib import Path
 
 import torch
 
+from . import cache
+from .cache import cache_dir  # noqa: F401 - kd.data.cache_dir: where the files are extracted
+
 ASSETS = Path(__file__).resolve().parent / "assets" / "mnist"
 MEAN, STD = 0.1307, 0.3081  # the usual MNIST normalisation (training-set pixel mean/std)
 CLASSES = tuple(range(10))
@@ -49,11 +52,6 @@ REPAIR = ("Repair: reinstall the course (`make install`, or `pip install --force
 
 class DataError(RuntimeError):
     """The bundled data is missing or corrupted; the message says which file and how to fix it."""
-
-
-def cache_dir() -> Path:
-    """Where the uncompressed files live: ``$KDLAB_CACHE`` or ``~/.cache/kdlab``."""
-    return Path(os.environ.get("KDLAB_CACHE", Path.home() / ".cache" / "kdlab"))
 
 
 def _digest(path: Path, algo: str = "sha256") -> str:
@@ -154,48 +152,27 @@ def _is_file(t: torch.Tensor, name: str) -> bool:
     return h.hexdigest() == RAW_MD5[name]
 
 
-def _saved(path: Path, split: str):
-    """The tensors torchvision read from the files of `split`, as an earlier process saved them
-    at `path`, or None if they are missing, unreadable or not the files' content."""
-    try:
-        saved = torch.load(path, weights_only=True)
-        data, targets = saved["data"], saved["targets"]
-    except Exception:  # noqa: BLE001 - missing, cut short, not a tensor file: read the files again
-        return None
+def _kept(blob, split: str):
+    """(data, targets) of a cache file's `blob` if they are the content of the files of
+    `split`, else None (missing, unreadable, or not those files)."""
+    data, targets = (blob or {}).get("data"), (blob or {}).get("targets")
     if not (torch.is_tensor(data) and torch.is_tensor(targets)):
         return None
     images, labels = FILES[split]
     return (data, targets) if _is_file(data, images) and _is_file(targets, labels) else None
 
 
-def _save(path: Path, data: torch.Tensor, targets: torch.Tensor) -> None:
-    """Keep torchvision's tensors at `path` (atomically); nothing if the cache is read-only."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"data": data, "targets": targets}, f)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 @functools.lru_cache(maxsize=None)
 def _load_uint8(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     root = prepare()
     path = root / "MNIST" / "tensors" / f"{split}.pt"
-    saved = _saved(path, split)
-    if saved is not None:
-        return saved
+    kept = _kept(cache.read(path)[0], split)
+    if kept is not None:
+        return kept
     from torchvision.datasets import MNIST
 
     ds = MNIST(str(root), train=(split == "train"), download=False)
-    _save(path, ds.data, ds.targets)
+    cache.write(path, {"data": ds.data, "targets": ds.targets})  # nothing in a read-only cache
     return ds.data, ds.targets
 
 
