@@ -571,18 +571,32 @@ def claim(name: str, shared: Path) -> bool:
     return True
 
 
-def _publish(name: str, future, shared: Path) -> None:
-    """Write a finished grading's result (or its exception) where the other workers read it."""
+def write_outcome(path: Path, name: str, result) -> None:
+    """Write what `result()` returns, or the exception it raises, to `path` (atomically): the
+    record a grading hands to the process or worker that reads it (``read_outcome``)."""
     try:
-        data = pickle.dumps(("ok", future.result()))
+        data = pickle.dumps(("ok", result()))
     except BaseException as e:  # noqa: BLE001 - handed on to the waiting tests
         try:
             data = pickle.dumps(("error", e))
         except Exception:  # noqa: BLE001 - an exception pickle cannot carry
             data = pickle.dumps(("error", RuntimeError(f"grading {name} failed: {e!r}")))
-    tmp = shared / f"{name}.result.tmp"
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
-    os.replace(tmp, shared / f"{name}.result")
+    os.replace(tmp, path)
+
+
+def read_outcome(path: Path):
+    """The result written by ``write_outcome`` at `path`; its exception is raised here."""
+    status, value = pickle.loads(path.read_bytes())
+    if status == "error":
+        raise value
+    return value
+
+
+def _publish(name: str, future, shared: Path) -> None:
+    """Write a finished grading's result (or its exception) where the other workers read it."""
+    write_outcome(shared / f"{name}.result", name, future.result)
 
 
 def _shared_result(name: str):
@@ -592,10 +606,7 @@ def _shared_result(name: str):
     while not result.exists():
         assert psutil.pid_exists(owner), f"the worker grading {name!r} (pid {owner}) is gone"
         time.sleep(0.5)
-    status, value = pickle.loads(result.read_bytes())
-    if status == "error":
-        raise value
-    return value
+    return read_outcome(result)
 
 
 def start_gradings(names, base: Path, shared: Path | None = None) -> None:
@@ -621,23 +632,15 @@ def start_gradings(names, base: Path, shared: Path | None = None) -> None:
 
 
 _IN_A_PROCESS = """
-import pickle, sys
+import sys
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
 sys.path.insert(0, sys.argv[1])
 import test_grading
 tmp = Path(sys.argv[3])
-try:
-    out = ("ok", getattr(test_grading, sys.argv[2])(tmp))
-except BaseException as e:
-    out = ("error", e)
-try:
-    data = pickle.dumps(out)
-except Exception:  # an exception pickle cannot carry
-    data = pickle.dumps(("error", RuntimeError(f"{sys.argv[2]} failed: {out[1]!r}")))
-(tmp / "result.pickle.tmp").write_bytes(data)
-(tmp / "result.pickle.tmp").replace(tmp / "result.pickle")
+test_grading.write_outcome(tmp / "result.pickle", sys.argv[2],
+                           lambda: getattr(test_grading, sys.argv[2])(tmp))
 """
 
 
@@ -666,10 +669,7 @@ def _grade_in_a_process(function: str, tmp: Path, cancel: threading.Event):
     if not result.exists():
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{function} ended (exit code {p.returncode}) without a result:\n{tail}")
-    status, value = pickle.loads(result.read_bytes())
-    if status == "error":
-        raise value
-    return value
+    return read_outcome(result)
 
 
 def running_gradings() -> list:
