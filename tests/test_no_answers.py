@@ -282,7 +282,8 @@ def sweep(site, tmp_path, only=None) -> list:
         d = json.loads(head + "}")
         check, seed = CHECKS[d["check"]], d["seed"]
         if (check.name, seed) not in made:
-            made[check.name, seed] = check.inputs(seed), keys.make(check.name, check.inputs(seed))
+            inputs = check.inputs(seed)
+            made[check.name, seed] = inputs, keys.make(check.name, copy.deepcopy(inputs))
         if (check.name, seed, data) not in verdicts:
             inputs, key = made[check.name, seed]
             try:
