@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import lm, text
+from . import _args, lm, text
 from .data import _digest, verify_file
 from .teacher import CheckpointError
 
@@ -52,9 +52,9 @@ def load(folder: Path = ASSETS):
 
     Returns: a GPT2LMHeadModel mapping input_ids (N, L <= 128) to logits (N, L, 65).
     """
+    folder = _args.path("folder", folder, "kd.lm_zoo.ASSETS")
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    folder = Path(folder)
     meta = metadata(folder)
     ckpt = folder / CHECKPOINT
     verify_file(ckpt, meta["sha256"], "Lab 07's teacher checkpoint", FIX, CheckpointError, METADATA)
@@ -65,9 +65,11 @@ def load(folder: Path = ASSETS):
 
 def make(out: Path = ASSETS, steps: int | None = None, progress: bool = True) -> dict:
     """Train the teacher with RECIPE (seeded, 2 threads), save it and its metadata; return it."""
+    out = _args.path("out", out, "'my-lm-teacher'")
     recipe = dict(RECIPE)
     if steps is not None:
-        recipe["steps"] = int(steps)
+        recipe["steps"] = _args.whole("steps", steps)
+    _args.flag("progress", progress)
     torch.set_num_threads(recipe["threads"])
     model = lm.build("teacher", seed=recipe["seed"], block=recipe["block"])
 

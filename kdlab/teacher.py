@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from . import cache, data, evaluation, models, runtime, train
+from . import _args, cache, data, evaluation, models, runtime, train
 from .views import Jittered
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "teacher"
@@ -66,7 +66,8 @@ def load_teacher(folder: Path = ASSETS, device=None) -> torch.nn.Module:
     Inputs: folder holding teacher.pt and teacher.json; device (default: kd.runtime.device()).
     Returns: a ``Teacher`` mapping x (N, 1, 28, 28) to logits (N, 10).
     """
-    folder = Path(folder)
+    folder = _args.path("folder", folder, "kd.teacher.ASSETS")
+    _device(device)
     meta = metadata(folder)
     ckpt = folder / CHECKPOINT
     fix = "Reinstall the course (`make install`) or retrain: python -m kdlab.teacher --retrain"
@@ -80,6 +81,22 @@ def load_teacher(folder: Path = ASSETS, device=None) -> torch.nn.Module:
         raise CheckpointError(f"checkpoint {ckpt} does not match the {type(model).__name__} "
                               f"architecture ({kw}): {e}") from None
     return model.to(device if device is not None else runtime.device()).eval()
+
+
+def _device(device) -> None:
+    """TypeError unless `device` is None, a torch.device or its name ("cpu", "cuda:0", ...)."""
+    if not (device is None or isinstance(device, (str, torch.device))):
+        raise TypeError(f"device must be None (kd.runtime.device()), a torch.device or a name such "
+                        f"as 'cpu', got {_args.kind(device)}")
+
+
+def _positions(indices) -> bool:
+    """True if `indices` are (K,) whole positions (a tensor, array or list of ints)."""
+    try:
+        idx = torch.as_tensor(indices)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    return idx.dim() == 1 and not (idx.is_floating_point() or idx.is_complex())
 
 
 def build(recipe: dict) -> torch.nn.Module:
@@ -164,9 +181,17 @@ def fetch_logits(split: str = "train", teacher: torch.nn.Module | None = None, i
     the first computation; a file that is unreadable, made by another checkpoint, of the
     wrong shape, or whose values fail their digest is reported and recomputed.
     """
-    if split not in data.FILES:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    folder = Path(folder)
+    if not (isinstance(split, str) and split in data.FILES):
+        raise ValueError(f"split must be 'train' or 'test', got {_args.kind(split)}")
+    if not (teacher is None or isinstance(teacher, torch.nn.Module)):
+        raise TypeError(f"teacher must be None (load the one in `folder`) or the loaded teacher "
+                        f"(a torch.nn.Module, e.g. kd.teacher.load_teacher()), got {_args.kind(teacher)}")
+    if indices is not None and not _positions(indices):
+        raise TypeError(f"indices must be None (the whole split) or (K,) whole positions in the "
+                        f"split, e.g. torch.arange(100), got {_args.kind(indices)}")
+    folder = _args.path("folder", folder, "kd.teacher.ASSETS")
+    _args.flag("progress", progress)
+    _args.flag("verbose", verbose)
     sha = _sha256(folder / CHECKPOINT) if (folder / CHECKPOINT).exists() else metadata(folder)["sha256"]
     x, _ = data.mnist(split)
     path = logits_cache_path(split, sha)
@@ -205,6 +230,10 @@ def setup(recipe: dict = RECIPE) -> tuple:
     images shifted by up to 2 px, and the schedule spans recipe["epochs"] passes over them.
     Used by ``retrain`` and by ``kd.zoo`` (snapshots of this very run, a smaller teacher).
     """
+    if not (isinstance(recipe, dict) and {"seed", "batch_size", "lr", "epochs", "architecture"}
+            <= set(recipe)):
+        raise TypeError(f"recipe must be a dict like kd.teacher.RECIPE (with seed, batch_size, lr, "
+                        f"epochs and architecture), got {_args.kind(recipe)}")
     runtime.seed(recipe["seed"])
     x, y = data.mnist("train")
     model = build(recipe)
@@ -218,9 +247,11 @@ def setup(recipe: dict = RECIPE) -> tuple:
 
 def retrain(out: Path = ASSETS, epochs: int | None = None, progress: bool = True) -> dict:
     """Train the teacher with RECIPE, save checkpoint + metadata to `out`, return metadata."""
+    out = _args.path("out", out, "'my-teacher'")
     recipe = dict(RECIPE)
     if epochs is not None:
-        recipe["epochs"] = epochs
+        recipe["epochs"] = _args.whole("epochs", epochs)
+    _args.flag("progress", progress)
     model, batches, opt, sched = setup(recipe)
     xt, yt = data.mnist("test")
 

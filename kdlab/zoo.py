@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import data, evaluation, models, teacher, train
+from . import _args, data, evaluation, models, teacher, train
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "zoo"
 CURVE = "resnet_curve.json"
@@ -126,13 +126,21 @@ def make_snapshots(out: Path = ASSETS, steps=SNAPSHOT_STEPS, eval_every: int = E
     ``out/<snapshot_name(step)>/`` for every step and ``out/resnet_curve.json`` (rewritten
     after every snapshot, so a run stopped later keeps what it made); returns the curve's JSON.
     """
+    out = _args.path("out", out, "'my-zoo'")
+    if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__"):
+        raise TypeError(f"steps must be optimizer steps (whole numbers >= 1), e.g. (100, 938), "
+                        f"got {_args.kind(steps)}")
+    steps = sorted({_args.whole("each of steps", s) for s in steps})
+    if not steps:
+        raise ValueError("steps is empty: give the optimizer steps to save, e.g. (100, 938)")
+    eval_every = _args.whole("eval_every", eval_every)
+    to_end, progress = _args.flag("to_end", to_end), _args.flag("progress", progress)
     recipe = dict(teacher.RECIPE)
     model, batches, opt, sched = teacher.setup(recipe)
     xt, yt = data.mnist("test")
     shipped = teacher.metadata()
     per_epoch = len(batches)
     total = recipe["epochs"] * per_epoch
-    steps = sorted(set(int(s) for s in steps))
     last = total if to_end else max(steps)
     if max(steps) > total:
         raise ValueError(f"the recipe has {total} steps; asked for {max(steps)}")
@@ -190,6 +198,8 @@ def make_snapshots(out: Path = ASSETS, steps=SNAPSHOT_STEPS, eval_every: int = E
 
 def make_small(out: Path = ASSETS, progress: bool = True) -> dict:
     """Train the small teacher (TinyCNN) with the teacher's recipe; save it; return metadata."""
+    out = _args.path("out", out, "'my-zoo'")
+    _args.flag("progress", progress)
     recipe = {**teacher.RECIPE, "architecture": "kdlab.models.TinyCNN",
               "made_by": "python -m kdlab.zoo --make"}
     recipe.pop("width")

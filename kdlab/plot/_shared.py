@@ -1,12 +1,77 @@
-"""Drawing helpers more than one lab's figures use (private to kd.plot): axes, mean ± std, log axes, digit pixels."""
+"""Drawing helpers more than one lab's figures use (private to kd.plot): axes, mean ± std, log
+axes, digit pixels, and the checks of a figure's inputs (dicts, numbers, arrays) that each
+figure makes before it draws anything: a TypeError or ValueError naming the argument, what came
+and what was expected."""
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from .._args import kind
+from .probabilities import as_numpy, is_real
+
+
+def _dict(name: str, value, form: str, example: str, empty: bool = False) -> Mapping:
+    """`value` if it is a dict (with an entry, unless `empty`); else TypeError or ValueError
+    naming `name`, what came, the `form` expected and an `example` of it."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict {form}, got {kind(value)}; e.g. {name}={example}")
+    if not value and not empty:
+        raise ValueError(f"{name} is an empty dict: give at least one entry {form}, "
+                         f"e.g. {name}={example}")
+    return value
+
+
+def _numbers(name: str, value, form: str, ndim=(1,), rows: int | None = None,
+             cols: int | None = None, empty: bool = False) -> np.ndarray:
+    """`value` (tensor, list or array of numbers) as float64 numpy, if it has one of the
+    dimensions `ndim`, `rows` entries along its first axis and `cols` along its last (when
+    given), and is not empty (unless `empty`); else TypeError or ValueError naming `name`,
+    what came and the `form` expected (e.g. "(K,) temperatures")."""
+    try:
+        arr = as_numpy(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"{name} must be {form}, got {kind(value)} (not numbers: {e})") from None
+    wrong = [f"{arr.ndim}-D" if arr.ndim not in ndim else "",
+             f"{len(arr)} rows, not {rows}" if rows is not None and arr.ndim and len(arr) != rows else "",
+             f"{arr.shape[-1]} columns, not {cols}"
+             if cols is not None and arr.ndim and arr.shape[-1] != cols else "",
+             "empty" if arr.size == 0 and not empty else ""]
+    if any(wrong):
+        raise ValueError(f"{name} must be {form}, got shape {arr.shape} "
+                         f"({', '.join(w for w in wrong if w)})")
+    return arr
+
+
+def _per_point(name: str, value, n: int, of: str) -> list:
+    """`value` as a list of `n` float64 arrays, one per point of the x axis (`of` names it),
+    each a number of test errors or a list of them, one per seed; else TypeError or ValueError
+    naming `name`."""
+    form = f"{n} entries, one per value of {of}, each test errors or a list of them (one per seed)"
+    try:
+        entries = list(value)
+    except TypeError:
+        raise TypeError(f"{name} must be {form}, got {kind(value)}") from None
+    if len(entries) != n:
+        raise ValueError(f"{name} must be {form}, got {len(entries)} entries")
+    return [_numbers(f"{name}[{i}]", e, "test errors or a list of them, one per seed", ndim=(0, 1))
+            for i, e in enumerate(entries)]
+
+
+def _real(name: str, value, form: str = "a number", none: bool = False):
+    """`value` if it is a real number (or None when `none`); else TypeError naming `name`."""
+    if not (is_real(value) or (none and value is None)):
+        raise TypeError(f"{name} must be {form}{' or None' if none else ''}, got {kind(value)}")
+    return value
+
 
 def _axes(ax, figsize):
     """(figure, axes) to draw on: those of `ax` when one is given, else a new figure of `figsize`."""
+    if ax is not None and not isinstance(ax, plt.Axes):
+        raise TypeError(f"ax must be a matplotlib Axes (e.g. from plt.subplots()) or None, "
+                        f"got {kind(ax)}")
     return (ax.figure, ax) if ax is not None else plt.subplots(figsize=figsize)
 
 

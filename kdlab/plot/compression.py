@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._shared import _axes, _mean_std, _readable_log_axis
+from ._shared import _axes, _dict, _mean_std, _numbers, _per_point, _readable_log_axis, _real
 
 
 def sparsity_curves(sparsities, curves: dict, reference: dict | None = None, ax=None,
@@ -18,10 +18,17 @@ def sparsity_curves(sparsities, curves: dict, reference: dict | None = None, ax=
     90%, 95% and 98% sparsity (10%, 5%, 2% of the weights kept) are spread out; ticks name the
     sparsity (of whichever rule each curve used). Log scale on y, labelled `ylabel`.
     """
-    fig, ax = _axes(ax, (6.4, 3.8))
+    S = len(_numbers("sparsities", sparsities, "(S,) sparsities in [0, 1)"))
+    for label, errs in _dict("curves", curves, "{label: S lists of test errors, one per seed}",
+                             "{'KD': [[310, 295], [402, 388]]}").items():
+        _per_point(f"curves[{label!r}]", errs, S, "sparsities")
+    for label, value in _dict("reference", reference or {}, "{label: test errors}",
+                              "{'teacher': 61}", empty=True).items():
+        _real(f"reference[{label!r}]", value, "a number of test errors")
     kept = 1.0 - np.asarray(sparsities, dtype=float)
     if (kept <= 0).any():
         raise ValueError("sparsity 1 (nothing kept) cannot be drawn on a log axis of weights kept")
+    fig, ax = _axes(ax, (6.4, 3.8))
     all_y = []
     for label, errs in curves.items():
         stats = [_mean_std(e) for e in errs]
@@ -116,6 +123,14 @@ def pareto_fronts(cost: dict, errors: dict, xlabel: str = "MACs per image (log s
     named once, beside its point of the first method, where the name overlaps no other name
     and no point.
     """
+    for name, c in _dict("cost", cost, "{candidate name: cost}", "{'w8': 61_000}").items():
+        if not (_real(f"cost[{name!r}]", c, "a cost > 0 (a log axis)") > 0):
+            raise ValueError(f"cost[{name!r}] must be > 0 (the x axis is logarithmic), got {c}")
+    for method, per_cand in _dict("errors", errors, "{method: {candidate name: [test errors, "
+                                  "one per seed]}}", "{'KD': {'w8': [310, 295]}}").items():
+        for name, e in _dict(f"errors[{method!r}]", per_cand, "{candidate name: [test errors]}",
+                             "{'w8': [310, 295]}").items():
+            _numbers(f"errors[{method!r}][{name!r}]", e, "test errors, one per seed", ndim=(0, 1))
     fig, ax = _axes(ax, (7.2, 4.4))
     markers = ["o", "s", "^", "D"]
     means = {}
@@ -211,12 +226,18 @@ def step_curves(steps, panels: dict, ylabel: str = "test errors", title: str = "
     {label: runs}}, runs a list of (K,) error curves, one per seed. A line is the mean over
     seeds, its band the sample std (no band for a single run); every panel shares the y axis.
     """
+    steps = _numbers("steps", steps, "(K,) step counts")
+    form = f"runs: a list of (K,) = ({len(steps)},) error curves, one per seed"
+    for name, curves in _dict("panels", panels, "{panel title: {label: runs}}",
+                              "{'labels': {'KD': [[120, 80, 61]]}}").items():
+        for label, runs in _dict(f"panels[{name!r}]", curves, "{label: runs}",
+                                 "{'KD': [[120, 80, 61]]}").items():
+            _numbers(f"panels[{name!r}][{label!r}]", runs, form, ndim=(1, 2), cols=len(steps))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False,
                              sharey=True)
-    steps = np.asarray(steps, dtype=float)
     for ax, (name, curves) in zip(axes[0], panels.items()):
         for k, (label, runs) in enumerate(curves.items()):
-            r = np.atleast_2d(np.asarray(runs, dtype=float))
+            r = np.atleast_2d(_numbers("runs", runs, form, ndim=(1, 2)))
             mean = r.mean(0)
             ax.plot(steps, mean, marker="o", ms=3, color=f"C{k}", label=label)
             if len(r) > 1:

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import probabilities
-from ._shared import _axes, _pixels
+from ._shared import _axes, _dict, _numbers, _pixels, _real
 
 
 def error_gallery(images, labels, probs, indices, ncols: int = 10, title: str = ""):
@@ -40,8 +40,12 @@ def similarity_heatmap(S, ax=None, title: str = "", annotate: bool = True, vmin=
     """
     from matplotlib.colors import LogNorm
 
-    S = np.asarray(S, dtype=np.float64)
+    S = _numbers("S", S, "a (C, C) class-similarity matrix", ndim=(2,))
+    if S.shape[0] != S.shape[1]:
+        raise ValueError(f"S must be a (C, C) class-similarity matrix (square), got shape {S.shape}")
     C = S.shape[0]
+    _real("vmin", vmin, "the low end of the colour scale", none=True)
+    _real("vmax", vmax, "the high end of the colour scale", none=True)
     off = np.ma.masked_array(S, mask=np.eye(C, dtype=bool) | (S <= 0))
     fig, ax = _axes(ax, (5.6, 4.6))
     cmap = plt.get_cmap("viridis").copy()
@@ -75,6 +79,9 @@ def dark_knowledge_vs_T(Ts, curves: dict, ax=None, title: str = "", logy: bool =
     band and the others as thinner lines with their own markers on top, so that a curve
     lying on another (the mean of all digits on the mean of the correct ones) stays visible.
     """
+    K = len(_numbers("Ts", Ts, "(K,) temperatures"))
+    for label, ys in _dict("curves", curves, "{label: (K,) values}", "{'all digits': masses}").items():
+        _numbers(f"curves[{label!r}]", ys, f"(K,) = ({K},) values, one per temperature", cols=K)
     fig, ax = _axes(ax, (5.6, 3.4))
     styles = [dict(lw=6, alpha=0.35, color="0.35", solid_capstyle="round"),
               dict(lw=1.4, ls="--", marker="o", ms=3, mfc="white"),

@@ -1,9 +1,13 @@
 """Lab 04's figures: hint learning (hint maps, staged error curves)."""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+import numbers
 
-from ._shared import _axes, _pixels, _readable_log_axis
+import matplotlib.pyplot as plt
+import torch
+
+from .._args import kind
+from ._shared import _axes, _dict, _numbers, _pixels, _readable_log_axis, _real
 
 
 def hint_maps(images, maps: dict, channel=None, title: str = ""):
@@ -14,8 +18,21 @@ def hint_maps(images, maps: dict, channel=None, title: str = ""):
     channel: None shows the mean over channels, an int shows that channel. Each row shares
     one colour scale, set by the first map (the teacher's), so the maps compare directly.
     """
-    labels = list(maps)
+    if not (torch.is_tensor(images) and images.dim() in (3, 4) and len(images)
+            and images[0].numel() == 28 * 28):
+        raise TypeError(f"images must be a tensor of n digits (n, 1, 28, 28), got {kind(images)}; "
+                        "e.g. images=x[:6]")
     n = len(images)
+    for label, m in _dict("maps", maps, "{column label: (n, C, h, w) feature maps}",
+                          "{'teacher hint': t_feats[:6]}").items():
+        if not (torch.is_tensor(m) and m.dim() == 4 and len(m) >= n):
+            raise TypeError(f"maps[{label!r}] must be a tensor (n, C, h, w) of the {n} images' "
+                            f"feature maps, got {kind(m)}")
+        if channel is not None and not (isinstance(channel, numbers.Integral)
+                                        and -m.shape[1] <= channel < m.shape[1]):
+            raise ValueError(f"channel must be None (the mean over channels) or a channel of "
+                             f"maps[{label!r}], in 0..{m.shape[1] - 1}, got {channel!r}")
+    labels = list(maps)
     fig, axes = plt.subplots(n, 1 + len(labels), figsize=(1.45 * (1 + len(labels)), 1.5 * n),
                              squeeze=False)
     for r in range(n):
@@ -48,6 +65,16 @@ def staged_error_curves(curves: dict, stage1_epochs: float = 0, total_epochs: fl
     measured (hints + KD starts its curve after stage 1); stage1_epochs: width of the shaded
     span; total_epochs: the budget, drawn as the right edge. Log scale on y.
     """
+    for label, curve in _dict("curves", curves, "{label: (epochs (K,), errors (K,))}",
+                              "{'KD': ([1, 2, 3], [210, 160, 140])}").items():
+        if not (isinstance(curve, (tuple, list)) and len(curve) == 2):
+            raise TypeError(f"curves[{label!r}] must be a pair (epochs (K,), errors (K,)), "
+                            f"got {kind(curve)}")
+        K = len(_numbers(f"curves[{label!r}]'s epochs", curve[0], "(K,) epochs"))
+        _numbers(f"curves[{label!r}]'s errors", curve[1], f"(K,) = ({K},) test errors, one per epoch",
+                 cols=K)
+    _real("stage1_epochs", stage1_epochs, "the epochs of stage 1")
+    _real("total_epochs", total_epochs, "the epochs of the budget", none=True)
     fig, ax = _axes(ax, (5.6, 3.4))
     if stage1_epochs:
         ax.axvspan(0, stage1_epochs, color="#eeeeee", zorder=0)

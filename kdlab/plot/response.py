@@ -1,10 +1,12 @@
 """Lab 03's figures: response-based KD (seed bars, transfer-set size, T x alpha sweep, class accuracy)."""
 from __future__ import annotations
 
+import numbers
+
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._shared import _axes, _mean_std
+from ._shared import _axes, _dict, _mean_std, _numbers, _per_point, _real
 
 
 def seed_bars(panels: dict, ylabel: str = "test errors", title: str = "", colors=None):
@@ -13,6 +15,11 @@ def seed_bars(panels: dict, ylabel: str = "test errors", title: str = "", colors
     panels: {panel title: {run label: [test errors, one per seed]}}; colors: one per bar of a
     panel (default: grey, blue, repeating).
     """
+    for name, runs in _dict("panels", panels, "{panel title: {run label: [test errors, one per "
+                            "seed]}}", "{'HintonMLP': {'labels': [150, 162], 'KD': [98, 91]}}").items():
+        for label, errs in _dict(f"panels[{name!r}]", runs, "{run label: [test errors]}",
+                                 "{'labels': [150, 162], 'KD': [98, 91]}").items():
+            _numbers(f"panels[{name!r}][{label!r}]", errs, "a list of test errors, one per seed")
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, (name, runs) in zip(axes[0], panels.items()):
         labels = list(runs)
@@ -41,9 +48,11 @@ def errors_vs_transfer_size(sizes, runs: dict, ax=None, ylabel: str = "test erro
     one per seed}. With several seeds a point is the mean, its bar the sample std (ddof=1),
     and every run is a small dot.
     """
+    n = len(_numbers("sizes", sizes, "(S,) transfer-set sizes"))
+    per_label = {label: [np.atleast_1d(e) for e in _per_point(f"runs[{label!r}]", errs, n, "sizes")]
+                 for label, errs in _dict("runs", runs, "{label: S test errors or S lists of them}",
+                                          "{'KD': [[410, 398], [250, 240]]}").items()}
     fig, ax = _axes(ax, (5, 3.4))
-    per_label = {label: [np.atleast_1d(np.asarray(e, dtype=float)) for e in errs]
-                 for label, errs in runs.items()}
     top = [max(per_label, key=lambda k: per_label[k][i].mean()) for i in range(len(sizes))]
     for label, per_size in per_label.items():
         means, stds = map(np.array, zip(*map(_mean_std, per_size)))
@@ -78,7 +87,11 @@ def sweep_heatmap(errors, Ts, alphas, baseline=None, ax=None, title: str = ""):
     errors: (len(Ts), len(alphas)); baseline: errors of the hard-label student, shown in the
     colour bar's label. Lower is better; each cell is annotated with its count.
     """
-    errors = np.asarray(errors, dtype=float)
+    shape = (len(_numbers("Ts", Ts, "(len(Ts),) temperatures")),
+             len(_numbers("alphas", alphas, "(len(alphas),) values of alpha")))
+    errors = _numbers("errors", errors, f"(len(Ts), len(alphas)) = {shape} test errors", ndim=(2,),
+                      rows=shape[0], cols=shape[1])
+    _real("baseline", baseline, "the hard-label student's test errors", none=True)
     fig, ax = _axes(ax, (4.6, 3.8))
     im = ax.imshow(errors, cmap="viridis_r", aspect="auto")
     ax.set_xticks(range(len(alphas)))
@@ -105,6 +118,13 @@ def class_accuracy_bars(acc: dict, highlight: int | None = None, ax=None, title:
 
     acc: {label: (C,) accuracy per class in [0, 1]}; highlight: a class to mark (e.g. 3).
     """
+    C = None
+    for label, a in _dict("acc", acc, "{label: (C,) accuracy per class}",
+                          "{'KD': [0.99, 0.98, ...]}").items():
+        C = len(_numbers(f"acc[{label!r}]", a, "(C,) accuracy per class, the same C for every label",
+                         cols=C))
+    if highlight is not None and not (isinstance(highlight, numbers.Integral) and 0 <= highlight < C):
+        raise ValueError(f"highlight must be a class in 0..{C - 1} or None, got {highlight!r}")
     fig, ax = _axes(ax, (7, 3.2))
     n = len(acc)
     width = 0.8 / n

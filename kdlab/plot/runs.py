@@ -1,10 +1,13 @@
 """Figures of several runs: learning curves per epoch, and mean ± std bars with each run's dot."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from ._shared import _axes, _mean_std
+from .._args import kind
+from ._shared import _axes, _dict, _mean_std, _numbers
 
 
 def learning_curves(histories: dict, key: str = "val_errors", ax=None, title: str = ""):
@@ -12,6 +15,14 @@ def learning_curves(histories: dict, key: str = "val_errors", ax=None, title: st
 
     key: "val_errors" (per epoch), "loss" (per epoch) or "step_loss" (per step).
     """
+    for label, h in _dict("histories", histories, "{label: history from kd.train.fit}",
+                          "{'KD': hist}").items():
+        if not isinstance(h, Mapping) or key not in h:
+            have = f"its keys are {list(h)}" if isinstance(h, Mapping) else f"got {kind(h)}"
+            raise TypeError(f"histories[{label!r}] must be a history of kd.train.fit (a dict with "
+                            f"the key {key!r}): {have}")
+        _numbers(f"histories[{label!r}][{key!r}]", h[key], f"one {key} value per point",
+                 empty=True)
     fig, ax = _axes(ax, (5, 3.2))
     for label, h in histories.items():
         ys = h[key]
@@ -33,6 +44,9 @@ def mean_std_bars(results: dict, ax=None, ylabel: str = "test errors (of 10,000)
 
     The "mean ± std" label of each bar sits above its error bar and its highest run.
     """
+    for label, v in _dict("results", results, "{label: [values, one per run]}",
+                          "{'KD': [98, 91, 95]}").items():
+        _numbers(f"results[{label!r}]", v, "a list of values, one per run")
     fig, ax = _axes(ax, (5, 3.2))
     labels = list(results)
     vals = [np.asarray(results[k], dtype=float) for k in labels]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._shared import _axes, _mean_std, _readable_log_axis
+from ._shared import _axes, _dict, _mean_std, _numbers, _readable_log_axis, _real
 
 
 def teacher_training_curve(points, marks: dict, steps_total: int | None = None, ax=None,
@@ -15,6 +15,15 @@ def teacher_training_curve(points, marks: dict, steps_total: int | None = None, 
     as labelled dots, or (None, errors) as a labelled horizontal line (a teacher of another
     kind); steps_total: the length of the full run (x axis limit).
     """
+    _numbers("points", points, "[(step, test errors), ...]: N pairs", ndim=(2,), cols=2)
+    for label, mark in _dict("marks", marks, "{label: (step or None, test errors)}",
+                             "{'the shipped teacher': (1876, 61)}", empty=True).items():
+        if not (isinstance(mark, (tuple, list)) and len(mark) == 2):
+            raise TypeError(f"marks[{label!r}] must be a pair (step or None, test errors), "
+                            f"got {mark!r}")
+        _real(f"marks[{label!r}]'s step", mark[0], "a step", none=True)
+        _real(f"marks[{label!r}]'s test errors", mark[1], "a number of test errors")
+    _real("steps_total", steps_total, "the full run's number of steps", none=True)
     fig, ax = _axes(ax, (6.4, 3.4))
     xs, ys = zip(*points)
     ax.plot(xs, ys, color="#3182bd", lw=1.2, marker=".", ms=3, label="the teacher's recipe")
@@ -47,7 +56,22 @@ def errors_vs_teacher(teacher_errors: dict, runs: dict, baselines: dict | None =
     per seed]}}; baselines {student: [errors of the label-trained student, one per seed]},
     drawn as a dashed line with its ±std band. Points are mean ± sample std; log x axis.
     """
-    names = list(teacher_errors)
+    names = list(_dict("teacher_errors", teacher_errors, "{teacher: test errors}",
+                       "{'resnet': 61, 'tinycnn': 95}"))
+    for n in names:
+        _real(f"teacher_errors[{n!r}]", teacher_errors[n], "a number of test errors")
+    for student, by_teacher in _dict("runs", runs, "{student: {teacher: [errors, one per seed]}}",
+                                     "{'HintonMLP': {'resnet': [120, 131]}}").items():
+        _dict(f"runs[{student!r}]", by_teacher, "{teacher: [errors, one per seed]}",
+              "{'resnet': [120, 131]}")
+        for n in names:
+            if n not in by_teacher:
+                raise ValueError(f"runs[{student!r}] has no errors for the teacher {n!r} of "
+                                 f"teacher_errors: give every student a run of every teacher")
+            _numbers(f"runs[{student!r}][{n!r}]", by_teacher[n], "a list of errors, one per seed")
+    for student, errs in _dict("baselines", baselines or {}, "{student: [errors, one per seed]}",
+                               "{'HintonMLP': [150, 162]}", empty=True).items():
+        _numbers(f"baselines[{student!r}]", errs, "errors, one per seed", ndim=(0, 1))
     fig, axes = plt.subplots(1, len(runs), figsize=(5.4 * len(runs), 3.6), squeeze=False)
     for ax, (student, by_teacher) in zip(axes[0], runs.items()):
         x = np.array([teacher_errors[n] for n in names], dtype=float)

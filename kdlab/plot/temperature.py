@@ -4,7 +4,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ._shared import _axes
+from .._args import whole
+from ._shared import _axes, _dict, _numbers, _real
 from .probabilities import as_numpy, class_names as _names
 
 
@@ -48,6 +49,11 @@ def entropy_curve(Ts, entropies, n_classes: int, marks=(1.0, 4.0, 20.0), ax=None
     Ts, H = as_numpy(Ts), as_numpy(entropies)
     if H.shape != Ts.shape:
         raise ValueError(f"entropies {H.shape} and Ts {Ts.shape} must have the same length")
+    _numbers("Ts", Ts, "(K,) temperatures > 0 (a log axis)")
+    if not (Ts > 0).all():
+        raise ValueError(f"Ts must be temperatures > 0 (the x axis is logarithmic), got {Ts}")
+    whole("n_classes", n_classes, minimum=2)
+    marks = list(_numbers("marks", marks, "temperatures to label, e.g. (1.0, 4.0, 20.0)", empty=True))
     fig, ax = _axes(ax, (5.2, 3.4))
     ax.plot(Ts, H, color="C0", lw=2, label="entropy H(softmax(z / T))")
     hmax = float(np.log(n_classes))
@@ -92,6 +98,13 @@ def temperature_bars(probs_by_T: dict, class_names=None, entropies: dict | None 
 
     probs_by_T: {T: (C,) probabilities}; entropies: optional {T: entropy in nats} for the titles.
     """
+    for T, p in _dict("probs_by_T", probs_by_T, "{T: (C,) probabilities}",
+                      "{1.0: p1, 4.0: p4}").items():
+        _real(f"the key {T!r} of probs_by_T", T, "a temperature (a number)")
+        _numbers(f"probs_by_T[{T!r}]", p, "(C,) probabilities of one example")
+        if entropies is not None and T not in _dict("entropies", entropies, "{T: entropy in nats}",
+                                                    "{1.0: 0.42, 4.0: 1.61}"):
+            raise ValueError(f"entropies has no entry for T = {T!r}: give one per key of probs_by_T")
     n = len(probs_by_T)
     fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.0), sharey=True, squeeze=False)
     for ax, (T, p) in zip(axes[0], probs_by_T.items()):
@@ -113,7 +126,10 @@ def gradient_scale(Ts, norms, norms_scaled, ax=None, title: str = ""):
     ||d loss / d student_logits|| of the soft loss, and of T^2 times it.
     A dotted 1/T^2 guide passes through the last unscaled point.
     """
-    Ts, g, g2 = as_numpy(Ts), as_numpy(norms), as_numpy(norms_scaled)
+    K = len(_numbers("Ts", Ts, "(K,) temperatures"))
+    g, g2 = (_numbers(name, v, f"(K,) = ({K},) gradient norms, one per temperature", cols=K)
+             for name, v in (("norms", norms), ("norms_scaled", norms_scaled)))
+    Ts = as_numpy(Ts)
     fig, ax = _axes(ax, (5.2, 3.4))
     ax.plot(Ts, g, "o-", color="C0", label="soft loss")
     ax.plot(Ts, g2, "s-", color="C2", label="T² × soft loss")
