@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+import kdlab._nbformat  # noqa: F401 - the tests' nbformat without jsonschema's unused "iri" grammar (~1.7 s per worker)
+
 os.environ.setdefault("KDLAB_QUICK", "1")
 
 _GRADINGS = {"graded": "hostile", "course_graded": "course"}  # fixture -> grading
