@@ -88,6 +88,9 @@ CASES = [
      ([0.5, 1.0, 4.0], [0.3, 0.6, 1.0], 3), {"marks": True}, ValueError, r"marks must be temperatures to label"),
     ("entropy_curve", ([0.5, 1.0, 4.0], [0.3, 0.6, 1.0], 3), {},
      ([0.5, 1.0, 4.0], [0.3, 0.6, 1.0], torch.randn(3)), {}, TypeError, r"n_classes must be a whole number >= 2"),
+    ("entropy_curve", ([0.5, 1.0, 4.0], [0.3, 0.6, 1.0], 3), {},
+     ([0.5, 1.0, 4.0], [0.3, 0.6], 3), {}, ValueError,
+     r"entropies must be \(K,\) = \(3,\) entropies in nats, one per temperature of Ts, got shape \(2,\) \(2 values, not 3\)"),
     ("gradient_scale", ([1, 2, 4], [1.0, 0.3, 0.08], [1.0, 1.2, 1.3]), {},
      ([1, 2, 4], [1.0, 0.3], [1.0, 1.2, 1.3]), {}, ValueError, r"norms must be \(K,\) = \(3,\) gradient norms"),
 ]

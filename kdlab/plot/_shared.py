@@ -34,9 +34,11 @@ def _numbers(name: str, value, form: str, ndim=(1,), rows: int | None = None,
         arr = as_numpy(value)
     except (TypeError, ValueError, RuntimeError) as e:
         raise TypeError(f"{name} must be {form}, got {kind(value)} (not numbers: {e})") from None
+    one = arr.ndim == 1  # its rows and columns are its values
     wrong = [f"{arr.ndim}-D" if arr.ndim not in ndim else "",
-             f"{len(arr)} rows, not {rows}" if rows is not None and arr.ndim and len(arr) != rows else "",
-             f"{arr.shape[-1]} columns, not {cols}"
+             f"{len(arr)} {'values' if one else 'rows'}, not {rows}"
+             if rows is not None and arr.ndim and len(arr) != rows else "",
+             f"{arr.shape[-1]} {'values' if one else 'columns'}, not {cols}"
              if cols is not None and arr.ndim and arr.shape[-1] != cols else "",
              "empty" if arr.size == 0 and not empty else ""]
     if any(wrong):

@@ -46,10 +46,9 @@ def entropy_curve(Ts, entropies, n_classes: int, marks=(1.0, 4.0, 20.0), ax=None
     Ts: (K,) temperatures; entropies: (K,) entropies in nats; n_classes: C.
     `marks`: temperatures labelled with their entropy (read off the curve).
     """
-    Ts, H = as_numpy(Ts), as_numpy(entropies)
-    if H.shape != Ts.shape:
-        raise ValueError(f"entropies {H.shape} and Ts {Ts.shape} must have the same length")
-    _numbers("Ts", Ts, "(K,) temperatures > 0 (a log axis)")
+    Ts = _numbers("Ts", Ts, "(K,) temperatures > 0 (a log axis)")
+    H = _numbers("entropies", entropies, f"(K,) = ({len(Ts)},) entropies in nats, one per "
+                 "temperature of Ts", cols=len(Ts))
     if not (Ts > 0).all():
         raise ValueError(f"Ts must be temperatures > 0 (the x axis is logarithmic), got {Ts}")
     whole("n_classes", n_classes, minimum=2)
