@@ -148,11 +148,16 @@ def test_adding_an_exercise_touches_its_own_files_only(copy):
     # the commands
     assert NAME in _run(copy, "-m", "kdlab.authoring", "make-keys")
     assert "wrote labs/01_softmax_temperature.ipynb" in _run(copy, "-m", "kdlab.authoring", "make-labs")
-    out = _run(copy, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_checks_lab01.py",
-               "-k", "total_mass", "tests/test_checks_keys.py",
-               "tests/test_no_answers.py::test_shipped_keys_are_those_of_the_notebooks_cases",
-               "tests/test_generator.py::test_committed_labs_match_solutions", timeout=1200)
+    whole = ["tests/test_no_answers.py::test_shipped_keys_are_those_of_the_notebooks_cases",
+             "tests/test_generator.py::test_committed_labs_match_solutions"]
+    # -k selects in every file named: the two named tests are selected by their names too
+    out = _run(copy, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
+               "tests/test_checks_lab01.py", "tests/test_checks_keys.py", *whole,
+               "-k", " or ".join(["total_mass"] + [t.rsplit("::", 1)[1] for t in whole]),
+               timeout=1200)
     assert " passed" in out and "failed" not in out, out[-2000:]
+    for test in whole:
+        assert f"PASSED {test}" in out, (test, out[-2000:])
     lab = notebook_io.read(copy / "labs/01_softmax_temperature.ipynb")
     (cell,) = [c for c in lab["cells"] if c["id"] == "ex-total-mass"]
     assert "raise NotImplementedError" in cell["source"] and "p.sum(-1)" not in cell["source"]
