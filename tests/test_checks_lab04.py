@@ -1,6 +1,9 @@
 """Mutation tests of Lab 04's checks: the hint regressor and the hint loss reject common
 mistakes with their own message and accept right answers."""
+import contextlib
+import functools
 import importlib
+import io
 import json
 import pkgutil
 
@@ -16,6 +19,29 @@ from kdlab.checks._common import Mistake
 from kdlab.checks._registry import KEYS_DIR
 from kdlab.grading import keys
 from kdlab.grading.keys.lab04 import hint_loss as reference_hint_loss
+
+
+@functools.lru_cache(maxsize=None)
+def _notebook_outcome(title, obj):
+    """What the notebook's check `title` printed for `obj`, or the AssertionError it raised,
+    worked out once per module: the notebook-predicts-the-grade tests at the end check again
+    the answers the tests before them check (the same fixed inputs, the same seeded calls)."""
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            getattr(kd.checks, title)(obj)
+    except AssertionError as e:
+        return e
+    return printed.getvalue()
+
+
+def _in_notebook(title, obj):
+    """``kd.checks.<title>(obj)`` as ``_notebook_outcome`` recorded it: prints its pass line,
+    or raises its AssertionError."""
+    out = _notebook_outcome(title, obj)
+    if isinstance(out, AssertionError):
+        raise out
+    print(out, end="")
 
 # ------------------------------------------------------------------ HintRegressor: right answers
 
@@ -46,7 +72,7 @@ class TwoLayersInterpolate(nn.Module):
 
 @pytest.mark.parametrize("cls", [ConvThenPool, TwoLayersInterpolate])
 def test_regressor_accepts_right_answers(cls, capsys):
-    kd.checks.check_hint_regressor(cls)
+    _in_notebook("check_hint_regressor", cls)
     assert capsys.readouterr().out.startswith("PASSED check_hint_regressor")
 
 
@@ -164,7 +190,7 @@ REGRESSOR_MISTAKES = [
 @pytest.mark.parametrize("cls, message", REGRESSOR_MISTAKES)
 def test_regressor_rejects_mistakes(cls, message):
     with pytest.raises(AssertionError, match=message):
-        kd.checks.check_hint_regressor(cls)
+        _in_notebook("check_hint_regressor", cls)
 
 
 def test_regressor_rejects_an_instance():
@@ -199,7 +225,7 @@ LOSS_RIGHT = [right_mse_loss, right_manual_mean, right_module_loss, right_flatte
 
 @pytest.mark.parametrize("fn", LOSS_RIGHT)
 def test_loss_accepts_right_answers(fn, capsys):
-    kd.checks.check_hint_loss(fn)
+    _in_notebook("check_hint_loss", fn)
     assert capsys.readouterr().out.startswith("PASSED check_hint_loss")
 
 
@@ -264,7 +290,7 @@ LOSS_MISTAKES = [
 @pytest.mark.parametrize("fn, message", LOSS_MISTAKES)
 def test_loss_rejects_mistakes(fn, message):
     with pytest.raises(AssertionError, match=message):
-        kd.checks.check_hint_loss(fn)
+        _in_notebook("check_hint_loss", fn)
 
 
 def test_reference_hint_loss_rejects_mismatched_regressor():
@@ -372,7 +398,7 @@ LAYOUT_MISTAKES = [
 @pytest.mark.parametrize("cls, message", LAYOUT_MISTAKES)
 def test_regressor_rejects_wrong_layouts(cls, message):
     with pytest.raises(AssertionError, match=message) as e:
-        kd.checks.check_hint_regressor(cls)
+        _in_notebook("check_hint_regressor", cls)
     assert "Hint:" in str(e.value)
 
 
@@ -501,7 +527,7 @@ LOSS_CHANGES_AND_FAKES = [
 @pytest.mark.parametrize("fn, message", LOSS_CHANGES_AND_FAKES)
 def test_loss_rejects_changed_inputs_and_fake_gradients(fn, message):
     with pytest.raises(AssertionError, match=message):
-        kd.checks.check_hint_loss(fn)
+        _in_notebook("check_hint_loss", fn)
 
 
 def test_loss_params():
@@ -524,7 +550,7 @@ class BatchOfTwoOnly(ConvThenPool):
 
 def test_regressor_rejects_a_batch_dependent_shape():
     with pytest.raises(AssertionError, match=r"maps a batch of 3 student maps .* expected \(3, 48, 7, 7\)"):
-        kd.checks.check_hint_regressor(BatchOfTwoOnly)
+        _in_notebook("check_hint_regressor", BatchOfTwoOnly)
 
 
 @pytest.mark.parametrize("name, obj", [("hint_regressor", ConvThenPool), ("hint_loss", right_mse_loss)])
@@ -589,7 +615,7 @@ NEIGHBOURHOOD_MISTAKES = [
 @pytest.mark.parametrize("cls, message", NEIGHBOURHOOD_MISTAKES)
 def test_regressor_rejects_no_neighbourhood(cls, message):
     with pytest.raises(AssertionError, match=message) as e:
-        kd.checks.check_hint_regressor(cls)
+        _in_notebook("check_hint_regressor", cls)
     assert "Hint:" in str(e.value)
 
 
@@ -610,7 +636,7 @@ def test_regressor_rejects_a_1x1_conv_on_the_same_size_pairs():
     with pytest.raises(AssertionError, match=r"hint_size=\(14, 14\)\) regresses each output position "
                                              r"from its own place only: the output at \(7, 7\) "
                                              r"depends on row 7, column 7 "):
-        kd.checks.check_hint_regressor(SameSizeOnly1x1)
+        _in_notebook("check_hint_regressor", SameSizeOnly1x1)
 
 
 class FunctionalConv(nn.Module):
@@ -628,7 +654,7 @@ class FunctionalConv(nn.Module):
 
 @pytest.mark.parametrize("cls", [StridedWhenItCan, WithBatchNormAndDropout, FunctionalConv])
 def test_regressor_accepts_other_right_answers(cls, capsys):
-    kd.checks.check_hint_regressor(cls)
+    _in_notebook("check_hint_regressor", cls)
     assert "sees a neighbourhood of each position" in capsys.readouterr().out
 
 
@@ -666,7 +692,7 @@ class WrapsFixedRegressor(nn.Module):
 
 def test_public_helpers_wrapped_as_the_answer_fail():
     with pytest.raises(AssertionError, match="maps a student map of shape"):
-        kd.checks.check_hint_regressor(WrapsFixedRegressor)
+        _in_notebook("check_hint_regressor", WrapsFixedRegressor)
     with pytest.raises(AssertionError):  # the probe's regressor is no loss
         kd.checks.check_hint_loss(lambda s, t, r: kd.checks.lab04.fixed_regressor(
             kd.checks.lab04.hint_inputs()["cases"][0][3])(s).mean())
@@ -679,10 +705,24 @@ GRADE_SEEDS = (3, 44, 2024)
 
 def _grade_as_grader(name, obj, seed):
     """The grader's path: inputs drawn from `seed`, sent to the kernel as JSON, probed there,
-    the probe's JSON judged against the key of the same seed."""
+    the probe's JSON judged against the key of the same seed. The pass detail, or the
+    AssertionError, as ``_graded`` recorded it."""
+    out = _graded(name, obj, seed)
+    if isinstance(out, AssertionError):
+        raise out
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _graded(name, obj, seed):
+    """``_grade_as_grader``'s verdict, worked out once per module (the grade-prediction tests
+    and the neighbourhood tests grade some regressors at the same seed)."""
     check = CHECKS[name]
     inputs = _probe.decode(json.loads(json.dumps(_probe.encode(check.inputs(seed)))))
-    return judge(check, probe_data(check, obj, inputs=inputs), seed)
+    try:
+        return judge(check, probe_data(check, obj, inputs=inputs), seed)
+    except AssertionError as e:
+        return e
 
 
 REGRESSOR_REJECTED = [cls for cls, _ in REGRESSOR_MISTAKES + LAYOUT_MISTAKES + NEIGHBOURHOOD_MISTAKES] + [
@@ -702,7 +742,7 @@ def _seeds(name, obj, objs) -> tuple:
                          + [("hint_loss", f) for f in LOSS_REJECTED])
 def test_rejected_in_the_notebook_is_rejected_by_the_grader(name, obj):
     with pytest.raises(AssertionError):
-        getattr(kd.checks, CHECKS[name].title)(obj)
+        _in_notebook(CHECKS[name].title, obj)
     for seed in _seeds(name, obj, REGRESSOR_REJECTED):
         with pytest.raises(AssertionError):
             _grade_as_grader(name, obj, seed)
@@ -711,7 +751,7 @@ def test_rejected_in_the_notebook_is_rejected_by_the_grader(name, obj):
 @pytest.mark.parametrize("name, obj", [("hint_regressor", c) for c in REGRESSOR_RIGHT]
                          + [("hint_loss", f) for f in LOSS_RIGHT])
 def test_passed_in_the_notebook_passes_the_grader(name, obj):
-    getattr(kd.checks, CHECKS[name].title)(obj)
+    _in_notebook(CHECKS[name].title, obj)
     for seed in _seeds(name, obj, REGRESSOR_RIGHT):
         assert _grade_as_grader(name, obj, seed)
 

@@ -1,6 +1,8 @@
 """Mutation tests of Lab 07's checks: check_token_kd_loss and check_distill_trainer reject
 common mistakes, each with its own message, and accept right answers (several styles, fresh
 seeds through the grader's path)."""
+import copy
+import functools
 import math
 
 import pytest
@@ -8,12 +10,27 @@ import torch
 import torch.nn.functional as F
 
 import kdlab as kd
-from kdlab.checks import lab07
+from kdlab.checks import CHECKS, _registry, lab07
 from kdlab.checks._registry import judge, probe_data
 from kdlab.grading import keys
 from kdlab.grading.keys.lab07 import token_kd_loss as reference_token_kd_loss
 
 TOKEN = lab07.check_token_kd_loss
+
+
+@functools.lru_cache(maxsize=None)
+def _notebook_key(name):
+    return keys.make(name, CHECKS[name].inputs(None))
+
+
+def _key(name, seed):
+    """The answer key kdlab.grading.keys makes now for check `name` on the inputs of `seed`
+    (None: the notebook's, made here rather than read from the shipped file). Each is made
+    once: a fresh seed's through answer_key, as the grader's path of these tests gets it
+    (the suite makes a seed's key once), the notebook's once per module; a copy each time."""
+    if seed is None:
+        return copy.deepcopy(_notebook_key(name))
+    return _registry.answer_key(CHECKS[name], seed)
 
 
 def _check(T, beta):
@@ -299,7 +316,7 @@ def test_token_kd_wrong_answers_fail_on_fresh_inputs(fn, message):
 def test_token_kd_mistakes_are_distinguishable(seed):
     """At the diagnostic settings every named mistake has its own gradient, unlike the right
     one, and every mistake of the check's table has its gradients in the answer key."""
-    key = keys.make("token_kd_loss", lab07.token_kd_inputs(seed))
+    key = _key("token_kd_loss", seed)
     grads = {"right": key["diagnostic"], **{name: g for name, g, _ in key["mistakes"]}}
     assert sorted(grads) == sorted(["right"] + [m.name for m in lab07.TOKEN_MISTAKES])
     names = list(grads)
@@ -505,7 +522,7 @@ def test_trainer_wrong_answers_fail_on_fresh_inputs(cls, message):
 
 @pytest.mark.parametrize("seed", [None, 0, 1])
 def test_trainer_mistakes_are_distinguishable(seed):
-    key = keys.make("distill_trainer", lab07.trainer_inputs(seed))
+    key = _key("distill_trainer", seed)
     grads = [("right", key["grad"])] + [(name, g) for name, g, _ in key["mistakes"]]
     assert sorted({n for n, _ in grads}) == sorted(["right"] + [m.name for m in lab07.TRAINER_MISTAKES])
     for i, (a, ga) in enumerate(grads):
@@ -705,7 +722,7 @@ def test_on_policy_wrong_answers_fail_on_fresh_inputs(fn, message):
 def _key_drawn_elsewhere(seed):
     """The answer key of on_policy_batch's inputs at `seed` as another CPU kind might draw it:
     one token of every call's right samples differs from this machine's."""
-    key = keys.make("on_policy_batch", lab07.on_policy_inputs(seed))
+    key = _key("on_policy_batch", seed)
     for k in key["calls"]:
         if k["k"]:
             k["tokens"] = k["tokens"].clone()
@@ -760,7 +777,7 @@ def test_on_policy_graded_inputs_ignore_a_reference_in_the_record():
 def test_on_policy_sampling_mistakes_are_distinguishable(seed):
     """On the first call (k = N - 1 rows) every sampling mistake gives other tokens than the
     right ones and than each other; the answer key has every mistake of the check's table."""
-    key = keys.make("on_policy_batch", lab07.on_policy_inputs(seed))
+    key = _key("on_policy_batch", seed)
     first = key["calls"][0]
     toks = {"right": first["tokens"], **{n: t for n, t, _ in first["mistakes"]}}
     assert sorted(toks) == sorted(["right"] + [m.name for m in lab07.ON_POLICY_MISTAKES])

@@ -522,17 +522,18 @@ def on_policy_inputs(seed=None, N: int = 4) -> dict:
             "bad": [(-0.2, seeds[0]), (1.5, seeds[0])], "local_reference": seed is None}
 
 
-def reference_samples(inp, lam: float, seed: int):
+def reference_samples(inp, lam: float, seed: int, model=None):
     """The student's seeded samples for one call, drawn here: (k, L - prompt_len) int64, or
     None when k = round(lam * N) is 0. The notebook's own cases compare with these, drawn on
     the machine that runs the notebook, not with tokens a shipped key drew on another CPU (a
     softmax's last bit, and so a sampled token, may differ between CPU kinds). The call is the
-    one the check's hint spells out (_EXACT_CALL)."""
+    one the check's hint spells out (_EXACT_CALL). model: the inputs' student in eval mode
+    (``on_policy_model(inp).eval()``, made here when None)."""
     N, L = inp["input_ids"].shape
     P, k = inp["prompt_len"], round(lam * N)
     if k == 0:
         return None
-    model = on_policy_model(inp).eval()
+    model = on_policy_model(inp).eval() if model is None else model
     prompts = inp["input_ids"][:k, :P]
     with RNG_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -575,9 +576,12 @@ def on_policy_probe(fn, inp) -> dict:
         records.append(rec)
     n = len(inp["calls"])
     if inp.get("local_reference"):  # the notebook's cases: the right samples drawn here too
+        model, drawn = on_policy_model(inp).eval(), {}  # a repeated (lam, seed) draws once
         for rec, (lam, seed) in zip(records[:n], inp["calls"]):
-            ref = reference_samples(inp, lam, seed)
-            rec["reference"] = None if ref is None else _p.value(ref)
+            if (lam, seed) not in drawn:
+                ref = reference_samples(inp, lam, seed, model)
+                drawn[lam, seed] = None if ref is None else _p.value(ref)
+            rec["reference"] = drawn[lam, seed]
     return {"calls": records[:n], "bad": [r["outcome"] for r in records[n:]]}
 
 

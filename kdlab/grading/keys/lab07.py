@@ -283,19 +283,38 @@ def on_policy_batch(student, batch: dict, lam: float, prompt_len: int, seed: int
 OP_HOWS = ("greedy", "top_k_default", "all_rows_sampled", "row_by_row")
 
 
+def _sampling(how: str, k: int, N: int, seed: int) -> tuple:
+    """What ``on_policy_batch(..., how)`` samples for k of N rows with `seed`, named so that
+    two ways that do the very same generate calls get the same name: the calls repeat a
+    (lam, seed), a greedy decoding draws nothing (its seed does not matter), sampling all
+    rows when k = N is the right call, and so is one row per call when k = 1."""
+    if k == 0:
+        return ("nothing",)
+    if (how == "all_rows_sampled" and k == N) or (how == "row_by_row" and k == 1):
+        how = "right"
+    return (how, k, None if how == "greedy" else seed)
+
+
 @key_of(check_on_policy_batch)
 def on_policy_key(inp: dict) -> dict:
     """For each (lam, seed) call: the number of on-policy rows, the right sampled tokens
-    (k, L - prompt_len) and each sampling mistake's."""
+    (k, L - prompt_len) and each sampling mistake's. Each distinct sampling is done once
+    (``_sampling``): the same generate calls on the same model give the same tokens."""
     from kdlab.checks.lab07 import _op_batch, on_policy_model
 
     student = on_policy_model(inp)
-    P = inp["prompt_len"]
+    P, N = inp["prompt_len"], len(inp["input_ids"])
+    drawn: dict = {}
     calls = []
     for lam, seed in inp["calls"]:
+        k = round(lam * N)
+
         def tokens(how):
-            return on_policy_batch(student, _op_batch(inp), lam, P, seed, how)["input_ids"][
-                :round(lam * len(inp["input_ids"])), P:]
-        calls.append({"k": round(lam * len(inp["input_ids"])), "tokens": tokens("right"),
+            name = _sampling(how, k, N, seed)
+            if name not in drawn:
+                drawn[name] = on_policy_batch(student, _op_batch(inp), lam, P, seed, how)[
+                    "input_ids"][:k, P:]
+            return drawn[name].clone()
+        calls.append({"k": k, "tokens": tokens("right"),
                       "mistakes": [[h, tokens(h), {}] for h in OP_HOWS]})
     return {"calls": calls}
