@@ -1382,7 +1382,9 @@ def test_preflight_refuses_a_sandbox_copy_that_holds_the_grading_package(monkeyp
 def test_a_sandbox_that_does_not_start_is_killed_and_started_again(tmp_path, monkeypatch):
     """A sandbox whose first process does not show up in time (bwrap stuck creating its
     namespaces on a busy machine) is killed and started once more; the kernel of the second
-    start answers. A process that never enters a namespace is named with what it waits in."""
+    start answers. A process that never enters a namespace is named with what it waits in; a
+    sandbox that exited (a zombie bwrap) is named at once. Each attempt has its own connection
+    file, so that nothing removing the killed attempt's can take the next one's."""
     import nbval.kernel
 
     from kdlab.grading import nbval_plugin, sandbox
@@ -1393,6 +1395,16 @@ def test_a_sandbox_that_does_not_start_is_killed_and_started_again(tmp_path, mon
     finally:
         sleeper.kill()
         sleeper.wait()
+    ended = subprocess.Popen(["/bin/true"])  # exits at once, not reaped: a zombie, as a bwrap that failed
+    try:
+        while psutil.Process(ended.pid).status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        with pytest.raises(nbval_plugin.KernelStartFailed, match="ended before its kernel started"):
+            nbval_plugin._inner_process(ended.pid, timeout=30)
+        assert time.monotonic() - t0 < 5  # at once, not at the time limit
+    finally:
+        ended.wait()
     site = sandbox.kdlab_copy(tmp_path / "site", data=False)
     runtime = Path(tempfile.mkdtemp(prefix="kdlab-rt-"))  # Unix socket paths are short
     monkeypatch.setattr(nbval.kernel, "start_new_kernel", nbval.kernel.start_new_kernel)

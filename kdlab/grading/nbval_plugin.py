@@ -120,7 +120,11 @@ def _inner_process(pid: int, timeout: float = INNER_START_S) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            for child in psutil.Process(pid).children(recursive=True):
+            root = psutil.Process(pid)
+            if root.status() == psutil.STATUS_ZOMBIE:  # bwrap exited: nothing will start
+                raise KernelStartFailed(f"the sandbox ended before its kernel started "
+                                        f"(bwrap exited; {_where_stuck(pid)})")
+            for child in root.children(recursive=True):
                 try:
                     if os.readlink(f"/proc/{child.pid}/ns/mnt") != mine:
                         return child.pid
@@ -168,9 +172,12 @@ def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> Non
 
     def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
         for attempt in range(1, START_ATTEMPTS + 1):
+            # a connection file of its own per attempt: what removes the killed attempt's
+            # file (its manager's cleanup) can never take the next attempt's from under its
+            # bwrap, which binds it ("Can't find source path": seen once on a loaded machine)
             km = Manager(kernel_name="kdlab-grading", kernel_spec_manager=SpecManager(),
                          transport="ipc", ip=f"{runtime_dir}/k/kernel",
-                         connection_file=f"{runtime_dir}/kernel.json")
+                         connection_file=f"{runtime_dir}/kernel-{attempt}.json")
             km.start_kernel(**kwargs)
             if inside is None:
                 break
