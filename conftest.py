@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-import kdlab._nbformat  # noqa: F401 - the tests' nbformat without jsonschema's unused "iri" grammar (~1.7 s per worker)
+import kdlab._nbformat  # noqa: F401 - the tests' nbformat without jsonschema's unused "iri" grammar (~1.3 s per worker)
 
 os.environ.setdefault("KDLAB_QUICK", "1")
 
@@ -38,10 +38,7 @@ def pytest_configure(config):
 
 
 # files whose few tests take long (the sweep of every callable: minutes; every benchmark's
-# tiny run; the browser): under xdist they start first, not last beside an idle core. (Ranking
-# twelve files longest first changed which tests run side by side, and in two of four whole runs
-# the retried sandbox of test_a_sandbox_that_does_not_start_is_killed_and_started_again found
-# its connection file gone: back to this order, whose runs never showed it.)
+# tiny run; the browser): under xdist they start first, not last beside an idle core
 LONG_FIRST = ("test_no_answers.py", "test_benchmarks.py", "test_browser.py")
 
 

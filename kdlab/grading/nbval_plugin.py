@@ -175,9 +175,9 @@ def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> Non
 
     def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
         for attempt in range(1, START_ATTEMPTS + 1):
-            # a connection file of its own per attempt: what removes the killed attempt's
-            # file (its manager's cleanup) can never take the next attempt's from under its
-            # bwrap, which binds it ("Can't find source path": seen once on a loaded machine)
+            # a connection file of its own per attempt, so that no attempt's cleanup can touch
+            # another's (a retried start's own file has still been seen missing under load:
+            # see START_ATTEMPTS)
             km = Manager(kernel_name="kdlab-grading", kernel_spec_manager=SpecManager(),
                          transport="ipc", ip=f"{runtime_dir}/k/kernel",
                          connection_file=f"{runtime_dir}/kernel-{attempt}.json")
