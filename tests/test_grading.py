@@ -7,6 +7,7 @@ own defences are tested apart from the screen, by running code in it directly.
 """
 import csv
 import hashlib
+import json
 import os
 import pickle
 import re
@@ -1151,12 +1152,14 @@ def test_grader_memory_is_bounded_under_output_floods(tmp_path):
     peaks, stop = {}, threading.Event()
 
     def watch():  # the nbval processes the grading starts, sampled every 20 ms
-        me = psutil.Process()
+        from kdlab.grading.runner import _descendants
+        runners = set()  # known nbval processes (a process just forked shows its parent's command)
         while not stop.is_set():
-            for p in me.children(recursive=True):
+            for pid in _descendants(os.getpid()):
                 try:
-                    if p.cmdline()[1:3] == ["-m", "pytest"]:
-                        peaks[p.pid] = max(peaks.get(p.pid, 0), _peak_rss(p.pid))
+                    if pid in runners or psutil.Process(pid).cmdline()[1:3] == ["-m", "pytest"]:
+                        runners.add(pid)
+                        peaks[pid] = max(peaks.get(pid, 0), _peak_rss(pid))
                 except (psutil.Error, OSError, IndexError):
                     pass
             stop.wait(0.02)
@@ -1383,8 +1386,8 @@ def test_a_sandbox_that_does_not_start_is_killed_and_started_again(tmp_path, mon
     """A sandbox whose first process does not show up in time (bwrap stuck creating its
     namespaces on a busy machine) is killed and started once more; the kernel of the second
     start answers. A process that never enters a namespace is named with what it waits in; a
-    sandbox that exited (a zombie bwrap) is named at once. Each attempt has its own connection
-    file, so that nothing removing the killed attempt's can take the next one's."""
+    sandbox that exited (a zombie bwrap) is named at once. The file the sandbox is shown is
+    its own, never removed while the kernel starts."""
     import nbval.kernel
 
     from kdlab.grading import nbval_plugin, sandbox
@@ -1419,9 +1422,24 @@ def test_a_sandbox_that_does_not_start_is_killed_and_started_again(tmp_path, mon
         return real(pid, timeout)
 
     monkeypatch.setattr(nbval_plugin, "_inner_process", first_start_stuck)
+    removed, remove = [], os.remove
+
+    def recording_remove(path, *a, **k):  # jupyter_client removes files with os.remove
+        removed.append(os.path.realpath(path))
+        return remove(path, *a, **k)
+
+    monkeypatch.setattr(os, "remove", recording_remove)
     km, kc = nbval.kernel.start_new_kernel(startup_timeout=120)
+    monkeypatch.setattr(os, "remove", remove)
     try:
         assert not stuck[0].is_running() or stuck[0].status() == psutil.STATUS_ZOMBIE
+        # the file bwrap binds for the kernel is never removed while it starts (jupyter_client
+        # removes and rewrites its own connection file after launching, when its contents
+        # differ from what it expects: a bwrap binding it then found no file)
+        cmd = km.provisioner.process.args
+        shown = os.path.realpath(cmd[cmd.index(sandbox.KERNEL_JSON) - 1])
+        assert shown not in removed, (shown, removed)
+        assert json.loads(Path(shown).read_text())["ip"] == f"{sandbox.SANDBOX_RUNTIME}/kernel"
         reply = kc.execute_interactive("print(6 * 7)", timeout=60,
                                        output_hook=lambda m: stuck.append(m["content"].get("text")))
         assert reply["content"]["status"] == "ok" and "42\n" in stuck

@@ -86,11 +86,9 @@ def pytest_addoption(parser):
 
 # How long the sandbox may take to show its first process (bwrap's clone into new namespaces:
 # milliseconds on an idle machine); a start that passes it, or whose bwrap exits, is killed and
-# tried again, up to START_ATTEMPTS starts in all. (On a loaded machine a retried start's bwrap
-# has been seen to find its connection file missing, "Can't find source path", about one start
-# in twelve; the start after it ran. What removes the file is not yet known.)
+# tried again, up to START_ATTEMPTS starts in all.
 INNER_START_S = 60.0
-START_ATTEMPTS = 3
+START_ATTEMPTS = 2
 
 
 def _where_stuck(pid: int) -> str:
@@ -154,33 +152,45 @@ def _patch_kernel_start(argv: list, runtime_dir: str, inside: str | None) -> Non
     from jupyter_client.manager import KernelManager
 
     class SpecManager(KernelSpecManager):
+        def __init__(self, kernel_argv, **kwargs):
+            super().__init__(**kwargs)
+            self.kernel_argv = kernel_argv
+
         def get_kernel_spec(self, kernel_name):
             # interrupts go as a message: a signal to bwrap would not reach the kernel inside
-            return KernelSpec(argv=list(argv), display_name="kdlab grading", language="python",
-                              interrupt_mode="message")
+            return KernelSpec(argv=list(self.kernel_argv), display_name="kdlab grading",
+                              language="python", interrupt_mode="message")
 
     class Manager(KernelManager):
+        # The sandbox is shown a file of its own (`shown`), not the manager's connection file:
+        # after launching, jupyter_client compares its connection file with what it expects and,
+        # where they differ (the sandbox's names its sockets as the sandbox sees them), removes
+        # and rewrites it while bwrap may be binding it ("Can't find source path").
+        shown = None
+
         def write_connection_file(self, **kwargs):
-            """The file the kernel reads: for a sandboxed kernel, its sockets as the sandbox
-            sees them (no path of the grader's), and only what a kernel needs to connect."""
+            """Write the manager's connection file and, for a sandboxed kernel, the file the
+            sandbox is shown: its sockets as the sandbox sees them (no path of the grader's),
+            and only what a kernel needs to connect; written whole, then moved into place."""
             super().write_connection_file(**kwargs)
-            if inside is not None:
-                path = self.connection_file
-                with open(path, encoding="utf-8") as f:
-                    info = json.load(f)
-                info = {k: v for k, v in info.items() if k in KERNEL_NEEDS}
+            if self.shown is not None:
+                with open(self.connection_file, encoding="utf-8") as f:
+                    info = {k: v for k, v in json.load(f).items() if k in KERNEL_NEEDS}
                 info["ip"] = f"{inside}/kernel"
-                with open(path, "w", encoding="utf-8") as f:
+                part = f"{self.shown}.part"
+                with open(part, "w", encoding="utf-8") as f:
                     json.dump(info, f)
+                os.replace(part, self.shown)
 
     def start_new_kernel(startup_timeout=60, kernel_name="python", **kwargs):
         for attempt in range(1, START_ATTEMPTS + 1):
-            # a connection file of its own per attempt, so that no attempt's cleanup can touch
-            # another's (a retried start's own file has still been seen missing under load:
-            # see START_ATTEMPTS)
-            km = Manager(kernel_name="kdlab-grading", kernel_spec_manager=SpecManager(),
+            # each attempt has files of its own: nothing of a killed attempt touches the next
+            shown = f"{runtime_dir}/kernel-{attempt}.sandbox.json" if inside is not None else None
+            spec = SpecManager([shown if a == "{connection_file}" and shown else a for a in argv])
+            km = Manager(kernel_name="kdlab-grading", kernel_spec_manager=spec,
                          transport="ipc", ip=f"{runtime_dir}/k/kernel",
                          connection_file=f"{runtime_dir}/kernel-{attempt}.json")
+            km.shown = shown
             km.start_kernel(**kwargs)
             if inside is None:
                 break
