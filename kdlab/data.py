@@ -23,6 +23,7 @@ import gzip
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -54,12 +55,27 @@ class DataError(RuntimeError):
     """The bundled data is missing or corrupted; the message says which file and how to fix it."""
 
 
+# (file, algorithm) -> (what stat said of the file, its digest): a file is read again only
+# if it changed. A change shows in its size, inode or change time, except within the clock's
+# tick after it was written: a digest of a file changed in the last seconds is not kept.
+_DIGESTS: dict = {}
+_SETTLED_NS = 2 * 10 ** 9
+
+
 def _digest(path: Path, algo: str = "sha256") -> str:
-    """Hex digest of a file, read in 1 MB chunks."""
+    """Hex digest of a file, read in 1 MB chunks (once per process while it is unchanged)."""
+    st = os.stat(path)
+    key, sig = (os.path.realpath(path), algo), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                                                 st.st_ctime_ns)
+    hit = _DIGESTS.get(key)
+    if hit is not None and hit[0] == sig:
+        return hit[1]
     h = hashlib.new(algo)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+        _DIGESTS[key] = (sig, h.hexdigest())
     return h.hexdigest()
 
 

@@ -61,6 +61,36 @@ def test_corrupted_archive_is_named(assets_copy, tmp_path):
     assert not (tmp_path / "root" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").exists()
 
 
+def test_a_file_is_hashed_again_only_when_it_changed(assets_copy, monkeypatch):
+    """A file's digest is kept while the file is unchanged (prepare() is called by every
+    loader: the archives are not read again each time); a change in place, same size, is seen;
+    a file written in the last seconds is hashed at every call (a change within the clock's
+    tick would not show in its times)."""
+    import os
+    import time
+
+    p = assets_copy / "t10k-labels-idx1-ubyte.gz"
+    data._digest(p)  # the copy was just made: not kept
+    assert (os.path.realpath(p), "sha256") not in data._DIGESTS
+    monkeypatch.setattr(data, "_SETTLED_NS", 0)  # from here on, count every file settled
+    first = data._digest(p)
+    reads, real_open = [], open
+
+    def counting_open(f, *a, **k):
+        reads.append(f)
+        return real_open(f, *a, **k)
+
+    monkeypatch.setattr(data, "open", counting_open, raising=False)
+    assert data._digest(p) == first and reads == []  # unchanged: not read again
+    time.sleep(0.05)  # past the clock's tick of the copy
+    b = bytearray(p.read_bytes())
+    b[100] ^= 0xFF
+    p.write_bytes(bytes(b))  # same size, changed in place
+    assert data._digest(p) != first and reads == [p]
+    with pytest.raises(data.DataError, match="corrupted"):
+        data.verify_archives(assets_copy)
+
+
 def test_missing_archive_is_named(assets_copy, tmp_path):
     (assets_copy / "train-images-idx3-ubyte.gz").unlink()
     with pytest.raises(data.DataError, match=r"missing: .*train-images-idx3-ubyte\.gz"):
