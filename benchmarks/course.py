@@ -42,6 +42,7 @@ import nbformat
 
 from kdlab.authoring import outputs
 
+from . import render
 from ._common import (RESULTS, ROOT, Run, cpu_capability, goal_verdict, minutes, parser,
                       set_threads)
 
@@ -403,6 +404,8 @@ def main(argv=None) -> None:
     set_threads(a.threads)
     run(a.budget, a.out, a.notebooks, a.budgets, a.skip_make_test, a.kernel_threads, a.update,
         a.save_outputs, a.fresh_cache)
+    if Path(a.out).resolve() == RESULTS.resolve():  # the READMEs show these rows: as run_all does
+        print(f"{'updated' if render.update() else 'unchanged'}: README.md, benchmarks/README.md")
 
 
 if __name__ == "__main__":

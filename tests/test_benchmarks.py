@@ -665,3 +665,17 @@ def test_benchmarks_are_listed_once():
 
     from benchmarks import run_all
     assert '"course"' not in inspect.getsource(run_all) and "course" not in inspect.getsource(render.headline)
+
+
+def test_course_renders_the_readmes_when_it_writes_the_shipped_results(tmp_path, monkeypatch):
+    """python -m benchmarks.course re-renders README.md and benchmarks/README.md when its
+    results go to benchmarks/results/ (as run_all does), so that the README's rows are never
+    left behind the JSON; results written elsewhere leave the READMEs alone."""
+    ran, rendered = [], []
+    monkeypatch.setattr(course, "run", lambda *a, **k: ran.append(a[1]))
+    monkeypatch.setattr(render, "update", lambda *a, **k: rendered.append(a) or True)
+    course.main(["--budget", "tiny", "--out", str(tmp_path), "--skip-make-test"])
+    assert ran == [tmp_path] and rendered == []
+    monkeypatch.setattr(course, "RESULTS", tmp_path)
+    course.main(["--budget", "tiny", "--out", str(tmp_path), "--skip-make-test"])
+    assert ran == [tmp_path] * 2 and rendered == [()]
