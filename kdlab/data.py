@@ -178,10 +178,24 @@ def _kept(blob, split: str):
     return (data, targets) if _is_file(data, images) and _is_file(targets, labels) else None
 
 
+def tensors_file(root: Path, split: str) -> Path:
+    """Where ``mnist`` keeps a split's tensors under the cache folder `root`."""
+    return Path(root) / "MNIST" / "tensors" / f"{split}.pt"
+
+
+def keep_tensors(root: Path) -> None:
+    """Write the tensors ``mnist`` keeps, both splits, under the cache folder `root` (for a
+    read-only cache prepared for other processes: they load these instead of parsing the
+    files through torchvision, about 0.1 s against 0.9 s a split)."""
+    for split in FILES:
+        data, targets = _load_uint8(split)
+        cache.write(tensors_file(root, split), {"data": data, "targets": targets})
+
+
 @functools.lru_cache(maxsize=None)
 def _load_uint8(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     root = prepare()
-    path = root / "MNIST" / "tensors" / f"{split}.pt"
+    path = tensors_file(root, split)
     kept = _kept(cache.read(path)[0], split)
     if kept is not None:
         return kept

@@ -1722,12 +1722,14 @@ def test_sandbox_caps_processes_and_memory_with_a_cgroup(tmp_path):
 
 
 def test_sandbox_data_cache_is_readable_and_read_only(tmp_path):
-    """Kernels read MNIST from the grader's prepared cache (no extraction per notebook), and no
-    submission can write into it (it would be what the next submission reads)."""
+    """Kernels read MNIST from the grader's prepared cache (no extraction per notebook, and the
+    kept tensors: no parsing through torchvision either), and no submission can write into it
+    (it would be what the next submission reads)."""
     from kdlab.grading import sandbox
-    code = ("import os, time, kdlab as kd\n"
+    code = ("import os, sys, time, kdlab as kd\n"
             "t0 = time.perf_counter(); x, y = kd.data.mnist('test')\n"
             "print('test images', len(x), 'in', round(time.perf_counter() - t0, 2))\n"
+            "print('parsed by torchvision:', 'torchvision.datasets' in sys.modules)\n"
             "cache = os.environ['KDLAB_CACHE']\n"
             "try:\n"
             "    open(os.path.join(cache, 'MNIST', 'raw', 't10k-labels-idx1-ubyte'), 'r+b').write(b'x')\n"
@@ -1737,6 +1739,7 @@ def test_sandbox_data_cache_is_readable_and_read_only(tmp_path):
     p = sandbox_python(tmp_path, code)
     assert p.returncode == 0, p.stderr
     assert "test images 10000" in p.stdout and "read-only: 30" in p.stdout, p.stdout
+    assert "parsed by torchvision: False" in p.stdout, p.stdout
     assert (tmp_path / "site" / sandbox.DATA_CACHE / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
 
 

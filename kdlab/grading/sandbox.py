@@ -124,7 +124,8 @@ def kdlab_copy(dest, data: bool = True, strip: bool = True) -> Path:
 
     With data=True, also fill dest/data-cache, the kernels' read-only ``KDLAB_CACHE``: MNIST
     extracted from the package's verified archives (so no kernel spends seconds extracting
-    it), and the grader's cached teacher logits if it has them (each kernel checks them
+    it) and the tensors ``kd.data.mnist`` keeps (so that none parses them either), and the
+    grader's cached teacher logits if it has them (each kernel checks them
     against the checkpoint and their digest before use). Read-only, so that no submission can
     change what the next one reads. Also writes dest/pyvenv.cfg, the sandbox's view of the
     grader's virtualenv (see ``_python_mounts``).
@@ -152,6 +153,7 @@ def kdlab_copy(dest, data: bool = True, strip: bool = True) -> Path:
     if data:
         cache = dest / DATA_CACHE
         kdata.prepare(cache)
+        kdata.keep_tensors(cache)
         try:
             sha = teacher.metadata()["sha256"]
         except Exception:  # noqa: BLE001 - no usable teacher metadata: kernels compute logits
