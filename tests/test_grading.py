@@ -1354,6 +1354,36 @@ def test_odd_folder_names_are_graded_and_reported(graded):
     assert a != b and "secret-g5_space-text" not in b
 
 
+def test_descendants_lists_the_whole_tree_both_ways(monkeypatch):
+    """The runner's list of a run's processes (what it kills at the end): a child, a child
+    started from a second, living thread (listed under that thread) and its own child, read from
+    /proc's children files and, where the kernel has none, through psutil: the same pids."""
+    from kdlab.grading import runner
+    inner = "import subprocess, time; subprocess.Popen(['sleep', '30']); time.sleep(30)"
+    code = ("import subprocess, sys, threading, time\n"
+            "def start():  # this thread lives on: its child is listed under it, not the main one\n"
+            f"    subprocess.Popen([sys.executable, '-c', {inner!r}]); time.sleep(30)\n"
+            "threading.Thread(target=start, daemon=True).start()\n"
+            "subprocess.Popen(['sleep', '30']); print('ready', flush=True); time.sleep(30)\n")
+    top = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert top.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 10
+        while len(psutil.Process(top.pid).children(recursive=True)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        want = sorted(c.pid for c in psutil.Process(top.pid).children(recursive=True))
+        assert len(want) == 3, want  # the second thread's python and its sleep, the other sleep
+        assert runner._CHILDREN_FILES, "this kernel shows no /proc/<pid>/task/<tid>/children"
+        assert sorted(runner._descendants(top.pid)) == want
+        monkeypatch.setattr(runner, "_CHILDREN_FILES", False)
+        assert sorted(runner._descendants(top.pid)) == want
+    finally:
+        for p in psutil.Process(top.pid).children(recursive=True):
+            p.kill()
+        top.kill()
+        top.wait()
+
+
 def test_grader_refuses_without_bubblewrap(tmp_path, monkeypatch):
     from kdlab.grading import sandbox
     from kdlab.grading.__main__ import main

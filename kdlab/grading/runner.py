@@ -67,6 +67,10 @@ def _kill_tree(procs) -> None:
     psutil.wait_procs([p for p in procs if _alive(p)], timeout=5)
 
 
+# Linux shows each thread's children in /proc/<pid>/task/<tid>/children (CONFIG_PROC_CHILDREN)
+_CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
 def _descendants(pid: int) -> list:
     """The pids of the processes under `pid`, read from each thread's ``/proc/.../children``.
 
@@ -74,7 +78,7 @@ def _descendants(pid: int) -> list:
     machine (5-15 ms a call with a test suite running; the runner asks twice a second per
     notebook). Uses psutil where the kernel has no ``children`` files.
     """
-    if not os.path.exists(f"/proc/self/task/{os.getpid()}/children"):
+    if not _CHILDREN_FILES:
         try:
             return [c.pid for c in psutil.Process(pid).children(recursive=True)]
         except psutil.NoSuchProcess:
